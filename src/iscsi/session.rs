@@ -1,0 +1,252 @@
+//! Sessions (RFC 7143 §4.2.7, §5.3): identity, negotiated parameters, the tasks in flight, and
+//! the table that allocates TSIHs and performs session reinstatement (§6.3.5).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+use super::login::{Negotiated, SessionType};
+use super::registry::TargetEntry;
+use crate::scsi::ItNexus;
+
+/// The session's command window (RFC 7143 §4.2.2.1). ExpCmdSN (high 32 bits) and the number
+/// of commands in flight (low 32 bits) share one atomic so every reader sees a consistent pair:
+/// MaxCmdSN = ExpCmdSN - 1 + depth - in_flight then never moves backwards.
+pub struct SeqState {
+    packed: AtomicU64,
+    depth: u32,
+}
+
+impl SeqState {
+    pub fn new(exp_cmd_sn: u32, depth: u32) -> SeqState {
+        SeqState { packed: AtomicU64::new((exp_cmd_sn as u64) << 32), depth: depth.max(1) }
+    }
+
+    /// (ExpCmdSN, MaxCmdSN) to stamp into a PDU.
+    pub fn get(&self) -> (u32, u32) {
+        let v = self.packed.load(Ordering::Acquire);
+        let exp = (v >> 32) as u32;
+        let in_flight = (v as u32).min(self.depth);
+        (exp, exp.wrapping_sub(1).wrapping_add(self.depth - in_flight))
+    }
+
+    /// A non-immediate command was accepted: ExpCmdSN advances and it is in flight.
+    pub fn accept_command(&self) {
+        self.packed.fetch_add((1 << 32) + 1, Ordering::AcqRel);
+    }
+
+    /// A non-immediate PDU that occupies no task slot (NOP-Out, Text, Logout, TMF) was accepted.
+    pub fn accept_other(&self) {
+        self.packed.fetch_add(1 << 32, Ordering::AcqRel);
+    }
+
+    /// A command finished: its window slot opens again.
+    pub fn complete_command(&self) {
+        self.packed.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Whether a non-immediate CmdSN is the next expected one, later in the window, or outside.
+    pub fn classify(&self, cmd_sn: u32) -> CmdSnClass {
+        let (exp, max) = self.get();
+        if cmd_sn == exp && pdu::serial::le(exp, max) {
+            CmdSnClass::Next
+        } else if pdu::serial::in_window(cmd_sn, exp, max) {
+            CmdSnClass::Later
+        } else {
+            CmdSnClass::Outside
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmdSnClass {
+    Next,
+    /// Inside the window but ahead of ExpCmdSN: held until the gap fills (§4.2.2.1).
+    Later,
+    /// Outside the window or a duplicate: silently ignored (§4.2.2.1).
+    Outside,
+}
+
+/// A SCSI task running for this session, found again by ITT for task management.
+pub struct RunningTask {
+    pub task_id: u64,
+    pub lun: u64,
+    pub cmd_sn: u32,
+    pub abort: AbortHandle,
+}
+
+pub struct Session {
+    pub tsih: u16,
+    pub kind: SessionType,
+    pub initiator_name: String,
+    pub isid: [u8; 6],
+    pub target: Option<Arc<TargetEntry>>,
+    /// The I_T nexus of a normal session (SAM-5 §4.7, RFC 7143 §4.2.7.1).
+    pub nexus: Option<Arc<ItNexus>>,
+    pub params: Negotiated,
+    pub seq: SeqState,
+    /// Tasks keyed by ITT; `task_id` tells a reused ITT's entry from its predecessor's.
+    pub tasks: Mutex<HashMap<u32, RunningTask>>,
+    /// Set to true to make the session's connection close (reinstatement, cold reset).
+    kill: watch::Sender<bool>,
+    /// Becomes true once the connection has ended and its tasks are gone.
+    done: watch::Sender<bool>,
+}
+
+impl Session {
+    /// A short tag for log lines: initiator, ISID and TSIH.
+    pub fn log_id(&self) -> String {
+        let isid: String = self.isid.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}/0x{isid}/tsih={}", self.initiator_name, self.tsih)
+    }
+
+    pub fn kill_signal(&self) -> watch::Receiver<bool> {
+        self.kill.subscribe()
+    }
+
+    /// Asks the connection to close and waits (bounded) until it has.
+    pub async fn terminate(&self, wait: Duration) {
+        self.kill.send_replace(true);
+        let mut done = self.done.subscribe();
+        let _ = tokio::time::timeout(wait, done.wait_for(|d| *d)).await;
+    }
+
+    /// Called by the connection when it has ended and drained its tasks.
+    pub fn mark_done(&self) {
+        self.done.send_replace(true);
+    }
+
+    pub fn register_task(&self, itt: u32, task: RunningTask) {
+        self.tasks.lock().unwrap().insert(itt, task);
+    }
+
+    /// Removes the entry of a task that ended by itself (not one that reused its ITT since).
+    pub fn finish_task(&self, itt: u32, task_id: u64) {
+        let mut tasks = self.tasks.lock().unwrap();
+        if tasks.get(&itt).is_some_and(|t| t.task_id == task_id) {
+            tasks.remove(&itt);
+        }
+    }
+
+    /// Aborts the tasks `select` picks (SAM-5 §7: ABORT TASK SET, LOGICAL UNIT RESET, ...);
+    /// returns how many. An aborted task sends no response.
+    pub fn abort_tasks(&self, mut select: impl FnMut(u32, &RunningTask) -> bool) -> usize {
+        let mut tasks = self.tasks.lock().unwrap();
+        let victims: Vec<u32> = tasks.iter().filter(|(itt, t)| select(**itt, t)).map(|(i, _)| *i).collect();
+        for itt in &victims {
+            if let Some(t) = tasks.remove(itt) {
+                t.abort.abort();
+            }
+        }
+        victims.len()
+    }
+}
+
+/// All live sessions, keyed by TSIH.
+#[derive(Default)]
+pub struct SessionTable {
+    inner: Mutex<TableInner>,
+}
+
+#[derive(Default)]
+struct TableInner {
+    sessions: HashMap<u16, Arc<Session>>,
+    last_tsih: u16,
+}
+
+pub struct NewSession {
+    pub kind: SessionType,
+    pub initiator_name: String,
+    pub isid: [u8; 6],
+    pub target: Option<Arc<TargetEntry>>,
+    pub nexus: Option<Arc<ItNexus>>,
+    pub params: Negotiated,
+    /// CmdSN of the last login request: the first ExpCmdSN of Full Feature Phase (§11.12.7).
+    pub exp_cmd_sn: u32,
+    pub cmd_window: u32,
+}
+
+impl SessionTable {
+    /// Sessions with the same initiator name, ISID and target as a new leading login: RFC 7143
+    /// §6.3.5 session reinstatement closes them before the new session starts.
+    pub fn take_reinstated(&self, initiator: &str, isid: [u8; 6], target: Option<&str>) -> Vec<Arc<Session>> {
+        let mut inner = self.inner.lock().unwrap();
+        let old: Vec<u16> = inner
+            .sessions
+            .values()
+            .filter(|s| {
+                s.initiator_name.eq_ignore_ascii_case(initiator)
+                    && s.isid == isid
+                    && s.target.as_ref().map(|t| t.name.as_str()) == target
+            })
+            .map(|s| s.tsih)
+            .collect();
+        old.iter().filter_map(|tsih| inner.sessions.remove(tsih)).collect()
+    }
+
+    /// Registers a session under a fresh non-zero TSIH (RFC 7143 §11.12.6: 0 is reserved).
+    /// `keep` reuses a TSIH whose session was just removed (connection reinstatement, §6.3.4).
+    pub fn insert(&self, new: NewSession, keep: Option<u16>) -> Option<Arc<Session>> {
+        let mut inner = self.inner.lock().unwrap();
+        if inner.sessions.len() >= u16::MAX as usize - 1 {
+            return None;
+        }
+        let tsih = match keep {
+            Some(t) if t != 0 && !inner.sessions.contains_key(&t) => t,
+            _ => {
+                let mut tsih = inner.last_tsih;
+                loop {
+                    tsih = tsih.wrapping_add(1);
+                    if tsih != 0 && !inner.sessions.contains_key(&tsih) {
+                        break;
+                    }
+                }
+                inner.last_tsih = tsih;
+                tsih
+            }
+        };
+        let session = Arc::new(Session {
+            tsih,
+            kind: new.kind,
+            initiator_name: new.initiator_name,
+            isid: new.isid,
+            target: new.target,
+            nexus: new.nexus,
+            params: new.params,
+            seq: SeqState::new(new.exp_cmd_sn, new.cmd_window),
+            tasks: Mutex::new(HashMap::new()),
+            kill: watch::channel(false).0,
+            done: watch::channel(false).0,
+        });
+        inner.sessions.insert(tsih, session.clone());
+        Some(session)
+    }
+
+    pub fn get(&self, tsih: u16) -> Option<Arc<Session>> {
+        self.inner.lock().unwrap().sessions.get(&tsih).cloned()
+    }
+
+    pub fn remove(&self, tsih: u16) {
+        self.inner.lock().unwrap().sessions.remove(&tsih);
+    }
+
+    /// Normal sessions logged in to `target` (for LUN and target resets).
+    pub fn of_target(&self, target: &str) -> Vec<Arc<Session>> {
+        self.inner
+            .lock()
+            .unwrap()
+            .sessions
+            .values()
+            .filter(|s| s.target.as_ref().is_some_and(|t| t.name == target))
+            .cloned()
+            .collect()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Session>> {
+        self.inner.lock().unwrap().sessions.values().cloned().collect()
+    }
+}
