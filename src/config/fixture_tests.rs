@@ -209,3 +209,14 @@ fn every_bad_fixture_is_rejected_naming_its_field() {
         );
     }
 }
+
+#[test]
+fn documentation_shows_the_tested_example_verbatim() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+    let docs = std::fs::read_to_string(docs).unwrap();
+    let example = std::fs::read_to_string(fixtures().join("full.toml")).unwrap();
+    assert!(
+        docs.contains(&format!("```toml\n{example}```")),
+        "docs/configuration.md must quote fixtures/config/full.toml exactly"
+    );
+}

@@ -4,7 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Well-known iSCSI TCP port (RFC 7143 §13.1 / IANA "iscsi-target").
+/// IANA-assigned iSCSI port, assumed when an address omits one (RFC 7143 §13.8).
 pub const DEFAULT_ISCSI_PORT: u16 = 3260;
 /// Name of the single target served without a configuration file.
 pub const DEFAULT_TARGET_NAME: &str = "iqn.2026-11.io.palisade:default";

@@ -80,17 +80,17 @@ impl<'a> Validator<'a> {
         }
     }
 
-    pub(super) fn finish(self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let mut validator = self;
-        let config = validator.config(raw);
-        if validator.problems.is_empty() {
-            let mut config = config;
-            config.warnings = validator.warnings;
-            Ok(config)
+    pub(super) fn finish(mut self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let config = self.config(raw);
+        if self.problems.is_empty() {
+            Ok(Config {
+                warnings: self.warnings,
+                ..config
+            })
         } else {
             Err(ConfigError {
                 file: None,
-                problems: validator.problems,
+                problems: self.problems,
             })
         }
     }
@@ -219,7 +219,13 @@ impl<'a> Validator<'a> {
         });
         let portals = self.target_portals(field, raw.portals.as_deref(), portal_names);
         let luns = self.luns(field, &raw.luns);
-        let lun_ids: Vec<u64> = luns.iter().map(|lun| lun.id).collect();
+        // Masking is checked against every LUN id written, so a LUN rejected for another
+        // reason (say its backend) does not also produce "no such LUN" noise.
+        let lun_ids: Vec<u64> = raw
+            .luns
+            .iter()
+            .filter_map(|lun| u64::try_from(lun.id).ok())
+            .collect();
         let acl = raw
             .acl
             .as_ref()
@@ -302,7 +308,7 @@ impl<'a> Validator<'a> {
     }
 }
 
-/// Parses "host:port", "[v6]:port", or a bare address (port 3260, RFC 7143 §13.1 default).
+/// Parses "host:port", "[v6]:port", or a bare address (port 3260, as RFC 7143 §13.8 assumes).
 pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
     let trimmed = text.trim();
     if let Ok(addr) = trimmed.parse::<SocketAddr>() {
