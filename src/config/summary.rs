@@ -1,0 +1,164 @@
+//! A human-readable description of a configuration for the startup log. Never shows secrets.
+
+use super::model::*;
+use super::size::format_size;
+use std::fmt::Write;
+
+impl Config {
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "data dir: {}", self.data_dir.display());
+        out.push_str("portals:\n");
+        for portal in &self.portals {
+            let _ = writeln!(
+                out,
+                "  {} {} (TPGT {})",
+                portal.name, portal.listen, portal.tpgt
+            );
+        }
+        out.push_str("targets:\n");
+        for target in &self.targets {
+            describe_target(&mut out, target);
+        }
+        let _ = writeln!(
+            out,
+            "discovery: {}; SendTargets {}",
+            describe_auth(&self.discovery.chap, &self.discovery.mutual_chap),
+            if self.discovery.acl_filter {
+                "filtered by ACL"
+            } else {
+                "lists every target"
+            }
+        );
+        let s = &self.session;
+        let _ = writeln!(
+            out,
+            "session: MaxRecvDataSegmentLength {}, MaxBurstLength {}, FirstBurstLength {}, MaxOutstandingR2T {}, \
+             ImmediateData {}, InitialR2T {}, CmdSN window {}, NOP-In every {}, login timeout {}s",
+            s.max_recv_data_segment_length,
+            s.max_burst_length,
+            s.first_burst_length,
+            s.max_outstanding_r2t,
+            yes_no(s.immediate_data),
+            yes_no(s.initial_r2t),
+            s.max_cmdsn_window,
+            if s.nop_interval_secs == 0 { "never".to_string() } else { format!("{}s (timeout {}s)", s.nop_interval_secs, s.nop_timeout_secs) },
+            s.login_timeout_secs,
+        );
+        out
+    }
+}
+
+fn describe_target(out: &mut String, target: &TargetConfig) {
+    let alias = target
+        .alias
+        .as_ref()
+        .map(|a| format!(" \"{a}\""))
+        .unwrap_or_default();
+    let _ = writeln!(out, "  {}{alias}", target.name);
+    let _ = writeln!(out, "    portals: {}", target.portals.join(", "));
+    let _ = writeln!(
+        out,
+        "    auth: {}",
+        describe_auth(&target.chap, &target.mutual_chap)
+    );
+    match &target.acl {
+        None => out.push_str("    access: any initiator\n"),
+        Some(entries) => {
+            for entry in entries {
+                let luns = match &entry.luns {
+                    None => "all LUNs".to_string(),
+                    Some(ids) => format!(
+                        "LUNs {}",
+                        ids.iter()
+                            .map(u64::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                };
+                let _ = writeln!(out, "    access: {} ({luns})", entry.initiator);
+            }
+        }
+    }
+    for lun in &target.luns {
+        let backend = match &lun.backend {
+            BackendConfig::File {
+                path,
+                size,
+                direct_io,
+            } => format!(
+                "file {} ({}{})",
+                path.display(),
+                size.map(format_size)
+                    .unwrap_or_else(|| "existing size".into()),
+                if *direct_io { ", direct I/O" } else { "" }
+            ),
+            BackendConfig::Memory { size } => format!("memory ({})", format_size(*size)),
+            BackendConfig::BlockDevice { path } => format!("block device {}", path.display()),
+        };
+        let _ = writeln!(
+            out,
+            "    LUN {}: {backend}, {}-byte blocks{}{}",
+            lun.id,
+            lun.block_size,
+            if lun.read_only { ", read-only" } else { "" },
+            if lun.write_cache {
+                ""
+            } else {
+                ", write-through"
+            }
+        );
+    }
+}
+
+fn describe_auth(chap: &Option<ChapConfig>, mutual: &Option<ChapConfig>) -> String {
+    match (chap, mutual) {
+        (None, _) => "none".into(),
+        (Some(c), None) => format!("CHAP (user \"{}\")", c.user),
+        (Some(c), Some(m)) => format!(
+            "mutual CHAP (initiator user \"{}\", target user \"{}\")",
+            c.user, m.user
+        ),
+    }
+}
+
+fn yes_no(value: bool) -> &'static str {
+    if value {
+        "Yes"
+    } else {
+        "No"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn zero_config_summary_describes_the_default_lun() {
+        let config = Config::zero_config(Config::default_listen(), PathBuf::from("/srv/pal"));
+        let text = config.summary();
+        assert!(text.contains("default 127.0.0.1:3260 (TPGT 1)"), "{text}");
+        assert!(text.contains("iqn.2026-11.io.palisade:default"), "{text}");
+        assert!(
+            text.contains("LUN 0: file /srv/pal/lun0.img (1GiB), 512-byte blocks"),
+            "{text}"
+        );
+        assert!(text.contains("access: any initiator"), "{text}");
+        assert!(text.contains("auth: none"), "{text}");
+    }
+
+    #[test]
+    fn summary_never_prints_secrets() {
+        let mut config = Config::zero_config(Config::default_listen(), PathBuf::from("d"));
+        config.targets[0].chap = Some(ChapConfig {
+            user: "alice".into(),
+            secret: "supersecret123".into(),
+        });
+        let text = config.summary();
+        assert!(text.contains("CHAP (user \"alice\")"));
+        assert!(!text.contains("supersecret123"));
+        assert!(!format!("{:?}", config).contains("supersecret123"));
+    }
+}
