@@ -133,8 +133,8 @@ impl Session {
     }
 
     /// Aborts the tasks `select` picks (SAM-5 §7: ABORT TASK SET, LOGICAL UNIT RESET, ...);
-    /// returns how many. An aborted task sends no response.
-    pub fn abort_tasks(&self, mut select: impl FnMut(u32, &RunningTask) -> bool) -> usize {
+    /// returns their ITTs. An aborted task sends no response.
+    pub fn abort_tasks(&self, mut select: impl FnMut(u32, &RunningTask) -> bool) -> Vec<u32> {
         let mut tasks = self.tasks.lock().unwrap();
         let victims: Vec<u32> = tasks.iter().filter(|(itt, t)| select(**itt, t)).map(|(i, _)| *i).collect();
         for itt in &victims {
@@ -142,7 +142,7 @@ impl Session {
                 t.abort.abort();
             }
         }
-        victims.len()
+        victims
     }
 }
 
@@ -232,6 +232,14 @@ impl SessionTable {
 
     pub fn remove(&self, tsih: u16) {
         self.inner.lock().unwrap().sessions.remove(&tsih);
+    }
+
+    /// Removes `session` unless its TSIH already belongs to a successor (§6.3.4 reuses it).
+    pub fn remove_if_same(&self, session: &Arc<Session>) {
+        let mut inner = self.inner.lock().unwrap();
+        if inner.sessions.get(&session.tsih).is_some_and(|s| Arc::ptr_eq(s, session)) {
+            inner.sessions.remove(&session.tsih);
+        }
     }
 
     /// Normal sessions logged in to `target` (for LUN and target resets).

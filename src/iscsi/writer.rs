@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
-use super::session::SeqState;
+use super::session::Session;
 
 /// How a PDU uses the StatSN field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,10 +58,10 @@ pub fn spawn(
     socket: OwnedWriteHalf,
     digests: Digests,
     first_stat_sn: u32,
-    seq: Arc<SeqState>,
+    session: Arc<Session>,
 ) -> (WriterHandle, tokio::task::JoinHandle<std::io::Result<()>>) {
     let (tx, rx) = mpsc::channel(QUEUE);
-    let task = tokio::spawn(run(socket, rx, digests, first_stat_sn, seq));
+    let task = tokio::spawn(run(socket, rx, digests, first_stat_sn, session));
     (WriterHandle { tx }, task)
 }
 
@@ -70,7 +70,7 @@ async fn run(
     mut rx: mpsc::Receiver<Outbound>,
     digests: Digests,
     mut stat_sn: u32,
-    seq: Arc<SeqState>,
+    session: Arc<Session>,
 ) -> std::io::Result<()> {
     let mut wire = WireWriter::new();
     while let Some(first) = rx.recv().await {
@@ -83,7 +83,7 @@ async fn run(
                     break;
                 }
                 Outbound::Pdu(mut pdu, kind) => {
-                    let (exp, max) = seq.get();
+                    let (exp, max) = session.seq.get();
                     let sn = match kind {
                         StatSn::Advance => {
                             let sn = stat_sn;

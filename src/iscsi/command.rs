@@ -1,0 +1,238 @@
+//! SCSI Command PDUs (RFC 7143 §11.3) in Full Feature Phase: build the SCSI task, collect its
+//! write data (immediate, unsolicited, R2T), run it as its own tokio task, and send the
+//! response. The SCSI layer is reached only through `prepare` and `execute`.
+
+use std::sync::Arc;
+
+use pdu::error::reject_reason;
+use pdu::msg::scsi::attr;
+use pdu::msg::{DataOut as DataOutPdu, R2t, ScsiCommand, TargetSeq};
+use pdu::Pdu;
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+use super::full_feature::{End, Flow, FullFeature};
+use super::response::{self, ResponseShape};
+use super::session::{RunningTask, Session};
+use super::transfer::{Transfer, TransferResult};
+use super::writer::{StatSn, WriterHandle};
+use crate::scsi::{sense, Completion, DataOut, Prepared, ScsiTask, TaskAttr};
+
+/// What the command task will run once its data is in.
+enum Exec {
+    Ready(Prepared),
+    /// `prepare` already answered (bad CDB, no such LUN, unit attention ...).
+    Answered(Completion),
+}
+
+impl FullFeature {
+    pub(super) async fn on_command(&mut self, cmd: ScsiCommand, pdu: &Pdu, ordered: bool) -> Flow {
+        let Some(nexus) = self.session.nexus.clone() else {
+            // §4.3: a Discovery session carries only Text, NOP and Logout.
+            if ordered {
+                self.session.seq.accept_other();
+            }
+            self.send_reject(reject_reason::PROTOCOL_ERROR, pdu.header_bytes()).await;
+            return Flow::Continue;
+        };
+        let Some(target) = self.session.target.clone() else { return Flow::Continue };
+        if self.transfers.contains_key(&cmd.itt) || self.session.tasks.lock().unwrap().contains_key(&cmd.itt) {
+            // §11.17.1: reusing the ITT of a task still in progress.
+            if ordered {
+                self.session.seq.accept_other();
+            }
+            self.send_reject(reject_reason::TASK_IN_PROGRESS, pdu.header_bytes()).await;
+            return Flow::Continue;
+        }
+        if ordered {
+            self.session.seq.accept_command();
+        }
+        let task = ScsiTask {
+            nexus,
+            lun: cmd.lun,
+            cdb: cmd.cdb,
+            cdb_len: 16 + cmd.extended_cdb.len(),
+            attr: match cmd.attr {
+                attr::UNTAGGED => TaskAttr::Untagged,
+                attr::ORDERED => TaskAttr::Ordered,
+                attr::HEAD_OF_QUEUE => TaskAttr::HeadOfQueue,
+                attr::ACA => TaskAttr::Aca,
+                _ => TaskAttr::Simple,
+            },
+            expected_data_in_len: if cmd.read { cmd.expected_data_transfer_length } else { 0 },
+            expected_data_out_len: if cmd.write { cmd.expected_data_transfer_length } else { 0 },
+        };
+        let (exec, needed) = if !cmd.extended_cdb.is_empty() {
+            // CDBs longer than 16 bytes (variable-length, opcode 0x7f) are not implemented.
+            (Exec::Answered(Completion::check_condition(sense::invalid_opcode())), 0)
+        } else {
+            match target.scsi.prepare(task) {
+                Ok(p) => {
+                    let n = p.data_out_len();
+                    (Exec::Ready(p), n)
+                }
+                Err(c) => (Exec::Answered(c), 0),
+            }
+        };
+        let shape = ResponseShape {
+            lun: cmd.lun,
+            itt: cmd.itt,
+            read: cmd.read,
+            write: cmd.write,
+            edtl: cmd.expected_data_transfer_length,
+            data_out_len: needed,
+            r2t_count: 0,
+            max_recv_data_segment_length: self.session.params.max_recv_data_segment_length_initiator,
+            max_burst_length: self.session.params.max_burst_length,
+        };
+        let wants_data = cmd.write && (!cmd.data.is_empty() || !cmd.final_bit || needed > 0);
+        let data_rx = if wants_data {
+            let (tx, rx) = oneshot::channel();
+            let edtl = cmd.expected_data_transfer_length;
+            let started =
+                Transfer::start(cmd.lun, edtl, needed, cmd.data.clone(), pdu.data_digest_ok(), cmd.final_bit, &self.limits, tx);
+            let mut transfer = match started {
+                Ok(t) => t,
+                Err(e) => return self.sequence_error(e.0),
+            };
+            if !self.advance_transfer(cmd.itt, &mut transfer).await {
+                self.transfers.insert(cmd.itt, transfer);
+            }
+            Some(rx)
+        } else {
+            None
+        };
+        self.spawn_command(cmd.itt, cmd.lun, cmd.cmd_sn, ordered, exec, data_rx, shape);
+        Flow::Continue
+    }
+
+    /// Sends the R2Ts the transfer wants now; returns true once it is complete.
+    async fn advance_transfer(&mut self, itt: u32, transfer: &mut Transfer) -> bool {
+        let ttts = &mut self.ttts;
+        let r2ts = transfer.solicit(&self.limits, &mut || ttts.next());
+        for r in r2ts {
+            let r2t = R2t {
+                lun: transfer.lun,
+                itt,
+                ttt: r.ttt,
+                seq: TargetSeq::default(),
+                r2t_sn: r.r2t_sn,
+                buffer_offset: r.offset,
+                desired_data_transfer_length: r.len,
+            };
+            self.writer.send(r2t.encode(), StatSn::Current).await;
+        }
+        transfer.finish_if_complete()
+    }
+
+    pub(super) async fn on_data_out(&mut self, d: DataOutPdu, pdu: &Pdu) -> Flow {
+        let digest_ok = pdu.data_digest_ok();
+        let Some(mut transfer) = self.transfers.remove(&d.itt) else {
+            // Data for a task that ended or was aborted: discard, as at ERL 0 nothing can be
+            // recovered for it (§11.7).
+            debug!(itt = d.itt, "discarding Data-Out for no active transfer");
+            return Flow::Continue;
+        };
+        if transfer.abandoned() {
+            return Flow::Continue;
+        }
+        if !digest_ok {
+            // §7.8: Reject the PDU; the task ends with a CRC error once its data is in.
+            self.send_reject(reject_reason::DATA_DIGEST_ERROR, pdu.header_bytes()).await;
+        }
+        if let Err(e) = transfer.data_out(&d, digest_ok) {
+            return self.sequence_error(e.0);
+        }
+        if !self.advance_transfer(d.itt, &mut transfer).await {
+            self.transfers.insert(d.itt, transfer);
+        }
+        Flow::Continue
+    }
+
+    fn sequence_error(&mut self, why: String) -> Flow {
+        // §7.1.1 / §6.1.5: at ErrorRecoveryLevel 0 a broken data sequence is repaired only by
+        // session recovery, so the connection goes.
+        warn!(%why, "data sequence error, dropping the connection");
+        Flow::Stop(End::Fatal(why))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_command(
+        &mut self,
+        itt: u32,
+        lun: u64,
+        cmd_sn: u32,
+        counted: bool,
+        exec: Exec,
+        data_rx: Option<oneshot::Receiver<TransferResult>>,
+        shape: ResponseShape,
+    ) {
+        let task_id = self.next_task_id;
+        self.next_task_id += 1;
+        let guard = TaskGuard { session: self.session.clone(), itt, task_id, counted };
+        let writer = self.writer.clone();
+        // Holding the task table while spawning means the task cannot finish (and remove
+        // itself) before its entry exists.
+        let mut tasks = self.session.tasks.lock().unwrap();
+        let handle = self.tasks.spawn(run_command(guard, writer, exec, data_rx, shape));
+        tasks.insert(itt, RunningTask { task_id, lun, cmd_sn, abort: handle });
+    }
+}
+
+/// Returns the command's window slot and task-table entry however the task ends, including
+/// when it is aborted.
+struct TaskGuard {
+    session: Arc<Session>,
+    itt: u32,
+    task_id: u64,
+    counted: bool,
+}
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.session.finish_task(self.itt, self.task_id);
+        if self.counted {
+            self.session.seq.complete_command();
+        }
+    }
+}
+
+async fn run_command(
+    _guard: TaskGuard,
+    writer: WriterHandle,
+    exec: Exec,
+    data_rx: Option<oneshot::Receiver<TransferResult>>,
+    mut shape: ResponseShape,
+) {
+    let data = match data_rx {
+        None => DataOut::new(),
+        Some(rx) => match rx.await {
+            Ok(TransferResult::Complete { data, r2t_count }) => {
+                shape.r2t_count = r2t_count;
+                data
+            }
+            Ok(TransferResult::DigestError { r2t_count }) => {
+                // §7.8 b) / §11.4.7.2: CHECK CONDITION, ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR.
+                shape.r2t_count = r2t_count;
+                let c = Completion::check_condition(sense::protocol_crc_error());
+                send_all(&writer, response::build(&shape, c)).await;
+                return;
+            }
+            // The transfer was dropped with the connection or by an abort.
+            Err(_) => return,
+        },
+    };
+    let completion = match exec {
+        Exec::Ready(prepared) => prepared.execute(data).await,
+        Exec::Answered(c) => c,
+    };
+    send_all(&writer, response::build(&shape, completion)).await;
+}
+
+async fn send_all(writer: &WriterHandle, pdus: Vec<(pdu::OutPdu, StatSn)>) {
+    for (pdu, stat) in pdus {
+        if !writer.send(pdu, stat).await {
+            return;
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! One TCP connection from accept to close: login phase, then Full Feature Phase, then the
+//! cleanup that I_T nexus loss requires (SAM-5 §6.3.4).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::{debug, info, info_span, Instrument};
+
+use super::full_feature::FullFeature;
+use super::login_phase::{self, LoginEnd};
+use super::registry::{PortalAddr, Registry};
+use super::writer;
+
+pub async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    registry: Arc<Registry>,
+    portal: PortalAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    // Small PDUs (responses, R2Ts) must not wait for Nagle.
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let login = tokio::time::timeout(
+        registry.settings.login_timeout,
+        login_phase::run(&mut stream, &mut buf, &registry, &portal, peer),
+    )
+    .await;
+    let established = match login {
+        Ok(Ok(e)) => e,
+        Ok(Err(LoginEnd::Closed(why))) => {
+            debug!(%peer, %why, "connection closed during login");
+            return;
+        }
+        Ok(Err(LoginEnd::Refused(_))) => return,
+        Err(_) => {
+            info!(%peer, "login timed out");
+            return;
+        }
+    };
+    let session = established.session;
+    let span = info_span!("session", id = %session.log_id());
+    async {
+        let (rd, wr) = stream.into_split();
+        let p = &session.params;
+        let digests = pdu::Digests { header: p.header_digest, data: p.data_digest };
+        let (writer, writer_task) = writer::spawn(wr, digests, established.next_stat_sn, session.clone());
+        let ffp = FullFeature::new(session.clone(), registry.clone(), writer.clone(), established.cid);
+        let end = ffp.run(rd, buf, shutdown).await;
+        writer.close().await;
+        drop(writer);
+        let _ = writer_task.await;
+        // I_T nexus loss (SAM-5 §6.3.4): the SCSI layer drops what belonged to this nexus.
+        if let (Some(target), Some(nexus)) = (&session.target, &session.nexus) {
+            target.scsi.nexus_lost(nexus);
+        }
+        registry.sessions.remove_if_same(&session);
+        session.mark_done();
+        info!(?end, "connection closed");
+    }
+    .instrument(span)
+    .await
+}

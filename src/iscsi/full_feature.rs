@@ -1,0 +1,312 @@
+//! Full Feature Phase of one connection (RFC 7143 §4.2.2, §11): the reader loop. It frames
+//! PDUs, orders commands by CmdSN, routes Data-Out to transfers, spawns one task per SCSI
+//! command, and answers NOP, Text, TMF and Logout. It never awaits the backend.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use pdu::error::reject_reason;
+use pdu::msg::async_msg::event;
+use pdu::msg::{AsyncMessage, InitiatorPdu, NopIn, NopOut, Reject, TargetSeq};
+use pdu::{Framer, Pdu, RESERVED_TAG};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use super::registry::Registry;
+use super::session::{CmdSnClass, Session};
+use super::transfer::{self, Transfer};
+use super::writer::{StatSn, WriterHandle};
+
+/// Why the connection ended.
+#[derive(Debug)]
+pub enum End {
+    LoggedOut,
+    PeerClosed,
+    Killed,
+    Shutdown,
+    Fatal(String),
+}
+
+/// Target Transfer Tags for R2Ts, pings and text continuations.
+#[derive(Default)]
+pub struct TagAllocator {
+    last: u32,
+}
+
+impl TagAllocator {
+    /// A fresh tag, never the reserved value 0xffffffff (§11.8.2).
+    pub fn next(&mut self) -> u32 {
+        self.last = self.last.wrapping_add(1);
+        if self.last == RESERVED_TAG {
+            self.last = 1;
+        }
+        self.last
+    }
+}
+
+pub(super) enum Flow {
+    Continue,
+    Stop(End),
+}
+
+pub struct FullFeature {
+    pub(super) session: Arc<Session>,
+    pub(super) registry: Arc<Registry>,
+    pub(super) writer: WriterHandle,
+    pub(super) framer: Framer,
+    pub(super) limits: transfer::Limits,
+    pub(super) cid: u16,
+    pub(super) transfers: HashMap<u32, Transfer>,
+    /// Non-immediate PDUs ahead of ExpCmdSN, waiting for the gap to fill (§4.2.2.1).
+    held: BTreeMap<u32, (Pdu, InitiatorPdu)>,
+    pub(super) text: super::text::TextState,
+    pub(super) ttts: TagAllocator,
+    pub(super) tasks: JoinSet<()>,
+    pub(super) next_task_id: u64,
+    ping: Option<(u32, Instant)>,
+    last_rx: Instant,
+}
+
+impl FullFeature {
+    pub fn new(session: Arc<Session>, registry: Arc<Registry>, writer: WriterHandle, cid: u16) -> FullFeature {
+        let p = &session.params;
+        let framer = Framer {
+            digests: pdu::Digests { header: p.header_digest, data: p.data_digest },
+            max_data_segment: p.max_recv_data_segment_length_target,
+        };
+        let limits = transfer::Limits {
+            first_burst: p.first_burst_length,
+            max_burst: p.max_burst_length,
+            max_outstanding_r2t: p.max_outstanding_r2t,
+            immediate_data: p.immediate_data,
+            initial_r2t: p.initial_r2t,
+        };
+        FullFeature {
+            session,
+            registry,
+            writer,
+            framer,
+            limits,
+            cid,
+            transfers: HashMap::new(),
+            held: BTreeMap::new(),
+            text: Default::default(),
+            ttts: TagAllocator::default(),
+            tasks: JoinSet::new(),
+            next_task_id: 1,
+            ping: None,
+            last_rx: Instant::now(),
+        }
+    }
+
+    pub(super) fn new_ttt(&mut self) -> u32 {
+        self.ttts.next()
+    }
+
+    pub async fn run(mut self, mut rd: OwnedReadHalf, mut buf: BytesMut, mut shutdown: watch::Receiver<bool>) -> End {
+        let mut kill = self.session.kill_signal();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut logout_deadline: Option<Instant> = None;
+        let end = 'conn: loop {
+            loop {
+                match self.framer.decode(&mut buf) {
+                    Ok(Some(pdu)) => {
+                        self.last_rx = Instant::now();
+                        if let Flow::Stop(end) = self.handle(pdu).await {
+                            break 'conn end;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        // Header digest errors and oversized segments leave the byte stream
+                        // unusable at ERL 0 (§7.8, §13.12): reject what we can, then drop.
+                        warn!(error = %e, "framing error, dropping the connection");
+                        if let Some(header) = buf.get(..pdu::BHS_LEN) {
+                            let header = Bytes::copy_from_slice(header);
+                            if !matches!(e, pdu::DecodeError::HeaderDigest) {
+                                self.send_reject(e.reject_reason(), header).await;
+                            }
+                        }
+                        break 'conn End::Fatal(e.to_string());
+                    }
+                }
+            }
+            tokio::select! {
+                n = rd.read_buf(&mut buf) => match n {
+                    Ok(0) => break End::PeerClosed,
+                    Ok(_) => {}
+                    Err(e) => break End::Fatal(format!("read: {e}")),
+                },
+                _ = kill.wait_for(|k| *k) => break End::Killed,
+                _ = shutdown.wait_for(|s| *s), if logout_deadline.is_none() => {
+                    // §11.9.1 AsyncEvent 1: ask the initiator to log out within Parameter3 s.
+                    self.send_async_logout_request(5).await;
+                    logout_deadline = Some(Instant::now() + Duration::from_secs(10));
+                }
+                _ = tick.tick() => {
+                    if logout_deadline.is_some_and(|d| Instant::now() >= d) {
+                        break End::Shutdown;
+                    }
+                    if let Some(end) = self.nop_tick().await {
+                        break end;
+                    }
+                }
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+            }
+        };
+        self.finish().await;
+        end
+    }
+
+    /// Ends every task of the session (ERL 0: a lost connection ends its tasks, §6.1.5) and
+    /// waits for them, so nothing of this nexus runs once the connection is gone.
+    async fn finish(&mut self) {
+        self.session.abort_tasks(|_, _| true);
+        self.transfers.clear();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Target-initiated NOP-In pings on an idle connection (§11.19) and their timeout.
+    async fn nop_tick(&mut self) -> Option<End> {
+        let settings = &self.registry.settings;
+        if let Some((_, sent)) = self.ping {
+            if sent.elapsed() >= settings.nop_timeout {
+                warn!("no answer to NOP-In ping, dropping the connection");
+                return Some(End::Fatal("NOP-In timeout".into()));
+            }
+            return None;
+        }
+        let interval = settings.nop_interval?;
+        if self.last_rx.elapsed() >= interval {
+            let ttt = self.new_ttt();
+            let ping = NopIn { lun: 0, itt: RESERVED_TAG, ttt, seq: TargetSeq::default(), data: Bytes::new() };
+            self.ping = Some((ttt, Instant::now()));
+            self.writer.send(ping.encode(), StatSn::Current).await;
+        }
+        None
+    }
+
+    async fn handle(&mut self, pdu: Pdu) -> Flow {
+        let msg = match InitiatorPdu::decode(&pdu) {
+            Ok(m) => m,
+            Err(e) => {
+                debug!(error = %e, "rejecting PDU");
+                self.send_reject(e.reject_reason(), pdu.header_bytes()).await;
+                return Flow::Continue;
+            }
+        };
+        match msg {
+            InitiatorPdu::DataOut(d) => return self.on_data_out(d, &pdu).await,
+            InitiatorPdu::Snack(_) => {
+                // SNACK needs ErrorRecoveryLevel ≥ 1; we negotiated 0 (§13.20).
+                self.send_reject(reject_reason::PROTOCOL_ERROR, pdu.header_bytes()).await;
+                return Flow::Continue;
+            }
+            InitiatorPdu::Login(_) => {
+                // §6: Login Requests are valid only on a connection in login phase.
+                self.send_reject(reject_reason::PROTOCOL_ERROR, pdu.header_bytes()).await;
+                return Flow::Continue;
+            }
+            _ => {}
+        }
+        if !pdu.data_digest_ok() && !matches!(msg, InitiatorPdu::ScsiCommand(_)) {
+            // §7.8: a payload digest error discards the PDU and is answered with a Reject.
+            self.send_reject(reject_reason::DATA_DIGEST_ERROR, pdu.header_bytes()).await;
+            return Flow::Continue;
+        }
+        let (immediate, cmd_sn) = match &msg {
+            InitiatorPdu::ScsiCommand(c) => (c.immediate, c.cmd_sn),
+            InitiatorPdu::TaskMgmt(t) => (t.immediate, t.cmd_sn),
+            InitiatorPdu::Text(t) => (t.immediate, t.cmd_sn),
+            InitiatorPdu::NopOut(n) => (n.immediate, n.cmd_sn),
+            InitiatorPdu::Logout(l) => (l.immediate, l.cmd_sn),
+            _ => unreachable!("handled above"),
+        };
+        if immediate {
+            // §4.2.2.1: immediate PDUs are delivered at once and do not advance ExpCmdSN.
+            return self.deliver(pdu, msg, false).await;
+        }
+        match self.session.seq.classify(cmd_sn) {
+            CmdSnClass::Next => {
+                if let Flow::Stop(end) = self.deliver(pdu, msg, true).await {
+                    return Flow::Stop(end);
+                }
+                // Release anything held that is now next in line.
+                loop {
+                    let (exp, _) = self.session.seq.get();
+                    let Some((pdu, msg)) = self.held.remove(&exp) else { break };
+                    if let Flow::Stop(end) = self.deliver(pdu, msg, true).await {
+                        return Flow::Stop(end);
+                    }
+                }
+                Flow::Continue
+            }
+            CmdSnClass::Later => {
+                self.held.insert(cmd_sn, (pdu, msg));
+                Flow::Continue
+            }
+            CmdSnClass::Outside => {
+                // §4.2.2.1: silently ignore commands outside the window and duplicates.
+                debug!(cmd_sn, "ignoring PDU outside the CmdSN window");
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Hands one in-order PDU to its handler. `ordered` says it consumed a CmdSN.
+    async fn deliver(&mut self, pdu: Pdu, msg: InitiatorPdu, ordered: bool) -> Flow {
+        match msg {
+            InitiatorPdu::ScsiCommand(cmd) => return self.on_command(cmd, &pdu, ordered).await,
+            _ if ordered => self.session.seq.accept_other(),
+            _ => {}
+        }
+        match msg {
+            InitiatorPdu::NopOut(nop) => self.on_nop_out(nop).await,
+            InitiatorPdu::TaskMgmt(tmf) => self.on_task_mgmt(tmf).await,
+            InitiatorPdu::Text(text) => self.on_text(text, &pdu).await,
+            InitiatorPdu::Logout(logout) => return self.on_logout(logout).await,
+            _ => {}
+        }
+        Flow::Continue
+    }
+
+    async fn on_nop_out(&mut self, nop: NopOut) {
+        if nop.itt == RESERVED_TAG {
+            // An answer to our ping (§11.18.3).
+            if self.ping.is_some_and(|(ttt, _)| ttt == nop.ttt) {
+                self.ping = None;
+            }
+            return;
+        }
+        // §11.19: echo the ping data, within what the initiator can receive.
+        let max = self.session.params.max_recv_data_segment_length_initiator as usize;
+        let data = nop.data.slice(..nop.data.len().min(max));
+        let rsp = NopIn { lun: nop.lun, itt: nop.itt, ttt: RESERVED_TAG, seq: TargetSeq::default(), data };
+        self.writer.send(rsp.encode(), StatSn::Advance).await;
+    }
+
+    pub(super) async fn send_reject(&self, reason: u8, header: Bytes) {
+        let reject = Reject { reason, seq: TargetSeq::default(), data_sn: 0, header };
+        self.writer.send(reject.encode(), StatSn::Advance).await;
+    }
+
+    async fn send_async_logout_request(&self, seconds: u16) {
+        info!("asking the initiator to log out (shutdown)");
+        let msg = AsyncMessage {
+            lun: 0,
+            seq: TargetSeq::default(),
+            event: event::LOGOUT_REQUESTED,
+            vcode: 0,
+            parameter1: 0,
+            parameter2: 0,
+            parameter3: seconds,
+            data: Bytes::new(),
+        };
+        self.writer.send(msg.encode(), StatSn::Advance).await;
+    }
+}
