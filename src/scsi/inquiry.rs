@@ -110,7 +110,7 @@ fn device_identification(lun: &Lun, nexus: &ItNexus) -> Vec<u8> {
     let mut name = nexus.target_port().into_bytes();
     name.truncate(251);
     name.push(0);
-    while name.len() % 4 != 0 {
+    while !name.len().is_multiple_of(4) {
         name.push(0);
     }
     designator(&mut out, (PROTOCOL_ISCSI << 4) | 0x03, 0x80 | 0x10 | 0x08, &name);

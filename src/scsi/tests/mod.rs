@@ -2,6 +2,9 @@
 //! with golden CDBs and hostile inputs.
 
 use super::*;
+
+mod mode_pages;
+mod sbc_extra;
 use crate::backend::{Backend, FileBackend, MemoryBackend};
 use bytes::Bytes;
 use std::sync::Arc;
