@@ -33,6 +33,10 @@ pub(crate) enum Command {
     ReportSupportedOpcodes,
     Read12,
     Write12,
+    Reserve6,
+    Release6,
+    Reserve10,
+    Release10,
 }
 
 #[derive(Debug)]
@@ -49,6 +53,15 @@ pub(crate) struct CommandInfo {
 /// LUN, present or not, and (SAM-5 §5.14) neither report nor clear unit attentions.
 pub(crate) fn answers_without_lun(opcode: u8) -> bool {
     matches!(opcode, 0x12 | 0xA0 | 0x03)
+}
+
+/// SPC-2 §5.5.1 (reservations): commands another I_T nexus may still run while the logical
+/// unit is reserved; RELEASE from a non-holder succeeds without effect (SPC-2 §7.17).
+pub(crate) fn allowed_when_reserved(command: Command) -> bool {
+    matches!(
+        command,
+        Command::Inquiry | Command::ReportLuns | Command::RequestSense | Command::Release6 | Command::Release10
+    )
 }
 
 const fn cmd(opcode: u8, command: Command, usage: &'static [u8]) -> CommandInfo {
@@ -71,6 +84,8 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
     cmd(0x0A, Write6, &[0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0]),
     cmd(0x12, Inquiry, &[0x12, 0x01, 0xFF, 0xFF, 0xFF, 0]),
     cmd(0x15, ModeSelect6, &[0x15, 0x10, 0, 0, 0xFF, 0]),
+    cmd(0x16, Reserve6, &[0x16, 0, 0, 0, 0, 0]),
+    cmd(0x17, Release6, &[0x17, 0, 0, 0, 0, 0]),
     cmd(0x1A, ModeSense6, &[0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0]),
     cmd(0x1B, StartStopUnit, &[0x1B, 0x01, 0, 0x0F, 0xF7, 0]),
     cmd(0x25, ReadCapacity10, &[0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0]),
@@ -81,6 +96,8 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
     cmd(0x41, WriteSame10, &[0x41, 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
     cmd(0x42, Unmap, &[0x42, 0, 0, 0, 0, 0, 0x1F, 0xFF, 0xFF, 0]),
     cmd(0x55, ModeSelect10, &[0x55, 0x10, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
+    cmd(0x56, Reserve10, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    cmd(0x57, Release10, &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
     cmd(0x5A, ModeSense10, &[0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0]),
     cmd(0x88, Read16, &[0x88, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
     cmd(0x8A, Write16, &[0x8A, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),

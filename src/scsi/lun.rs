@@ -125,6 +125,35 @@ impl Lun {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// True when an SPC-2 reservation is held by another I_T nexus.
+    pub(crate) fn reserved_by_other(&self, nexus: &ItNexus) -> bool {
+        let state = self.state();
+        state.reservation.as_ref().is_some_and(|holder| *holder != nexus.initiator_port())
+    }
+
+    /// SPC-2 §7.21 RESERVE: (re)reserves for this nexus; false when another nexus holds it
+    /// (checked again here, under the lock, to close the race with the caller's check).
+    pub(crate) fn reserve(&self, nexus: &ItNexus) -> bool {
+        let port = nexus.initiator_port();
+        let mut state = self.state();
+        match &state.reservation {
+            Some(holder) if *holder != port => false,
+            _ => {
+                state.reservation = Some(port);
+                true
+            }
+        }
+    }
+
+    /// SPC-2 §7.17 RELEASE: only the holder's release has an effect.
+    pub(crate) fn release(&self, nexus: &ItNexus) {
+        let port = nexus.initiator_port();
+        let mut state = self.state();
+        if state.reservation.as_deref() == Some(port.as_str()) {
+            state.reservation = None;
+        }
+    }
+
     /// Snapshot of the current mode pages.
     pub(crate) fn mode(&self) -> ModePages {
         self.state().mode

@@ -2,7 +2,7 @@
 //! (lookup, CDB validation, unit attentions) and the asynchronous `execute` step.
 
 use super::block::{prepare_io, IoOp};
-use super::commands::{answers_without_lun, check_usage, lookup, Command};
+use super::commands::{allowed_when_reserved, answers_without_lun, check_usage, lookup, Command};
 use super::lun::{decode_lun, Lun};
 use super::sense::{Sense, SenseReason};
 use super::task::{Completion, DataOut, ItNexus, ScsiTask};
@@ -47,6 +47,8 @@ enum Op {
     /// Answer already computed during `prepare`.
     Respond(Option<Bytes>),
     Io(IoOp),
+    /// RESERVATION CONFLICT status (SPC-2 §5.5.1), no sense data.
+    Conflict,
     ModeSelect { ten: bool, param_len: usize },
 }
 
@@ -122,8 +124,16 @@ impl ScsiTarget {
         }
         let cdb = &cdb[..info.usage.len()];
         check_usage(info, cdb).map_err(fail)?;
+        if let Some(lun) = &lun {
+            // SPC-2 §5.5.1: a logical unit reserved by another I_T nexus answers RESERVATION
+            // CONFLICT, without sense data, to everything but a few informational commands.
+            if !allowed_when_reserved(info.command) && lun.reserved_by_other(&task.nexus) {
+                return Err(Completion::reservation_conflict());
+            }
+        }
         let op = self.prepare_command(info.command, cdb, lun.as_deref(), &task).map_err(fail)?;
         let data_out_len = match &op {
+            Op::Conflict => return Err(Completion::reservation_conflict()),
             Op::Respond(_) => 0,
             Op::Io(io) => io.data_out_len(lun.as_ref().map_or(512, |l| l.block_size())),
             Op::ModeSelect { param_len, .. } => *param_len as u32,
@@ -149,6 +159,13 @@ impl ScsiTarget {
             ReportSupportedOpcodes => respond(reports::report_supported_opcodes(cdb)?, be32(&cdb[6..10])),
             ModeSense6 => respond(mode::mode_sense(cdb, need_lun()?, false)?, cdb[4] as usize),
             ModeSense10 => respond(mode::mode_sense(cdb, need_lun()?, true)?, be16(&cdb[7..9])),
+            Reserve6 | Reserve10 => {
+                Ok(if need_lun()?.reserve(nexus) { Op::Respond(None) } else { Op::Conflict })
+            }
+            Release6 | Release10 => {
+                need_lun()?.release(nexus);
+                Ok(Op::Respond(None))
+            }
             ModeSelect6 | ModeSelect10 => {
                 let ten = command == ModeSelect10;
                 let param_len = if ten { be16(&cdb[7..9]) } else { cdb[4] as usize };
@@ -199,6 +216,7 @@ impl Prepared {
         let d_sense = self.d_sense;
         let result = match self.op {
             Op::Respond(data_in) => Ok(data_in),
+            Op::Conflict => return Completion::reservation_conflict(),
             Op::Io(io) => match self.lun {
                 Some(lun) => io.execute(lun, data).await,
                 None => Err(SenseReason::LunNotSupported.into()),

@@ -126,6 +126,11 @@ impl Completion {
         Completion { status: status::GOOD, sense: None, data_in: Some(data) }
     }
 
+    /// SAM-5 §5.3.1 RESERVATION CONFLICT carries no sense data.
+    pub fn reservation_conflict() -> Self {
+        Completion { status: status::RESERVATION_CONFLICT, sense: None, data_in: None }
+    }
+
     pub fn check_condition(sense: Bytes) -> Self {
         Completion { status: status::CHECK_CONDITION, sense: Some(sense), data_in: None }
     }

@@ -127,3 +127,30 @@ async fn start_stop_and_test_unit_ready() {
     assert_eq!(sense_code(&run(&t, &n, 0, &[0x1B, 0, 0, 0, 0x08, 0], &[]).await), (5, 0x24, 0));
     assert_eq!(sense_code(&run(&t, &n, 0, &[0x00, 1, 0, 0, 0, 0], &[]).await), (5, 0x24, 0));
 }
+
+#[tokio::test]
+async fn spc2_reserve_release_between_two_nexuses() {
+    let t = target(vec![memory_lun(0)]);
+    let a = fresh(&t, 0).await;
+    let b = nexus(4);
+    assert_eq!(sense_code(&run(&t, &b, 0, &[0; 6], &[]).await), (6, 0x29, 0));
+    let conflict = |c: &Completion| c.status == 0x18 && c.sense.is_none();
+    good(&run(&t, &a, 0, &[0x16, 0, 0, 0, 0, 0], &[]).await);
+    good(&run(&t, &a, 0, &[0x16, 0, 0, 0, 0, 0], &[]).await);
+    assert!(conflict(&run(&t, &b, 0, &[0x16, 0, 0, 0, 0, 0], &[]).await));
+    assert!(conflict(&run(&t, &b, 0, &[0x1A, 0, 0x3F, 0, 255, 0], &[]).await));
+    assert!(conflict(&run(&t, &b, 0, &rw10(0x28, 0, 0, 1), &[]).await));
+    good(&run(&t, &b, 0, &[0x12, 0, 0, 0, 36, 0], &[]).await);
+    good(&run(&t, &b, 0, &[0x17, 0, 0, 0, 0, 0], &[]).await); // no effect for a non-holder
+    assert!(conflict(&run(&t, &b, 0, &[0x00; 6], &[]).await));
+    good(&run(&t, &a, 0, &[0x1A, 0, 0x3F, 0, 255, 0], &[]).await);
+    good(&run(&t, &a, 0, &[0x17, 0, 0, 0, 0, 0], &[]).await);
+    good(&run(&t, &b, 0, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]).await);
+    // Nexus loss and LUN reset both release the reservation.
+    t.nexus_lost(&b);
+    good(&run(&t, &a, 0, &[0x16, 0, 0, 0, 0, 0], &[]).await);
+    assert!(t.logical_unit_reset(lun_field(0), &a));
+    let c = run(&t, &b, 0, &[0x16, 0, 0, 0, 0, 0], &[]).await;
+    assert_eq!(sense_code(&c), (6, 0x29, 0x03)); // the reset supersedes the nexus-loss UA
+    good(&run(&t, &b, 0, &[0x16, 0, 0, 0, 0, 0], &[]).await);
+}
