@@ -1,1 +1,3 @@
+pub mod backend;
 pub mod config;
+pub mod scsi;

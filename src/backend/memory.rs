@@ -1,0 +1,131 @@
+//! RAM backend: 1 MiB chunks, each behind its own RwLock and allocated on first write, so
+//! concurrent I/O to different regions never contends and an untouched LUN costs no memory.
+
+use bytes::{Bytes, BytesMut};
+use std::io;
+use std::sync::RwLock;
+
+const CHUNK: u64 = 1 << 20;
+
+#[derive(Debug)]
+pub struct MemoryBackend {
+    chunks: Vec<RwLock<Option<Box<[u8]>>>>,
+    size: u64,
+}
+
+impl MemoryBackend {
+    pub fn new(size: u64) -> Self {
+        let count = size.div_ceil(CHUNK) as usize;
+        MemoryBackend { chunks: (0..count).map(|_| RwLock::new(None)).collect(), size }
+    }
+
+    fn chunk_len(&self, index: usize) -> usize {
+        (self.size - index as u64 * CHUNK).min(CHUNK) as usize
+    }
+
+    fn check_range(&self, offset: u64, len: u64) -> io::Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size => Ok(()),
+            _ => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+        }
+    }
+
+    /// Splits [offset, offset+len) into (chunk index, offset in chunk, length) pieces.
+    fn pieces(offset: u64, len: u64) -> impl Iterator<Item = (usize, usize, usize)> {
+        let mut at = offset;
+        let end = offset + len;
+        std::iter::from_fn(move || {
+            if at >= end {
+                return None;
+            }
+            let index = (at / CHUNK) as usize;
+            let within = (at % CHUNK) as usize;
+            let n = (CHUNK - at % CHUNK).min(end - at) as usize;
+            at += n as u64;
+            Some((index, within, n))
+        })
+    }
+
+    pub(crate) fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        self.check_range(offset, len as u64)?;
+        let mut out = BytesMut::zeroed(len);
+        let mut filled = 0;
+        for (index, within, n) in Self::pieces(offset, len as u64) {
+            let chunk = self.chunks[index].read().unwrap_or_else(|p| p.into_inner());
+            if let Some(data) = chunk.as_ref() {
+                out[filled..filled + n].copy_from_slice(&data[within..within + n]);
+            }
+            filled += n;
+        }
+        Ok(out.freeze())
+    }
+
+    pub(crate) fn write(&self, offset: u64, data: &[Bytes]) -> io::Result<()> {
+        let total: u64 = data.iter().map(|s| s.len() as u64).sum();
+        self.check_range(offset, total)?;
+        let mut at = offset;
+        for segment in data {
+            let mut consumed = 0;
+            for (index, within, n) in Self::pieces(at, segment.len() as u64) {
+                let mut chunk = self.chunks[index].write().unwrap_or_else(|p| p.into_inner());
+                let len = self.chunk_len(index);
+                let buf = chunk.get_or_insert_with(|| vec![0u8; len].into_boxed_slice());
+                buf[within..within + n].copy_from_slice(&segment[consumed..consumed + n]);
+                consumed += n;
+            }
+            at += segment.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Frees whole chunks and zeroes partial ones.
+    pub(crate) fn unmap(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.check_range(offset, len)?;
+        for (index, within, n) in Self::pieces(offset, len) {
+            let mut chunk = self.chunks[index].write().unwrap_or_else(|p| p.into_inner());
+            if n == self.chunk_len(index) {
+                *chunk = None;
+            } else if let Some(buf) = chunk.as_mut() {
+                buf[within..within + n].fill(0);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn size_bytes(&self) -> u64 {
+        self.size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_across_chunk_boundary() {
+        let mem = MemoryBackend::new(3 * CHUNK + 512);
+        let at = CHUNK - 3;
+        mem.write(at, &[Bytes::from_static(b"abc"), Bytes::from_static(b"defg")]).unwrap();
+        assert_eq!(&mem.read(at - 1, 9).unwrap()[..], b"\0abcdefg\0");
+        assert_eq!(&mem.read(3 * CHUNK, 512).unwrap()[..], &[0u8; 512][..]);
+    }
+
+    #[test]
+    fn out_of_range_is_an_error_not_a_panic() {
+        let mem = MemoryBackend::new(4096);
+        assert!(mem.read(4000, 200).is_err());
+        assert!(mem.write(u64::MAX - 1, &[Bytes::from_static(b"xy")]).is_err());
+    }
+
+    #[test]
+    fn unmap_zeroes_partial_and_frees_whole_chunks() {
+        let mem = MemoryBackend::new(2 * CHUNK);
+        let ones = Bytes::from(vec![1u8; 2 * CHUNK as usize]);
+        mem.write(0, &[ones]).unwrap();
+        mem.unmap(CHUNK - 10, CHUNK + 10).unwrap();
+        assert!(mem.chunks[1].read().unwrap().is_none());
+        let data = mem.read(CHUNK - 11, 12).unwrap();
+        assert_eq!(data[0], 1);
+        assert!(data[1..].iter().all(|&b| b == 0));
+    }
+}

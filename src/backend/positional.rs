@@ -1,0 +1,82 @@
+//! Positional I/O on a file descriptor shared by the file and block-device backends. Every call
+//! runs inside `spawn_blocking` so runtime threads never block on the disk.
+
+use bytes::{Bytes, BytesMut};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub(crate) struct PositionalFile {
+    file: Arc<File>,
+}
+
+async fn blocking<T: Send + 'static>(
+    job: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(job)
+        .await
+        .map_err(|join| io::Error::other(format!("I/O worker failed: {join}")))?
+}
+
+impl PositionalFile {
+    pub(crate) fn new(file: File) -> Self {
+        PositionalFile { file: Arc::new(file) }
+    }
+
+    pub(crate) async fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        let file = self.file.clone();
+        blocking(move || {
+            let mut buf = BytesMut::zeroed(len);
+            file.read_exact_at(&mut buf, offset)?;
+            Ok(buf.freeze())
+        })
+        .await
+    }
+
+    /// Writes each segment at its own offset (no coalescing copy); `fua` adds an fdatasync.
+    pub(crate) async fn write(&self, offset: u64, data: &[Bytes], fua: bool) -> io::Result<()> {
+        let file = self.file.clone();
+        let segments: Vec<Bytes> = data.to_vec();
+        blocking(move || {
+            let mut at = offset;
+            for segment in &segments {
+                file.write_all_at(segment, at)?;
+                at += segment.len() as u64;
+            }
+            if fua {
+                file.sync_data()?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(crate) async fn flush(&self) -> io::Result<()> {
+        let file = self.file.clone();
+        blocking(move || file.sync_data()).await
+    }
+
+    /// Runs `job` with the descriptor on a blocking thread (ioctl/fallocate helpers).
+    pub(crate) async fn with_file<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&File) -> io::Result<T> + Send + 'static,
+    ) -> io::Result<T> {
+        let file = self.file.clone();
+        blocking(move || job(&file)).await
+    }
+}
+
+/// Writes `len` zero bytes at `offset` in bounded chunks (fallback when deallocation is unsupported).
+pub(crate) fn write_zeros(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    let zeros = vec![0u8; CHUNK.min(len) as usize];
+    let mut done = 0;
+    while done < len {
+        let n = CHUNK.min(len - done);
+        file.write_all_at(&zeros[..n as usize], offset + done)?;
+        done += n;
+    }
+    Ok(())
+}

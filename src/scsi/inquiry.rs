@@ -1,0 +1,213 @@
+//! INQUIRY (SPC-4 §6.6): standard data and the VPD pages 00h, 80h, 83h, B0h, B1h, B2h.
+
+use super::limits;
+use super::lun::{Lun, VENDOR_ID};
+use super::sense::{Sense, SenseReason};
+use super::task::ItNexus;
+
+const VPD_SUPPORTED: u8 = 0x00;
+const VPD_UNIT_SERIAL: u8 = 0x80;
+const VPD_DEVICE_ID: u8 = 0x83;
+const VPD_BLOCK_LIMITS: u8 = 0xB0;
+const VPD_BLOCK_CHARACTERISTICS: u8 = 0xB1;
+const VPD_PROVISIONING: u8 = 0xB2;
+const VPD_PAGES: [u8; 6] = [
+    VPD_SUPPORTED,
+    VPD_UNIT_SERIAL,
+    VPD_DEVICE_ID,
+    VPD_BLOCK_LIMITS,
+    VPD_BLOCK_CHARACTERISTICS,
+    VPD_PROVISIONING,
+];
+/// SPC-4 §7.6.1 protocol identifier for iSCSI in designation descriptors.
+const PROTOCOL_ISCSI: u8 = 0x5;
+
+/// Version descriptors (SPC-4 §6.6.2): SAM-5, iSCSI, SPC-4, SBC-3.
+const VERSION_DESCRIPTORS: [u16; 4] = [0x00A0, 0x0960, 0x0460, 0x04C0];
+
+/// Copies `text` as space-padded printable ASCII into `field` (SPC-4 §4.4.1).
+fn put_ascii(field: &mut [u8], text: &str) {
+    field.fill(b' ');
+    for (dst, b) in field.iter_mut().zip(text.bytes().filter(|b| (0x20..0x7F).contains(b))) {
+        *dst = b;
+    }
+}
+
+/// INQUIRY parameter data, untruncated. `lun` is None for a LUN that is absent or masked.
+pub(crate) fn inquiry(cdb: &[u8], lun: Option<&Lun>, nexus: &ItNexus) -> Result<Vec<u8>, Sense> {
+    let evpd = cdb[1] & 0x01 != 0;
+    let page = cdb[2];
+    if !evpd {
+        // SPC-4 §6.6.1: PAGE CODE must be zero when EVPD is zero.
+        if page != 0 {
+            return Err(Sense::invalid_cdb_field(2, Some(7)));
+        }
+        return Ok(standard(lun));
+    }
+    let lun = lun.ok_or(Sense::from(SenseReason::LunNotSupported))?;
+    let body = match page {
+        VPD_SUPPORTED => VPD_PAGES.to_vec(),
+        VPD_UNIT_SERIAL => lun.identity().serial.bytes().filter(|b| (0x20..0x7F).contains(b)).collect(),
+        VPD_DEVICE_ID => device_identification(lun, nexus),
+        VPD_BLOCK_LIMITS => block_limits(lun),
+        VPD_BLOCK_CHARACTERISTICS => {
+            // SBC-3 §6.5.2: MEDIUM ROTATION RATE 1 = non-rotating medium.
+            let mut b = vec![0u8; 0x3C];
+            b[1] = 0x01;
+            b
+        }
+        VPD_PROVISIONING => provisioning(lun),
+        _ => return Err(Sense::invalid_cdb_field(2, Some(7))),
+    };
+    let mut out = vec![0x00, page];
+    out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    out.extend(body);
+    Ok(out)
+}
+
+/// SPC-4 §6.6.2 standard INQUIRY data.
+fn standard(lun: Option<&Lun>) -> Vec<u8> {
+    let mut d = vec![0u8; 58 + 2 * VERSION_DESCRIPTORS.len()];
+    // Peripheral qualifier 011b / type 1Fh: no logical unit here (SPC-4 §6.6.2).
+    d[0] = if lun.is_some() { 0x00 } else { 0x7F };
+    d[2] = 0x06; // SPC-4
+    d[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
+    d[4] = (d.len() - 5) as u8;
+    d[7] = 0x02; // CMDQUE
+    put_ascii(&mut d[8..16], VENDOR_ID);
+    let (product, revision) = match lun {
+        Some(lun) => (lun.identity().product.as_str(), lun.identity().revision.as_str()),
+        None => ("", ""),
+    };
+    put_ascii(&mut d[16..32], product);
+    put_ascii(&mut d[32..36], revision);
+    for (i, code) in VERSION_DESCRIPTORS.iter().enumerate() {
+        d[58 + 2 * i..60 + 2 * i].copy_from_slice(&code.to_be_bytes());
+    }
+    d
+}
+
+/// One designation descriptor (SPC-4 §7.8.6.1).
+fn designator(out: &mut Vec<u8>, protocol_code_set: u8, piv_assoc_type: u8, value: &[u8]) {
+    out.extend_from_slice(&[protocol_code_set, piv_assoc_type, 0, value.len() as u8]);
+    out.extend_from_slice(value);
+}
+
+/// SPC-4 §7.8.6 device identification page.
+fn device_identification(lun: &Lun, nexus: &ItNexus) -> Vec<u8> {
+    let mut out = Vec::new();
+    // NAA, associated with the logical unit, binary (§7.8.6.6).
+    designator(&mut out, 0x01, 0x03, &lun.identity().naa.to_be_bytes());
+    // T10 vendor ID based, ASCII (§7.8.6.4): vendor followed by the unit serial.
+    let mut t10 = [b' '; 8].to_vec();
+    put_ascii(&mut t10, VENDOR_ID);
+    t10.extend(lun.identity().serial.bytes().filter(|b| (0x20..0x7F).contains(b)).take(200));
+    designator(&mut out, 0x02, 0x01, &t10);
+    // Relative target port 1 (§7.8.6.7) and target port group 0 (§7.8.6.8): PIV, target port.
+    designator(&mut out, (PROTOCOL_ISCSI << 4) | 0x01, 0x80 | 0x10 | 0x04, &[0, 0, 0, 1]);
+    designator(&mut out, (PROTOCOL_ISCSI << 4) | 0x01, 0x80 | 0x10 | 0x05, &[0, 0, 0, 0]);
+    // SCSI name string of the target port (§7.8.6.11): UTF-8, NUL terminated, padded to 4.
+    let mut name = nexus.target_port().into_bytes();
+    name.truncate(251);
+    name.push(0);
+    while !name.len().is_multiple_of(4) {
+        name.push(0);
+    }
+    designator(&mut out, (PROTOCOL_ISCSI << 4) | 0x03, 0x80 | 0x10 | 0x08, &name);
+    out
+}
+
+/// SBC-3 §6.5.3 block limits page (page length 3Ch).
+fn block_limits(lun: &Lun) -> Vec<u8> {
+    let bs = lun.block_size();
+    let mut b = vec![0u8; 0x3C];
+    b[0] = 0x01; // WSNZ: a WRITE SAME length of zero is rejected
+    let granularity = (4096 / bs).max(1) as u16;
+    b[2..4].copy_from_slice(&granularity.to_be_bytes());
+    b[4..8].copy_from_slice(&limits::max_transfer_blocks(bs).to_be_bytes());
+    if lun.backend().supports_unmap() {
+        b[16..20].copy_from_slice(&limits::MAX_UNMAP_LBA_COUNT.to_be_bytes());
+        b[20..24].copy_from_slice(&limits::MAX_UNMAP_DESCRIPTORS.to_be_bytes());
+        b[24..28].copy_from_slice(&(granularity as u32).to_be_bytes());
+    }
+    b[32..40].copy_from_slice(&limits::MAX_WRITE_SAME_BLOCKS.to_be_bytes());
+    b
+}
+
+/// SBC-3 §6.5.4 logical block provisioning page.
+fn provisioning(lun: &Lun) -> Vec<u8> {
+    let mut b = vec![0u8; 4];
+    if lun.backend().supports_unmap() {
+        // LBPU, LBPWS, LBPWS10, LBPRZ; provisioning type 010b thin.
+        b[1] = 0x80 | 0x40 | 0x20 | 0x04;
+        b[2] = 0x02;
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Backend, MemoryBackend};
+    use crate::scsi::lun::LunIdentity;
+
+    fn lun() -> Lun {
+        let id = LunIdentity::new("Palisade disk", "0001", "SER123");
+        Lun::new(0, Backend::Memory(MemoryBackend::new(1 << 20)), 512, id, false).unwrap()
+    }
+
+    fn nexus() -> ItNexus {
+        ItNexus { initiator_name: "iqn.i".into(), isid: [0; 6], target_name: "iqn.t".into(), tpgt: 1 }
+    }
+
+    #[test]
+    fn standard_data_fields() {
+        let d = inquiry(&[0x12, 0, 0, 0, 255, 0], Some(&lun()), &nexus()).unwrap();
+        assert_eq!(d[0], 0);
+        assert_eq!(d[2], 6);
+        assert_eq!(d[3], 0x12);
+        assert_eq!(d[4] as usize, d.len() - 5);
+        assert_eq!(d[7], 0x02);
+        assert_eq!(&d[8..16], b"PALISADE");
+        assert_eq!(&d[16..32], b"Palisade disk   ");
+        assert_eq!(&d[58..60], &[0x00, 0xA0]);
+        let absent = inquiry(&[0x12, 0, 0, 0, 255, 0], None, &nexus()).unwrap();
+        assert_eq!(absent[0], 0x7F);
+    }
+
+    #[test]
+    fn page_code_without_evpd_is_invalid() {
+        let err = inquiry(&[0x12, 0, 0x80, 0, 255, 0], Some(&lun()), &nexus()).unwrap_err();
+        assert_eq!(err, Sense::invalid_cdb_field(2, Some(7)));
+        let err = inquiry(&[0x12, 1, 0x42, 0, 255, 0], Some(&lun()), &nexus()).unwrap_err();
+        assert_eq!(err.reason, SenseReason::InvalidFieldInCdb);
+        let err = inquiry(&[0x12, 1, 0x00, 0, 255, 0], None, &nexus()).unwrap_err();
+        assert_eq!(err.reason, SenseReason::LunNotSupported);
+    }
+
+    #[test]
+    fn vpd_pages() {
+        let l = lun();
+        let n = nexus();
+        let sup = inquiry(&[0x12, 1, 0, 0, 255, 0], Some(&l), &n).unwrap();
+        assert_eq!(&sup[..], &[0, 0, 0, 6, 0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2]);
+        let serial = inquiry(&[0x12, 1, 0x80, 0, 255, 0], Some(&l), &n).unwrap();
+        assert_eq!(&serial[3..], b"\x06SER123");
+        let bl = inquiry(&[0x12, 1, 0xB0, 0, 255, 0], Some(&l), &n).unwrap();
+        assert_eq!(bl.len(), 64);
+        assert_eq!(bl[3], 0x3C);
+        assert_eq!(u32::from_be_bytes(bl[24..28].try_into().unwrap()), limits::MAX_UNMAP_DESCRIPTORS);
+        let bc = inquiry(&[0x12, 1, 0xB1, 0, 255, 0], Some(&l), &n).unwrap();
+        assert_eq!(&bc[4..6], &[0, 1]);
+        let lbp = inquiry(&[0x12, 1, 0xB2, 0, 255, 0], Some(&l), &n).unwrap();
+        assert_eq!(lbp[5], 0xE4);
+
+        let id = inquiry(&[0x12, 1, 0x83, 0, 255, 0], Some(&l), &n).unwrap();
+        assert_eq!(u16::from_be_bytes([id[2], id[3]]) as usize, id.len() - 4);
+        assert_eq!(&id[4..8], &[0x01, 0x03, 0, 8]);
+        assert_eq!(id[8] >> 4, 3); // NAA 3h
+        let text = String::from_utf8_lossy(&id);
+        assert!(text.contains("PALISADESER123"));
+        assert!(text.contains("iqn.t,t,0x0001\0"));
+    }
+}

@@ -1,0 +1,16 @@
+//! Limits advertised in the block limits VPD page (SBC-3 §6.5.3) and enforced by the handlers,
+//! so no command can make the target allocate more than `MAX_TRANSFER_BYTES` at once.
+
+/// Largest READ/WRITE/VERIFY data transfer accepted in one command.
+pub const MAX_TRANSFER_BYTES: u32 = 8 << 20;
+/// MAXIMUM UNMAP LBA COUNT per UNMAP block descriptor.
+pub const MAX_UNMAP_LBA_COUNT: u32 = 1 << 20;
+/// MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT per UNMAP command.
+pub const MAX_UNMAP_DESCRIPTORS: u32 = 256;
+/// MAXIMUM WRITE SAME LENGTH in blocks.
+pub const MAX_WRITE_SAME_BLOCKS: u64 = 1 << 20;
+
+/// MAXIMUM TRANSFER LENGTH in blocks of `block_size`.
+pub fn max_transfer_blocks(block_size: u32) -> u32 {
+    MAX_TRANSFER_BYTES / block_size
+}

@@ -1,0 +1,298 @@
+//! A logical unit: backend, geometry, identity and the small shared state (mode pages, unit
+//! attention queues, SPC-2 reservation) that lives behind one short-held mutex.
+
+use super::mode::ModePages;
+use super::sense::SenseReason;
+use super::task::ItNexus;
+use crate::backend::Backend;
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::{Mutex, MutexGuard};
+
+/// Highest LUN reachable with flat space addressing (SAM-5 §4.7.6: 14 bits).
+pub const MAX_LUN: u64 = 16383;
+/// SPC-4 §4.4.1 T10 vendor identification.
+pub const VENDOR_ID: &str = "PALISADE";
+/// Unit attentions queued per nexus beyond this are dropped (oldest kept, SAM-5 §5.14 allows it).
+const MAX_PENDING_UA: usize = 8;
+
+/// Identity strings reported by INQUIRY (SPC-4 §6.6).
+#[derive(Debug, Clone)]
+pub struct LunIdentity {
+    pub product: String,
+    pub revision: String,
+    pub serial: String,
+    /// 8-byte NAA identifier for VPD page 83h.
+    pub naa: u64,
+}
+
+impl LunIdentity {
+    /// Derives a locally assigned NAA identifier (NAA 3h, SPC-4 §7.8.6.6.4) from the serial,
+    /// so the same serial always yields the same designator.
+    pub fn new(product: &str, revision: &str, serial: &str) -> Self {
+        // FNV-1a: stable across builds and platforms, unlike std's hasher.
+        let hash = serial
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+        LunIdentity {
+            product: product.to_string(),
+            revision: revision.to_string(),
+            serial: serial.to_string(),
+            naa: (0x3u64 << 60) | (hash & 0x0FFF_FFFF_FFFF_FFFF),
+        }
+    }
+}
+
+/// Mutable per-LUN state; every critical section is a few field updates.
+#[derive(Debug)]
+pub(crate) struct LunState {
+    pub mode: ModePages,
+    /// Pending unit attentions per initiator port; a port absent here has not been seen since
+    /// power on and gets POWER ON, RESET OR BUS DEVICE RESET OCCURRED first.
+    unit_attentions: HashMap<String, VecDeque<SenseReason>>,
+    /// SPC-2 RESERVE holder (initiator port).
+    pub reservation: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Lun {
+    id: u64,
+    backend: Backend,
+    block_size: u32,
+    block_count: u64,
+    identity: LunIdentity,
+    read_only: bool,
+    state: Mutex<LunState>,
+}
+
+impl Lun {
+    /// `block_size` must be 512 or 4096 (SBC-3 §4.5); the capacity is the backend size in
+    /// whole blocks.
+    pub fn new(
+        id: u64,
+        backend: Backend,
+        block_size: u32,
+        identity: LunIdentity,
+        read_only: bool,
+    ) -> io::Result<Self> {
+        let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
+        if id > MAX_LUN {
+            return Err(invalid(format!("LUN {id} exceeds {MAX_LUN}")));
+        }
+        if block_size != 512 && block_size != 4096 {
+            return Err(invalid(format!("block size {block_size} is not 512 or 4096")));
+        }
+        let block_count = backend.size_bytes() / block_size as u64;
+        if block_count == 0 {
+            return Err(invalid(format!("LUN {id} backend is smaller than one block")));
+        }
+        Ok(Lun {
+            id,
+            backend,
+            block_size,
+            block_count,
+            identity,
+            read_only,
+            state: Mutex::new(LunState {
+                mode: ModePages::default(),
+                unit_attentions: HashMap::new(),
+                reservation: None,
+            }),
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+    pub fn block_size(&self) -> u32 {
+        self.block_size
+    }
+    pub fn block_count(&self) -> u64 {
+        self.block_count
+    }
+    pub fn identity(&self) -> &LunIdentity {
+        &self.identity
+    }
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, LunState> {
+        // A panic elsewhere must not wedge the LUN; the state stays structurally valid.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True when an SPC-2 reservation is held by another I_T nexus.
+    pub(crate) fn reserved_by_other(&self, nexus: &ItNexus) -> bool {
+        let state = self.state();
+        state.reservation.as_ref().is_some_and(|holder| *holder != nexus.initiator_port())
+    }
+
+    /// SPC-2 §7.21 RESERVE: (re)reserves for this nexus; false when another nexus holds it
+    /// (checked again here, under the lock, to close the race with the caller's check).
+    pub(crate) fn reserve(&self, nexus: &ItNexus) -> bool {
+        let port = nexus.initiator_port();
+        let mut state = self.state();
+        match &state.reservation {
+            Some(holder) if *holder != port => false,
+            _ => {
+                state.reservation = Some(port);
+                true
+            }
+        }
+    }
+
+    /// SPC-2 §7.17 RELEASE: only the holder's release has an effect.
+    pub(crate) fn release(&self, nexus: &ItNexus) {
+        let port = nexus.initiator_port();
+        let mut state = self.state();
+        if state.reservation.as_deref() == Some(port.as_str()) {
+            state.reservation = None;
+        }
+    }
+
+    /// Snapshot of the current mode pages.
+    pub(crate) fn mode(&self) -> ModePages {
+        self.state().mode
+    }
+
+    /// Takes the oldest pending unit attention for this nexus, registering a never-seen nexus
+    /// with the power-on condition first (SAM-5 §5.14, §6.3.1).
+    pub(crate) fn take_unit_attention(&self, nexus: &ItNexus) -> Option<SenseReason> {
+        let mut state = self.state();
+        let queue = state
+            .unit_attentions
+            .entry(nexus.initiator_port())
+            .or_insert_with(|| VecDeque::from([SenseReason::PowerOnReset]));
+        queue.pop_front()
+    }
+
+    /// Establishes `reason` for every known nexus except `except` (SAM-5 §5.14).
+    pub(crate) fn establish_unit_attention(&self, reason: SenseReason, except: Option<&ItNexus>) {
+        let except = except.map(ItNexus::initiator_port);
+        let mut state = self.state();
+        for (port, queue) in state.unit_attentions.iter_mut() {
+            if Some(port) == except.as_ref() || queue.contains(&reason) {
+                continue;
+            }
+            // A reset supersedes everything queued before it (SAM-5 §5.14 precedence).
+            if matches!(reason, SenseReason::BusDeviceResetFunction | SenseReason::PowerOnReset) {
+                queue.clear();
+            }
+            if queue.len() < MAX_PENDING_UA {
+                queue.push_back(reason);
+            }
+        }
+    }
+
+    /// SAM-5 §6.4 logical unit reset: mode pages back to defaults, SPC-2 reservation released,
+    /// BUS DEVICE RESET FUNCTION OCCURRED for every I_T nexus.
+    pub(crate) fn reset(&self) {
+        {
+            let mut state = self.state();
+            state.mode = ModePages::default();
+            state.reservation = None;
+        }
+        self.establish_unit_attention(SenseReason::BusDeviceResetFunction, None);
+    }
+
+    /// SAM-5 §6.3.4 I_T nexus loss: drop the nexus' reservation and queue, then leave I_T
+    /// NEXUS LOSS OCCURRED for when it logs back in.
+    pub(crate) fn nexus_lost(&self, nexus: &ItNexus) {
+        let port = nexus.initiator_port();
+        let mut state = self.state();
+        if state.reservation.as_deref() == Some(port.as_str()) {
+            state.reservation = None;
+        }
+        if let Some(queue) = state.unit_attentions.get_mut(&port) {
+            queue.clear();
+            queue.push_back(SenseReason::ItNexusLoss);
+        }
+    }
+}
+
+/// Decodes the 8-byte SAM LUN field (SAM-5 §4.7): peripheral (00b, bus 0) or flat space (01b)
+/// single-level addressing only. Anything else names no LUN of ours.
+pub fn decode_lun(field: u64) -> Option<u64> {
+    let bytes = field.to_be_bytes();
+    if bytes[2..].iter().any(|&b| b != 0) {
+        return None;
+    }
+    match bytes[0] >> 6 {
+        0b00 if bytes[0] == 0 => Some(bytes[1] as u64),
+        0b01 => Some((((bytes[0] & 0x3F) as u64) << 8) | bytes[1] as u64),
+        _ => None,
+    }
+}
+
+/// Encodes a LUN for REPORT LUNS (SAM-5 §4.7): peripheral addressing up to 255, flat above.
+pub fn encode_lun(id: u64) -> [u8; 8] {
+    let mut out = [0u8; 8];
+    if id <= 255 {
+        out[1] = id as u8;
+    } else {
+        out[0] = 0x40 | ((id >> 8) as u8 & 0x3F);
+        out[1] = id as u8;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::MemoryBackend;
+
+    fn nexus(isid: u8) -> ItNexus {
+        ItNexus {
+            initiator_name: "iqn.init".into(),
+            isid: [0, 0, 0, 0, 0, isid],
+            target_name: "iqn.tgt".into(),
+            tpgt: 1,
+        }
+    }
+
+    #[test]
+    fn lun_addressing_round_trips() {
+        assert_eq!(encode_lun(5), [0, 5, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(encode_lun(300), [0x41, 0x2C, 0, 0, 0, 0, 0, 0]);
+        for id in [0, 1, 255, 256, 300, MAX_LUN] {
+            assert_eq!(decode_lun(u64::from_be_bytes(encode_lun(id))), Some(id));
+        }
+        // Flat addressing of a small LUN is also accepted.
+        assert_eq!(decode_lun(0x4005_0000_0000_0000), Some(5));
+        assert_eq!(decode_lun(0x0105_0000_0000_0000), None); // bus 1
+        assert_eq!(decode_lun(0x0005_0000_0000_0001), None); // second level
+        assert_eq!(decode_lun(0xC000_0000_0000_0000), None); // extended
+    }
+
+    #[test]
+    fn rejects_bad_geometry() {
+        let id = LunIdentity::new("disk", "0001", "S1");
+        assert!(Lun::new(0, Backend::Memory(MemoryBackend::new(8192)), 1024, id.clone(), false).is_err());
+        assert!(Lun::new(0, Backend::Memory(MemoryBackend::new(100)), 512, id.clone(), false).is_err());
+        assert!(Lun::new(MAX_LUN + 1, Backend::Memory(MemoryBackend::new(8192)), 512, id, false).is_err());
+    }
+
+    #[test]
+    fn unit_attention_lifecycle() {
+        let id = LunIdentity::new("disk", "0001", "S1");
+        assert_eq!(id.naa >> 60, 3);
+        let lun = Lun::new(0, Backend::Memory(MemoryBackend::new(8192)), 512, id, false).unwrap();
+        let (a, b) = (nexus(1), nexus(2));
+        assert_eq!(lun.take_unit_attention(&a), Some(SenseReason::PowerOnReset));
+        assert_eq!(lun.take_unit_attention(&a), None);
+        lun.establish_unit_attention(SenseReason::ModeParametersChanged, Some(&a));
+        assert_eq!(lun.take_unit_attention(&a), None);
+        // b was never seen: power on first, then nothing (it did not exist when the change happened).
+        assert_eq!(lun.take_unit_attention(&b), Some(SenseReason::PowerOnReset));
+        assert_eq!(lun.take_unit_attention(&b), None);
+        lun.reset();
+        assert_eq!(lun.take_unit_attention(&a), Some(SenseReason::BusDeviceResetFunction));
+        assert_eq!(lun.take_unit_attention(&b), Some(SenseReason::BusDeviceResetFunction));
+        lun.nexus_lost(&a);
+        assert_eq!(lun.take_unit_attention(&a), Some(SenseReason::ItNexusLoss));
+    }
+}

@@ -1,0 +1,250 @@
+//! One SCSI target device: its logical units and LUN masking, the synchronous `prepare` step
+//! (lookup, CDB validation, unit attentions) and the asynchronous `execute` step.
+
+use super::block::{prepare_io, IoOp};
+use super::commands::{allowed_when_reserved, answers_without_lun, check_usage, lookup, Command};
+use super::lun::{decode_lun, Lun};
+use super::sense::{Sense, SenseReason};
+use super::task::{Completion, DataOut, ItNexus, ScsiTask};
+use super::{inquiry, mode, reports};
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Which LUNs each initiator (by iSCSI name) may see; initiators without an entry see all.
+#[derive(Debug, Clone, Default)]
+pub struct LunMasking {
+    allowed: HashMap<String, BTreeSet<u64>>,
+}
+
+impl LunMasking {
+    /// No masking: every initiator sees every LUN.
+    pub fn allow_all() -> Self {
+        LunMasking::default()
+    }
+
+    /// Restricts `initiator_name` to `luns`.
+    pub fn restrict(mut self, initiator_name: &str, luns: impl IntoIterator<Item = u64>) -> Self {
+        self.allowed.insert(initiator_name.to_string(), luns.into_iter().collect());
+        self
+    }
+
+    pub fn permits(&self, initiator_name: &str, lun: u64) -> bool {
+        self.allowed.get(initiator_name).is_none_or(|set| set.contains(&lun))
+    }
+}
+
+#[derive(Debug)]
+pub struct ScsiTarget {
+    name: String,
+    luns: BTreeMap<u64, Arc<Lun>>,
+    masking: LunMasking,
+}
+
+/// What `execute` has left to do.
+#[derive(Debug)]
+enum Op {
+    /// Answer already computed during `prepare`.
+    Respond(Option<Bytes>),
+    Io(IoOp),
+    /// RESERVATION CONFLICT status (SPC-2 §5.5.1), no sense data.
+    Conflict,
+    ModeSelect { ten: bool, param_len: usize },
+}
+
+/// A validated command, ready for its data-out and execution.
+#[derive(Debug)]
+pub struct Prepared {
+    lun: Option<Arc<Lun>>,
+    nexus: Arc<ItNexus>,
+    d_sense: bool,
+    data_out_len: u32,
+    op: Op,
+}
+
+fn truncate(mut data: Vec<u8>, allocation_length: usize) -> Option<Bytes> {
+    data.truncate(allocation_length);
+    Some(Bytes::from(data))
+}
+
+fn be16(b: &[u8]) -> usize {
+    u16::from_be_bytes([b[0], b[1]]) as usize
+}
+fn be32(b: &[u8]) -> usize {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
+}
+
+impl ScsiTarget {
+    /// Builds a target; a later LUN with a duplicate id replaces an earlier one.
+    pub fn new(name: String, luns: Vec<Arc<Lun>>, masking: LunMasking) -> Self {
+        let luns = luns.into_iter().map(|lun| (lun.id(), lun)).collect();
+        ScsiTarget { name, luns, masking }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The LUN this nexus addresses with the wire LUN field, if it exists and is not masked.
+    fn visible_lun(&self, nexus: &ItNexus, lun_field: u64) -> Option<&Arc<Lun>> {
+        let id = decode_lun(lun_field)?;
+        self.luns.get(&id).filter(|_| self.masking.permits(&nexus.initiator_name, id))
+    }
+
+    /// LUN ids visible to this nexus, ascending.
+    pub fn visible_luns(&self, nexus: &ItNexus) -> Vec<u64> {
+        self.luns.keys().copied().filter(|&id| self.masking.permits(&nexus.initiator_name, id)).collect()
+    }
+
+    /// Validates a command without blocking. Errors come back as a finished `Completion`.
+    pub fn prepare(&self, task: ScsiTask) -> Result<Prepared, Completion> {
+        let lun = self.visible_lun(&task.nexus, task.lun).cloned();
+        let d_sense = lun.as_ref().is_some_and(|l| l.mode().d_sense);
+        let fail = |sense: Sense| Completion::check_condition(sense.encode(d_sense));
+        if task.cdb_len == 0 || task.cdb_len > task.cdb.len() {
+            // CDBs longer than 16 bytes (extended CDB AHS) are not supported.
+            return Err(fail(Sense::invalid_cdb_field(0, None)));
+        }
+        let cdb = &task.cdb[..task.cdb_len];
+        let answers_without_lun = answers_without_lun(cdb[0]);
+        if let Some(lun) = &lun {
+            // SAM-5 §5.14: all other commands report (and so clear) the oldest unit attention.
+            if !answers_without_lun {
+                if let Some(ua) = lun.take_unit_attention(&task.nexus) {
+                    return Err(fail(ua.into()));
+                }
+            }
+        } else if !answers_without_lun {
+            // SPC-4 Annex D 25h/00h: an absent or masked LUN.
+            return Err(fail(SenseReason::LunNotSupported.into()));
+        }
+        let info = lookup(cdb).map_err(fail)?;
+        if cdb.len() < info.usage.len() {
+            return Err(fail(Sense::invalid_cdb_field(0, None)));
+        }
+        let cdb = &cdb[..info.usage.len()];
+        check_usage(info, cdb).map_err(fail)?;
+        if let Some(lun) = &lun {
+            // SPC-2 §5.5.1: a logical unit reserved by another I_T nexus answers RESERVATION
+            // CONFLICT, without sense data, to everything but a few informational commands.
+            if !allowed_when_reserved(info.command) && lun.reserved_by_other(&task.nexus) {
+                return Err(Completion::reservation_conflict());
+            }
+        }
+        let op = self.prepare_command(info.command, cdb, lun.as_deref(), &task).map_err(fail)?;
+        let data_out_len = match &op {
+            Op::Conflict => return Err(Completion::reservation_conflict()),
+            Op::Respond(_) => 0,
+            Op::Io(io) => io.data_out_len(lun.as_ref().map_or(512, |l| l.block_size())),
+            Op::ModeSelect { param_len, .. } => *param_len as u32,
+        };
+        Ok(Prepared { lun, nexus: task.nexus, d_sense, data_out_len, op })
+    }
+
+    fn prepare_command(&self, command: Command, cdb: &[u8], lun: Option<&Lun>, task: &ScsiTask) -> Result<Op, Sense> {
+        use Command::*;
+        let nexus = &task.nexus;
+        let respond = |data: Vec<u8>, alloc: usize| Ok(Op::Respond(truncate(data, alloc)));
+        // Commands below `works_without_lun` got a LUN or were rejected above.
+        let need_lun = || lun.ok_or(Sense::from(SenseReason::LunNotSupported));
+        match command {
+            Inquiry => respond(inquiry::inquiry(cdb, lun, nexus)?, be16(&cdb[3..5])),
+            ReportLuns => respond(reports::report_luns(cdb, &self.visible_luns(nexus))?, be32(&cdb[6..10])),
+            RequestSense => respond(reports::request_sense(cdb, lun, nexus), cdb[4] as usize),
+            TestUnitReady => Ok(Op::Respond(None)),
+            // SBC-3 §5.25: a fixed, non-removable medium is always ready; LOEJ has nothing to eject.
+            StartStopUnit => Ok(Op::Respond(None)),
+            ReadCapacity10 => respond(reports::read_capacity10(cdb, need_lun()?)?, 8),
+            ReadCapacity16 => respond(reports::read_capacity16(cdb, need_lun()?)?, be32(&cdb[10..14])),
+            ReportSupportedOpcodes => respond(reports::report_supported_opcodes(cdb)?, be32(&cdb[6..10])),
+            ModeSense6 => respond(mode::mode_sense(cdb, need_lun()?, false)?, cdb[4] as usize),
+            ModeSense10 => respond(mode::mode_sense(cdb, need_lun()?, true)?, be16(&cdb[7..9])),
+            Reserve6 | Reserve10 => {
+                Ok(if need_lun()?.reserve(nexus) { Op::Respond(None) } else { Op::Conflict })
+            }
+            Release6 | Release10 => {
+                need_lun()?.release(nexus);
+                Ok(Op::Respond(None))
+            }
+            ModeSelect6 | ModeSelect10 => {
+                let ten = command == ModeSelect10;
+                let param_len = if ten { be16(&cdb[7..9]) } else { cdb[4] as usize };
+                // SPC-4 §6.9: PF zero means vendor-specific page format, which is not offered.
+                if cdb[1] & 0x10 == 0 && param_len > 0 {
+                    return Err(Sense::invalid_cdb_field(1, Some(4)));
+                }
+                Ok(Op::ModeSelect { ten, param_len })
+            }
+            _ => Ok(Op::Io(prepare_io(command, cdb, need_lun()?, task.expected_data_out_len)?)),
+        }
+    }
+
+    /// SAM-5 §6.4 LOGICAL UNIT RESET; false when the nexus addresses no such LUN.
+    pub fn logical_unit_reset(&self, lun: u64, by: &ItNexus) -> bool {
+        match self.visible_lun(by, lun) {
+            Some(lun) => {
+                lun.reset();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// SAM-5 §6.3 TARGET RESET (hard reset): every logical unit is reset.
+    pub fn target_reset(&self, _by: &ItNexus) {
+        for lun in self.luns.values() {
+            lun.reset();
+        }
+    }
+
+    /// SAM-5 §6.3.4 I_T nexus loss.
+    pub fn nexus_lost(&self, nexus: &ItNexus) {
+        for lun in self.luns.values() {
+            lun.nexus_lost(nexus);
+        }
+    }
+}
+
+impl Prepared {
+    /// Bytes of data-out this command needs, derived from the CDB.
+    pub fn data_out_len(&self) -> u32 {
+        self.data_out_len
+    }
+
+    /// Runs the command; `data` holds min(data_out_len, what the transport received) bytes.
+    pub async fn execute(self, data: DataOut) -> Completion {
+        let d_sense = self.d_sense;
+        let result = match self.op {
+            Op::Respond(data_in) => Ok(data_in),
+            Op::Conflict => return Completion::reservation_conflict(),
+            Op::Io(io) => match self.lun {
+                Some(lun) => io.execute(lun, data).await,
+                None => Err(SenseReason::LunNotSupported.into()),
+            },
+            Op::ModeSelect { ten, param_len } => match self.lun {
+                Some(lun) => mode_select(&lun, &self.nexus, &data, ten, param_len),
+                None => Err(SenseReason::LunNotSupported.into()),
+            },
+        };
+        match result {
+            Ok(Some(data)) => Completion::good_with_data(data),
+            Ok(None) => Completion::good(),
+            Err(sense) => Completion::check_condition(sense.encode(d_sense)),
+        }
+    }
+}
+
+fn mode_select(lun: &Lun, nexus: &ItNexus, data: &DataOut, ten: bool, param_len: usize) -> Result<Option<Bytes>, Sense> {
+    // SPC-4 §6.9: a zero parameter list length transfers nothing and is not an error.
+    if param_len == 0 {
+        return Ok(None);
+    }
+    if data.len() < param_len {
+        return Err(SenseReason::ParameterListLengthError.into());
+    }
+    if mode::mode_select(lun, &data.to_vec(param_len), ten)? {
+        // SPC-4 §7.5.1: other I_T nexuses learn of the change through a unit attention.
+        lun.establish_unit_attention(SenseReason::ModeParametersChanged, Some(nexus));
+    }
+    Ok(None)
+}

@@ -1,0 +1,166 @@
+//! The transport-facing task types: what a transport hands the SCSI layer and what it gets back.
+
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// An I_T nexus (SAM-5 §4.7): one initiator port talking to one target port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ItNexus {
+    pub initiator_name: String,
+    pub isid: [u8; 6],
+    pub target_name: String,
+    pub tpgt: u16,
+}
+
+impl ItNexus {
+    /// The initiator port name, RFC 7143 §4.2.7.1 / SPC-4 §7.6.4.6: "<iname>,i,0x<ISID>".
+    pub fn initiator_port(&self) -> String {
+        let isid: String = self.isid.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{},i,0x{isid}", self.initiator_name)
+    }
+
+    /// The target port name, RFC 7143 §4.2.7.1: "<tname>,t,0x<TPGT>".
+    pub fn target_port(&self) -> String {
+        format!("{},t,0x{:04x}", self.target_name, self.tpgt)
+    }
+}
+
+/// SAM-5 §8.6 task attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskAttr {
+    Untagged,
+    Simple,
+    Ordered,
+    HeadOfQueue,
+    Aca,
+}
+
+/// One SCSI command as received by the transport.
+#[derive(Debug, Clone)]
+pub struct ScsiTask {
+    pub nexus: Arc<ItNexus>,
+    /// The 8-byte SAM LUN field as a big-endian u64, exactly as on the wire.
+    pub lun: u64,
+    pub cdb: [u8; 16],
+    pub cdb_len: usize,
+    pub attr: TaskAttr,
+    pub expected_data_in_len: u32,
+    pub expected_data_out_len: u32,
+}
+
+/// Data-out received for a command: segments in buffer-offset order, never coalesced.
+#[derive(Debug, Clone, Default)]
+pub struct DataOut {
+    segments: Vec<Bytes>,
+    len: usize,
+}
+
+impl DataOut {
+    pub fn new() -> Self {
+        DataOut::default()
+    }
+
+    pub fn push(&mut self, seg: Bytes) {
+        self.len += seg.len();
+        if !seg.is_empty() {
+            self.segments.push(seg);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn segments(&self) -> &[Bytes] {
+        &self.segments
+    }
+
+    /// Copies the first `max` bytes into one buffer (parameter lists, which are small).
+    pub fn to_vec(&self, max: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len.min(max));
+        for seg in &self.segments {
+            let room = max - out.len();
+            if room == 0 {
+                break;
+            }
+            out.extend_from_slice(&seg[..seg.len().min(room)]);
+        }
+        out
+    }
+}
+
+impl From<Bytes> for DataOut {
+    fn from(seg: Bytes) -> Self {
+        let mut data = DataOut::new();
+        data.push(seg);
+        data
+    }
+}
+
+/// SAM-5 §5.3.1 status codes used here.
+pub mod status {
+    pub const GOOD: u8 = 0x00;
+    pub const CHECK_CONDITION: u8 = 0x02;
+    pub const RESERVATION_CONFLICT: u8 = 0x18;
+}
+
+/// The outcome of a command. The transport computes residuals from `data_in` itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    pub status: u8,
+    /// Sense data (SPC-4 §4.5), without the iSCSI SenseLength prefix.
+    pub sense: Option<Bytes>,
+    pub data_in: Option<Bytes>,
+}
+
+impl Completion {
+    pub fn good() -> Self {
+        Completion { status: status::GOOD, sense: None, data_in: None }
+    }
+
+    pub fn good_with_data(data: Bytes) -> Self {
+        Completion { status: status::GOOD, sense: None, data_in: Some(data) }
+    }
+
+    /// SAM-5 §5.3.1 RESERVATION CONFLICT carries no sense data.
+    pub fn reservation_conflict() -> Self {
+        Completion { status: status::RESERVATION_CONFLICT, sense: None, data_in: None }
+    }
+
+    pub fn check_condition(sense: Bytes) -> Self {
+        Completion { status: status::CHECK_CONDITION, sense: Some(sense), data_in: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_names_follow_rfc7143() {
+        let nexus = ItNexus {
+            initiator_name: "iqn.1994-05.com.example:host".into(),
+            isid: [0x80, 0x12, 0x34, 0x56, 0x78, 0x9a],
+            target_name: "iqn.2026-01.org.palisade:disk".into(),
+            tpgt: 1,
+        };
+        assert_eq!(nexus.initiator_port(), "iqn.1994-05.com.example:host,i,0x80123456789a");
+        assert_eq!(nexus.target_port(), "iqn.2026-01.org.palisade:disk,t,0x0001");
+    }
+
+    #[test]
+    fn data_out_keeps_segments_and_caps_copies() {
+        let mut data = DataOut::new();
+        data.push(Bytes::from_static(b"abc"));
+        data.push(Bytes::new());
+        data.push(Bytes::from_static(b"defg"));
+        assert_eq!(data.len(), 7);
+        assert_eq!(data.segments().len(), 2);
+        assert_eq!(data.to_vec(5), b"abcde");
+        assert_eq!(data.to_vec(100), b"abcdefg");
+    }
+}
