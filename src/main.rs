@@ -1,1 +1,116 @@
-fn main() {}
+//! `palisade`: an iSCSI target with SCSI-3 persistent reservations.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use palisade::config::{parse_listen_addr, Config, DEFAULT_DATA_DIR};
+use palisade::server::Server;
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "palisade", version, about = "iSCSI target and shared-disk storage server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve iSCSI targets. Without --config: one 1 GiB file-backed LUN, no authentication.
+    Serve {
+        /// Portal address of the zero-config target (default 127.0.0.1:3260).
+        #[arg(long, value_parser = parse_listen)]
+        listen: Option<SocketAddr>,
+        /// Folder of the zero-config LUN image and server state (default ./palisade-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// TOML configuration (see docs/configuration.md).
+        #[arg(long, conflicts_with_all = ["listen", "data_dir"])]
+        config: Option<PathBuf>,
+        /// Log as JSON lines instead of text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Check a configuration file and print what it would serve.
+    CheckConfig { path: PathBuf },
+}
+
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    parse_listen_addr(s).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { path } => match Config::load(&path) {
+            Ok(c) => {
+                println!("{}", c.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve { listen, data_dir, config, log_json } => {
+            init_logging(log_json);
+            let config = match config {
+                Some(path) => match Config::load(&path) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::from(2);
+                    }
+                },
+                None => Config::zero_config(
+                    listen.unwrap_or_else(Config::default_listen),
+                    data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+                ),
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+            match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("palisade: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let server = Server::bind(&config).await?;
+    for line in server.connect_hints() {
+        println!("{line}");
+    }
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tx.send_replace(true);
+    });
+    server.run(rx).await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

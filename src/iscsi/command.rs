@@ -16,7 +16,7 @@ use super::response::{self, ResponseShape};
 use super::session::{RunningTask, Session};
 use super::transfer::{Transfer, TransferResult};
 use super::writer::{StatSn, WriterHandle};
-use crate::scsi::{sense, Completion, DataOut, Prepared, ScsiTask, TaskAttr};
+use crate::scsi::{Completion, DataOut, Prepared, ScsiTask, Sense, SenseReason, TaskAttr};
 
 /// What the command task will run once its data is in.
 enum Exec {
@@ -64,7 +64,7 @@ impl FullFeature {
         };
         let (exec, needed) = if !cmd.extended_cdb.is_empty() {
             // CDBs longer than 16 bytes (variable-length, opcode 0x7f) are not implemented.
-            (Exec::Answered(Completion::check_condition(sense::invalid_opcode())), 0)
+            (Exec::Answered(Completion::check_condition(Sense::from(SenseReason::InvalidOpcode).encode(false))), 0)
         } else {
             match target.scsi.prepare(task) {
                 Ok(p) => {
@@ -214,7 +214,7 @@ async fn run_command(
             Ok(TransferResult::DigestError { r2t_count }) => {
                 // §7.8 b) / §11.4.7.2: CHECK CONDITION, ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR.
                 shape.r2t_count = r2t_count;
-                let c = Completion::check_condition(sense::protocol_crc_error());
+                let c = Completion::check_condition(Sense::from(SenseReason::ProtocolServiceCrcError).encode(false));
                 send_all(&writer, response::build(&shape, c)).await;
                 return;
             }

@@ -120,6 +120,12 @@ impl Lun {
         self.read_only
     }
 
+    /// Sets the caching mode page's WCE bit (SBC-3 §6.5.4): whether a volatile write cache
+    /// is reported, so initiators send SYNCHRONIZE CACHE / FUA.
+    pub fn set_write_cache(&self, enabled: bool) {
+        self.state().mode.wce = enabled;
+    }
+
     pub(crate) fn state(&self) -> MutexGuard<'_, LunState> {
         // A panic elsewhere must not wedge the LUN; the state stays structurally valid.
         self.state.lock().unwrap_or_else(|p| p.into_inner())

@@ -13,6 +13,7 @@ pub mod key {
     pub const ILLEGAL_REQUEST: u8 = 0x5;
     pub const UNIT_ATTENTION: u8 = 0x6;
     pub const DATA_PROTECT: u8 = 0x7;
+    pub const ABORTED_COMMAND: u8 = 0xB;
     pub const MISCOMPARE: u8 = 0xE;
 }
 
@@ -39,6 +40,8 @@ pub enum SenseReason {
     ItNexusLoss,
     ModeParametersChanged,
     LogicalUnitNotReady,
+    /// RFC 7143 §11.4.7.2 / SPC-4: a data digest failed on the command's data.
+    ProtocolServiceCrcError,
 }
 
 impl SenseReason {
@@ -67,6 +70,7 @@ impl SenseReason {
             ItNexusLoss => (UNIT_ATTENTION, 0x29, 0x07),
             ModeParametersChanged => (UNIT_ATTENTION, 0x2A, 0x01),
             LogicalUnitNotReady => (NOT_READY, 0x04, 0x00),
+            ProtocolServiceCrcError => (ABORTED_COMMAND, 0x47, 0x05),
         }
     }
 }

@@ -86,6 +86,16 @@ impl ScsiTarget {
     }
 
     /// The LUN this nexus addresses with the wire LUN field, if it exists and is not masked.
+    /// The LUN numbers of this target, ascending.
+    pub fn lun_ids(&self) -> Vec<u64> {
+        self.luns.keys().copied().collect()
+    }
+
+    /// Whether `lun_field` names a LUN this nexus may see (for task management).
+    pub fn has_lun(&self, lun_field: u64, nexus: &ItNexus) -> bool {
+        self.visible_lun(nexus, lun_field).is_some()
+    }
+
     fn visible_lun(&self, nexus: &ItNexus, lun_field: u64) -> Option<&Arc<Lun>> {
         let id = decode_lun(lun_field)?;
         self.luns.get(&id).filter(|_| self.masking.permits(&nexus.initiator_name, id))

@@ -1,0 +1,255 @@
+//! Builds the served targets from a [`Config`], listens on every portal, and runs until a
+//! shutdown signal: then initiators are asked to log out (RFC 7143 §11.9.1), connections
+//! drain, and the LUNs are flushed.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::backend::{Backend, BlockDeviceBackend, FileBackend, MemoryBackend};
+use crate::config::{BackendConfig, ChapConfig, Config, LunConfig, TargetConfig};
+use crate::iscsi::connection;
+use crate::iscsi::login::{ChapCredentials, TargetLimits};
+use crate::iscsi::registry::{format_portal, PortalAddr, Registry, SessionSettings, TargetEntry};
+use crate::scsi::{Lun, LunIdentity, LunMasking, ScsiTarget};
+
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Product identification reported by INQUIRY unless a LUN overrides it.
+const DEFAULT_PRODUCT: &str = "PALISADE DISK";
+const REVISION: &str = "0001";
+/// How long connections get to log out after a shutdown signal.
+const DRAIN: Duration = Duration::from_secs(12);
+
+/// A running server: its registry and the bound portals.
+pub struct Server {
+    pub registry: Arc<Registry>,
+    listeners: Vec<(TcpListener, PortalAddr)>,
+    luns: Vec<Arc<Lun>>,
+}
+
+impl Server {
+    /// Opens every LUN and binds every portal; nothing is served yet.
+    pub async fn bind(config: &Config) -> Result<Server, StartError> {
+        for w in &config.warnings {
+            warn!("config: {w}");
+        }
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StartError(format!("data_dir {}: {e}", config.data_dir.display())))?;
+        let mut listeners = Vec::new();
+        for p in &config.portals {
+            let l = TcpListener::bind(p.listen)
+                .await
+                .map_err(|e| StartError(format!("portals[{}]: cannot listen on {}: {e}", p.name, p.listen)))?;
+            // A port of 0 resolves to the one the kernel chose.
+            let addr = l.local_addr().map_err(|e| StartError(e.to_string()))?;
+            listeners.push((l, PortalAddr { addr, tpgt: p.tpgt }));
+        }
+        let mut targets = Vec::new();
+        let mut all_luns = Vec::new();
+        for t in &config.targets {
+            let (entry, luns) = build_target(config, t, &listeners)?;
+            all_luns.extend(luns);
+            targets.push(entry);
+        }
+        let registry = Registry::new(
+            targets,
+            settings(config),
+            config.discovery.chap.as_ref().map(credentials),
+            config.discovery.acl_filter,
+        );
+        Ok(Server { registry: Arc::new(registry), listeners, luns: all_luns })
+    }
+
+    /// The portals actually bound (with resolved ports).
+    pub fn portals(&self) -> Vec<PortalAddr> {
+        self.listeners.iter().map(|(_, p)| p.clone()).collect()
+    }
+
+    /// How to reach each target, for the operator.
+    pub fn connect_hints(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut targets: Vec<_> = self.registry.targets().collect();
+        targets.sort_by(|a, b| a.name.cmp(&b.name));
+        for t in targets {
+            for p in &t.portals {
+                let portal = format_portal(&p.addr, p.tpgt);
+                let hostport = portal.rsplit_once(',').map(|(h, _)| h).unwrap_or(&portal).to_string();
+                lines.push(format!("target {} on {portal}", t.name));
+                lines.push(format!("  open-iscsi: iscsiadm -m discovery -t sendtargets -p {hostport}"));
+                lines.push(format!("              iscsiadm -m node -T {} -p {hostport} --login", t.name));
+                for lun in t.scsi.lun_ids() {
+                    lines.push(format!("  libiscsi:   iscsi://{hostport}/{}/{lun}", t.name));
+                }
+            }
+        }
+        lines
+    }
+
+    /// Serves until `shutdown` becomes true, then drains and flushes.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), StartError> {
+        let mut accepts = JoinSet::new();
+        let connections = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+        for (listener, portal) in self.listeners {
+            let registry = self.registry.clone();
+            let shutdown = shutdown.clone();
+            let connections = connections.clone();
+            accepts.spawn(async move {
+                loop {
+                    match listener.accept().await {
+                        Ok((stream, peer)) => {
+                            let fut = connection::serve(stream, peer, registry.clone(), portal.clone(), shutdown.clone());
+                            connections.lock().await.spawn(fut);
+                        }
+                        Err(e) => {
+                            // EMFILE and friends are transient: back off instead of spinning.
+                            error!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            });
+        }
+        let _ = shutdown.wait_for(|s| *s).await;
+        info!("shutting down: asking initiators to log out");
+        accepts.abort_all();
+        let mut conns = std::mem::take(&mut *connections.lock().await);
+        let drained = tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            warn!("some connections did not log out in time; closing them");
+            conns.abort_all();
+            while conns.join_next().await.is_some() {}
+        }
+        for lun in &self.luns {
+            if let Err(e) = lun.backend().flush().await {
+                error!(lun = lun.id(), error = %e, "flush at shutdown failed");
+            }
+        }
+        info!("stopped");
+        Ok(())
+    }
+}
+
+fn settings(config: &Config) -> SessionSettings {
+    let s = &config.session;
+    let limits = TargetLimits {
+        max_recv_data_segment_length: s.max_recv_data_segment_length,
+        max_burst_length: s.max_burst_length,
+        first_burst_length: s.first_burst_length,
+        max_outstanding_r2t: s.max_outstanding_r2t,
+        immediate_data: s.immediate_data,
+        initial_r2t: s.initial_r2t,
+        ..TargetLimits::default()
+    };
+    SessionSettings {
+        limits,
+        nop_interval: (s.nop_interval_secs > 0).then(|| Duration::from_secs(s.nop_interval_secs)),
+        nop_timeout: Duration::from_secs(s.nop_timeout_secs.max(1)),
+        cmd_window: s.max_cmdsn_window,
+        login_timeout: Duration::from_secs(s.login_timeout_secs.max(1)),
+    }
+}
+
+fn credentials(c: &ChapConfig) -> ChapCredentials {
+    ChapCredentials { user: c.user.clone(), secret: c.secret.as_bytes().to_vec() }
+}
+
+fn build_target(
+    config: &Config,
+    t: &TargetConfig,
+    listeners: &[(TcpListener, PortalAddr)],
+) -> Result<(TargetEntry, Vec<Arc<Lun>>), StartError> {
+    let mut luns = Vec::new();
+    for l in &t.luns {
+        luns.push(Arc::new(open_lun(t, l)?));
+    }
+    let mut masking = LunMasking::allow_all();
+    let mut allowed = None;
+    if let Some(acl) = &t.acl {
+        let mut names = HashSet::new();
+        for entry in acl {
+            names.insert(entry.initiator.clone());
+            if let Some(visible) = &entry.luns {
+                masking = masking.restrict(&entry.initiator, visible.iter().copied());
+            }
+        }
+        allowed = Some(names);
+    }
+    let portals = config
+        .portals
+        .iter()
+        .zip(listeners)
+        .filter(|(p, _)| t.portals.is_empty() || t.portals.contains(&p.name))
+        .map(|(_, (_, bound))| bound.clone())
+        .collect();
+    let entry = TargetEntry {
+        name: t.name.clone(),
+        alias: t.alias.clone(),
+        scsi: Arc::new(ScsiTarget::new(t.name.clone(), luns.clone(), masking)),
+        portals,
+        allowed_initiators: allowed,
+        chap: t.chap.as_ref().map(credentials),
+        mutual_chap: t.mutual_chap.as_ref().map(credentials),
+    };
+    Ok((entry, luns))
+}
+
+fn open_lun(t: &TargetConfig, l: &LunConfig) -> Result<Lun, StartError> {
+    let field = |what: &str| format!("target {} LUN {}: {what}", t.name, l.id);
+    let backend = match &l.backend {
+        BackendConfig::File { path, size, direct_io } => {
+            if *direct_io {
+                warn!("{}", field("direct_io is not implemented yet; using buffered I/O with fdatasync"));
+            }
+            let size = match size {
+                Some(s) => *s,
+                None => std::fs::metadata(path).map_err(|e| StartError(field(&format!("{}: {e}", path.display()))))?.len(),
+            };
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            Backend::File(
+                FileBackend::open(path, size, l.read_only)
+                    .map_err(|e| StartError(field(&format!("{}: {e}", path.display()))))?,
+            )
+        }
+        BackendConfig::Memory { size } => Backend::Memory(MemoryBackend::new(*size)),
+        BackendConfig::BlockDevice { path } => Backend::BlockDevice(
+            BlockDeviceBackend::open(path, l.read_only, true)
+                .map_err(|e| StartError(field(&format!("{}: {e}", path.display()))))?,
+        ),
+    };
+    let serial = l.serial.clone().unwrap_or_else(|| default_serial(&t.name, l.id));
+    let product = l.product.clone().unwrap_or_else(|| DEFAULT_PRODUCT.to_string());
+    let mut identity = LunIdentity::new(&product, REVISION, &serial);
+    if let Some(naa) = l.naa {
+        identity.naa = naa;
+    }
+    let lun = Lun::new(l.id, backend, l.block_size, identity, l.read_only).map_err(|e| StartError(field(&e.to_string())))?;
+    lun.set_write_cache(l.write_cache);
+    Ok(lun)
+}
+
+/// A stable serial per target and LUN: the same configuration always reports the same
+/// identity, which multipath and cluster software key on.
+fn default_serial(target: &str, lun: u64) -> String {
+    let h = format!("{target}/{lun}")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    format!("PAL{h:016X}")
+}
