@@ -1,3 +1,5 @@
 pub mod backend;
 pub mod config;
+pub mod iscsi;
 pub mod scsi;
+pub mod server;
