@@ -142,8 +142,8 @@ impl FullFeature {
                     Ok(_) => {}
                     Err(e) => break End::Fatal(format!("read: {e}")),
                 },
-                _ = kill.wait_for(|k| *k) => break End::Killed,
-                _ = shutdown.wait_for(|s| *s), if logout_deadline.is_none() => {
+                _ = wait_true(&mut kill) => break End::Killed,
+                _ = wait_true(&mut shutdown), if logout_deadline.is_none() => {
                     // §11.9.1 AsyncEvent 1: ask the initiator to log out within Parameter3 s.
                     self.send_async_logout_request(5).await;
                     logout_deadline = Some(Instant::now() + Duration::from_secs(10));
@@ -308,5 +308,13 @@ impl FullFeature {
             data: Bytes::new(),
         };
         self.writer.send(msg.encode(), StatSn::Advance).await;
+    }
+}
+
+/// Resolves once the flag is true (or its sender is gone). The borrow guard of
+/// `wait_for` is dropped here, so callers may await afterwards.
+async fn wait_true(rx: &mut watch::Receiver<bool>) {
+    if rx.wait_for(|v| *v).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }

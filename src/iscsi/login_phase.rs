@@ -52,7 +52,7 @@ pub async fn run(
     peer: SocketAddr,
 ) -> Result<Established, LoginEnd> {
     let policy = Arc::new(PortalPolicy { registry: registry.clone(), tpgt: portal.tpgt });
-    let mut machine = LoginMachine::new(registry.settings.limits.clone(), policy, portal.tpgt);
+    let mut machine = LoginMachine::new(registry.settings.limits.clone(), policy).with_portal_group_tag(portal.tpgt);
     let framer = Framer::login();
     let mut text = TextAccumulator::default();
     // RFC 7143 §11.13.4: the first Login Response sets the connection's starting StatSN.
