@@ -9,9 +9,9 @@ use pdu::msg::scsi::attr;
 use pdu::msg::{DataOut as DataOutPdu, R2t, ScsiCommand, TargetSeq};
 use pdu::Pdu;
 use tokio::sync::oneshot;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use super::full_feature::{End, Flow, FullFeature};
+use super::full_feature::{Flow, FullFeature};
 use super::response::{self, ResponseShape};
 use super::session::{RunningTask, Session};
 use super::transfer::{Transfer, TransferResult};
@@ -89,12 +89,8 @@ impl FullFeature {
         let data_rx = if wants_data {
             let (tx, rx) = oneshot::channel();
             let edtl = cmd.expected_data_transfer_length;
-            let started =
+            let mut transfer =
                 Transfer::start(cmd.lun, edtl, needed, cmd.data.clone(), pdu.data_digest_ok(), cmd.final_bit, &self.limits, tx);
-            let mut transfer = match started {
-                Ok(t) => t,
-                Err(e) => return self.sequence_error(e.0),
-            };
             if !self.advance_transfer(cmd.itt, &mut transfer).await {
                 self.transfers.insert(cmd.itt, transfer);
             }
@@ -140,20 +136,11 @@ impl FullFeature {
             // §7.8: Reject the PDU; the task ends with a CRC error once its data is in.
             self.send_reject(reject_reason::DATA_DIGEST_ERROR, pdu.header_bytes()).await;
         }
-        if let Err(e) = transfer.data_out(&d, digest_ok) {
-            return self.sequence_error(e.0);
-        }
+        transfer.data_out(&d, digest_ok);
         if !self.advance_transfer(d.itt, &mut transfer).await {
             self.transfers.insert(d.itt, transfer);
         }
         Flow::Continue
-    }
-
-    fn sequence_error(&mut self, why: String) -> Flow {
-        // §7.1.1 / §6.1.5: at ErrorRecoveryLevel 0 a broken data sequence is repaired only by
-        // session recovery, so the connection goes.
-        warn!(%why, "data sequence error, dropping the connection");
-        Flow::Stop(End::Fatal(why))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -211,10 +198,12 @@ async fn run_command(
                 shape.r2t_count = r2t_count;
                 data
             }
-            Ok(TransferResult::DigestError { r2t_count }) => {
-                // §7.8 b) / §11.4.7.2: CHECK CONDITION, ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR.
+            Ok(TransferResult::Failed { reason, r2t_count }) => {
+                // §7.8 b) / §11.4.7.2: a digest or sequence failure ends the task with
+                // CHECK CONDITION, ABORTED COMMAND; nothing of its data is written.
+                debug!(?reason, "write data sequence failed");
                 shape.r2t_count = r2t_count;
-                let c = Completion::check_condition(Sense::from(SenseReason::ProtocolServiceCrcError).encode(false));
+                let c = Completion::check_condition(Sense::from(reason).encode(false));
                 send_all(&writer, response::build(&shape, c)).await;
                 return;
             }

@@ -2,25 +2,28 @@
 //! the unsolicited Data-Out sequence up to FirstBurstLength, then R2Ts for the rest, each at
 //! most MaxBurstLength with at most MaxOutstandingR2T open. Only the bytes the command needs
 //! are kept, as `Bytes` slices of the received PDUs.
+//!
+//! A broken sequence (wrong DataSN, offset, TTT or length) does not write anything: the task
+//! ends with CHECK CONDITION, ABORTED COMMAND and an ASC 4Bh reason once its sequences have
+//! ended, and the connection stays up (the PDU framing itself was intact).
 
 use bytes::Bytes;
 use pdu::msg::DataOut as DataOutPdu;
 use pdu::RESERVED_TAG;
 use tokio::sync::oneshot;
 
-use crate::scsi::DataOut;
+use crate::scsi::{DataOut, SenseReason};
 
 /// What the command task receives once its data is in.
 pub enum TransferResult {
     Complete { data: DataOut, r2t_count: u32 },
-    /// A data digest failed (RFC 7143 §7.8 option b: end the task with CHECK CONDITION).
-    DigestError { r2t_count: u32 },
+    /// The data cannot be trusted: a digest failed (RFC 7143 §7.8 b) or a sequence rule broke.
+    Failed { reason: SenseReason, r2t_count: u32 },
 }
 
-/// A broken data sequence: at ErrorRecoveryLevel 0 only session recovery can repair it, so the
-/// connection is dropped (RFC 7143 §7.1.1, §6.1.5).
+/// Command-level data problems that are not a sequence error: refused at command arrival.
 #[derive(Debug)]
-pub struct SequenceError(pub String);
+pub struct CommandDataError(pub String);
 
 /// An R2T the initiator still owes data for.
 struct OpenR2t {
@@ -54,20 +57,21 @@ pub struct Transfer {
     /// Bytes handed to the SCSI layer: min(EDTL, what the CDB needs).
     keep: u32,
     data: DataOut,
-    /// Offset of the next byte expected (DataPDUInOrder=Yes, DataSequenceInOrder=Yes).
-    received: u32,
+    /// Bytes received as immediate data and unsolicited Data-Out.
+    unsolicited_received: u32,
     unsolicited_end: u32,
     unsolicited_open: bool,
     unsolicited_data_sn: u32,
     next_solicit: u32,
     open_r2ts: Vec<OpenR2t>,
     r2t_sn: u32,
-    digest_error: bool,
+    failure: Option<SenseReason>,
     done: Option<oneshot::Sender<TransferResult>>,
 }
 
 impl Transfer {
     /// Starts collecting for a command with immediate data `immediate` and F bit `final_bit`.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         lun: u64,
         edtl: u32,
@@ -77,36 +81,41 @@ impl Transfer {
         final_bit: bool,
         limits: &Limits,
         done: oneshot::Sender<TransferResult>,
-    ) -> Result<Transfer, SequenceError> {
+    ) -> Transfer {
         let imm = immediate.len() as u32;
-        if imm > 0 && !limits.immediate_data {
-            return Err(SequenceError("immediate data while ImmediateData=No (§13.11)".into()));
-        }
-        if imm > edtl || imm > limits.first_burst {
-            return Err(SequenceError(format!("immediate data {imm} beyond EDTL/FirstBurstLength")));
-        }
-        let unsolicited_open = !final_bit;
-        if unsolicited_open && limits.initial_r2t {
-            // §13.10: with InitialR2T=Yes no unsolicited Data-Out may follow the command.
-            return Err(SequenceError("unsolicited data while InitialR2T=Yes".into()));
-        }
         let mut t = Transfer {
             lun,
             edtl,
             keep: needed.min(edtl),
             data: DataOut::new(),
-            received: 0,
+            unsolicited_received: 0,
             unsolicited_end: edtl.min(limits.first_burst),
-            unsolicited_open,
+            unsolicited_open: !final_bit,
             unsolicited_data_sn: 0,
             next_solicit: 0,
             open_r2ts: Vec::new(),
             r2t_sn: 0,
-            digest_error: false,
+            failure: None,
             done: Some(done),
         };
-        t.accept(0, immediate, immediate_digest_ok);
-        Ok(t)
+        if imm > 0 && !limits.immediate_data {
+            // §13.11: immediate data is not allowed with ImmediateData=No.
+            t.fail(SenseReason::DataPhaseError);
+        } else if imm > t.unsolicited_end {
+            // §13.14: immediate data is bounded by FirstBurstLength and EDTL.
+            t.fail(SenseReason::TooMuchWriteData);
+        }
+        if t.unsolicited_open && limits.initial_r2t {
+            // §13.10: InitialR2T=Yes forbids unsolicited Data-Out; the initiator still sends
+            // the sequence it announced, which is absorbed and the task failed.
+            t.fail(SenseReason::DataPhaseError);
+        }
+        if !immediate_digest_ok {
+            t.fail(SenseReason::ProtocolServiceCrcError);
+        }
+        t.keep_data(0, &immediate);
+        t.unsolicited_received = imm;
+        t
     }
 
     /// True when the command task is gone (aborted): further data is discarded.
@@ -114,84 +123,98 @@ impl Transfer {
         self.done.as_ref().is_none_or(|d| d.is_closed())
     }
 
-    fn accept(&mut self, offset: u32, data: Bytes, digest_ok: bool) {
-        let len = data.len() as u32;
-        if !digest_ok {
-            self.digest_error = true;
-        } else if offset < self.keep {
-            let upto = (self.keep - offset).min(len) as usize;
-            self.data.push(data.slice(..upto));
+    fn fail(&mut self, reason: SenseReason) {
+        // The first failure is the one reported.
+        self.failure.get_or_insert(reason);
+    }
+
+    fn keep_data(&mut self, offset: u32, data: &Bytes) {
+        if self.failure.is_some() || offset >= self.keep {
+            return;
         }
-        self.received = offset + len;
+        let upto = ((self.keep - offset) as usize).min(data.len());
+        self.data.push(data.slice(..upto));
     }
 
     /// Handles one Data-Out PDU for this task.
-    pub fn data_out(&mut self, pdu: &DataOutPdu, digest_ok: bool) -> Result<(), SequenceError> {
+    pub fn data_out(&mut self, pdu: &DataOutPdu, digest_ok: bool) {
         let len = pdu.data.len() as u32;
-        let end = pdu.buffer_offset.checked_add(len).ok_or_else(|| SequenceError("offset overflow".into()))?;
-        if end > self.edtl {
-            return Err(SequenceError(format!("data to offset {end} beyond EDTL {}", self.edtl)));
+        if !digest_ok {
+            self.fail(SenseReason::ProtocolServiceCrcError);
         }
-        if pdu.buffer_offset != self.received {
-            // §13.18/§13.19: DataPDUInOrder=Yes and DataSequenceInOrder=Yes were negotiated.
-            return Err(SequenceError(format!(
-                "Data-Out at offset {} but {} expected",
-                pdu.buffer_offset, self.received
-            )));
+        if pdu.buffer_offset.checked_add(len).is_none_or(|end| end > self.edtl) {
+            self.fail(SenseReason::TooMuchWriteData);
         }
         if pdu.ttt == RESERVED_TAG {
-            // Unsolicited data (§11.7.4): DataSN counts from 0 within the unsolicited sequence.
-            if !self.unsolicited_open || end > self.unsolicited_end {
-                return Err(SequenceError("unsolicited Data-Out not allowed here".into()));
-            }
-            if pdu.data_sn != self.unsolicited_data_sn {
-                return Err(SequenceError(format!(
-                    "DataSN {} but {} expected (§11.7.5)",
-                    pdu.data_sn, self.unsolicited_data_sn
-                )));
-            }
-            self.unsolicited_data_sn = self.unsolicited_data_sn.wrapping_add(1);
-            if pdu.final_bit {
-                self.unsolicited_open = false;
-            }
+            self.unsolicited(pdu, len);
         } else {
-            let r2t = self
-                .open_r2ts
-                .iter_mut()
-                .find(|r| r.ttt == pdu.ttt)
-                .ok_or_else(|| SequenceError(format!("Data-Out for unknown TTT 0x{:08x}", pdu.ttt)))?;
-            if pdu.buffer_offset != r2t.offset + r2t.got || r2t.got + len > r2t.len {
-                return Err(SequenceError("Data-Out outside its R2T".into()));
-            }
-            if pdu.data_sn != r2t.next_data_sn {
-                // §11.7.5: DataSN restarts at 0 for each R2T's sequence.
-                return Err(SequenceError(format!("DataSN {} but {} expected", pdu.data_sn, r2t.next_data_sn)));
-            }
-            r2t.got += len;
-            r2t.next_data_sn = r2t.next_data_sn.wrapping_add(1);
-            match (pdu.final_bit, r2t.got == r2t.len) {
-                (true, true) => {
-                    let ttt = r2t.ttt;
-                    self.open_r2ts.retain(|r| r.ttt != ttt);
-                }
-                (false, false) => {}
-                _ => return Err(SequenceError("F bit does not match the end of the R2T".into())),
-            }
+            self.solicited(pdu, len);
         }
-        self.accept(pdu.buffer_offset, pdu.data.clone(), digest_ok);
-        Ok(())
     }
 
-    /// R2Ts to send now. Solicitation starts once the unsolicited part has ended and never asks
-    /// for more than the command needs.
+    /// Unsolicited data (§11.7.4): DataSN counts from 0 within the unsolicited sequence.
+    fn unsolicited(&mut self, pdu: &DataOutPdu, len: u32) {
+        if !self.unsolicited_open {
+            self.fail(SenseReason::InvalidTargetPortTransferTag);
+            return;
+        }
+        if pdu.data_sn != self.unsolicited_data_sn {
+            self.fail(SenseReason::DataPhaseError);
+        }
+        // §13.18-19: DataPDUInOrder=Yes, DataSequenceInOrder=Yes.
+        if pdu.buffer_offset != self.unsolicited_received {
+            self.fail(SenseReason::DataOffsetError);
+        }
+        if self.unsolicited_received + len > self.unsolicited_end {
+            self.fail(SenseReason::TooMuchWriteData);
+        }
+        self.keep_data(pdu.buffer_offset, &pdu.data);
+        self.unsolicited_received = self.unsolicited_received.saturating_add(len);
+        self.unsolicited_data_sn = self.unsolicited_data_sn.wrapping_add(1);
+        if pdu.final_bit {
+            self.unsolicited_open = false;
+        }
+    }
+
+    /// Solicited data answering one of our R2Ts (§11.7.4); DataSN restarts at 0 per R2T.
+    fn solicited(&mut self, pdu: &DataOutPdu, len: u32) {
+        let Some(idx) = self.open_r2ts.iter().position(|r| r.ttt == pdu.ttt) else {
+            self.fail(SenseReason::InvalidTargetPortTransferTag);
+            return;
+        };
+        let r2t = &mut self.open_r2ts[idx];
+        let mut problem = None;
+        if pdu.data_sn != r2t.next_data_sn {
+            problem = Some(SenseReason::DataPhaseError);
+        } else if pdu.buffer_offset != r2t.offset + r2t.got {
+            problem = Some(SenseReason::DataOffsetError);
+        } else if r2t.got + len > r2t.len {
+            problem = Some(SenseReason::TooMuchWriteData);
+        }
+        r2t.got = r2t.got.saturating_add(len);
+        r2t.next_data_sn = r2t.next_data_sn.wrapping_add(1);
+        // The F bit closes the R2T's sequence; closing it short is itself an error.
+        let closes = pdu.final_bit;
+        if closes && r2t.got < r2t.len && problem.is_none() {
+            problem = Some(SenseReason::DataPhaseError);
+        }
+        if closes {
+            self.open_r2ts.remove(idx);
+        }
+        if let Some(p) = problem {
+            self.fail(p);
+        }
+        self.keep_data(pdu.buffer_offset, &pdu.data);
+    }
+
+    /// R2Ts to send now. Solicitation starts once the unsolicited part has ended, never asks
+    /// for more than the command needs, and stops once the task has failed.
     pub fn solicit(&mut self, limits: &Limits, next_ttt: &mut impl FnMut() -> u32) -> Vec<R2tRequest> {
         let mut out = Vec::new();
-        if self.unsolicited_open {
+        if self.unsolicited_open || self.failure.is_some() {
             return out;
         }
-        if self.next_solicit < self.received {
-            self.next_solicit = self.received;
-        }
+        self.next_solicit = self.next_solicit.max(self.unsolicited_received);
         while (self.open_r2ts.len() as u32) < limits.max_outstanding_r2t.max(1) && self.next_solicit < self.keep {
             let len = (self.keep - self.next_solicit).min(limits.max_burst);
             let req = R2tRequest { ttt: next_ttt(), r2t_sn: self.r2t_sn, offset: self.next_solicit, len };
@@ -203,17 +226,17 @@ impl Transfer {
         out
     }
 
-    /// Whether all wanted data is in and no sequence is open; then hands the data over.
+    /// Whether every sequence has ended and nothing more is wanted; then hands the result over.
     pub fn finish_if_complete(&mut self) -> bool {
-        if self.unsolicited_open || !self.open_r2ts.is_empty() || self.received < self.keep {
+        let all_asked = self.failure.is_some() || self.next_solicit.max(self.unsolicited_received) >= self.keep;
+        if self.unsolicited_open || !self.open_r2ts.is_empty() || !all_asked {
             return false;
         }
         if let Some(done) = self.done.take() {
             let r2t_count = self.r2t_sn;
-            let result = if self.digest_error {
-                TransferResult::DigestError { r2t_count }
-            } else {
-                TransferResult::Complete { data: std::mem::take(&mut self.data), r2t_count }
+            let result = match self.failure {
+                Some(reason) => TransferResult::Failed { reason, r2t_count },
+                None => TransferResult::Complete { data: std::mem::take(&mut self.data), r2t_count },
             };
             let _ = done.send(result);
         }
@@ -242,30 +265,34 @@ mod tests {
         }
     }
 
+    fn counter() -> impl FnMut() -> u32 {
+        let mut ttt = 100;
+        move || {
+            ttt += 1;
+            ttt
+        }
+    }
+
     #[test]
     fn immediate_unsolicited_then_r2t() {
         let l = limits(false);
         let (tx, mut rx) = oneshot::channel();
-        let mut t = Transfer::start(0, 20000, 20000, Bytes::from(vec![0; 1024]), true, false, &l, tx).unwrap();
-        let mut ttt = 100;
-        let mut next = || {
-            ttt += 1;
-            ttt
-        };
+        let mut t = Transfer::start(0, 20000, 20000, Bytes::from(vec![0; 1024]), true, false, &l, tx);
+        let mut next = counter();
         assert!(t.solicit(&l, &mut next).is_empty(), "no R2T before the unsolicited sequence ends");
-        t.data_out(&dout(RESERVED_TAG, 0, 1024, 4096, false), true).unwrap();
-        t.data_out(&dout(RESERVED_TAG, 1, 5120, 3072, true), true).unwrap();
+        t.data_out(&dout(RESERVED_TAG, 0, 1024, 4096, false), true);
+        t.data_out(&dout(RESERVED_TAG, 1, 5120, 3072, true), true);
         let r2ts = t.solicit(&l, &mut next);
         assert_eq!(r2ts.len(), 2);
         assert_eq!((r2ts[0].offset, r2ts[0].len, r2ts[0].r2t_sn), (8192, 4096, 0));
         assert_eq!((r2ts[1].offset, r2ts[1].len), (12288, 4096));
-        t.data_out(&dout(r2ts[0].ttt, 0, 8192, 4096, true), true).unwrap();
-        t.data_out(&dout(r2ts[1].ttt, 0, 12288, 2048, false), true).unwrap();
-        t.data_out(&dout(r2ts[1].ttt, 1, 14336, 2048, true), true).unwrap();
+        t.data_out(&dout(r2ts[0].ttt, 0, 8192, 4096, true), true);
+        t.data_out(&dout(r2ts[1].ttt, 0, 12288, 2048, false), true);
+        t.data_out(&dout(r2ts[1].ttt, 1, 14336, 2048, true), true);
         let more = t.solicit(&l, &mut next);
         assert_eq!((more[0].offset, more[0].len), (16384, 3616));
         assert!(!t.finish_if_complete());
-        t.data_out(&dout(more[0].ttt, 0, 16384, 3616, true), true).unwrap();
+        t.data_out(&dout(more[0].ttt, 0, 16384, 3616, true), true);
         assert!(t.finish_if_complete());
         match rx.try_recv().unwrap() {
             TransferResult::Complete { data, r2t_count } => {
@@ -276,13 +303,47 @@ mod tests {
         }
     }
 
+    fn failed_with(rx: &mut oneshot::Receiver<TransferResult>) -> SenseReason {
+        match rx.try_recv().unwrap() {
+            TransferResult::Failed { reason, .. } => reason,
+            TransferResult::Complete { .. } => panic!("a broken sequence must not complete"),
+        }
+    }
+
     #[test]
-    fn wrong_data_sn_is_a_sequence_error() {
+    fn repeated_data_sn_fails_the_task_after_the_sequence() {
+        // libiscsi iSCSIDataSnInvalid step 1: two Data-Out both with DataSN 0.
+        let l = limits(true);
+        let (tx, mut rx) = oneshot::channel();
+        let mut t = Transfer::start(0, 1024, 1024, Bytes::new(), true, true, &l, tx);
+        let r = t.solicit(&l, &mut counter());
+        t.data_out(&dout(r[0].ttt, 0, 0, 512, false), true);
+        assert!(!t.finish_if_complete());
+        t.data_out(&dout(r[0].ttt, 0, 512, 512, true), true);
+        assert!(t.finish_if_complete());
+        assert_eq!(failed_with(&mut rx), SenseReason::DataPhaseError);
+    }
+
+    #[test]
+    fn wrong_offset_and_unknown_ttt_fail() {
         let l = limits(false);
-        let (tx, _rx) = oneshot::channel();
-        let mut t = Transfer::start(0, 1024, 1024, Bytes::new(), true, false, &l, tx).unwrap();
-        t.data_out(&dout(RESERVED_TAG, 0, 0, 512, false), true).unwrap();
-        assert!(t.data_out(&dout(RESERVED_TAG, 0, 512, 512, true), true).is_err());
+        let (tx, mut rx) = oneshot::channel();
+        let mut t = Transfer::start(0, 1024, 1024, Bytes::new(), true, false, &l, tx);
+        t.data_out(&dout(RESERVED_TAG, 0, 512, 512, false), true);
+        t.data_out(&dout(RESERVED_TAG, 1, 0, 512, true), true);
+        assert!(t.finish_if_complete());
+        assert_eq!(failed_with(&mut rx), SenseReason::DataOffsetError);
+
+        let (tx, mut rx) = oneshot::channel();
+        let mut t = Transfer::start(0, 512, 512, Bytes::new(), true, true, &l, tx);
+        let _ = t.solicit(&l, &mut counter());
+        t.data_out(&dout(0x999, 0, 0, 512, true), true);
+        // The real R2T is still open: the task waits for it, already failed.
+        assert!(!t.finish_if_complete());
+        assert!(t.solicit(&l, &mut counter()).is_empty());
+        t.data_out(&dout(101, 0, 0, 512, true), true);
+        assert!(t.finish_if_complete());
+        assert_eq!(failed_with(&mut rx), SenseReason::InvalidTargetPortTransferTag);
     }
 
     #[test]
@@ -290,19 +351,23 @@ mod tests {
         // EDTL 10000 but the CDB needs 512: never solicit beyond 512, keep 512 bytes.
         let l = limits(true);
         let (tx, mut rx) = oneshot::channel();
-        let mut t = Transfer::start(0, 10000, 512, Bytes::new(), true, true, &l, tx).unwrap();
+        let mut t = Transfer::start(0, 10000, 512, Bytes::new(), true, true, &l, tx);
         let r2ts = t.solicit(&l, &mut || 7);
         assert_eq!(r2ts.len(), 1);
         assert_eq!(r2ts[0].len, 512);
-        t.data_out(&dout(7, 0, 0, 512, true), true).unwrap();
+        t.data_out(&dout(7, 0, 0, 512, true), true);
         assert!(t.finish_if_complete());
         let TransferResult::Complete { data, .. } = rx.try_recv().unwrap() else { panic!() };
         assert_eq!(data.len(), 512);
     }
 
     #[test]
-    fn unsolicited_with_initial_r2t_is_refused() {
-        let (tx, _rx) = oneshot::channel();
-        assert!(Transfer::start(0, 4096, 4096, Bytes::new(), true, false, &limits(true), tx).is_err());
+    fn digest_error_fails_with_crc_sense() {
+        let l = limits(false);
+        let (tx, mut rx) = oneshot::channel();
+        let mut t = Transfer::start(0, 1024, 1024, Bytes::from(vec![1; 512]), true, false, &l, tx);
+        t.data_out(&dout(RESERVED_TAG, 0, 512, 512, true), false);
+        assert!(t.finish_if_complete());
+        assert_eq!(failed_with(&mut rx), SenseReason::ProtocolServiceCrcError);
     }
 }

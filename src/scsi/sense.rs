@@ -42,6 +42,11 @@ pub enum SenseReason {
     LogicalUnitNotReady,
     /// RFC 7143 §11.4.7.2 / SPC-4: a data digest failed on the command's data.
     ProtocolServiceCrcError,
+    /// SPC-4 Table D.1, ASC 4Bh: the iSCSI data sequence broke (DataSN, offset, TTT, length).
+    DataPhaseError,
+    InvalidTargetPortTransferTag,
+    TooMuchWriteData,
+    DataOffsetError,
 }
 
 impl SenseReason {
@@ -71,6 +76,10 @@ impl SenseReason {
             ModeParametersChanged => (UNIT_ATTENTION, 0x2A, 0x01),
             LogicalUnitNotReady => (NOT_READY, 0x04, 0x00),
             ProtocolServiceCrcError => (ABORTED_COMMAND, 0x47, 0x05),
+            DataPhaseError => (ABORTED_COMMAND, 0x4B, 0x00),
+            InvalidTargetPortTransferTag => (ABORTED_COMMAND, 0x4B, 0x01),
+            TooMuchWriteData => (ABORTED_COMMAND, 0x4B, 0x02),
+            DataOffsetError => (ABORTED_COMMAND, 0x4B, 0x05),
         }
     }
 }
