@@ -6,6 +6,7 @@
 
 mod chap;
 mod discovery;
+mod identity;
 mod machine;
 mod negotiate;
 mod text;
