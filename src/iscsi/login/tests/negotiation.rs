@@ -266,6 +266,11 @@ fn first_burst_above_a_later_max_burst_fails_the_login() {
         keys(&[("MaxBurstLength", "65536"), ("InitialR2T", "No")]),
     ));
     assert_failed(&reply, LoginStatus::INITIATOR_ERROR);
+    assert_eq!(
+        reply.csg,
+        Stage::Operational,
+        "a failed completion stays in its stage"
+    );
 }
 
 #[test]
