@@ -49,7 +49,7 @@ impl<'a> ChapKeys<'a> {
         }
     }
 
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.algorithms.is_none()
             && self.id.is_none()
             && self.challenge.is_none()

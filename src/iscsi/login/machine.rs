@@ -6,11 +6,12 @@ use std::sync::Arc;
 use rand::RngCore;
 
 use super::chap::{is_chap_key, ChapExchange, ChapKeys};
-use super::negotiate::{is_operational_key, is_private_extension, Negotiator};
+use super::identity::{self, Access, Identity, IDENTITY_KEYS};
+use super::negotiate::{is_operational_key, Negotiator};
 use super::text::pair_is_well_formed;
 use super::{
-    ChapCredentials, LoginPolicy, LoginProgress, LoginReply, LoginRequest, LoginResult,
-    LoginStatus, SessionType, Stage, TargetLimits,
+    LoginPolicy, LoginProgress, LoginReply, LoginRequest, LoginResult, LoginStatus, SessionType,
+    Stage, TargetLimits,
 };
 
 /// Fills a buffer with unpredictable bytes (CHAP identifiers and challenges). A seam so
@@ -23,29 +24,6 @@ const MAX_LOGIN_REQUESTS: u32 = 64;
 /// Bound on key text buffered across C-bit continuations (RFC 7143 §6.1 requires at least
 /// 8192 bytes of key=value data per negotiation sequence; we allow far more).
 const MAX_BUFFERED_TEXT: usize = 65_536;
-
-/// Declarative identity keys of the first request (RFC 7143 §13.4, §13.5, §13.7, §13.21).
-const IDENTITY_KEYS: &[&str] = &[
-    "InitiatorName",
-    "InitiatorAlias",
-    "TargetName",
-    "SessionType",
-];
-
-struct Identity {
-    initiator_name: String,
-    initiator_alias: Option<String>,
-    target_name: Option<String>,
-    session_type: SessionType,
-}
-
-/// What the configuration demands of this login.
-struct Access {
-    allowed: bool,
-    chap: Option<ChapCredentials>,
-    mutual_chap: Option<ChapCredentials>,
-    alias: Option<String>,
-}
 
 enum Auth {
     /// Security stage, no AuthMethod agreed yet.
@@ -74,7 +52,6 @@ pub struct LoginMachine {
     seen: HashSet<String>,
     buffered: Vec<(String, String)>,
     buffered_bytes: usize,
-    responded: bool,
 }
 
 type Keys = Vec<(String, String)>;
@@ -97,7 +74,6 @@ impl LoginMachine {
             seen: HashSet::new(),
             buffered: Vec::new(),
             buffered_bytes: 0,
-            responded: false,
         }
     }
 
@@ -121,10 +97,7 @@ impl LoginMachine {
     /// Process one Login Request and produce the Login Response to send.
     pub fn step(&mut self, req: &LoginRequest) -> LoginReply {
         match self.try_step(req) {
-            Ok(reply) => {
-                self.responded = true;
-                reply
-            }
+            Ok(reply) => reply,
             Err(status) => {
                 self.finished = true;
                 LoginReply {
@@ -166,14 +139,16 @@ impl LoginMachine {
         }
 
         let mut out = Keys::new();
-        if self.identity.is_none() {
-            self.establish_identity(&keys, req.csg)?;
-            self.first_response_declarations(&mut out);
-        } else {
-            self.check_identity_repeats(&keys)?;
+        match &self.identity {
+            None => {
+                self.establish_identity(&keys, req.csg)?;
+                self.first_response_declarations(&mut out);
+            }
+            Some(known) => identity::check_repeats(known, &keys)?,
         }
 
-        let mut security = ChapKeysOwned::default();
+        let mut auth_method = None;
+        let mut chap = ChapKeys::default();
         let mut operational = Vec::new();
         for (key, value) in &keys {
             let key = key.as_str();
@@ -181,8 +156,10 @@ impl LoginMachine {
                 continue;
             }
             let negotiator = self.negotiator.as_ref().expect("set with identity");
-            if !negotiator.is_pending_answer(key) && !self.seen.insert(key.to_string()) {
-                // RFC 7143 §6.2: renegotiating a key during login is an initiator error.
+            let answer = negotiator.is_pending_answer(key);
+            // RFC 7143 §6.2: renegotiating a key during login is an initiator error; only an
+            // answer to our own offer may name a key again.
+            if !self.seen.insert(key.to_string()) && !answer {
                 return Err(LoginStatus::INITIATOR_ERROR);
             }
             if key == "AuthMethod" || is_chap_key(key) {
@@ -190,25 +167,32 @@ impl LoginMachine {
                 if self.stage != Stage::Security {
                     return Err(LoginStatus::INITIATOR_ERROR);
                 }
-                security.set(key, value);
-            } else if is_operational_key(key) || negotiator.is_pending_answer(key) {
+                match key {
+                    "AuthMethod" => auth_method = Some(value.as_str()),
+                    _ => chap.set(key, value),
+                }
+            } else if is_operational_key(key) || answer {
+                // RFC 7143 §13: only Any-Stage keys (the identity ones) may appear in the
+                // SecurityNegotiation stage; the rest are operational keys.
+                if self.stage == Stage::Security {
+                    return Err(LoginStatus::INITIATOR_ERROR);
+                }
                 operational.push((key, value.as_str()));
             } else if key == "SendTargets" {
                 // RFC 7143 §13.3: SendTargets is for Text Requests in Full Feature Phase.
                 out.push((key.to_string(), "Irrelevant".into()));
             } else {
-                // RFC 7143 §6.2, §13.22: unknown and private (X-, X#) keys.
-                debug_assert!(is_private_extension(key) || !is_operational_key(key));
+                // RFC 7143 §6.2, §13.22: unknown keys, private (X-, X#) ones included.
                 out.push((key.to_string(), "NotUnderstood".into()));
             }
         }
 
         if self.stage == Stage::Security {
-            self.authenticate(&security, &mut out)?;
+            self.authenticate(auth_method, &chap, &mut out)?;
         }
-        let negotiator = self.negotiator.as_mut().expect("set with identity");
-        negotiator.respond(&operational, &mut out)?;
         if self.stage == Stage::Operational {
+            let negotiator = self.negotiator.as_mut().expect("set with identity");
+            negotiator.respond(&operational, &mut out)?;
             negotiator.declarations(&mut out);
         }
         self.transition(req, out)
@@ -261,60 +245,21 @@ impl LoginMachine {
         Ok(self.reply(false, self.stage, Keys::new(), LoginProgress::Continue))
     }
 
-    /// First request: InitiatorName, SessionType and (Normal) TargetName, then the policy.
+    /// First request: identity and policy verdict, then the negotiator for this session type.
     fn establish_identity(
         &mut self,
         keys: &[(String, String)],
         csg: Stage,
     ) -> Result<(), LoginStatus> {
-        let get = |name: &str| keys.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        // RFC 7143 §13.5: InitiatorName MUST be in the first Login Request.
-        let initiator_name = get("InitiatorName")
-            .filter(|n| !n.is_empty())
-            .ok_or(LoginStatus::MISSING_PARAMETER)?;
-        // RFC 7143 §13.21: SessionType defaults to Normal.
-        let session_type = match get("SessionType").as_deref() {
-            None | Some("Normal") => SessionType::Normal,
-            Some("Discovery") => SessionType::Discovery,
-            Some(_) => return Err(LoginStatus::SESSION_TYPE_NOT_SUPPORTED),
-        };
-        let target_name = get("TargetName").filter(|n| !n.is_empty());
-        let access = match session_type {
-            SessionType::Normal => {
-                // RFC 7143 §13.4: TargetName is required in the first request of a Normal session.
-                let target = target_name
-                    .as_deref()
-                    .ok_or(LoginStatus::MISSING_PARAMETER)?;
-                let access = self
-                    .policy
-                    .target(target, &initiator_name)
-                    .ok_or(LoginStatus::NOT_FOUND)?;
-                Access {
-                    allowed: access.initiator_allowed,
-                    chap: access.chap,
-                    mutual_chap: access.mutual_chap,
-                    alias: access.alias,
-                }
-            }
-            SessionType::Discovery => Access {
-                allowed: true,
-                chap: self.policy.discovery_auth(),
-                mutual_chap: None,
-                alias: None,
-            },
-        };
-        self.identity = Some(Identity {
-            initiator_name,
-            initiator_alias: get("InitiatorAlias"),
-            target_name,
-            session_type,
-        });
+        let (identity, access) = identity::resolve(keys, self.policy.as_ref())?;
+        self.negotiator = Some(Negotiator::new(self.limits.clone(), identity.session_type));
+        let chap_required = access.chap.is_some();
+        self.identity = Some(identity);
         self.access = Some(access);
-        self.negotiator = Some(Negotiator::new(self.limits.clone(), session_type));
         if csg == Stage::Operational {
             // RFC 7143 §6.3: starting in Operational skips authentication, which a target
             // that requires it refuses with Authentication failure.
-            if self.access.as_ref().is_some_and(|a| a.chap.is_some()) {
+            if chap_required {
                 return Err(LoginStatus::AUTHENTICATION_FAILURE);
             }
             self.authorize()?;
@@ -322,40 +267,14 @@ impl LoginMachine {
         Ok(())
     }
 
-    /// Identity keys are declared once; libiscsi repeats them unchanged when it enters the
-    /// Operational stage after AuthMethod=None, which we tolerate. A changed value would be a
-    /// redeclaration, an initiator error (RFC 7143 §6.2).
-    fn check_identity_repeats(&self, keys: &[(String, String)]) -> Result<(), LoginStatus> {
-        let id = self.identity.as_ref().expect("checked by caller");
-        for (key, value) in keys {
-            let same = match key.as_str() {
-                "InitiatorName" => *value == id.initiator_name,
-                "InitiatorAlias" => Some(value) == id.initiator_alias.as_ref(),
-                "TargetName" => Some(value) == id.target_name.as_ref(),
-                "SessionType" => {
-                    let wanted = if id.session_type == SessionType::Normal {
-                        "Normal"
-                    } else {
-                        "Discovery"
-                    };
-                    value == wanted
-                }
-                _ => true,
-            };
-            if !same {
-                return Err(LoginStatus::INITIATOR_ERROR);
-            }
-        }
-        Ok(())
-    }
-
-    /// Keys the target sends in its first Login Response of a Normal session.
+    /// Keys the target sends in its first Login Response of a Normal session (the first one
+    /// answering keys: a C-bit acknowledgement carries none).
     fn first_response_declarations(&self, out: &mut Keys) {
         let normal = self
             .identity
             .as_ref()
             .is_some_and(|i| i.session_type == SessionType::Normal);
-        if !normal || self.responded {
+        if !normal {
             return;
         }
         // RFC 7143 §13.9: TargetPortalGroupTag MUST be in the first Login Response.
@@ -372,15 +291,13 @@ impl LoginMachine {
     /// Security stage: AuthMethod selection and the CHAP exchange (RFC 7143 §12.1, §12.1.3).
     fn authenticate(
         &mut self,
-        security: &ChapKeysOwned,
+        auth_method: Option<&str>,
+        chap: &ChapKeys<'_>,
         out: &mut Keys,
     ) -> Result<(), LoginStatus> {
-        let access = self.access.as_ref().expect("set with identity");
         let mut just_selected = false;
-        if let Some(methods) = security.auth_method.as_deref() {
-            if !matches!(self.auth, Auth::NotStarted) {
-                return Err(LoginStatus::INITIATOR_ERROR);
-            }
+        if let Some(methods) = auth_method {
+            let access = self.access.as_ref().expect("set with identity");
             // §12.1 and §6.2.1: we accept exactly one method, chosen by configuration.
             let wanted = if access.chap.is_some() {
                 "CHAP"
@@ -393,24 +310,26 @@ impl LoginMachine {
             out.push(("AuthMethod".into(), wanted.into()));
             just_selected = true;
             match &access.chap {
-                Some(creds) => {
-                    self.auth =
-                        Auth::Chap(ChapExchange::new(creds.clone(), access.mutual_chap.clone()))
+                Some(expected) => {
+                    self.auth = Auth::Chap(ChapExchange::new(
+                        expected.clone(),
+                        access.mutual_chap.clone(),
+                    ))
                 }
                 None => self.authorize()?,
             }
         }
-        let chap_keys = security.chap_keys();
         match &mut self.auth {
-            Auth::Chap(exchange) if !(just_selected && security.no_chap_keys()) => {
-                exchange.step(&chap_keys, &mut self.random, out)?;
+            // Right after AuthMethod=CHAP the initiator may wait for our answer before CHAP_A.
+            Auth::Chap(_) if just_selected && chap.is_empty() => {}
+            Auth::Chap(exchange) => {
+                exchange.step(chap, &mut self.random, out)?;
                 if exchange.is_done() {
                     self.authorize()?;
                 }
             }
-            Auth::Chap(_) => {}
             // CHAP keys without AuthMethod=CHAP agreed, or after authentication ended.
-            _ if !security.no_chap_keys() => return Err(LoginStatus::AUTHENTICATION_FAILURE),
+            _ if !chap.is_empty() => return Err(LoginStatus::AUTHENTICATION_FAILURE),
             _ => {}
         }
         Ok(())
@@ -459,16 +378,15 @@ impl LoginMachine {
             }
         }
         let from = self.stage;
+        let outcome = if req.nsg == Stage::FullFeature {
+            self.finished = true;
+            LoginProgress::Complete(self.finish()?)
+        } else {
+            LoginProgress::Continue
+        };
         self.stage = req.nsg;
-        if req.nsg != Stage::FullFeature {
-            let mut reply = self.reply(true, from, out, LoginProgress::Continue);
-            reply.nsg = req.nsg;
-            return Ok(reply);
-        }
-        let result = self.finish()?;
-        let mut reply = self.reply(true, from, out, LoginProgress::Complete(result));
-        reply.nsg = Stage::FullFeature;
-        self.finished = true;
+        let mut reply = self.reply(true, from, out, outcome);
+        reply.nsg = req.nsg;
         Ok(reply)
     }
 
@@ -503,34 +421,5 @@ impl LoginMachine {
             keys,
             outcome,
         }
-    }
-}
-
-/// Security keys of one request, owned so the machine can mutate itself while using them.
-#[derive(Default)]
-struct ChapKeysOwned {
-    auth_method: Option<String>,
-    chap: Vec<(String, String)>,
-}
-
-impl ChapKeysOwned {
-    fn set(&mut self, key: &str, value: &str) {
-        if key == "AuthMethod" {
-            self.auth_method = Some(value.to_string());
-        } else {
-            self.chap.push((key.to_string(), value.to_string()));
-        }
-    }
-
-    fn no_chap_keys(&self) -> bool {
-        self.chap.is_empty()
-    }
-
-    fn chap_keys(&self) -> ChapKeys<'_> {
-        let mut keys = ChapKeys::default();
-        for (k, v) in &self.chap {
-            keys.set(k, v);
-        }
-        keys
     }
 }

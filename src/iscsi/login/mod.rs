@@ -1,11 +1,19 @@
 //! The iSCSI login phase (RFC 7143 §6.3, §11.12, §11.13) as a pure state machine.
 //!
-//! The transport decodes Login Request PDUs into [`LoginRequest`] values (with C-bit continued
-//! text already joined), calls [`LoginMachine::step`], and encodes the returned [`LoginReply`].
-//! Nothing here touches sockets or PDU bytes.
+//! The transport decodes Login Request PDUs into [`LoginRequest`] values, calls
+//! [`LoginMachine::step`], and encodes the returned [`LoginReply`]. Nothing here touches
+//! sockets or PDU bytes. What stays with the transport:
+//! - C bit: either join continued text itself (then send the empty responses RFC 7143 §11.12.2
+//!   asks for) and pass `cont: false`, or pass each C=1 request with its complete pairs as
+//!   `cont: true`; the machine then buffers them and answers with an empty reply.
+//! - TSIH: a non-zero `tsih_requested` names an existing session; unknown → 02/0A, and a
+//!   connection beyond MaxConnections → 02/08 or 02/06 (RFC 7143 §11.13.5).
+//! - Version-max/Version-active are 0x00; StatSN, ExpCmdSN, MaxCmdSN and the TSIH of the final
+//!   response are session bookkeeping, not negotiation.
 
 mod chap;
 mod discovery;
+mod identity;
 mod machine;
 mod negotiate;
 mod text;

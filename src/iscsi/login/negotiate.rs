@@ -164,11 +164,6 @@ pub fn is_operational_key(key: &str) -> bool {
     rule(key).is_some()
 }
 
-/// RFC 7143 §13.22: X- and X# keys are private extensions; we understand none.
-pub fn is_private_extension(key: &str) -> bool {
-    key.starts_with("X-") || key.starts_with("X#")
-}
-
 pub struct Negotiator {
     limits: TargetLimits,
     session_type: SessionType,
@@ -247,10 +242,12 @@ impl Negotiator {
                 // §6.2.2: out-of-range or malformed numbers are answered Reject.
                 Some(n) if (lo..=hi).contains(&n) => {
                     let ours = self.our_number(rule.param);
+                    // Clamped so a misconfigured limit never yields an out-of-range answer.
                     let answer = match rule.kind {
                         Kind::Min { .. } => n.min(ours),
                         _ => n.max(ours),
-                    };
+                    }
+                    .clamp(lo, hi);
                     self.set_number(rule.param, answer);
                     reply(answer.to_string());
                 }

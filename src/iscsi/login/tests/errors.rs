@@ -255,3 +255,26 @@ fn stage_bits_round_trip() {
     }
     assert_eq!(Stage::from_bits(2), Stage::Reserved);
 }
+
+#[test]
+fn operational_keys_in_security_stage_are_initiator_errors() {
+    let mut m = machine(TestPolicy::open());
+    let k = with_key(fixture("open_iscsi_secneg_none"), "MaxBurstLength", "65536");
+    assert_failed(
+        &m.step(&sec(true, Stage::Operational, k)),
+        LoginStatus::INITIATOR_ERROR,
+    );
+}
+
+#[test]
+fn unknown_keys_in_security_stage_are_not_understood() {
+    let mut m = machine(TestPolicy::open());
+    let k = with_key(
+        fixture("open_iscsi_secneg_none"),
+        "X-com.example.Hello",
+        "1",
+    );
+    let reply = m.step(&sec(true, Stage::Operational, k));
+    assert_eq!(get(&reply, "X-com.example.Hello"), Some("NotUnderstood"));
+    assert!(reply.transit);
+}

@@ -311,3 +311,16 @@ fn continued_text_is_buffered_until_the_final_request() {
         "keys of the continued part answered"
     );
 }
+
+#[test]
+fn portal_group_tag_follows_a_continued_first_request() {
+    let mut m = machine(TestPolicy::open());
+    let all = fixture("open_iscsi_secneg_none");
+    let (head, tail) = all.split_at(2);
+    let mut part = sec(false, Stage::Security, head.to_vec());
+    part.cont = true;
+    assert!(m.step(&part).keys.is_empty());
+    let reply = m.step(&sec(true, Stage::Operational, tail.to_vec()));
+    assert_eq!(get(&reply, "TargetPortalGroupTag"), Some("7"));
+    assert_eq!(get(&reply, "AuthMethod"), Some("None"));
+}

@@ -266,6 +266,11 @@ fn first_burst_above_a_later_max_burst_fails_the_login() {
         keys(&[("MaxBurstLength", "65536"), ("InitialR2T", "No")]),
     ));
     assert_failed(&reply, LoginStatus::INITIATOR_ERROR);
+    assert_eq!(
+        reply.csg,
+        Stage::Operational,
+        "a failed completion stays in its stage"
+    );
 }
 
 #[test]
@@ -426,4 +431,28 @@ fn no_offers_when_the_initiator_offered_everything() {
                 .collect(),
         )),
     );
+}
+
+#[test]
+fn answered_target_offer_cannot_be_renegotiated() {
+    let mut m = machine(TestPolicy::open());
+    m.step(&op(false, identity()));
+    m.step(&op(true, Vec::new())); // no keys offered: we offer InitialR2T=No
+    assert_ok(&m.step(&op(false, keys(&[("InitialR2T", "No")]))));
+    assert_failed(
+        &m.step(&op(true, keys(&[("InitialR2T", "Yes")]))),
+        LoginStatus::INITIATOR_ERROR,
+    );
+}
+
+#[test]
+fn misconfigured_limits_never_produce_out_of_range_answers() {
+    let limits = TargetLimits {
+        default_time2wait: 9999,
+        max_recv_data_segment_length: 1 << 30,
+        ..TargetLimits::default()
+    };
+    let reply = answer(limits, &[("DefaultTime2Wait", "2")]);
+    assert_eq!(get(&reply, "DefaultTime2Wait"), Some("3600"));
+    assert_eq!(get(&reply, "MaxRecvDataSegmentLength"), Some("16777215"));
 }
