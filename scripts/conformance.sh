@@ -39,7 +39,7 @@ SUITES_RE="^($(for e in "${ENTRIES[@]}"; do echo "$e" | cut -d. -f1,2; done | so
 mkdir -p "$OUT_ROOT"
 LOG="$OUT_ROOT/$LABEL.run.log"
 START=$(date +%s)
-ONLY="$SUITES_RE" OUTROOT="$OUT_ROOT" TOTAL_TIMEOUT="${TOTAL_TIMEOUT:-1200}" \
+ONLY="$SUITES_RE" OUTROOT="$OUT_ROOT" TOTAL_TIMEOUT="${TOTAL_TIMEOUT:-600}" \
   INIT1="${INIT1:-iqn.2026-11.io.palisade.test:init-a}" INIT2="${INIT2:-iqn.2026-11.io.palisade.test:init-b}" \
   bash "$SHARED/peers/conformance.sh" "$URL" "$LABEL" > "$LOG" 2>&1 || true
 OUT_DIR=$(sed -n 's/^output: //p' "$LOG" | tail -1)

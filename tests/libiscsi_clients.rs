@@ -55,10 +55,21 @@ fn vpd(url: &str, page: u8) -> String {
     inq(url, &["-e", "1", "-c", &page.to_string()])
 }
 
-fn number(map: &BTreeMap<String, String>, key: &str) -> u64 {
-    let v = map.get(key).unwrap_or_else(|| panic!("no `{key}` in output: {map:?}"));
-    let digits: String = v.chars().take_while(|c| c.is_ascii_digit()).collect();
-    digits.parse().unwrap_or_else(|_| panic!("`{key}` is not a number: {v:?}"))
+/// The decimal number printed after `label:` (label at a line start or after a space; some tools
+/// print several `LABEL:value` pairs on one line).
+fn number(out: &str, label: &str) -> u64 {
+    let pat = format!("{label}:");
+    for line in out.lines() {
+        let mut from = 0;
+        while let Some(pos) = line[from..].find(&pat).map(|p| p + from) {
+            if pos == 0 || line.as_bytes()[pos - 1] == b' ' {
+                let digits: String = line[pos + pat.len()..].trim_start().chars().take_while(char::is_ascii_digit).collect();
+                return digits.parse().unwrap_or_else(|_| panic!("`{label}` is not followed by a number in {line:?}"));
+            }
+            from = pos + pat.len();
+        }
+    }
+    panic!("no `{label}:` in output:\n{out}");
 }
 
 #[test]
@@ -191,7 +202,7 @@ fn device_identification_has_a_stable_naa_logical_unit_designator() {
 fn block_limits_and_characteristics_pages_are_consistent() {
     let t = TargetProcess::start_default();
     let url = disk_url(&t);
-    let bl = key_values(&vpd(&url, 0xb0));
+    let bl = vpd(&url, 0xb0);
     let max = number(&bl, "maximum transfer length");
     let opt = number(&bl, "optimal transfer length");
     let gran = number(&bl, "optimal transfer length granularity");
@@ -206,12 +217,12 @@ fn block_limits_and_characteristics_pages_are_consistent() {
     assert!(bdc.contains("Medium Rotation Rate:"), "{bdc}");
 
     // LBPME in READ CAPACITY(16) and the provisioning page must agree (SBC-3 §6.5.4, §5.16.2).
-    let rc = key_values(&run_ok("iscsi-readcapacity16", &[&url], TOOL_TIMEOUT));
+    let rc = run_ok("iscsi-readcapacity16", &[&url], TOOL_TIMEOUT);
     let pages = vpd(&url, 0x00);
     if number(&rc, "LBPME") == 1 {
         assert!(pages.contains("Page:0xb2"), "LBPME=1 but no logical block provisioning page:\n{pages}");
-        let lbp = key_values(&vpd(&url, 0xb2));
-        assert!(number(&lbp, "lbpu") == 1 || number(&lbp, "lbpws") == 1 || number(&lbp, "lbpws10") == 1, "{lbp:?}");
+        let lbp = vpd(&url, 0xb2);
+        assert!(number(&lbp, "lbpu") == 1 || number(&lbp, "lbpws") == 1 || number(&lbp, "lbpws10") == 1, "{lbp}");
     }
 }
 
@@ -219,11 +230,10 @@ fn block_limits_and_characteristics_pages_are_consistent() {
 fn read_capacity16_reports_one_gib_of_512_byte_blocks() {
     let t = TargetProcess::start_default();
     let out = run_ok("iscsi-readcapacity16", &[&disk_url(&t)], TOOL_TIMEOUT);
-    let kv = key_values(&out);
-    assert_eq!(number(&kv, "LOGICAL BLOCK LENGTH IN BYTES"), 512, "{out}");
-    assert_eq!(number(&kv, "RETURNED LOGICAL BLOCK ADDRESS"), DEFAULT_LUN_BYTES / 512 - 1, "{out}");
-    assert_eq!(number(&kv, "Total size"), DEFAULT_LUN_BYTES, "{out}");
-    assert_eq!(number(&kv, "PROT_EN"), 0, "{out}");
+    assert_eq!(number(&out, "LOGICAL BLOCK LENGTH IN BYTES"), 512, "{out}");
+    assert_eq!(number(&out, "RETURNED LOGICAL BLOCK ADDRESS"), DEFAULT_LUN_BYTES / 512 - 1, "{out}");
+    assert_eq!(number(&out, "Total size"), DEFAULT_LUN_BYTES, "{out}");
+    assert_eq!(number(&out, "PROT_EN"), 0, "{out}");
 }
 
 #[test]
