@@ -3,6 +3,7 @@
 # SendTargets discovery, logs in, identifies the disk, writes and reads back 64 KiB with
 # O_DIRECT, and logs out. Short on purpose: its PDUs become fixtures/pdus/open-iscsi/.
 set -euo pipefail
+iscsiadm --version
 modprobe -a iscsi_tcp sd_mod sg
 iscsid
 iscsiadm -m discovery -t sendtargets -p "$PORTAL"
