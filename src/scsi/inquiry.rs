@@ -205,7 +205,7 @@ mod tests {
         let id = inquiry(&[0x12, 1, 0x83, 0, 255, 0], Some(&l), &n).unwrap();
         assert_eq!(u16::from_be_bytes([id[2], id[3]]) as usize, id.len() - 4);
         assert_eq!(&id[4..8], &[0x01, 0x03, 0, 8]);
-        assert_eq!(id[8] >> 4, 3); // NAA 3h
+        assert_eq!(id[8] >> 4, 5); // NAA 5h
         let text = String::from_utf8_lossy(&id);
         assert!(text.contains("PALISADESER123"));
         assert!(text.contains("iqn.t,t,0x0001\0"));

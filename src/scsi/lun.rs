@@ -16,6 +16,10 @@ pub const VENDOR_ID: &str = "PALISADE";
 /// Unit attentions queued per nexus beyond this are dropped (oldest kept, SAM-5 §5.14 allows it).
 const MAX_PENDING_UA: usize = 8;
 
+/// IEEE company ID used in generated NAA designators: 0x02xxxx has the locally administered
+/// (U/L) bit set, so it is never an IEEE-assigned OUI. Operators with their own OUI set `naa`.
+pub const LOCAL_COMPANY_ID: u64 = 0x02_5041;
+
 /// Identity strings reported by INQUIRY (SPC-4 §6.6).
 #[derive(Debug, Clone)]
 pub struct LunIdentity {
@@ -27,8 +31,11 @@ pub struct LunIdentity {
 }
 
 impl LunIdentity {
-    /// Derives a locally assigned NAA identifier (NAA 3h, SPC-4 §7.8.6.6.4) from the serial,
-    /// so the same serial always yields the same designator.
+    /// Derives an NAA IEEE Registered identifier (NAA 5h, SPC-4 §7.8.6.6.3) from the serial,
+    /// so the same serial always yields the same designator. NAA 5h rather than the locally
+    /// assigned 3h because Linux ranks 3h no higher than the T10 vendor designator when it picks
+    /// a device's WWID; multipath and udev then key on `naa.5…`. The company ID is
+    /// [`LOCAL_COMPANY_ID`]: locally administered, so it cannot collide with an assigned OUI.
     pub fn new(product: &str, revision: &str, serial: &str) -> Self {
         // FNV-1a: stable across builds and platforms, unlike std's hasher.
         let hash = serial
@@ -38,7 +45,7 @@ impl LunIdentity {
             product: product.to_string(),
             revision: revision.to_string(),
             serial: serial.to_string(),
-            naa: (0x3u64 << 60) | (hash & 0x0FFF_FFFF_FFFF_FFFF),
+            naa: (0x5u64 << 60) | (LOCAL_COMPANY_ID << 36) | (hash & 0xF_FFFF_FFFF),
         }
     }
 }
@@ -285,7 +292,8 @@ mod tests {
     #[test]
     fn unit_attention_lifecycle() {
         let id = LunIdentity::new("disk", "0001", "S1");
-        assert_eq!(id.naa >> 60, 3);
+        assert_eq!(id.naa >> 60, 5);
+        assert_eq!((id.naa >> 36) & 0xFF_FFFF, LOCAL_COMPANY_ID);
         let lun = Lun::new(0, Backend::Memory(MemoryBackend::new(8192)), 512, id, false).unwrap();
         let (a, b) = (nexus(1), nexus(2));
         assert_eq!(lun.take_unit_attention(&a), Some(SenseReason::PowerOnReset));
