@@ -166,11 +166,13 @@ impl Default for SessionConfig {
             nop_interval_secs: 15,
             nop_timeout_secs: 30,
             max_recv_data_segment_length: 262_144,
-            max_burst_length: 262_144,
-            first_burst_length: 65_536,
-            max_outstanding_r2t: 1,
+            // Offers chosen for throughput; the negotiation still honours what the initiator
+            // asks (min/OR rules of RFC 7143 §13).
+            max_burst_length: 1_048_576,
+            first_burst_length: 262_144,
+            max_outstanding_r2t: 4,
             immediate_data: true,
-            initial_r2t: true,
+            initial_r2t: false,
             max_cmdsn_window: 128,
             login_timeout_secs: 15,
         }
