@@ -148,7 +148,7 @@ impl BhsBuf {
 
     /// Sets TotalAHSLength (in bytes; must be a multiple of 4) and DataSegmentLength.
     pub fn lengths(mut self, ahs_bytes: usize, data_len: usize) -> Self {
-        debug_assert!(ahs_bytes % 4 == 0 && ahs_bytes <= 255 * 4);
+        debug_assert!(ahs_bytes.is_multiple_of(4) && ahs_bytes <= 255 * 4);
         debug_assert!(data_len <= crate::MAX_DATA_SEGMENT_LEN as usize);
         self.0[4] = (ahs_bytes / 4) as u8;
         let l = (data_len as u32).to_be_bytes();

@@ -35,7 +35,7 @@ pub async fn serve(
             debug!(%peer, %why, "connection closed during login");
             return;
         }
-        Ok(Err(LoginEnd::Refused(_))) => return,
+        Ok(Err(LoginEnd::Refused)) => return,
         Err(_) => {
             info!(%peer, "login timed out");
             return;

@@ -22,8 +22,9 @@ use super::session::{CmdSnClass, Session};
 use super::transfer::{self, Transfer};
 use super::writer::{StatSn, WriterHandle};
 
-/// Why the connection ended.
+/// Why the connection ended (logged through `Debug` when the connection closes).
 #[derive(Debug)]
+#[allow(dead_code)]
 pub enum End {
     LoggedOut,
     PeerClosed,

@@ -27,9 +27,6 @@ pub struct Established {
     pub session: Arc<Session>,
     /// The StatSN the next response will carry.
     pub next_stat_sn: u32,
-    /// ExpCmdSN at the start of Full Feature Phase (the CmdSN of the last Login Request:
-    /// login requests are immediate and do not advance it, §11.12.7).
-    pub exp_cmd_sn: u32,
     pub cid: u16,
 }
 
@@ -37,8 +34,8 @@ pub struct Established {
 pub enum LoginEnd {
     /// The peer went away or broke the protocol; nothing more to say.
     Closed(String),
-    /// A Login Response with a failure status was sent.
-    Refused(LoginStatus),
+    /// A Login Response with a failure status was sent (already logged).
+    Refused,
 }
 
 /// How long a reinstated session may take to wind down before the new one proceeds.
@@ -78,7 +75,7 @@ pub async fn run(
         if req.isid != lead.isid || req.tsih != lead.tsih || req.cid != lead.cid {
             // §6.3: ISID, TSIH and CID stay constant during a login.
             send_failure(stream, &req, stat_sn, LoginStatus::INITIATOR_ERROR).await;
-            return Err(LoginEnd::Refused(LoginStatus::INITIATOR_ERROR));
+            return Err(LoginEnd::Refused);
         }
         let seq = TargetSeq {
             stat_sn,
@@ -117,7 +114,7 @@ pub async fn run(
         if data.len() > framer.max_data_segment as usize {
             // Our replies are a handful of short keys; this would be a bug, not peer input.
             send_failure(stream, &req, stat_sn, LoginStatus::TARGET_ERROR).await;
-            return Err(LoginEnd::Refused(LoginStatus::TARGET_ERROR));
+            return Err(LoginEnd::Refused);
         }
         let (transit, csg, nsg) = if failed {
             (false, to_pdu_stage(reply.csg), to_pdu_stage(reply.csg))
@@ -129,7 +126,7 @@ pub async fn run(
         stat_sn = stat_sn.wrapping_add(1);
         if failed {
             warn!(%peer, status = %status, "login refused");
-            return Err(LoginEnd::Refused(status));
+            return Err(LoginEnd::Refused);
         }
         if let Some(session) = established {
             let p = &session.params;
@@ -152,7 +149,6 @@ pub async fn run(
             return Ok(Established {
                 session,
                 next_stat_sn: stat_sn,
-                exp_cmd_sn: req.cmd_sn,
                 cid: req.cid,
             });
         }

@@ -21,10 +21,6 @@ pub enum TransferResult {
     Failed { reason: SenseReason, r2t_count: u32 },
 }
 
-/// Command-level data problems that are not a sequence error: refused at command arrival.
-#[derive(Debug)]
-pub struct CommandDataError(pub String);
-
 /// An R2T the initiator still owes data for.
 struct OpenR2t {
     ttt: u32,
