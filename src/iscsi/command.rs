@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::full_feature::{Flow, FullFeature};
+use super::ordering::{Finished, Gate};
 use super::response::{self, ResponseShape};
 use super::session::{RunningTask, Session};
 use super::transfer::{Transfer, TransferResult};
@@ -47,18 +48,19 @@ impl FullFeature {
         if ordered {
             self.session.seq.accept_command();
         }
+        let task_attr = match cmd.attr {
+            attr::UNTAGGED => TaskAttr::Untagged,
+            attr::ORDERED => TaskAttr::Ordered,
+            attr::HEAD_OF_QUEUE => TaskAttr::HeadOfQueue,
+            attr::ACA => TaskAttr::Aca,
+            _ => TaskAttr::Simple,
+        };
         let task = ScsiTask {
             nexus,
             lun: cmd.lun,
             cdb: cmd.cdb,
             cdb_len: 16 + cmd.extended_cdb.len(),
-            attr: match cmd.attr {
-                attr::UNTAGGED => TaskAttr::Untagged,
-                attr::ORDERED => TaskAttr::Ordered,
-                attr::HEAD_OF_QUEUE => TaskAttr::HeadOfQueue,
-                attr::ACA => TaskAttr::Aca,
-                _ => TaskAttr::Simple,
-            },
+            attr: task_attr,
             expected_data_in_len: if cmd.read { cmd.expected_data_transfer_length } else { 0 },
             expected_data_out_len: if cmd.write { cmd.expected_data_transfer_length } else { 0 },
         };
@@ -98,7 +100,9 @@ impl FullFeature {
         } else {
             None
         };
-        self.spawn_command(cmd.itt, cmd.lun, cmd.cmd_sn, ordered, exec, data_rx, shape);
+        let (gate, finished) = self.ordering.admit(cmd.lun, task_attr);
+        let guard = TaskGuard { session: self.session.clone(), itt: cmd.itt, task_id: 0, counted: ordered, _finished: finished };
+        self.spawn_command(guard, cmd.lun, cmd.cmd_sn, gate, exec, data_rx, shape);
         Flow::Continue
     }
 
@@ -146,22 +150,23 @@ impl FullFeature {
     #[allow(clippy::too_many_arguments)]
     fn spawn_command(
         &mut self,
-        itt: u32,
+        mut guard: TaskGuard,
         lun: u64,
         cmd_sn: u32,
-        counted: bool,
+        gate: Gate,
         exec: Exec,
         data_rx: Option<oneshot::Receiver<TransferResult>>,
         shape: ResponseShape,
     ) {
         let task_id = self.next_task_id;
         self.next_task_id += 1;
-        let guard = TaskGuard { session: self.session.clone(), itt, task_id, counted };
+        guard.task_id = task_id;
+        let itt = guard.itt;
         let writer = self.writer.clone();
         // Holding the task table while spawning means the task cannot finish (and remove
         // itself) before its entry exists.
         let mut tasks = self.session.tasks.lock().unwrap();
-        let handle = self.tasks.spawn(run_command(guard, writer, exec, data_rx, shape));
+        let handle = self.tasks.spawn(run_command(guard, writer, gate, exec, data_rx, shape));
         tasks.insert(itt, RunningTask { task_id, lun, cmd_sn, abort: handle });
     }
 }
@@ -173,6 +178,8 @@ struct TaskGuard {
     itt: u32,
     task_id: u64,
     counted: bool,
+    /// Dropped with the guard: tasks ordered after this one may then run.
+    _finished: Finished,
 }
 
 impl Drop for TaskGuard {
@@ -187,6 +194,7 @@ impl Drop for TaskGuard {
 async fn run_command(
     _guard: TaskGuard,
     writer: WriterHandle,
+    gate: Gate,
     exec: Exec,
     data_rx: Option<oneshot::Receiver<TransferResult>>,
     mut shape: ResponseShape,
@@ -211,6 +219,8 @@ async fn run_command(
             Err(_) => return,
         },
     };
+    // SAM-5 §8.6: wait for the tasks this one is ordered after.
+    gate.wait().await;
     let completion = match exec {
         Exec::Ready(prepared) => prepared.execute(data).await,
         Exec::Answered(c) => c,

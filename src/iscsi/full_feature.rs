@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use super::ordering::TaskOrdering;
 use super::registry::Registry;
 use super::session::{CmdSnClass, Session};
 use super::transfer::{self, Transfer};
@@ -68,6 +69,7 @@ pub struct FullFeature {
     pub(super) text: super::text::TextState,
     pub(super) ttts: TagAllocator,
     pub(super) tasks: JoinSet<()>,
+    pub(super) ordering: TaskOrdering,
     pub(super) next_task_id: u64,
     ping: Option<(u32, Instant)>,
     last_rx: Instant,
@@ -99,6 +101,7 @@ impl FullFeature {
             text: Default::default(),
             ttts: TagAllocator::default(),
             tasks: JoinSet::new(),
+            ordering: TaskOrdering::default(),
             next_task_id: 1,
             ping: None,
             last_rx: Instant::now(),
