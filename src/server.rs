@@ -213,9 +213,6 @@ fn open_lun(t: &TargetConfig, l: &LunConfig) -> Result<Lun, StartError> {
     let field = |what: &str| format!("target {} LUN {}: {what}", t.name, l.id);
     let backend = match &l.backend {
         BackendConfig::File { path, size, direct_io } => {
-            if *direct_io {
-                warn!("{}", field("direct_io is not implemented yet; using buffered I/O with fdatasync"));
-            }
             let size = match size {
                 Some(s) => *s,
                 None => std::fs::metadata(path).map_err(|e| StartError(field(&format!("{}: {e}", path.display()))))?.len(),
@@ -223,10 +220,12 @@ fn open_lun(t: &TargetConfig, l: &LunConfig) -> Result<Lun, StartError> {
             if let Some(dir) = path.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            Backend::File(
+            let opened = if *direct_io {
+                FileBackend::open_direct(path, size, l.read_only, l.block_size)
+            } else {
                 FileBackend::open(path, size, l.read_only)
-                    .map_err(|e| StartError(field(&format!("{}: {e}", path.display()))))?,
-            )
+            };
+            Backend::File(opened.map_err(|e| StartError(field(&format!("{}: {e}", path.display()))))?)
         }
         BackendConfig::Memory { size } => Backend::Memory(MemoryBackend::new(*size)),
         BackendConfig::BlockDevice { path } => Backend::BlockDevice(

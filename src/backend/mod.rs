@@ -2,6 +2,7 @@
 //! offsets it has already range-checked against `size_bytes()`.
 
 mod blockdev;
+mod direct;
 mod file;
 mod memory;
 mod positional;
