@@ -8,6 +8,7 @@ mod full_feature;
 pub mod login;
 mod login_phase;
 mod logout;
+pub mod pr_aborter;
 pub mod registry;
 mod response;
 pub mod session;

@@ -26,7 +26,7 @@ pub fn decode(data: &[u8]) -> Result<(InitiatorId, usize), BadTransportId> {
     }
     // §7.6.4.6: ADDITIONAL LENGTH is at least 20 and a multiple of four.
     let additional = u16::from_be_bytes([data[2], data[3]]) as usize;
-    if additional < 20 || additional % 4 != 0 || 4 + additional > data.len() {
+    if additional < 20 || !additional.is_multiple_of(4) || 4 + additional > data.len() {
         return Err(BadTransportId { byte: 2 });
     }
     let body = &data[4..4 + additional];
