@@ -1,5 +1,6 @@
 pub mod backend;
 pub mod config;
 pub mod iscsi;
+pub mod pr;
 pub mod scsi;
 pub mod server;

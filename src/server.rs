@@ -73,7 +73,10 @@ impl Server {
             config.discovery.chap.as_ref().map(credentials),
             config.discovery.acl_filter,
         );
-        Ok(Server { registry: Arc::new(registry), listeners, luns: all_luns })
+        let registry = Arc::new(registry);
+        // PREEMPT AND ABORT reaches the sessions' tasks through the registry.
+        crate::iscsi::pr_aborter::install(&registry);
+        Ok(Server { registry, listeners, luns: all_luns })
     }
 
     /// The portals actually bound (with resolved ports).
@@ -176,7 +179,9 @@ fn build_target(
 ) -> Result<(TargetEntry, Vec<Arc<Lun>>), StartError> {
     let mut luns = Vec::new();
     for l in &t.luns {
-        luns.push(Arc::new(open_lun(t, l)?));
+        let mut lun = open_lun(t, l)?;
+        restore_reservations(&mut lun, &config.data_dir);
+        luns.push(Arc::new(lun));
     }
     let mut masking = LunMasking::allow_all();
     let mut allowed = None;
@@ -242,6 +247,22 @@ fn open_lun(t: &TargetConfig, l: &LunConfig) -> Result<Lun, StartError> {
     let lun = Lun::new(l.id, backend, l.block_size, identity, l.read_only).map_err(|e| StartError(field(&e.to_string())))?;
     lun.set_write_cache(l.write_cache);
     Ok(lun)
+}
+
+/// SPC-4 §5.13.4 APTPL: each LU's reservations live in `<data_dir>/<serial>.pr`. An unreadable
+/// record is logged and the LU starts without reservations (never from a half-read state).
+fn restore_reservations(lun: &mut Lun, data_dir: &std::path::Path) {
+    let path = data_dir.join(format!("{}.pr", lun.identity().serial));
+    let store = Arc::new(crate::pr::FileStore::new(path.clone()));
+    match lun.restore_reservations(store) {
+        Ok(()) => {
+            let state = lun.pr().snapshot();
+            if !state.registrants.is_empty() {
+                info!(lun = lun.id(), registrants = state.registrants.len(), reserved = state.reservation.is_some(), "restored persistent reservations");
+            }
+        }
+        Err(e) => error!(lun = lun.id(), path = %path.display(), error = %e, "persistent reservations not restored"),
+    }
 }
 
 /// A stable serial per target and LUN: the same configuration always reports the same

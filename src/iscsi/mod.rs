@@ -9,6 +9,7 @@ pub mod login;
 mod login_phase;
 mod logout;
 mod ordering;
+pub mod pr_aborter;
 pub mod registry;
 mod response;
 pub mod session;

@@ -37,6 +37,8 @@ pub(crate) enum Command {
     Release6,
     Reserve10,
     Release10,
+    PersistentReserveIn,
+    PersistentReserveOut,
 }
 
 #[derive(Debug)]
@@ -99,6 +101,20 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
     cmd(0x56, Reserve10, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
     cmd(0x57, Release10, &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
     cmd(0x5A, ModeSense10, &[0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0]),
+    // SPC-4 §6.14 PERSISTENT RESERVE IN: READ KEYS, READ RESERVATION, REPORT CAPABILITIES,
+    // READ FULL STATUS. §6.15 PERSISTENT RESERVE OUT: service actions 0-7, SCOPE/TYPE byte 2.
+    cmd_sa(0x5E, 0x00, PersistentReserveIn, PRIN_USAGE),
+    cmd_sa(0x5E, 0x01, PersistentReserveIn, PRIN_USAGE),
+    cmd_sa(0x5E, 0x02, PersistentReserveIn, PRIN_USAGE),
+    cmd_sa(0x5E, 0x03, PersistentReserveIn, PRIN_USAGE),
+    cmd_sa(0x5F, 0x00, PersistentReserveOut, PROUT_USAGE),
+    cmd_sa(0x5F, 0x01, PersistentReserveOut, PROUT_USAGE),
+    cmd_sa(0x5F, 0x02, PersistentReserveOut, PROUT_USAGE),
+    cmd_sa(0x5F, 0x03, PersistentReserveOut, PROUT_USAGE),
+    cmd_sa(0x5F, 0x04, PersistentReserveOut, PROUT_USAGE),
+    cmd_sa(0x5F, 0x05, PersistentReserveOut, PROUT_USAGE),
+    cmd_sa(0x5F, 0x06, PersistentReserveOut, PROUT_USAGE),
+    cmd_sa(0x5F, 0x07, PersistentReserveOut, PROUT_USAGE),
     cmd(0x88, Read16, &[0x88, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
     cmd(0x8A, Write16, &[0x8A, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
     cmd(0x8F, Verify16, &[0x8F, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
@@ -110,6 +126,28 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
     cmd(0xA8, Read12, &[0xA8, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
     cmd(0xAA, Write12, &[0xAA, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
 ];
+
+const PRIN_USAGE: &[u8] = &[0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0];
+const PROUT_USAGE: &[u8] = &[0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0];
+
+/// How each command fares under a persistent reservation held by another I_T nexus (SPC-4
+/// §5.13.1 Table 66, SBC-3 §4.17 Table 13). Exhaustive on purpose: a new command must be
+/// classified before it compiles.
+pub(crate) fn pr_class(command: Command, cdb: &[u8]) -> crate::pr::PrClass {
+    use crate::pr::PrClass::*;
+    match command {
+        Inquiry | ReportLuns | RequestSense | TestUnitReady | ReadCapacity10 | ReadCapacity16
+        | ReportSupportedOpcodes | PersistentReserveIn => Allowed,
+        // PR OUT service actions decide their own conflicts (SPC-4 §5.13.2, apply.rs).
+        PersistentReserveOut => Allowed,
+        // SBC-3 Table 13: START STOP UNIT with START=1 and no power condition is allowed.
+        StartStopUnit if cdb[4] & 0x01 != 0 && cdb[4] >> 4 == 0 => Allowed,
+        Read6 | Read10 | Read12 | Read16 | Verify10 | Verify16 | ModeSense6 | ModeSense10 => Read,
+        Write6 | Write10 | Write12 | Write16 | WriteSame10 | WriteSame16 | Unmap | SynchronizeCache10
+        | SynchronizeCache16 | ModeSelect6 | ModeSelect10 | StartStopUnit => Write,
+        Reserve6 | Reserve10 | Release6 | Release10 => Spc2,
+    }
+}
 
 /// True when some entry for `opcode` is selected by a service action.
 pub(crate) fn has_service_actions(opcode: u8) -> bool {
@@ -159,7 +197,10 @@ mod tests {
 
     #[test]
     fn lookup_and_usage_checks() {
-        assert_eq!(lookup(&[0x5E, 0]).unwrap_err().reason, SenseReason::InvalidOpcode);
+        assert_eq!(lookup(&[0x5D, 0]).unwrap_err().reason, SenseReason::InvalidOpcode);
+        // SPC-4 §6.14.1: an unknown PR IN service action is an invalid CDB field.
+        assert_eq!(lookup(&[0x5E, 0x04]).unwrap_err(), Sense::invalid_cdb_field(1, Some(4)));
+        assert_eq!(lookup(&[0x5F, 0x07]).unwrap().command, Command::PersistentReserveOut);
         assert_eq!(lookup(&[0x9E, 0x11]).unwrap_err(), Sense::invalid_cdb_field(1, Some(4)));
         let read10 = lookup(&[0x28]).unwrap();
         assert_eq!(read10.command, Command::Read10);

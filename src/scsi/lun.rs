@@ -70,6 +70,8 @@ pub struct Lun {
     identity: LunIdentity,
     read_only: bool,
     state: Mutex<LunState>,
+    /// SPC-4 §5.13 persistent reservations and the fencing gate.
+    pr: crate::pr::Unit,
 }
 
 impl Lun {
@@ -105,6 +107,7 @@ impl Lun {
                 unit_attentions: HashMap::new(),
                 reservation: None,
             }),
+            pr: crate::pr::Unit::volatile(),
         })
     }
 
@@ -164,6 +167,30 @@ impl Lun {
         let mut state = self.state();
         if state.reservation.as_deref() == Some(port.as_str()) {
             state.reservation = None;
+        }
+    }
+
+    /// The persistent reservation unit (state + fencing gate).
+    pub fn pr(&self) -> &crate::pr::Unit {
+        &self.pr
+    }
+
+    /// Restores APTPL reservations from `store` (SPC-4 §5.13.4) and keeps it for later
+    /// changes. A record that cannot be read is returned as an error; the LU then starts with
+    /// no reservations.
+    pub fn restore_reservations(&mut self, store: std::sync::Arc<dyn crate::pr::Store>) -> io::Result<()> {
+        let (unit, err) = crate::pr::Unit::restored(store);
+        self.pr = unit;
+        err.map_or(Ok(()), Err)
+    }
+
+    /// Establishes `reason` for every known initiator port `select` picks (PR effects).
+    pub(crate) fn establish_unit_attention_where(&self, reason: SenseReason, select: impl Fn(&str) -> bool) {
+        let mut state = self.state();
+        for (port, queue) in state.unit_attentions.iter_mut() {
+            if select(port) && !queue.contains(&reason) && queue.len() < MAX_PENDING_UA {
+                queue.push_back(reason);
+            }
         }
     }
 

@@ -8,6 +8,8 @@ mod inquiry;
 pub mod limits;
 pub mod lun;
 mod mode;
+mod pr_in;
+pub mod pr_out;
 mod reports;
 pub mod sense;
 pub mod target;
@@ -16,6 +18,7 @@ pub mod task;
 pub use lun::{Lun, LunIdentity};
 pub use mode::ModePages;
 pub use sense::{Sense, SenseReason};
+pub use pr_out::TaskAborter;
 pub use target::{LunMasking, Prepared, ScsiTarget};
 pub use task::{Completion, DataOut, ItNexus, ScsiTask, TaskAttr};
 

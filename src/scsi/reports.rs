@@ -164,7 +164,7 @@ mod tests {
         let rc16 = report_supported_opcodes(&[0xA3, 0x0C, 2, 0x9E, 0, 0x10, 0, 0, 0xFF, 0xFF, 0, 0]).unwrap();
         assert_eq!(&rc16[..4], &[0, 3, 0, 16]);
         assert!(report_supported_opcodes(&[0xA3, 0x0C, 2, 0x28, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0]).is_err());
-        let unknown = report_supported_opcodes(&[0xA3, 0x0C, 1, 0x5E, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0]).unwrap();
+        let unknown = report_supported_opcodes(&[0xA3, 0x0C, 1, 0x5D, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0]).unwrap();
         assert_eq!(unknown, vec![0, 1, 0, 0]);
         assert!(report_supported_opcodes(&[0xA3, 0x0C, 4, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0]).is_err());
     }

@@ -47,6 +47,12 @@ pub enum SenseReason {
     InvalidTargetPortTransferTag,
     TooMuchWriteData,
     DataOffsetError,
+    // Persistent reservations (SPC-4 §5.13, Annex D).
+    ReservationsPreempted,
+    ReservationsReleased,
+    RegistrationsPreempted,
+    InvalidReleaseOfPersistentReservation,
+    InsufficientRegistrationResources,
 }
 
 impl SenseReason {
@@ -80,6 +86,11 @@ impl SenseReason {
             InvalidTargetPortTransferTag => (ABORTED_COMMAND, 0x4B, 0x01),
             TooMuchWriteData => (ABORTED_COMMAND, 0x4B, 0x02),
             DataOffsetError => (ABORTED_COMMAND, 0x4B, 0x05),
+            ReservationsPreempted => (UNIT_ATTENTION, 0x2A, 0x03),
+            ReservationsReleased => (UNIT_ATTENTION, 0x2A, 0x04),
+            RegistrationsPreempted => (UNIT_ATTENTION, 0x2A, 0x05),
+            InvalidReleaseOfPersistentReservation => (ILLEGAL_REQUEST, 0x26, 0x04),
+            InsufficientRegistrationResources => (ILLEGAL_REQUEST, 0x55, 0x04),
         }
     }
 }

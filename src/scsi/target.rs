@@ -2,7 +2,10 @@
 //! (lookup, CDB validation, unit attentions) and the asynchronous `execute` step.
 
 use super::block::{prepare_io, IoOp};
-use super::commands::{allowed_when_reserved, answers_without_lun, check_usage, lookup, Command};
+use super::commands::{allowed_when_reserved, answers_without_lun, check_usage, lookup, pr_class, Command};
+use super::pr_out::{pr_nexus, PrOut, TaskAborter};
+use super::{pr_in, pr_out};
+use crate::pr::{self, PrClass, Spc2Outcome};
 use super::lun::{decode_lun, Lun};
 use super::sense::{Sense, SenseReason};
 use super::task::{Completion, DataOut, ItNexus, ScsiTask};
@@ -39,6 +42,8 @@ pub struct ScsiTarget {
     name: String,
     luns: BTreeMap<u64, Arc<Lun>>,
     masking: LunMasking,
+    /// How PREEMPT AND ABORT reaches the transport's tasks (set once by the transport).
+    aborter: std::sync::OnceLock<Arc<dyn TaskAborter>>,
 }
 
 /// What `execute` has left to do.
@@ -50,6 +55,8 @@ enum Op {
     /// RESERVATION CONFLICT status (SPC-2 §5.5.1), no sense data.
     Conflict,
     ModeSelect { ten: bool, param_len: usize },
+    PrIn { action: u8, allocation_length: usize },
+    PrOut(PrOut),
 }
 
 /// A validated command, ready for its data-out and execution.
@@ -60,6 +67,8 @@ pub struct Prepared {
     d_sense: bool,
     data_out_len: u32,
     op: Op,
+    /// SPC-4 §5.13.1 class, re-checked under the fencing gate at execution.
+    pr_class: PrClass,
 }
 
 fn truncate(mut data: Vec<u8>, allocation_length: usize) -> Option<Bytes> {
@@ -78,7 +87,17 @@ impl ScsiTarget {
     /// Builds a target; a later LUN with a duplicate id replaces an earlier one.
     pub fn new(name: String, luns: Vec<Arc<Lun>>, masking: LunMasking) -> Self {
         let luns = luns.into_iter().map(|lun| (lun.id(), lun)).collect();
-        ScsiTarget { name, luns, masking }
+        ScsiTarget { name, luns, masking, aborter: std::sync::OnceLock::new() }
+    }
+
+    /// Installs the transport's task aborter (PREEMPT AND ABORT); later calls are ignored.
+    pub fn set_task_aborter(&self, aborter: Arc<dyn TaskAborter>) {
+        let _ = self.aborter.set(aborter);
+    }
+
+    /// The logical units, for operator tools (`palisade pr show`).
+    pub fn luns(&self) -> impl Iterator<Item = &Arc<Lun>> {
+        self.luns.values()
     }
 
     pub fn name(&self) -> &str {
@@ -141,14 +160,24 @@ impl ScsiTarget {
                 return Err(Completion::reservation_conflict());
             }
         }
+        let class = pr_class(info.command, cdb);
+        if let Some(lun) = &lun {
+            // SPC-4 §5.13.1: checked on arrival, and for data commands again under the fencing
+            // gate when they execute (the state may change while Data-Out is in flight).
+            if class != PrClass::Spc2 && pr_conflict(&lun.pr().snapshot(), &task.nexus, class) {
+                return Err(Completion::reservation_conflict());
+            }
+        }
         let op = self.prepare_command(info.command, cdb, lun.as_deref(), &task).map_err(fail)?;
         let data_out_len = match &op {
             Op::Conflict => return Err(Completion::reservation_conflict()),
             Op::Respond(_) => 0,
             Op::Io(io) => io.data_out_len(lun.as_ref().map_or(512, |l| l.block_size())),
             Op::ModeSelect { param_len, .. } => *param_len as u32,
+            Op::PrIn { .. } => 0,
+            Op::PrOut(p) => p.param_len as u32,
         };
-        Ok(Prepared { lun, nexus: task.nexus, d_sense, data_out_len, op })
+        Ok(Prepared { lun, nexus: task.nexus, d_sense, data_out_len, op, pr_class: class })
     }
 
     fn prepare_command(&self, command: Command, cdb: &[u8], lun: Option<&Lun>, task: &ScsiTask) -> Result<Op, Sense> {
@@ -169,12 +198,30 @@ impl ScsiTarget {
             ReportSupportedOpcodes => respond(reports::report_supported_opcodes(cdb)?, be32(&cdb[6..10])),
             ModeSense6 => respond(mode::mode_sense(cdb, need_lun()?, false)?, cdb[4] as usize),
             ModeSense10 => respond(mode::mode_sense(cdb, need_lun()?, true)?, be16(&cdb[7..9])),
+            // SPC-4 §5.13.3 (CRH = 1): how SPC-2 RESERVE/RELEASE meet persistent reservations.
             Reserve6 | Reserve10 => {
-                Ok(if need_lun()?.reserve(nexus) { Op::Respond(None) } else { Op::Conflict })
+                let lun = need_lun()?;
+                Ok(match pr::spc2_outcome(&lun.pr().snapshot(), &pr_nexus(nexus), true) {
+                    Spc2Outcome::NoOp => Op::Respond(None),
+                    Spc2Outcome::Conflict => Op::Conflict,
+                    Spc2Outcome::Process if lun.reserve(nexus) => Op::Respond(None),
+                    Spc2Outcome::Process => Op::Conflict,
+                })
             }
             Release6 | Release10 => {
-                need_lun()?.release(nexus);
+                let lun = need_lun()?;
+                if pr::spc2_outcome(&lun.pr().snapshot(), &pr_nexus(nexus), false) == Spc2Outcome::Process {
+                    lun.release(nexus);
+                }
                 Ok(Op::Respond(None))
+            }
+            PersistentReserveIn => {
+                need_lun()?;
+                Ok(Op::PrIn { action: cdb[1] & 0x1F, allocation_length: be16(&cdb[7..9]) })
+            }
+            PersistentReserveOut => {
+                need_lun()?;
+                Ok(Op::PrOut(pr_out::prepare(cdb, &self.name, self.aborter.get().cloned())?))
             }
             ModeSelect6 | ModeSelect10 => {
                 let ten = command == ModeSelect10;
@@ -228,9 +275,30 @@ impl Prepared {
             Op::Respond(data_in) => Ok(data_in),
             Op::Conflict => return Completion::reservation_conflict(),
             Op::Io(io) => match self.lun {
-                Some(lun) => io.execute(lun, data).await,
+                Some(lun) => {
+                    // The fencing gate (docs/reservations.md): the read guard is held from the
+                    // re-check through the backend I/O, so a PR OUT that preempts this nexus
+                    // either waits for this I/O to finish or is seen by the re-check.
+                    let gate = lun.pr().read().await;
+                    if pr_conflict(&gate, &self.nexus, self.pr_class) || lun.reserved_by_other(&self.nexus) {
+                        return Completion::reservation_conflict();
+                    }
+                    let result = io.execute(lun.clone(), data).await;
+                    drop(gate);
+                    result
+                }
                 None => Err(SenseReason::LunNotSupported.into()),
             },
+            Op::PrIn { action, allocation_length } => match self.lun {
+                Some(lun) => pr_in::execute(&lun, action, allocation_length).await,
+                None => Err(SenseReason::LunNotSupported.into()),
+            },
+            Op::PrOut(op) => {
+                return match self.lun {
+                    Some(lun) => op.execute(&lun, &self.nexus, &data, d_sense).await,
+                    None => Completion::check_condition(Sense::from(SenseReason::LunNotSupported).encode(d_sense)),
+                }
+            }
             Op::ModeSelect { ten, param_len } => match self.lun {
                 Some(lun) => mode_select(&lun, &self.nexus, &data, ten, param_len),
                 None => Err(SenseReason::LunNotSupported.into()),
@@ -242,6 +310,12 @@ impl Prepared {
             Err(sense) => Completion::check_condition(sense.encode(d_sense)),
         }
     }
+}
+
+/// SPC-4 §5.13.1: whether `class` from `nexus` conflicts with the persistent reservation
+/// (cheap when nothing is reserved, the common case).
+fn pr_conflict(state: &pr::State, nexus: &ItNexus, class: PrClass) -> bool {
+    state.reservation.is_some() && pr::conflicts(state, &pr_nexus(nexus), class)
 }
 
 fn mode_select(lun: &Lun, nexus: &ItNexus, data: &DataOut, ten: bool, param_len: usize) -> Result<Option<Bytes>, Sense> {

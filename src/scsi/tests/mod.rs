@@ -134,7 +134,7 @@ async fn lun_reset_and_nexus_loss_unit_attentions() {
 async fn unknown_opcode_lun_and_cdb_errors() {
     let t = target(vec![memory_lun(0)]);
     let n = fresh(&t, 0).await;
-    assert_eq!(sense_code(&run(&t, &n, 0, &[0x5E, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]).await), (5, 0x20, 0));
+    assert_eq!(sense_code(&run(&t, &n, 0, &[0x5D, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]).await), (5, 0x20, 0));
     assert_eq!(sense_code(&run(&t, &n, 3, &[0x00; 6], &[]).await), (5, 0x25, 0));
     // INQUIRY to a missing LUN: peripheral qualifier 3, device type 1Fh.
     assert_eq!(good(&run(&t, &n, 3, &[0x12, 0, 0, 0, 36, 0], &[]).await)[0], 0x7F);

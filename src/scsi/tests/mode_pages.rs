@@ -159,7 +159,7 @@ async fn rsoc_through_the_target() {
     let len = u32::from_be_bytes(all[..4].try_into().unwrap()) as usize;
     assert_eq!(len, all.len() - 4);
     let opcodes: Vec<u8> = all[4..].chunks(8).map(|d| d[0]).collect();
-    assert!(opcodes.contains(&0x42) && opcodes.contains(&0x9E) && !opcodes.contains(&0x5E));
+    assert!(opcodes.contains(&0x42) && opcodes.contains(&0x9E) && !opcodes.contains(&0x5D));
     let one = good(&run(&t, &n, 0, &[0xA3, 0x0C, 0x81, 0x2A, 0, 0, 0, 0, 0x04, 0, 0, 0], &[]).await);
     assert_eq!(&one[..4], &[0, 0x83, 0, 10]);
     assert_eq!(one.len(), 4 + 10 + 12);

@@ -1,0 +1,284 @@
+//! PERSISTENT RESERVE OUT service actions as a pure function of the state (SPC-4 §5.13.5-
+//! §5.13.11): `State::apply` returns the next state and its effects (unit attentions, tasks to
+//! abort, whether APTPL requires persisting) as data, so every rule is unit-tested here.
+
+use super::request::{PrError, Request};
+use super::state::{InitiatorId, Nexus, PrType, Registrant, RegistrantId, Reservation, State, TargetPort};
+
+/// Registrations per logical unit beyond this get INSUFFICIENT REGISTRATION RESOURCES.
+pub const MAX_REGISTRANTS: usize = 128;
+
+/// Unit attentions the reservation manager establishes (SPC-4 Annex D, ASC 2Ah).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PrUnitAttention {
+    /// 2Ah/03h RESERVATIONS PREEMPTED.
+    ReservationsPreempted,
+    /// 2Ah/04h RESERVATIONS RELEASED.
+    ReservationsReleased,
+    /// 2Ah/05h REGISTRATIONS PREEMPTED.
+    RegistrationsPreempted,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// Unit attentions for the initiator ports of these registrations.
+    pub ua: Vec<(InitiatorId, PrUnitAttention)>,
+    /// Every task of these registrations' I_T nexuses on this LU is aborted (PREEMPT AND ABORT).
+    pub abort: Vec<RegistrantId>,
+    /// APTPL is (or was) in force and the state changed: persist before GOOD (SPC-4 §5.13.4).
+    pub persist: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub next: State,
+    pub effects: Effects,
+}
+
+impl State {
+    /// Applies one PERSISTENT RESERVE OUT received on `nexus`. On error nothing changes.
+    pub fn apply(&self, nexus: &Nexus, request: &Request) -> Result<Transition, PrError> {
+        let mut next = self.clone();
+        let mut fx = Effects::default();
+        let own = self.registrant(nexus).cloned();
+        // SPC-4 §5.13.5-§5.13.11: every service action but REGISTER AND IGNORE EXISTING KEY
+        // and the unregistered REGISTER needs the nexus's own key.
+        let registered = |key: u64| -> Result<Registrant, PrError> {
+            match &own {
+                Some(reg) if reg.key == key => Ok(reg.clone()),
+                _ => Err(PrError::Conflict),
+            }
+        };
+        match request {
+            Request::Register { key, new_key, ignore_existing, all_tg_pt, aptpl, spec } => match &own {
+                Some(reg) => {
+                    // SPC-4 §5.13.5.3 Table 52: a registered nexus changes or removes its key.
+                    if !ignore_existing && *key != reg.key {
+                        return Err(PrError::Conflict);
+                    }
+                    if !spec.is_empty() {
+                        return Err(PrError::InvalidParamField { byte: 20, bit: Some(3) });
+                    }
+                    if *new_key == 0 {
+                        unregister(&mut next, &reg.id, &mut fx);
+                    } else {
+                        next.registrants.iter_mut().filter(|r| r.id == reg.id).for_each(|r| r.key = *new_key);
+                    }
+                    next.aptpl = *aptpl;
+                    next.generation = next.generation.wrapping_add(1);
+                }
+                None => {
+                    // SPC-4 §5.13.5.2: an unregistered nexus sends key zero (unless ignoring).
+                    if !ignore_existing && *key != 0 {
+                        return Err(PrError::Conflict);
+                    }
+                    if *new_key == 0 {
+                        // Unregistering something never registered: no action, GOOD.
+                        return Ok(Transition { next, effects: fx });
+                    }
+                    let mut ids = vec![RegistrantId::of(nexus, *all_tg_pt)];
+                    for initiator in spec {
+                        let target = (!all_tg_pt).then(|| nexus.target.clone());
+                        let id = RegistrantId { initiator: initiator.clone(), target };
+                        if id == ids[0] {
+                            continue; // naming the receiving I_T nexus again registers it once
+                        }
+                        ids.push(id);
+                    }
+                    for (i, id) in ids.iter().enumerate() {
+                        // SPC-4 §6.15.3: a TransportID naming an already registered I_T nexus
+                        // (or one named twice) is an invalid field.
+                        let clash = self.registrants.iter().any(|r| r.id.overlaps(id)) || ids[..i].iter().any(|o| o.overlaps(id));
+                        if clash {
+                            let byte = if i == 0 { 20 } else { 28 };
+                            return Err(PrError::InvalidParamField { byte, bit: None });
+                        }
+                    }
+                    if self.registrants.len() + ids.len() > MAX_REGISTRANTS {
+                        return Err(PrError::InsufficientResources);
+                    }
+                    next.registrants.extend(ids.into_iter().map(|id| Registrant { id, key: *new_key }));
+                    next.aptpl = *aptpl;
+                    next.generation = next.generation.wrapping_add(1);
+                }
+            },
+            Request::Reserve { key, kind } => {
+                let reg = registered(*key)?;
+                match &self.reservation {
+                    // SPC-4 §5.13.9: the holder reserving again with the same type: no change.
+                    Some(res) if self.is_holder(nexus) && res.kind == *kind => {}
+                    Some(_) => return Err(PrError::Conflict),
+                    None => next.reservation = Some(Reservation { holder: reg.id, kind: *kind }),
+                }
+            }
+            Request::Release { key, kind } => {
+                registered(*key)?;
+                match &self.reservation {
+                    // SPC-4 §5.13.11.2: no reservation, or not the holder: GOOD, no effect.
+                    None => {}
+                    Some(_) if !self.is_holder(nexus) => {}
+                    Some(res) if res.kind != *kind => return Err(PrError::InvalidRelease),
+                    Some(res) => {
+                        next.reservation = None;
+                        // SPC-4 §5.13.11.2.2: registrants-only and all-registrants releases
+                        // tell every other registrant.
+                        if res.kind.admits_registrants() {
+                            notify_others(&next, nexus, PrUnitAttention::ReservationsReleased, &mut fx);
+                        }
+                    }
+                }
+            }
+            Request::Clear { key } => {
+                registered(*key)?;
+                // SPC-4 §5.13.11.2.6: every registration and the reservation go; the others
+                // learn RESERVATIONS PREEMPTED.
+                notify_others(self, nexus, PrUnitAttention::ReservationsPreempted, &mut fx);
+                next.registrants.clear();
+                next.reservation = None;
+                next.generation = next.generation.wrapping_add(1);
+            }
+            Request::Preempt { key, victim, kind, abort } => {
+                let reg = registered(*key)?;
+                preempt(self, &mut next, &reg, *victim, *kind, &mut fx)?;
+                if *abort {
+                    // SPC-4 §5.13.11.4.4 (PREEMPT AND ABORT): the preempted nexuses' tasks go;
+                    // the command itself, on the preempting nexus, is never among them.
+                    fx.abort = self
+                        .registrants
+                        .iter()
+                        .filter(|r| r.key == *victim && r.id != reg.id)
+                        .map(|r| r.id.clone())
+                        .collect();
+                    if self.reservation.as_ref().is_some_and(|r| r.kind.all_registrants()) && *victim == 0 {
+                        fx.abort = self.registrants.iter().filter(|r| r.id != reg.id).map(|r| r.id.clone()).collect();
+                    }
+                }
+                next.generation = next.generation.wrapping_add(1);
+            }
+            Request::RegisterAndMove { key, new_key, aptpl, unregister, rel_tgt_port, dest } => {
+                let reg = registered(*key)?;
+                // SPC-4 §5.13.8: only the holder of a reservation that is not all-registrants.
+                let Some(res) = &self.reservation else { return Err(PrError::Conflict) };
+                if !self.is_holder(nexus) || res.kind.all_registrants() {
+                    return Err(PrError::Conflict);
+                }
+                if *new_key == 0 {
+                    return Err(PrError::InvalidParamField { byte: 8, bit: None });
+                }
+                // This server reports each target portal group as one target port; only the
+                // receiving one is known to the logical unit.
+                if *rel_tgt_port != nexus.target.tpgt {
+                    return Err(PrError::InvalidParamField { byte: 18, bit: None });
+                }
+                let dest_id = RegistrantId {
+                    initiator: dest.clone(),
+                    target: Some(TargetPort { name: nexus.target.name.clone(), tpgt: *rel_tgt_port }),
+                };
+                if dest_id.overlaps(&reg.id) {
+                    return Err(PrError::InvalidParamField { byte: 24, bit: None });
+                }
+                match self.registrants.iter().find(|r| r.id.overlaps(&dest_id)) {
+                    Some(existing) if existing.id == dest_id => {}
+                    Some(_) => return Err(PrError::InvalidParamField { byte: 24, bit: None }),
+                    None if self.registrants.len() >= MAX_REGISTRANTS => return Err(PrError::InsufficientResources),
+                    None => next.registrants.push(Registrant { id: dest_id.clone(), key: *new_key }),
+                }
+                next.reservation = Some(Reservation { holder: dest_id, kind: res.kind });
+                if *unregister {
+                    next.registrants.retain(|r| r.id != reg.id);
+                }
+                next.aptpl = *aptpl;
+                next.generation = next.generation.wrapping_add(1);
+            }
+        }
+        fx.persist = next != *self && (self.aptpl || next.aptpl);
+        Ok(Transition { next, effects: fx })
+    }
+}
+
+/// Removes a registration (SPC-4 §5.13.11.3): a holder's reservation goes with it, unless it
+/// is all-registrants and others remain; registrants-only releases tell the other registrants.
+fn unregister(next: &mut State, id: &RegistrantId, fx: &mut Effects) {
+    let held = next.holds(id);
+    next.registrants.retain(|r| r.id != *id);
+    let Some(res) = next.reservation.clone() else { return };
+    if !held {
+        return;
+    }
+    if res.kind.all_registrants() {
+        match next.registrants.first() {
+            Some(other) => next.reservation.as_mut().expect("present").holder = other.id.clone(),
+            None => next.reservation = None,
+        }
+        return;
+    }
+    next.reservation = None;
+    if matches!(res.kind, PrType::WriteExclusiveRegistrantsOnly | PrType::ExclusiveAccessRegistrantsOnly) {
+        for r in &next.registrants {
+            fx.ua.push((r.id.initiator.clone(), PrUnitAttention::ReservationsReleased));
+        }
+    }
+}
+
+/// Queues `ua` for every registrant of `state` except the one of `nexus`.
+fn notify_others(state: &State, nexus: &Nexus, ua: PrUnitAttention, fx: &mut Effects) {
+    for r in state.registrants.iter().filter(|r| !r.id.covers(nexus)) {
+        fx.ua.push((r.id.initiator.clone(), ua));
+    }
+}
+
+/// SPC-4 §5.13.11.4: PREEMPT (the abort part is the caller's).
+fn preempt(
+    old: &State,
+    next: &mut State,
+    own: &Registrant,
+    victim: u64,
+    kind: PrType,
+    fx: &mut Effects,
+) -> Result<(), PrError> {
+    let remove = |next: &mut State, fx: &mut Effects, select: &dyn Fn(&Registrant) -> bool| {
+        for r in old.registrants.iter().filter(|r| r.id != own.id && select(r)) {
+            fx.ua.push((r.id.initiator.clone(), PrUnitAttention::RegistrationsPreempted));
+        }
+        next.registrants.retain(|r| r.id == own.id || !select(r));
+    };
+    match &old.reservation {
+        // §5.13.11.4.4: all-registrants with key zero: everyone else goes, the preemptor
+        // holds a new reservation of the requested type.
+        Some(res) if res.kind.all_registrants() && victim == 0 => {
+            remove(next, fx, &|_| true);
+            next.reservation = Some(Reservation { holder: own.id.clone(), kind });
+        }
+        // §5.13.11.4.3: the holder's key preempts the reservation too.
+        Some(res) if !res.kind.all_registrants() && old.registrants.iter().any(|r| r.id == res.holder && r.key == victim) => {
+            remove(next, fx, &|r| r.key == victim);
+            next.reservation = Some(Reservation { holder: own.id.clone(), kind });
+            if res.kind != kind {
+                // Type changed: every remaining registrant but the preemptor is told.
+                for r in next.registrants.iter().filter(|r| r.id != own.id) {
+                    fx.ua.push((r.id.initiator.clone(), PrUnitAttention::ReservationsReleased));
+                }
+            }
+        }
+        // §5.13.11.4.2: otherwise only registrations are preempted; the key must exist and
+        // must not be zero.
+        _ => {
+            if victim == 0 {
+                return Err(PrError::InvalidParamField { byte: 8, bit: None });
+            }
+            if !old.registrants.iter().any(|r| r.key == victim) {
+                return Err(PrError::Conflict);
+            }
+            remove(next, fx, &|r| r.key == victim);
+            // An all-registrants reservation ends with its last registrant.
+            if next.registrants.is_empty() {
+                next.reservation = None;
+            } else if let Some(res) = next.reservation.as_mut() {
+                if !next.registrants.iter().any(|r| r.id == res.holder) {
+                    res.holder = next.registrants[0].id.clone();
+                }
+            }
+        }
+    }
+    Ok(())
+}
