@@ -214,8 +214,10 @@ impl FullFeature {
             }
             _ => {}
         }
-        if !pdu.data_digest_ok() && !matches!(msg, InitiatorPdu::ScsiCommand(_)) {
-            // §7.8: a payload digest error discards the PDU and is answered with a Reject.
+        if !pdu.data_digest_ok() {
+            // §7.8: a payload digest error discards the PDU and is answered with a Reject. This
+            // includes a SCSI Command with immediate data ("the non-data PDU rule applies"): its
+            // CmdSN is not received (§11.17.1) and the initiator retries it to plug the gap.
             self.send_reject(reject_reason::DATA_DIGEST_ERROR, pdu.header_bytes()).await;
             return Flow::Continue;
         }
