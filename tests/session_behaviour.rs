@@ -180,3 +180,42 @@ fn lun_reset_completes_then_unit_attention_29h_03h() {
     assert_eq!(rsp.response, response::LUN_DOES_NOT_EXIST);
     assert_healthy(&mut t);
 }
+
+#[test]
+fn text_request_continued_with_the_c_bit_is_answered_once_complete() {
+    let mut t = start("");
+    let mut ini = RawInitiator::login_ok(&t.portal(), &LoginOptions::discovery(INITIATOR));
+    let itt = ini.new_itt();
+    let piece = |ini: &mut RawInitiator, ttt: u32, text: &'static [u8], last: bool| {
+        let req = pdu::msg::TextRequest {
+            immediate: false,
+            final_bit: last,
+            cont: !last,
+            lun: 0,
+            itt,
+            ttt,
+            cmd_sn: ini.cmd_sn,
+            exp_stat_sn: ini.exp_stat_sn,
+            data: bytes::Bytes::from_static(text),
+        };
+        ini.cmd_sn = ini.cmd_sn.wrapping_add(1);
+        ini.send(&req.encode());
+        match ini.recv_msg(ANSWER_TIMEOUT) {
+            TargetPdu::Text(rsp) => rsp,
+            other => panic!("expected a Text Response, got {other:?}"),
+        }
+    };
+    // RFC 7143 §11.10.2: C=1 says the key=value text continues in the next Text Request; the
+    // target answers with an empty Text Response, F=0, and a TTT (§11.10.4) ...
+    let ack = piece(&mut ini, RESERVED_TAG, b"SendTar", false);
+    assert!(!ack.final_bit && ack.data.is_empty(), "empty, non-final acknowledgement: {ack:?}");
+    assert_ne!(ack.ttt, RESERVED_TAG, "the acknowledgement asks for the rest with a TTT");
+    // ... which the initiator copies into its next request (§11.10.4). The joined text
+    // "SendTargets=All" then gets its answer.
+    let rsp = piece(&mut ini, ack.ttt, b"gets=All\0", true);
+    assert!(rsp.final_bit, "{rsp:?}");
+    let keys = pdu::text::parse(&rsp.data).expect("Text Response keys");
+    assert!(keys.contains(&("TargetName".to_string(), DEFAULT_IQN.to_string())), "{keys:?}");
+    ini.logout();
+    assert_healthy(&mut t);
+}
