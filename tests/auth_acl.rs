@@ -139,10 +139,7 @@ fn send_targets_hides_targets_whose_acl_refuses_the_initiator() {
     // docs/configuration.md `[discovery] acl_filter` (default true): a target is listed only to
     // initiators its ACL admits.
     assert_eq!(discovered(STRANGER, &t), vec![CHAP_TARGET.to_string(), OPEN_TARGET.to_string()]);
-    assert_eq!(
-        discovered(ALLOWED, &t),
-        vec![ACL_TARGET.to_string(), CHAP_TARGET.to_string(), OPEN_TARGET.to_string()]
-    );
+    assert_eq!(discovered(ALLOWED, &t), vec![ACL_TARGET.to_string(), CHAP_TARGET.to_string(), OPEN_TARGET.to_string()]);
     // libiscsi's discovery sees the same filtered list.
     let out = run_ok("iscsi-ls", &["-i", STRANGER, &t.portal_url()], TOOL_TIMEOUT);
     assert!(out.contains(OPEN_TARGET) && !out.contains(ACL_TARGET), "iscsi-ls as a stranger:\n{out}");

@@ -137,7 +137,15 @@ fn snack_at_error_recovery_level_0_is_rejected_as_protocol_error() {
     let mut ini = login(&t, plain());
     // SNACK needs ErrorRecoveryLevel > 0 (RFC 7143 §11.16, §13.20); at ERL 0 it is a protocol
     // error (§11.17.1 reason 0x04).
-    let snack = Snack { kind: 1, lun: 0, itt: RESERVED_TAG, ttt: RESERVED_TAG, exp_stat_sn: ini.exp_stat_sn, beg_run: 0, run_length: 0 };
+    let snack = Snack {
+        kind: 1,
+        lun: 0,
+        itt: RESERVED_TAG,
+        ttt: RESERVED_TAG,
+        exp_stat_sn: ini.exp_stat_sn,
+        beg_run: 0,
+        run_length: 0,
+    };
     let wire = ini.wire(&snack.encode());
     ini.send_bytes(&wire);
     let reject = ini.expect_reject();
@@ -213,8 +221,7 @@ fn data_digest_error_on_immediate_data_rejects_the_command_until_it_is_retried()
 #[test]
 fn data_digest_error_on_unsolicited_data_out_aborts_the_command_and_writes_nothing() {
     let mut t = start("[session]\ninitial_r2t = false\nimmediate_data = true\n");
-    let mut ini =
-        login(&t, plain().digests(true, true).key("InitialR2T", "No").key("ImmediateData", "Yes"));
+    let mut ini = login(&t, plain().digests(true, true).key("InitialR2T", "No").key("ImmediateData", "Yes"));
     // 1024 bytes: 512 immediate, 512 in an unsolicited Data-Out whose data digest is wrong.
     let data = vec![0xcdu8; 1024];
     let mut cmd = ini.command(0, &write10_cdb(200, 2), 0, 1024, &data[..512]);

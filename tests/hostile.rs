@@ -115,8 +115,8 @@ fn full_feature_abuse(t: &TargetProcess) {
     ini.send(&text.encode());
     assert_eq!(ini.expect_reject().reason, reject_reason::INVALID_PDU_FIELD);
     ini.cmd_sn = ini.cmd_sn.wrapping_add(1); // the text request was ordered and received
-    // An Expected Data Transfer Length of 4 GiB - 1 for a one-block READ: the target moves one
-    // block and reports the residual underflow (§11.4.5), allocating nothing absurd.
+                                             // An Expected Data Transfer Length of 4 GiB - 1 for a one-block READ: the target moves one
+                                             // block and reports the residual underflow (§11.4.5), allocating nothing absurd.
     let read = ini.command(0, &read10_cdb(0, 1), u32::MAX, 0, &[]);
     ini.send(&read.encode());
     let outcome = ini.complete(read.itt, 0, &[]);
@@ -167,7 +167,8 @@ fn random_pdus(t: &TargetProcess) {
 
 #[test]
 fn hostile_connections_leave_the_server_serving() {
-    let mut t = TargetProcess::start_with_config(&memory_target_toml("[session]\nnop_interval_secs = 0\n"), DEFAULT_IQN);
+    let mut t =
+        TargetProcess::start_with_config(&memory_target_toml("[session]\nnop_interval_secs = 0\n"), DEFAULT_IQN);
     pre_login_abuse(&t);
     assert_healthy(&mut t);
     full_feature_abuse(&t);
