@@ -2,7 +2,7 @@
 //! PDUs, orders commands by CmdSN, routes Data-Out to transfers, spawns one task per SCSI
 //! command, and answers NOP, Text, TMF and Logout. It never awaits the backend.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,8 @@ pub struct FullFeature {
     pub(super) transfers: HashMap<u32, Transfer>,
     /// Non-immediate PDUs ahead of ExpCmdSN, waiting for the gap to fill (§4.2.2.1).
     held: BTreeMap<u32, (Pdu, InitiatorPdu)>,
+    /// CmdSNs that never arrived but count as received (ABORT TASK, §11.5.1).
+    plugged: BTreeSet<u32>,
     pub(super) text: super::text::TextState,
     pub(super) ttts: TagAllocator,
     pub(super) tasks: JoinSet<()>,
@@ -98,6 +100,7 @@ impl FullFeature {
             cid,
             transfers: HashMap::new(),
             held: BTreeMap::new(),
+            plugged: BTreeSet::new(),
             text: Default::default(),
             ttts: TagAllocator::default(),
             tasks: JoinSet::new(),
@@ -218,8 +221,10 @@ impl FullFeature {
             }
             _ => {}
         }
-        if !pdu.data_digest_ok() && !matches!(msg, InitiatorPdu::ScsiCommand(_)) {
-            // §7.8: a payload digest error discards the PDU and is answered with a Reject.
+        if !pdu.data_digest_ok() {
+            // §7.8: a payload digest error discards the PDU and is answered with a Reject. This
+            // includes a SCSI Command with immediate data ("the non-data PDU rule applies"): its
+            // CmdSN is not received (§11.17.1) and the initiator retries it to plug the gap.
             self.send_reject(reject_reason::DATA_DIGEST_ERROR, pdu.header_bytes()).await;
             return Flow::Continue;
         }
@@ -233,22 +238,18 @@ impl FullFeature {
         };
         if immediate {
             // §4.2.2.1: immediate PDUs are delivered at once and do not advance ExpCmdSN.
-            return self.deliver(pdu, msg, false).await;
+            if let Flow::Stop(end) = self.deliver(pdu, msg, false).await {
+                return Flow::Stop(end);
+            }
+            // An immediate ABORT TASK may have plugged the gap held PDUs wait behind.
+            return self.release_held().await;
         }
         match self.session.seq.classify(cmd_sn) {
             CmdSnClass::Next => {
                 if let Flow::Stop(end) = self.deliver(pdu, msg, true).await {
                     return Flow::Stop(end);
                 }
-                // Release anything held that is now next in line.
-                loop {
-                    let (exp, _) = self.session.seq.get();
-                    let Some((pdu, msg)) = self.held.remove(&exp) else { break };
-                    if let Flow::Stop(end) = self.deliver(pdu, msg, true).await {
-                        return Flow::Stop(end);
-                    }
-                }
-                Flow::Continue
+                self.release_held().await
             }
             CmdSnClass::Later => {
                 self.held.insert(cmd_sn, (pdu, msg));
@@ -260,6 +261,38 @@ impl FullFeature {
                 Flow::Continue
             }
         }
+    }
+
+    /// Delivers held PDUs that are now next in line, stepping over plugged CmdSNs.
+    async fn release_held(&mut self) -> Flow {
+        loop {
+            let (exp, _) = self.session.seq.get();
+            if self.plugged.remove(&exp) {
+                // Considered received: a late copy of it is a duplicate (§4.2.2.1).
+                self.held.remove(&exp);
+                self.session.seq.accept_other();
+                continue;
+            }
+            let Some((pdu, msg)) = self.held.remove(&exp) else { return Flow::Continue };
+            if let Flow::Stop(end) = self.deliver(pdu, msg, true).await {
+                return Flow::Stop(end);
+            }
+        }
+    }
+
+    /// RFC 7143 §11.5.1: ABORT TASK of a task not found whose RefCmdSN is in the window and
+    /// before the TMF: the target considers that CmdSN received, which plugs the gap (§7.2.1).
+    /// A command with that CmdSN and ITT still held behind a gap is dropped as aborted.
+    pub(super) fn consider_received(&mut self, cmd_sn: u32, itt: u32) {
+        match self.held.get(&cmd_sn) {
+            Some((_, InitiatorPdu::ScsiCommand(c))) if c.itt == itt => {
+                self.held.remove(&cmd_sn);
+            }
+            // Something else arrived with that CmdSN: it is received already.
+            Some(_) => return,
+            None => {}
+        }
+        self.plugged.insert(cmd_sn);
     }
 
     /// Hands one in-order PDU to its handler. `ordered` says it consumed a CmdSN.

@@ -30,6 +30,10 @@ impl FullFeature {
             }
         };
         if code == response::CLOSED {
+            // Commands still waiting for Data-Out can never finish: nothing reads the connection
+            // while we drain. They end here without a response (§11.14: the target terminates
+            // the pending commands of a closing connection or session).
+            self.transfers.clear();
             let drained = tokio::time::timeout(DRAIN, async {
                 while self.tasks.join_next().await.is_some() {}
             })

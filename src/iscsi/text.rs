@@ -16,11 +16,17 @@ pub struct TextState {
     request: TextAccumulator,
     /// The rest of a response too long for one PDU, and the TTT that asks for it.
     pending: Option<(u32, Vec<Bytes>)>,
+    /// TTT of our acknowledgement of a continued (C bit) request: the next piece carries it.
+    request_ttt: Option<u32>,
 }
 
 impl FullFeature {
     pub(super) async fn on_text(&mut self, req: TextRequest, pdu: &Pdu) {
-        if req.ttt != RESERVED_TAG {
+        // §11.10.4: the initiator copies the TTT of our acknowledgement into the next piece of
+        // a request it continues with the C bit.
+        let continues_request = req.ttt != RESERVED_TAG && self.text.request_ttt == Some(req.ttt);
+        self.text.request_ttt = None;
+        if req.ttt != RESERVED_TAG && !continues_request {
             // The initiator asks for the next piece of our response (§11.10.4).
             match self.text.pending.take() {
                 Some((ttt, pieces)) if ttt == req.ttt => self.send_text_pieces(req.itt, req.lun, pieces).await,
@@ -34,6 +40,7 @@ impl FullFeature {
             Ok(None) => {
                 // §11.10.2: acknowledge a continued request with an empty response.
                 let ttt = self.new_ttt();
+                self.text.request_ttt = Some(ttt);
                 let rsp = TextResponse {
                     final_bit: false,
                     cont: false,

@@ -43,6 +43,7 @@ impl FullFeature {
                 let not_yet_arrived = pdu::serial::in_window(tmf.ref_cmd_sn, exp, max)
                     && pdu::serial::lt(tmf.ref_cmd_sn, tmf.cmd_sn);
                 if not_yet_arrived {
+                    self.consider_received(tmf.ref_cmd_sn, tmf.referenced_task_tag);
                     response::COMPLETE
                 } else {
                     response::TASK_DOES_NOT_EXIST

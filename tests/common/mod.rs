@@ -8,6 +8,8 @@
 //! then returns that URL unchanged.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod raw_initiator;
+
 use std::fs;
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
