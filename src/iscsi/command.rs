@@ -92,7 +92,7 @@ impl FullFeature {
             let (tx, rx) = oneshot::channel();
             let edtl = cmd.expected_data_transfer_length;
             let mut transfer =
-                Transfer::start(cmd.lun, edtl, needed, cmd.data.clone(), pdu.data_digest_ok(), cmd.final_bit, &self.limits, tx);
+                Transfer::start(cmd.lun, edtl, needed, cmd.data.clone(), cmd.final_bit, &self.limits, tx);
             if !self.advance_transfer(cmd.itt, &mut transfer).await {
                 self.transfers.insert(cmd.itt, transfer);
             }
@@ -182,6 +182,16 @@ struct TaskGuard {
     _finished: Finished,
 }
 
+impl TaskGuard {
+    /// Opens the command's CmdSN window slot now, so the response about to be queued already
+    /// advertises the larger MaxCmdSN (RFC 7143 §4.2.2.1).
+    fn release_slot(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.session.seq.complete_command();
+        }
+    }
+}
+
 impl Drop for TaskGuard {
     fn drop(&mut self) {
         self.session.finish_task(self.itt, self.task_id);
@@ -192,7 +202,7 @@ impl Drop for TaskGuard {
 }
 
 async fn run_command(
-    _guard: TaskGuard,
+    mut guard: TaskGuard,
     writer: WriterHandle,
     gate: Gate,
     exec: Exec,
@@ -212,6 +222,7 @@ async fn run_command(
                 debug!(?reason, "write data sequence failed");
                 shape.r2t_count = r2t_count;
                 let c = Completion::check_condition(Sense::from(reason).encode(false));
+                guard.release_slot();
                 send_all(&writer, response::build(&shape, c)).await;
                 return;
             }
@@ -225,6 +236,7 @@ async fn run_command(
         Exec::Ready(prepared) => prepared.execute(data).await,
         Exec::Answered(c) => c,
     };
+    guard.release_slot();
     send_all(&writer, response::build(&shape, completion)).await;
 }
 

@@ -3,9 +3,11 @@
 //! most MaxBurstLength with at most MaxOutstandingR2T open. Only the bytes the command needs
 //! are kept, as `Bytes` slices of the received PDUs.
 //!
-//! A broken sequence (wrong DataSN, offset, TTT or length) does not write anything: the task
-//! ends with CHECK CONDITION, ABORTED COMMAND and an ASC 4Bh reason once its sequences have
-//! ended, and the connection stays up (the PDU framing itself was intact).
+//! A broken sequence (wrong DataSN, offset, TTT or amount) does not write anything: the task
+//! ends with CHECK CONDITION, ABORTED COMMAND (RFC 7143 §11.4.7.2's 0Ch/0Ch and 0Ch/0Dh for
+//! unexpected or mis-sized unsolicited data, SPC-4's 4Bh/xx for DataSN, offset and TTT errors,
+//! 47h/05h for a data digest) once its sequences have ended, and the connection stays up (the
+//! PDU framing itself was intact).
 
 use bytes::Bytes;
 use pdu::msg::DataOut as DataOutPdu;
@@ -73,7 +75,6 @@ impl Transfer {
         edtl: u32,
         needed: u32,
         immediate: Bytes,
-        immediate_digest_ok: bool,
         final_bit: bool,
         limits: &Limits,
         done: oneshot::Sender<TransferResult>,
@@ -96,18 +97,15 @@ impl Transfer {
         };
         if imm > 0 && !limits.immediate_data {
             // §13.11: immediate data is not allowed with ImmediateData=No.
-            t.fail(SenseReason::DataPhaseError);
+            t.fail(SenseReason::UnexpectedUnsolicitedData);
         } else if imm > t.unsolicited_end {
             // §13.14: immediate data is bounded by FirstBurstLength and EDTL.
-            t.fail(SenseReason::TooMuchWriteData);
+            t.fail(SenseReason::IncorrectAmountOfData);
         }
         if t.unsolicited_open && limits.initial_r2t {
             // §13.10: InitialR2T=Yes forbids unsolicited Data-Out; the initiator still sends
             // the sequence it announced, which is absorbed and the task failed.
-            t.fail(SenseReason::DataPhaseError);
-        }
-        if !immediate_digest_ok {
-            t.fail(SenseReason::ProtocolServiceCrcError);
+            t.fail(SenseReason::UnexpectedUnsolicitedData);
         }
         t.keep_data(0, &immediate);
         t.unsolicited_received = imm;
@@ -139,7 +137,7 @@ impl Transfer {
             self.fail(SenseReason::ProtocolServiceCrcError);
         }
         if pdu.buffer_offset.checked_add(len).is_none_or(|end| end > self.edtl) {
-            self.fail(SenseReason::TooMuchWriteData);
+            self.fail(SenseReason::IncorrectAmountOfData);
         }
         if pdu.ttt == RESERVED_TAG {
             self.unsolicited(pdu, len);
@@ -151,7 +149,8 @@ impl Transfer {
     /// Unsolicited data (§11.7.4): DataSN counts from 0 within the unsolicited sequence.
     fn unsolicited(&mut self, pdu: &DataOutPdu, len: u32) {
         if !self.unsolicited_open {
-            self.fail(SenseReason::InvalidTargetPortTransferTag);
+            // §11.4.7.2: unsolicited data after the command's F bit or its sequence's end.
+            self.fail(SenseReason::UnexpectedUnsolicitedData);
             return;
         }
         if pdu.data_sn != self.unsolicited_data_sn {
@@ -162,13 +161,18 @@ impl Transfer {
             self.fail(SenseReason::DataOffsetError);
         }
         if self.unsolicited_received + len > self.unsolicited_end {
-            self.fail(SenseReason::TooMuchWriteData);
+            self.fail(SenseReason::IncorrectAmountOfData);
         }
         self.keep_data(pdu.buffer_offset, &pdu.data);
         self.unsolicited_received = self.unsolicited_received.saturating_add(len);
         self.unsolicited_data_sn = self.unsolicited_data_sn.wrapping_add(1);
         if pdu.final_bit {
             self.unsolicited_open = false;
+            // §11.4.7.2: when the transfer exceeds FirstBurstLength, the unsolicited part must
+            // be exactly FirstBurstLength.
+            if self.edtl > self.unsolicited_end && self.unsolicited_received != self.unsolicited_end {
+                self.fail(SenseReason::IncorrectAmountOfData);
+            }
         }
     }
 
@@ -185,7 +189,7 @@ impl Transfer {
         } else if pdu.buffer_offset != r2t.offset + r2t.got {
             problem = Some(SenseReason::DataOffsetError);
         } else if r2t.got + len > r2t.len {
-            problem = Some(SenseReason::TooMuchWriteData);
+            problem = Some(SenseReason::IncorrectAmountOfData);
         }
         r2t.got = r2t.got.saturating_add(len);
         r2t.next_data_sn = r2t.next_data_sn.wrapping_add(1);
@@ -273,7 +277,7 @@ mod tests {
     fn immediate_unsolicited_then_r2t() {
         let l = limits(false);
         let (tx, mut rx) = oneshot::channel();
-        let mut t = Transfer::start(0, 20000, 20000, Bytes::from(vec![0; 1024]), true, false, &l, tx);
+        let mut t = Transfer::start(0, 20000, 20000, Bytes::from(vec![0; 1024]), false, &l, tx);
         let mut next = counter();
         assert!(t.solicit(&l, &mut next).is_empty(), "no R2T before the unsolicited sequence ends");
         t.data_out(&dout(RESERVED_TAG, 0, 1024, 4096, false), true);
@@ -311,7 +315,7 @@ mod tests {
         // libiscsi iSCSIDataSnInvalid step 1: two Data-Out both with DataSN 0.
         let l = limits(true);
         let (tx, mut rx) = oneshot::channel();
-        let mut t = Transfer::start(0, 1024, 1024, Bytes::new(), true, true, &l, tx);
+        let mut t = Transfer::start(0, 1024, 1024, Bytes::new(), true, &l, tx);
         let r = t.solicit(&l, &mut counter());
         t.data_out(&dout(r[0].ttt, 0, 0, 512, false), true);
         assert!(!t.finish_if_complete());
@@ -324,14 +328,14 @@ mod tests {
     fn wrong_offset_and_unknown_ttt_fail() {
         let l = limits(false);
         let (tx, mut rx) = oneshot::channel();
-        let mut t = Transfer::start(0, 1024, 1024, Bytes::new(), true, false, &l, tx);
+        let mut t = Transfer::start(0, 1024, 1024, Bytes::new(), false, &l, tx);
         t.data_out(&dout(RESERVED_TAG, 0, 512, 512, false), true);
         t.data_out(&dout(RESERVED_TAG, 1, 0, 512, true), true);
         assert!(t.finish_if_complete());
         assert_eq!(failed_with(&mut rx), SenseReason::DataOffsetError);
 
         let (tx, mut rx) = oneshot::channel();
-        let mut t = Transfer::start(0, 512, 512, Bytes::new(), true, true, &l, tx);
+        let mut t = Transfer::start(0, 512, 512, Bytes::new(), true, &l, tx);
         let _ = t.solicit(&l, &mut counter());
         t.data_out(&dout(0x999, 0, 0, 512, true), true);
         // The real R2T is still open: the task waits for it, already failed.
@@ -347,7 +351,7 @@ mod tests {
         // EDTL 10000 but the CDB needs 512: never solicit beyond 512, keep 512 bytes.
         let l = limits(true);
         let (tx, mut rx) = oneshot::channel();
-        let mut t = Transfer::start(0, 10000, 512, Bytes::new(), true, true, &l, tx);
+        let mut t = Transfer::start(0, 10000, 512, Bytes::new(), true, &l, tx);
         let r2ts = t.solicit(&l, &mut || 7);
         assert_eq!(r2ts.len(), 1);
         assert_eq!(r2ts[0].len, 512);
@@ -361,7 +365,7 @@ mod tests {
     fn digest_error_fails_with_crc_sense() {
         let l = limits(false);
         let (tx, mut rx) = oneshot::channel();
-        let mut t = Transfer::start(0, 1024, 1024, Bytes::from(vec![1; 512]), true, false, &l, tx);
+        let mut t = Transfer::start(0, 1024, 1024, Bytes::from(vec![1; 512]), false, &l, tx);
         t.data_out(&dout(RESERVED_TAG, 0, 512, 512, true), false);
         assert!(t.finish_if_complete());
         assert_eq!(failed_with(&mut rx), SenseReason::ProtocolServiceCrcError);

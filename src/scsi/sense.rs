@@ -42,11 +42,14 @@ pub enum SenseReason {
     LogicalUnitNotReady,
     /// RFC 7143 §11.4.7.2 / SPC-4: a data digest failed on the command's data.
     ProtocolServiceCrcError,
-    /// SPC-4 Table D.1, ASC 4Bh: the iSCSI data sequence broke (DataSN, offset, TTT, length).
+    /// SPC-4 Table D.1, ASC 4Bh: the iSCSI data sequence broke (DataSN, offset, TTT).
     DataPhaseError,
     InvalidTargetPortTransferTag,
-    TooMuchWriteData,
     DataOffsetError,
+    /// RFC 7143 §11.4.7.2: unsolicited data the negotiation did not allow.
+    UnexpectedUnsolicitedData,
+    /// RFC 7143 §11.4.7.2: more or less data than the rules allow.
+    IncorrectAmountOfData,
     // Persistent reservations (SPC-4 §5.13, Annex D).
     ReservationsPreempted,
     ReservationsReleased,
@@ -84,8 +87,9 @@ impl SenseReason {
             ProtocolServiceCrcError => (ABORTED_COMMAND, 0x47, 0x05),
             DataPhaseError => (ABORTED_COMMAND, 0x4B, 0x00),
             InvalidTargetPortTransferTag => (ABORTED_COMMAND, 0x4B, 0x01),
-            TooMuchWriteData => (ABORTED_COMMAND, 0x4B, 0x02),
             DataOffsetError => (ABORTED_COMMAND, 0x4B, 0x05),
+            UnexpectedUnsolicitedData => (ABORTED_COMMAND, 0x0C, 0x0C),
+            IncorrectAmountOfData => (ABORTED_COMMAND, 0x0C, 0x0D),
             ReservationsPreempted => (UNIT_ATTENTION, 0x2A, 0x03),
             ReservationsReleased => (UNIT_ATTENTION, 0x2A, 0x04),
             RegistrationsPreempted => (UNIT_ATTENTION, 0x2A, 0x05),
