@@ -122,6 +122,7 @@ fn block_limits(lun: &Lun) -> Vec<u8> {
     let bs = lun.block_size();
     let mut b = vec![0u8; 0x3C];
     b[0] = 0x01; // WSNZ: a WRITE SAME length of zero is rejected
+    b[1] = limits::MAX_COMPARE_AND_WRITE_BLOCKS; // MAXIMUM COMPARE AND WRITE LENGTH
     let granularity = (4096 / bs).max(1) as u16;
     b[2..4].copy_from_slice(&granularity.to_be_bytes());
     b[4..8].copy_from_slice(&limits::max_transfer_blocks(bs).to_be_bytes());

@@ -4,10 +4,13 @@
 
 mod block;
 mod commands;
+mod compare;
 mod inquiry;
 pub mod limits;
 pub mod lun;
 mod mode;
+mod provisioning;
+mod range_lock;
 mod reports;
 pub mod sense;
 pub mod target;

@@ -167,6 +167,9 @@ impl ScsiTarget {
             ReadCapacity10 => respond(reports::read_capacity10(cdb, need_lun()?)?, 8),
             ReadCapacity16 => respond(reports::read_capacity16(cdb, need_lun()?)?, be32(&cdb[10..14])),
             ReportSupportedOpcodes => respond(reports::report_supported_opcodes(cdb)?, be32(&cdb[6..10])),
+            ReportSupportedTmf => respond(reports::report_supported_tmf(cdb), be32(&cdb[6..10])),
+            ReadDefectData10 => respond(reports::read_defect_data(cdb, false), be16(&cdb[7..9])),
+            ReadDefectData12 => respond(reports::read_defect_data(cdb, true), be32(&cdb[6..10])),
             ModeSense6 => respond(mode::mode_sense(cdb, need_lun()?, false)?, cdb[4] as usize),
             ModeSense10 => respond(mode::mode_sense(cdb, need_lun()?, true)?, be16(&cdb[7..9])),
             Reserve6 | Reserve10 => {
