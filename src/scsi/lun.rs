@@ -1,6 +1,7 @@
 //! A logical unit: backend, geometry, identity and the small shared state (mode pages, unit
 //! attention queues, SPC-2 reservation) that lives behind one short-held mutex.
 
+use super::copy_results::CopyResults;
 use super::mode::ModePages;
 use super::range_lock::RangeLock;
 use super::sense::SenseReason;
@@ -67,6 +68,8 @@ pub struct Lun {
     physical_exponent: u8,
     /// Overlapping commands serialise here (SBC-3 §5.3 COMPARE AND WRITE atomicity).
     ranges: RangeLock,
+    /// EXTENDED COPY statuses held for RECEIVE COPY RESULTS (SPC-4 §6.18).
+    copies: CopyResults,
     state: Mutex<LunState>,
 }
 
@@ -100,6 +103,7 @@ impl Lun {
             read_only,
             physical_exponent: 0,
             ranges: RangeLock::default(),
+            copies: CopyResults::default(),
             state: Mutex::new(LunState {
                 mode: ModePages::default(),
                 unit_attentions: HashMap::new(),
@@ -131,6 +135,9 @@ impl Lun {
     }
     pub(crate) fn ranges(&self) -> &RangeLock {
         &self.ranges
+    }
+    pub(crate) fn copy_results(&self) -> &CopyResults {
+        &self.copies
     }
 
     /// Reports 2^`exponent` logical blocks per physical block (SBC-3 §5.16 READ CAPACITY(16)
@@ -226,6 +233,8 @@ impl Lun {
             state.mode = ModePages::default();
             state.reservation = None;
         }
+        // SPC-4 §6.18: held copy results do not survive a reset.
+        self.copies.discard(None);
         self.establish_unit_attention(SenseReason::BusDeviceResetFunction, None);
     }
 
@@ -233,6 +242,7 @@ impl Lun {
     /// NEXUS LOSS OCCURRED for when it logs back in.
     pub(crate) fn nexus_lost(&self, nexus: &ItNexus) {
         let port = nexus.initiator_port();
+        self.copies.discard(Some(&port));
         let mut state = self.state();
         if state.reservation.as_deref() == Some(port.as_str()) {
             state.reservation = None;

@@ -5,6 +5,7 @@
 mod block;
 mod commands;
 mod compare;
+mod copy_results;
 mod inquiry;
 pub mod limits;
 pub mod lun;
@@ -15,6 +16,7 @@ mod reports;
 pub mod sense;
 pub mod target;
 pub mod task;
+mod xcopy;
 
 pub use lun::{Lun, LunIdentity};
 pub use mode::ModePages;

@@ -6,7 +6,7 @@ use super::commands::{allowed_when_reserved, answers_without_lun, check_usage, l
 use super::lun::{decode_lun, Lun};
 use super::sense::{Sense, SenseReason};
 use super::task::{Completion, DataOut, ItNexus, ScsiTask};
-use super::{inquiry, mode, reports};
+use super::{copy_results, inquiry, mode, reports, xcopy};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -50,6 +50,8 @@ enum Op {
     /// RESERVATION CONFLICT status (SPC-2 §5.5.1), no sense data.
     Conflict,
     ModeSelect { ten: bool, param_len: usize },
+    /// SPC-4 §6.4: with the LUNs this nexus may access (the only ones a copy may touch).
+    ExtendedCopy { param_len: usize, visible: Vec<Arc<Lun>> },
 }
 
 /// A validated command, ready for its data-out and execution.
@@ -147,6 +149,7 @@ impl ScsiTarget {
             Op::Respond(_) => 0,
             Op::Io(io) => io.data_out_len(lun.as_ref().map_or(512, |l| l.block_size())),
             Op::ModeSelect { param_len, .. } => *param_len as u32,
+            Op::ExtendedCopy { param_len, .. } => *param_len as u32,
         };
         Ok(Prepared { lun, nexus: task.nexus, d_sense, data_out_len, op })
     }
@@ -170,6 +173,25 @@ impl ScsiTarget {
             ReportSupportedTmf => respond(reports::report_supported_tmf(cdb), be32(&cdb[6..10])),
             ReadDefectData10 => respond(reports::read_defect_data(cdb, false), be16(&cdb[7..9])),
             ReadDefectData12 => respond(reports::read_defect_data(cdb, true), be32(&cdb[6..10])),
+            ExtendedCopy => {
+                let param_len = be32(&cdb[10..14]);
+                xcopy::check_parameter_list_length(param_len)?;
+                need_lun()?;
+                let visible = self
+                    .luns
+                    .values()
+                    .filter(|l| self.masking.permits(&nexus.initiator_name, l.id()))
+                    .cloned()
+                    .collect();
+                Ok(Op::ExtendedCopy { param_len, visible })
+            }
+            ReceiveCopyStatus => {
+                let status = need_lun()?.copy_results().copy_status(&nexus.initiator_port(), cdb[2])?;
+                respond(status, be32(&cdb[10..14]))
+            }
+            ReceiveCopyOperatingParameters => {
+                respond(copy_results::operating_parameters(need_lun()?.block_size()), be32(&cdb[10..14]))
+            }
             ModeSense6 => respond(mode::mode_sense(cdb, need_lun()?, false)?, cdb[4] as usize),
             ModeSense10 => respond(mode::mode_sense(cdb, need_lun()?, true)?, be16(&cdb[7..9])),
             Reserve6 | Reserve10 => {
@@ -232,6 +254,12 @@ impl Prepared {
             Op::Conflict => return Completion::reservation_conflict(),
             Op::Io(io) => match self.lun {
                 Some(lun) => io.execute(lun, data).await,
+                None => Err(SenseReason::LunNotSupported.into()),
+            },
+            Op::ExtendedCopy { param_len, visible } => match self.lun {
+                Some(lun) => {
+                    xcopy::extended_copy(&lun, &self.nexus, &visible, &data.to_vec(param_len)).await.map(|_| None)
+                }
                 None => Err(SenseReason::LunNotSupported.into()),
             },
             Op::ModeSelect { ten, param_len } => match self.lun {
