@@ -17,6 +17,9 @@ const ADMIN: &str = "iqn.2026-11.io.palisade.test:admin";
 const RESTRICTED: &str = "iqn.2026-11.io.palisade.test:restricted";
 const BS: usize = 512;
 
+/// (sense key, ASC, ASCQ).
+type SenseCode = (u8, u8, u8);
+
 /// LUN 0: 256 MiB sparse file; LUN 1: 64 MiB memory. ADMIN sees both, RESTRICTED only LUN 0.
 /// (Literal TOML: the ConfigSpec renderer in common/mod.rs predates the config schema.)
 fn start() -> TargetProcess {
@@ -252,7 +255,7 @@ fn bad_cdbs_and_parameter_lists_get_the_prescribed_sense() {
     let lba_out_of_range = (0x05, 0x21, 0x00);
     let param_list_length = (0x05, 0x1A, 0x00);
     let invalid_param = (0x05, 0x26, 0x00);
-    let cases: Vec<(&str, Vec<u8>, Vec<u8>, (u8, u8, u8))> = vec![
+    let cases: Vec<(&str, Vec<u8>, Vec<u8>, SenseCode)> = vec![
         // SBC-3 §5.3: data-out must be exactly 2 × NUMBER OF LOGICAL BLOCKS blocks.
         ("CAW data-out too short", caw(0, 2), vec![0; 2 * BS], invalid_cdb),
         ("CAW beyond the end", caw(last, 2), vec![0; 4 * BS], lba_out_of_range),

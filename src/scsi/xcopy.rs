@@ -176,7 +176,7 @@ fn parse_segments(list: &[u8], cscds: &[Option<Arc<Lun>>]) -> Result<Vec<Segment
         let (source_lba, destination_lba) = (be64(&d[12..20]), be64(&d[20..28]));
         let fits = |lun: &Lun, lba: u64, at: usize| {
             let bs = lun.block_size() as u64;
-            let in_range = bytes % bs == 0
+            let in_range = bytes.is_multiple_of(bs)
                 && lba.checked_add(bytes / bs).is_some_and(|end| end <= lun.block_count());
             // §6.4.3.6: a segment reaching past the end of a copy target aborts the copy;
             // the segment pointer names the offending LBA field in the parameter list.
