@@ -66,6 +66,10 @@ impl BlockDeviceBackend {
             .await
     }
 
+    pub(crate) async fn prefetch(&self, offset: u64, len: u64) {
+        self.io.prefetch(offset, len).await
+    }
+
     pub(crate) fn size_bytes(&self) -> u64 {
         self.size
     }

@@ -3,6 +3,7 @@
 
 use super::direct::{self, DirectFile};
 use super::positional::{write_zeros, PositionalFile};
+use super::Extent;
 use bytes::Bytes;
 use std::fs::OpenOptions;
 use std::io;
@@ -97,9 +98,64 @@ impl FileBackend {
             .await
     }
 
+    pub(crate) async fn prefetch(&self, offset: u64, len: u64) {
+        self.io.prefetch(offset, len).await
+    }
+
+    /// Data and hole runs from SEEK_DATA/SEEK_HOLE (lseek(2)); a filesystem without them
+    /// reports the whole range as data.
+    pub(crate) async fn allocation(&self, offset: u64, len: u64, max_extents: usize) -> io::Result<Vec<Extent>> {
+        self.io.with_file(move |file| allocation_runs(file.as_raw_fd(), offset, len, max_extents)).await
+    }
+
     pub(crate) fn size_bytes(&self) -> u64 {
         self.size
     }
+}
+
+/// lseek(fd, from, whence) → Some(position), None for ENXIO (no such region after `from`).
+fn seek(fd: libc::c_int, from: u64, whence: libc::c_int) -> io::Result<Option<u64>> {
+    // SAFETY: plain syscall; the returned file offset is not relied upon by other I/O here,
+    // which is all positional (pread/pwrite).
+    let rc = unsafe { libc::lseek(fd, from as libc::off_t, whence) };
+    if rc >= 0 {
+        return Ok(Some(rc as u64));
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::ENXIO) => Ok(None),
+        _ => Err(err),
+    }
+}
+
+fn allocation_runs(fd: libc::c_int, offset: u64, len: u64, max_extents: usize) -> io::Result<Vec<Extent>> {
+    let end = offset + len;
+    let mut runs: Vec<Extent> = Vec::new();
+    let push = |runs: &mut Vec<Extent>, len: u64, mapped: bool| match runs.last_mut() {
+        Some(last) if last.mapped == mapped => last.len += len,
+        _ => runs.push(Extent { len, mapped }),
+    };
+    let mut pos = offset;
+    while pos < end && runs.len() < max_extents {
+        let data = match seek(fd, pos, libc::SEEK_DATA) {
+            Ok(found) => found.unwrap_or(end).min(end),
+            // EINVAL: SEEK_DATA unsupported here; call it all data.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                push(&mut runs, end - pos, true);
+                break;
+            }
+            Err(e) => return Err(e),
+        };
+        if data > pos {
+            push(&mut runs, data - pos, false);
+            pos = data;
+            continue;
+        }
+        let hole = seek(fd, pos, libc::SEEK_HOLE)?.unwrap_or(end).min(end);
+        push(&mut runs, hole.max(pos + 1) - pos, true);
+        pos = hole.max(pos + 1);
+    }
+    Ok(runs)
 }
 
 #[cfg(test)]
@@ -147,6 +203,32 @@ mod tests {
         assert_eq!(back.as_ptr() as usize % 512, 0, "read buffers are aligned");
         backend.unmap(8192, 4096).await.unwrap();
         assert!(backend.read(8192, 4096).await.unwrap().iter().all(|b| *b == 0));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn allocation_follows_holes_punched_by_unmap() {
+        let path = temp_path("file-alloc");
+        let _ = std::fs::remove_file(&path);
+        let mib = 1u64 << 20;
+        let backend = FileBackend::open(&path, 8 * mib, false).unwrap();
+        // Fresh sparse file: one hole.
+        assert_eq!(backend.allocation(0, 8 * mib, 16).await.unwrap(), vec![Extent { len: 8 * mib, mapped: false }]);
+        backend.write(mib, &[Bytes::from(vec![7u8; 2 * mib as usize])], false).await.unwrap();
+        backend.unmap(2 * mib, mib / 2).await.unwrap();
+        let runs = backend.allocation(0, 8 * mib, 16).await.unwrap();
+        let expected = [(mib, false), (mib, true), (mib / 2, false), (mib / 2, true), (5 * mib, false)];
+        let got: Vec<(u64, bool)> = runs.iter().map(|e| (e.len, e.mapped)).collect();
+        if got.len() == 1 {
+            // tmpfs/filesystems without SEEK_DATA report all data: acceptable, but then the
+            // whole range must be one mapped run.
+            assert_eq!(got, vec![(8 * mib, true)]);
+        } else {
+            assert_eq!(got, expected);
+            // The cap on runs is honoured and a window inside a run starts at the window.
+            assert_eq!(backend.allocation(0, 8 * mib, 2).await.unwrap().len(), 2);
+            assert_eq!(backend.allocation(mib + 512, 1024, 8).await.unwrap(), vec![Extent { len: 1024, mapped: true }]);
+        }
         std::fs::remove_file(&path).unwrap();
     }
 

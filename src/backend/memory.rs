@@ -1,6 +1,7 @@
 //! RAM backend: 1 MiB chunks, each behind its own RwLock and allocated on first write, so
 //! concurrent I/O to different regions never contends and an untouched LUN costs no memory.
 
+use super::Extent;
 use bytes::{Bytes, BytesMut};
 use std::io;
 use std::sync::RwLock;
@@ -92,6 +93,21 @@ impl MemoryBackend {
         Ok(())
     }
 
+    /// Allocated chunks are mapped, never-written or wholly unmapped ones are not.
+    pub(crate) fn allocation(&self, offset: u64, len: u64, max_extents: usize) -> Vec<Extent> {
+        let mut runs: Vec<Extent> = Vec::new();
+        for (index, _, n) in Self::pieces(offset, len.min(self.size.saturating_sub(offset))) {
+            let mapped = self.chunks[index].read().unwrap_or_else(|p| p.into_inner()).is_some();
+            let count = runs.len();
+            match runs.last_mut() {
+                Some(last) if last.mapped == mapped => last.len += n as u64,
+                _ if count == max_extents => break,
+                _ => runs.push(Extent { len: n as u64, mapped }),
+            }
+        }
+        runs
+    }
+
     pub(crate) fn size_bytes(&self) -> u64 {
         self.size
     }
@@ -124,6 +140,10 @@ mod tests {
         mem.write(0, &[ones]).unwrap();
         mem.unmap(CHUNK - 10, CHUNK + 10).unwrap();
         assert!(mem.chunks[1].read().unwrap().is_none());
+        // Chunk 0 was only partly unmapped: still allocated (zeroed), so still mapped.
+        let runs = mem.allocation(0, 2 * CHUNK, 8);
+        assert_eq!(runs, vec![Extent { len: CHUNK, mapped: true }, Extent { len: CHUNK, mapped: false }]);
+        assert_eq!(mem.allocation(CHUNK / 2, CHUNK, 1), vec![Extent { len: CHUNK / 2, mapped: true }]);
         let data = mem.read(CHUNK - 11, 12).unwrap();
         assert_eq!(data[0], 1);
         assert!(data[1..].iter().all(|&b| b == 0));

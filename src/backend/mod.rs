@@ -14,6 +14,15 @@ pub use memory::MemoryBackend;
 use bytes::Bytes;
 use std::io;
 
+/// A run of bytes with one allocation state, as `Backend::allocation` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    pub len: u64,
+    /// False when the range is deallocated (a hole / an unallocated chunk): it reads as zeros
+    /// and occupies no storage.
+    pub mapped: bool,
+}
+
 /// Storage behind a logical unit. All methods take `&self`: one backend is shared by every session.
 #[derive(Debug)]
 pub enum Backend {
@@ -57,6 +66,26 @@ impl Backend {
             Backend::File(b) => b.unmap(offset, len).await,
             Backend::Memory(b) => b.unmap(offset, len),
             Backend::BlockDevice(b) => b.unmap(offset, len).await,
+        }
+    }
+
+    /// Consecutive extents from `offset`, covering at most `len` bytes and at most `max_extents`
+    /// runs (SBC-3 §5.16 GET LBA STATUS). A block device reports everything mapped: the kernel
+    /// does not say which sectors a discard really freed.
+    pub async fn allocation(&self, offset: u64, len: u64, max_extents: usize) -> io::Result<Vec<Extent>> {
+        match self {
+            Backend::File(b) => b.allocation(offset, len, max_extents).await,
+            Backend::Memory(b) => Ok(b.allocation(offset, len, max_extents)),
+            Backend::BlockDevice(_) => Ok(vec![Extent { len, mapped: true }]),
+        }
+    }
+
+    /// Hints that the range will be read soon (SBC-3 §5.9 PRE-FETCH); best effort.
+    pub async fn prefetch(&self, offset: u64, len: u64) {
+        match self {
+            Backend::File(b) => b.prefetch(offset, len).await,
+            Backend::Memory(_) => {}
+            Backend::BlockDevice(b) => b.prefetch(offset, len).await,
         }
     }
 

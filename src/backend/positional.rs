@@ -5,6 +5,7 @@ use bytes::{Bytes, BytesMut};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -65,6 +66,24 @@ impl PositionalFile {
     ) -> io::Result<T> {
         let file = self.file.clone();
         blocking(move || job(&file)).await
+    }
+}
+
+impl PositionalFile {
+    /// posix_fadvise(WILLNEED): asks the kernel to start reading the range into its cache.
+    pub(crate) async fn prefetch(&self, offset: u64, len: u64) {
+        let advised = self
+            .with_file(move |file| {
+                // SAFETY: plain syscall on a descriptor we own; no pointers involved.
+                let rc = unsafe {
+                    libc::posix_fadvise(file.as_raw_fd(), offset as libc::off_t, len as libc::off_t, libc::POSIX_FADV_WILLNEED)
+                };
+                if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
+            })
+            .await;
+        if let Err(e) = advised {
+            tracing::debug!("prefetch hint failed: {e}");
+        }
     }
 }
 

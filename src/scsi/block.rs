@@ -1,33 +1,51 @@
-//! SBC-3 data-path commands: READ/WRITE(6/10/12/16), VERIFY(10/16), WRITE SAME(10/16), UNMAP
-//! and SYNCHRONIZE CACHE(10/16). `prepare_io` validates synchronously; `IoOp::execute` does the
-//! backend I/O.
+//! SBC-3 data-path commands: `prepare_io` validates a CDB synchronously into an `IoOp`;
+//! `IoOp::execute` does the backend I/O under the LUN's range lock (see range_lock.rs).
+//! Read-compare-write commands live in compare.rs, provisioning commands in provisioning.rs.
 
 use super::commands::Command;
+use super::compare;
 use super::limits;
 use super::lun::Lun;
+use super::provisioning;
 use super::sense::{Sense, SenseReason};
 use super::task::DataOut;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::sync::Arc;
+
+/// SBC-3 §5.33 VERIFY BYTCHK: what the medium is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ByteCheck {
+    /// 00b: medium verification only (read it back).
+    Medium,
+    /// 01b: compare with a data-out buffer covering the whole range.
+    Range,
+    /// 11b: compare every block with one block of data-out.
+    OneBlock,
+}
 
 /// A validated data-path command, in bytes.
 #[derive(Debug)]
 pub(crate) enum IoOp {
     Read { offset: u64, len: usize },
     Write { offset: u64, len: usize, fua: bool },
-    Verify { offset: u64, len: u64, compare: bool },
-    WriteSame { offset: u64, len: u64, unmap: bool },
+    Verify { offset: u64, len: u64, check: ByteCheck },
+    WriteVerify { offset: u64, len: usize },
+    CompareAndWrite { offset: u64, len: usize, fua: bool },
+    OrWrite { offset: u64, len: usize, fua: bool },
+    WriteSame { offset: u64, len: u64, unmap: bool, ndob: bool },
     Unmap { param_len: usize },
     Synchronize { immediate: bool },
+    PreFetch { offset: u64, len: u64 },
+    GetLbaStatus { lba: u64, allocation_length: usize },
 }
 
-fn be16(b: &[u8]) -> u64 {
+pub(crate) fn be16(b: &[u8]) -> u64 {
     u16::from_be_bytes([b[0], b[1]]) as u64
 }
-fn be32(b: &[u8]) -> u64 {
+pub(crate) fn be32(b: &[u8]) -> u64 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as u64
 }
-fn be64(b: &[u8]) -> u64 {
+pub(crate) fn be64(b: &[u8]) -> u64 {
     u64::from_be_bytes(b[..8].try_into().expect("8 bytes"))
 }
 
@@ -41,17 +59,19 @@ fn lba_and_length(command: Command, cdb: &[u8]) -> (u64, u64, usize) {
             let len = if cdb[4] == 0 { 256 } else { cdb[4] as u64 };
             (lba, len, 4)
         }
-        Read10 | Write10 | Verify10 | SynchronizeCache10 | WriteSame10 => {
+        Read10 | Write10 | Verify10 | WriteVerify10 | SynchronizeCache10 | WriteSame10 | PreFetch10 => {
             (be32(&cdb[2..6]), be16(&cdb[7..9]), 7)
         }
         Unmap => (0, 0, 7),
-        Read12 | Write12 => (be32(&cdb[2..6]), be32(&cdb[6..10]), 6),
+        Read12 | Write12 | Verify12 | WriteVerify12 => (be32(&cdb[2..6]), be32(&cdb[6..10]), 6),
+        // SBC-3 §5.3: NUMBER OF LOGICAL BLOCKS is byte 13.
+        CompareAndWrite => (be64(&cdb[2..10]), cdb[13] as u64, 13),
         _ => (be64(&cdb[2..10]), be32(&cdb[10..14]), 10),
     }
 }
 
 /// SBC-3 §4.5: the range [lba, lba + blocks) must lie within the medium.
-fn check_range(lun: &Lun, lba: u64, blocks: u64) -> Result<(), Sense> {
+pub(crate) fn check_range(lun: &Lun, lba: u64, blocks: u64) -> Result<(), Sense> {
     match lba.checked_add(blocks) {
         Some(end) if end <= lun.block_count() => Ok(()),
         _ => Err(SenseReason::LbaOutOfRange.into()),
@@ -59,7 +79,7 @@ fn check_range(lun: &Lun, lba: u64, blocks: u64) -> Result<(), Sense> {
 }
 
 /// SBC-3 §4.11 write protection: a read-only LUN or the control page SWP bit (SPC-4 §7.5.8).
-fn check_writable(lun: &Lun) -> Result<(), Sense> {
+pub(crate) fn check_writable(lun: &Lun) -> Result<(), Sense> {
     if lun.read_only() {
         return Err(SenseReason::WriteProtected.into());
     }
@@ -79,58 +99,84 @@ pub(crate) fn prepare_io(
     let (lba, blocks, length_at) = lba_and_length(command, cdb);
     let bs = lun.block_size() as u64;
     let fua = cdb[1] & 0x08 != 0 && !matches!(command, Read6 | Write6);
-    let too_long = blocks > limits::max_transfer_blocks(lun.block_size()) as u64;
+    // SBC-3 §6.5.3 MAXIMUM TRANSFER LENGTH: larger transfers are refused, never allocated.
+    let bounded = |blocks: u64| {
+        if blocks > limits::max_transfer_blocks(lun.block_size()) as u64 {
+            Err(Sense::invalid_cdb_field(length_at, None))
+        } else {
+            Ok((blocks * bs) as usize)
+        }
+    };
     let op = match command {
         Read6 | Read10 | Read12 | Read16 => {
             check_range(lun, lba, blocks)?;
-            if too_long {
-                return Err(Sense::invalid_cdb_field(length_at, None));
-            }
-            IoOp::Read { offset: lba * bs, len: (blocks * bs) as usize }
+            IoOp::Read { offset: lba * bs, len: bounded(blocks)? }
         }
         Write6 | Write10 | Write12 | Write16 => {
             check_range(lun, lba, blocks)?;
-            if too_long {
-                return Err(Sense::invalid_cdb_field(length_at, None));
+            let len = bounded(blocks)?;
+            check_writable(lun)?;
+            IoOp::Write { offset: lba * bs, len, fua }
+        }
+        Verify10 | Verify12 | Verify16 => {
+            check_range(lun, lba, blocks)?;
+            let check = match (cdb[1] >> 1) & 0x03 {
+                0b00 => ByteCheck::Medium,
+                0b01 => ByteCheck::Range,
+                0b11 => ByteCheck::OneBlock,
+                // SBC-3 §5.33 Table 66: BYTCHK 10b is reserved.
+                _ => return Err(Sense::invalid_cdb_field(1, Some(2))),
+            };
+            if check == ByteCheck::Range {
+                bounded(blocks)?;
+            }
+            IoOp::Verify { offset: lba * bs, len: blocks * bs, check }
+        }
+        WriteVerify10 | WriteVerify12 | WriteVerify16 => {
+            // SBC-3 §5.36: BYTCHK 0 verifies the medium, 1 compares with the data written; both
+            // are done here by reading the written range back and comparing it.
+            check_range(lun, lba, blocks)?;
+            let len = bounded(blocks)?;
+            check_writable(lun)?;
+            IoOp::WriteVerify { offset: lba * bs, len }
+        }
+        CompareAndWrite => {
+            check_range(lun, lba, blocks)?;
+            // SBC-3 §5.3: more than MAXIMUM COMPARE AND WRITE LENGTH → INVALID FIELD IN CDB.
+            if blocks > limits::MAX_COMPARE_AND_WRITE_BLOCKS as u64 {
+                return Err(Sense::invalid_cdb_field(13, None));
             }
             check_writable(lun)?;
-            IoOp::Write { offset: lba * bs, len: (blocks * bs) as usize, fua }
-        }
-        Verify10 | Verify16 => {
-            // SBC-3 §5.33: BYTCHK 01b compares with the data-out buffer.
-            let compare = cdb[1] & 0x02 != 0;
-            check_range(lun, lba, blocks)?;
-            if compare && too_long {
-                return Err(Sense::invalid_cdb_field(length_at, None));
+            // The data-out buffer is the verify instance followed by the write instance; an
+            // expected length that disagrees (even with zero blocks) means initiator and CDB
+            // disagree about the two halves, so the command is refused rather than guessed at.
+            if expected_data_out_len as u64 != 2 * blocks * bs {
+                return Err(Sense::invalid_cdb_field(13, None));
             }
-            IoOp::Verify { offset: lba * bs, len: blocks * bs, compare }
+            IoOp::CompareAndWrite { offset: lba * bs, len: (blocks * bs) as usize, fua }
+        }
+        OrWrite16 => {
+            check_range(lun, lba, blocks)?;
+            let len = bounded(blocks)?;
+            check_writable(lun)?;
+            IoOp::OrWrite { offset: lba * bs, len, fua }
         }
         WriteSame10 | WriteSame16 => {
-            // SBC-3 §5.42: WSNZ is set in the block limits page, so zero blocks is invalid.
-            if blocks == 0 || blocks > limits::MAX_WRITE_SAME_BLOCKS {
-                return Err(Sense::invalid_cdb_field(length_at, None));
-            }
-            check_range(lun, lba, blocks)?;
-            check_writable(lun)?;
-            // Exactly one logical block of data-out must accompany the command.
-            if expected_data_out_len as u64 != bs {
-                return Err(SenseReason::InvalidFieldInCdb.into());
-            }
-            IoOp::WriteSame { offset: lba * bs, len: blocks * bs, unmap: cdb[1] & 0x08 != 0 }
+            provisioning::prepare_write_same(command, cdb, lun, lba, blocks, length_at, expected_data_out_len)?
         }
-        Unmap => {
-            // SBC-3 §5.28: only offered when the backend really deallocates (LBPU).
-            if !lun.backend().supports_unmap() {
-                return Err(SenseReason::InvalidOpcode.into());
-            }
-            check_writable(lun)?;
-            IoOp::Unmap { param_len: be16(&cdb[7..9]) as usize }
-        }
+        Unmap => provisioning::prepare_unmap(cdb, lun)?,
+        GetLbaStatus => provisioning::prepare_get_lba_status(cdb, lun)?,
         SynchronizeCache10 | SynchronizeCache16 => {
             // SBC-3 §5.22: zero blocks means through the last LBA.
             let blocks = if blocks == 0 { lun.block_count().saturating_sub(lba) } else { blocks };
             check_range(lun, lba, blocks)?;
             IoOp::Synchronize { immediate: cdb[1] & 0x02 != 0 }
+        }
+        PreFetch10 | PreFetch16 => {
+            // SBC-3 §5.9: PREFETCH LENGTH zero means through the last LBA.
+            let blocks = if blocks == 0 { lun.block_count().saturating_sub(lba) } else { blocks };
+            check_range(lun, lba, blocks)?;
+            IoOp::PreFetch { offset: lba * bs, len: blocks * bs }
         }
         other => unreachable!("{other:?} is not a data-path command"),
     };
@@ -141,9 +187,11 @@ impl IoOp {
     /// Bytes of data-out this command takes from the initiator.
     pub(crate) fn data_out_len(&self, block_size: u32) -> u32 {
         match *self {
-            IoOp::Write { len, .. } => len as u32,
-            IoOp::Verify { len, compare: true, .. } => len as u32,
-            IoOp::WriteSame { .. } => block_size,
+            IoOp::Write { len, .. } | IoOp::WriteVerify { len, .. } | IoOp::OrWrite { len, .. } => len as u32,
+            IoOp::Verify { len, check: ByteCheck::Range, .. } => len as u32,
+            IoOp::Verify { check: ByteCheck::OneBlock, .. } => block_size,
+            IoOp::CompareAndWrite { len, .. } => 2 * len as u32,
+            IoOp::WriteSame { ndob, .. } => if ndob { 0 } else { block_size },
             IoOp::Unmap { param_len } => param_len as u32,
             _ => 0,
         }
@@ -160,74 +208,32 @@ impl IoOp {
                 if len == 0 {
                     return Ok(None);
                 }
+                let _range = lun.ranges().lock(offset, len as u64, false).await;
                 backend.read(offset, len).await.map(Some).map_err(read_err)
             }
             IoOp::Write { offset, len, fua } => {
                 // Writes what arrived (at most `len`): a short EDTL truncates the transfer.
                 debug_assert!(data.len() <= len);
                 if !data.is_empty() {
+                    let _range = lun.ranges().lock(offset, data.len() as u64, true).await;
                     backend.write(offset, data.segments(), fua || write_through).await.map_err(write_err)?;
                 }
                 Ok(None)
             }
-            IoOp::Verify { offset, len, compare: false } => {
-                // Read back the range to surface medium errors, one bounded chunk at a time.
-                let mut done = 0;
-                while done < len {
-                    let n = (len - done).min(limits::MAX_TRANSFER_BYTES as u64);
-                    backend.read(offset + done, n as usize).await.map_err(read_err)?;
-                    done += n;
-                }
-                Ok(None)
+            IoOp::Verify { offset, len, check } => compare::verify(&lun, offset, len, check, &data).await.map(|_| None),
+            IoOp::WriteVerify { offset, .. } => compare::write_and_verify(&lun, offset, &data).await.map(|_| None),
+            IoOp::CompareAndWrite { offset, len, fua } => {
+                compare::compare_and_write(&lun, offset, len, &data, fua || write_through).await.map(|_| None)
             }
-            IoOp::Verify { offset, len, compare: true } => {
-                let stored = backend.read(offset, len as usize).await.map_err(read_err)?;
-                let mut at = 0usize;
-                for segment in data.segments() {
-                    let theirs = &segment[..segment.len().min(stored.len() - at)];
-                    if let Some(i) = theirs.iter().zip(&stored[at..]).position(|(a, b)| a != b) {
-                        // SBC-3 §5.33: INFORMATION = offset of the first miscompared byte.
-                        return Err(Sense::from(SenseReason::MiscompareDuringVerify)
-                            .with_information((at + i) as u64));
-                    }
-                    at += theirs.len();
-                }
-                Ok(None)
+            IoOp::OrWrite { offset, fua, .. } => {
+                compare::or_write(&lun, offset, &data, fua || write_through).await.map(|_| None)
             }
-            IoOp::WriteSame { offset, len, unmap } => {
-                let bs = lun.block_size() as usize;
-                let pattern = data.to_vec(bs);
-                if pattern.len() < bs {
-                    return Err(SenseReason::InvalidFieldInCdb.into());
-                }
-                // SBC-3 §5.42: UNMAP may deallocate when the result reads back identically,
-                // i.e. the block is all zeros and unmapped blocks read as zeros (LBPRZ).
-                if unmap && backend.supports_unmap() && pattern.iter().all(|&b| b == 0) {
-                    return backend.unmap(offset, len).await.map(|_| None).map_err(write_err);
-                }
-                let per_chunk = ((1usize << 20) / bs).min(len as usize / bs).max(1);
-                let mut chunk = BytesMut::with_capacity(per_chunk * bs);
-                for _ in 0..per_chunk {
-                    chunk.extend_from_slice(&pattern);
-                }
-                let chunk = chunk.freeze();
-                let mut done = 0u64;
-                while done < len {
-                    let n = (len - done).min(chunk.len() as u64) as usize;
-                    backend
-                        .write(offset + done, &[chunk.slice(..n)], write_through)
-                        .await
-                        .map_err(write_err)?;
-                    done += n as u64;
-                }
-                Ok(None)
+            IoOp::WriteSame { offset, len, unmap, ndob } => {
+                provisioning::write_same(&lun, offset, len, unmap, ndob, &data, write_through).await.map(|_| None)
             }
-            IoOp::Unmap { param_len } => {
-                let ranges = parse_unmap(&lun, &data.to_vec(param_len), param_len)?;
-                for (offset, len) in ranges {
-                    backend.unmap(offset, len).await.map_err(write_err)?;
-                }
-                Ok(None)
+            IoOp::Unmap { param_len } => provisioning::unmap(&lun, &data, param_len).await.map(|_| None),
+            IoOp::GetLbaStatus { lba, allocation_length } => {
+                provisioning::get_lba_status(&lun, lba, allocation_length).await.map(Some)
             }
             IoOp::Synchronize { immediate } => {
                 if immediate {
@@ -242,39 +248,12 @@ impl IoOp {
                 }
                 backend.flush().await.map(|_| None).map_err(write_err)
             }
+            IoOp::PreFetch { offset, len } => {
+                // SBC-3 §5.9: GOOD (not CONDITION MET) because residency in the host's page
+                // cache cannot be promised; the hint only warms it. IMMED changes nothing.
+                backend.prefetch(offset, len).await;
+                Ok(None)
+            }
         }
     }
-}
-
-/// SBC-3 §5.28.2 UNMAP parameter list → byte ranges, all validated before any is unmapped.
-fn parse_unmap(lun: &Lun, param: &[u8], param_len: usize) -> Result<Vec<(u64, u64)>, Sense> {
-    if param_len == 0 {
-        return Ok(Vec::new());
-    }
-    if param.len() < param_len || param_len < 8 {
-        return Err(SenseReason::ParameterListLengthError.into());
-    }
-    let data_len = be16(&param[0..2]) as usize;
-    let descriptors_len = be16(&param[2..4]) as usize;
-    if data_len + 2 > param_len || descriptors_len + 8 > param_len {
-        return Err(SenseReason::ParameterListLengthError.into());
-    }
-    let count = descriptors_len / 16;
-    if count > limits::MAX_UNMAP_DESCRIPTORS as usize {
-        return Err(Sense::invalid_param_field(2, None));
-    }
-    let bs = lun.block_size() as u64;
-    let mut ranges = Vec::with_capacity(count);
-    for i in 0..count {
-        let d = &param[8 + 16 * i..24 + 16 * i];
-        let (lba, blocks) = (be64(&d[0..8]), be32(&d[8..12]));
-        if blocks > limits::MAX_UNMAP_LBA_COUNT as u64 {
-            return Err(Sense::invalid_param_field(8 + 16 * i + 8, None));
-        }
-        check_range(lun, lba, blocks)?;
-        if blocks > 0 {
-            ranges.push((lba * bs, blocks * bs));
-        }
-    }
-    Ok(ranges)
 }

@@ -1,6 +1,7 @@
 //! INQUIRY (SPC-4 §6.6): standard data and the VPD pages 00h, 80h, 83h, B0h, B1h, B2h.
 
 use super::limits;
+use super::xcopy;
 use super::lun::{Lun, VENDOR_ID};
 use super::sense::{Sense, SenseReason};
 use super::task::ItNexus;
@@ -8,13 +9,15 @@ use super::task::ItNexus;
 const VPD_SUPPORTED: u8 = 0x00;
 const VPD_UNIT_SERIAL: u8 = 0x80;
 const VPD_DEVICE_ID: u8 = 0x83;
+const VPD_THIRD_PARTY_COPY: u8 = 0x8F;
 const VPD_BLOCK_LIMITS: u8 = 0xB0;
 const VPD_BLOCK_CHARACTERISTICS: u8 = 0xB1;
 const VPD_PROVISIONING: u8 = 0xB2;
-const VPD_PAGES: [u8; 6] = [
+const VPD_PAGES: [u8; 7] = [
     VPD_SUPPORTED,
     VPD_UNIT_SERIAL,
     VPD_DEVICE_ID,
+    VPD_THIRD_PARTY_COPY,
     VPD_BLOCK_LIMITS,
     VPD_BLOCK_CHARACTERISTICS,
     VPD_PROVISIONING,
@@ -49,6 +52,7 @@ pub(crate) fn inquiry(cdb: &[u8], lun: Option<&Lun>, nexus: &ItNexus) -> Result<
         VPD_SUPPORTED => VPD_PAGES.to_vec(),
         VPD_UNIT_SERIAL => lun.identity().serial.bytes().filter(|b| (0x20..0x7F).contains(b)).collect(),
         VPD_DEVICE_ID => device_identification(lun, nexus),
+        VPD_THIRD_PARTY_COPY => third_party_copy(),
         VPD_BLOCK_LIMITS => block_limits(lun),
         VPD_BLOCK_CHARACTERISTICS => {
             // SBC-3 §6.5.2: MEDIUM ROTATION RATE 1 = non-rotating medium.
@@ -73,6 +77,7 @@ fn standard(lun: Option<&Lun>) -> Vec<u8> {
     d[2] = 0x06; // SPC-4
     d[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
     d[4] = (d.len() - 5) as u8;
+    d[5] = 0x08; // 3PC: EXTENDED COPY is supported (SPC-4 §6.6.2)
     d[7] = 0x02; // CMDQUE
     put_ascii(&mut d[8..16], VENDOR_ID);
     let (product, revision) = match lun {
@@ -117,11 +122,47 @@ fn device_identification(lun: &Lun, nexus: &ItNexus) -> Vec<u8> {
     out
 }
 
+/// One third-party copy descriptor (SPC-4 §7.8.17.1), padded to a multiple of 4 bytes.
+fn tpc_descriptor(out: &mut Vec<u8>, kind: u16, mut body: Vec<u8>) {
+    while !(body.len() + 4).is_multiple_of(4) {
+        body.push(0);
+    }
+    out.extend_from_slice(&kind.to_be_bytes());
+    out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    out.extend(body);
+}
+
+/// SPC-4 §7.8.17 third-party copy page, with the descriptors EXTENDED COPY (LID1) requires:
+/// supported commands, parameter data, supported descriptors, supported CSCD IDs.
+fn third_party_copy() -> Vec<u8> {
+    let mut out = Vec::new();
+    // §7.8.17.3 supported commands: EXTENDED COPY(LID1) 83h/00h; RECEIVE COPY RESULTS 84h
+    // with COPY STATUS (00h) and OPERATING PARAMETERS (03h).
+    let commands = [0x83, 1, 0x00, 0x84, 2, 0x00, 0x03];
+    let mut body = vec![commands.len() as u8];
+    body.extend_from_slice(&commands);
+    tpc_descriptor(&mut out, 0x0001, body);
+    // §7.8.17.4 parameter data.
+    let mut body = vec![0u8; 28];
+    body[4..6].copy_from_slice(&xcopy::MAX_CSCD_DESCRIPTORS.to_be_bytes());
+    body[6..8].copy_from_slice(&xcopy::MAX_SEGMENT_DESCRIPTORS.to_be_bytes());
+    body[8..12].copy_from_slice(&xcopy::MAX_DESCRIPTOR_LIST_LENGTH.to_be_bytes());
+    tpc_descriptor(&mut out, 0x0008, body);
+    // §7.8.17.5 supported descriptors.
+    let mut body = vec![xcopy::SUPPORTED_DESCRIPTORS.len() as u8];
+    body.extend_from_slice(&xcopy::SUPPORTED_DESCRIPTORS);
+    tpc_descriptor(&mut out, 0x0009, body);
+    // §7.8.17.6 supported CSCD IDs: none beyond plain descriptor indexes.
+    tpc_descriptor(&mut out, 0x000A, vec![0, 0]);
+    out
+}
+
 /// SBC-3 §6.5.3 block limits page (page length 3Ch).
 fn block_limits(lun: &Lun) -> Vec<u8> {
     let bs = lun.block_size();
     let mut b = vec![0u8; 0x3C];
     b[0] = 0x01; // WSNZ: a WRITE SAME length of zero is rejected
+    b[1] = limits::MAX_COMPARE_AND_WRITE_BLOCKS; // MAXIMUM COMPARE AND WRITE LENGTH
     let granularity = (4096 / bs).max(1) as u16;
     b[2..4].copy_from_slice(&granularity.to_be_bytes());
     b[4..8].copy_from_slice(&limits::max_transfer_blocks(bs).to_be_bytes());
@@ -190,7 +231,18 @@ mod tests {
         let l = lun();
         let n = nexus();
         let sup = inquiry(&[0x12, 1, 0, 0, 255, 0], Some(&l), &n).unwrap();
-        assert_eq!(&sup[..], &[0, 0, 0, 6, 0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2]);
+        assert_eq!(&sup[..], &[0, 0, 0, 7, 0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2]);
+        let tpc = inquiry(&[0x12, 1, 0x8F, 0, 255, 0], Some(&l), &n).unwrap();
+        assert_eq!(u16::from_be_bytes([tpc[2], tpc[3]]) as usize, tpc.len() - 4);
+        // Supported commands descriptor first: 83h/00h, 84h/00h,03h.
+        assert_eq!(&tpc[4..16], &[0, 1, 0, 8, 7, 0x83, 1, 0, 0x84, 2, 0, 3]);
+        let mut at = 4;
+        while at < tpc.len() {
+            let len = u16::from_be_bytes([tpc[at + 2], tpc[at + 3]]) as usize;
+            assert_eq!((len + 4) % 4, 0);
+            at += 4 + len;
+        }
+        assert_eq!(at, tpc.len());
         let serial = inquiry(&[0x12, 1, 0x80, 0, 255, 0], Some(&l), &n).unwrap();
         assert_eq!(&serial[3..], b"\x06SER123");
         let bl = inquiry(&[0x12, 1, 0xB0, 0, 255, 0], Some(&l), &n).unwrap();

@@ -12,6 +12,10 @@ pub const MAX_UNMAP_DESCRIPTORS: u32 = 256;
 /// MAXIMUM WRITE SAME LENGTH in blocks.
 pub const MAX_WRITE_SAME_BLOCKS: u64 = 1 << 20;
 
+/// MAXIMUM COMPARE AND WRITE LENGTH in blocks (one byte in the page and in the CDB). VMware's
+/// ATS uses one block; 255 keeps the data-out at most 2 × 255 × 4 KiB = 2 MiB.
+pub const MAX_COMPARE_AND_WRITE_BLOCKS: u8 = 255;
+
 /// MAXIMUM TRANSFER LENGTH in blocks of `block_size`.
 pub fn max_transfer_blocks(block_size: u32) -> u32 {
     MAX_TRANSFER_BYTES / block_size

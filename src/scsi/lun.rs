@@ -1,7 +1,9 @@
 //! A logical unit: backend, geometry, identity and the small shared state (mode pages, unit
 //! attention queues, SPC-2 reservation) that lives behind one short-held mutex.
 
+use super::copy_results::CopyResults;
 use super::mode::ModePages;
+use super::range_lock::RangeLock;
 use super::sense::SenseReason;
 use super::task::ItNexus;
 use crate::backend::Backend;
@@ -69,6 +71,12 @@ pub struct Lun {
     block_count: u64,
     identity: LunIdentity,
     read_only: bool,
+    /// SBC-3 §6.4.4 / READ CAPACITY(16): log2(logical blocks per physical block).
+    physical_exponent: u8,
+    /// Overlapping commands serialise here (SBC-3 §5.3 COMPARE AND WRITE atomicity).
+    ranges: RangeLock,
+    /// EXTENDED COPY statuses held for RECEIVE COPY RESULTS (SPC-4 §6.18).
+    copies: CopyResults,
     state: Mutex<LunState>,
     /// SPC-4 §5.13 persistent reservations and the fencing gate.
     pr: crate::pr::Unit,
@@ -102,6 +110,9 @@ impl Lun {
             block_count,
             identity,
             read_only,
+            physical_exponent: 0,
+            ranges: RangeLock::default(),
+            copies: CopyResults::default(),
             state: Mutex::new(LunState {
                 mode: ModePages::default(),
                 unit_attentions: HashMap::new(),
@@ -128,6 +139,26 @@ impl Lun {
     }
     pub fn read_only(&self) -> bool {
         self.read_only
+    }
+    pub fn physical_block_exponent(&self) -> u8 {
+        self.physical_exponent
+    }
+    pub(crate) fn ranges(&self) -> &RangeLock {
+        &self.ranges
+    }
+    pub(crate) fn copy_results(&self) -> &CopyResults {
+        &self.copies
+    }
+
+    /// Reports 2^`exponent` logical blocks per physical block (SBC-3 §5.16 READ CAPACITY(16)
+    /// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT); e.g. 3 for 512-byte blocks on 4 KiB storage.
+    /// Only a hint to initiators for alignment; at most 4 KiB physical blocks are accepted.
+    pub fn with_physical_block_exponent(mut self, exponent: u8) -> io::Result<Self> {
+        if (self.block_size as u64) << exponent > 4096 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "physical block larger than 4096 bytes"));
+        }
+        self.physical_exponent = exponent;
+        Ok(self)
     }
 
     /// Sets the caching mode page's WCE bit (SBC-3 §6.5.4): whether a volatile write cache
@@ -236,6 +267,8 @@ impl Lun {
             state.mode = ModePages::default();
             state.reservation = None;
         }
+        // SPC-4 §6.18: held copy results do not survive a reset.
+        self.copies.discard(None);
         self.establish_unit_attention(SenseReason::BusDeviceResetFunction, None);
     }
 
@@ -243,6 +276,7 @@ impl Lun {
     /// NEXUS LOSS OCCURRED for when it logs back in.
     pub(crate) fn nexus_lost(&self, nexus: &ItNexus) {
         let port = nexus.initiator_port();
+        self.copies.discard(Some(&port));
         let mut state = self.state();
         if state.reservation.as_deref() == Some(port.as_str()) {
             state.reservation = None;

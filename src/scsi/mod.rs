@@ -4,16 +4,21 @@
 
 mod block;
 mod commands;
+mod compare;
+mod copy_results;
 mod inquiry;
 pub mod limits;
 pub mod lun;
 mod mode;
 mod pr_in;
 pub mod pr_out;
+mod provisioning;
+mod range_lock;
 mod reports;
 pub mod sense;
 pub mod target;
 pub mod task;
+mod xcopy;
 
 pub use lun::{Lun, LunIdentity};
 pub use mode::ModePages;

@@ -89,6 +89,38 @@ pub(crate) fn report_supported_opcodes(cdb: &[u8]) -> Result<Vec<u8>, Sense> {
     Ok(out)
 }
 
+/// SPC-4 §6.36 REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS: what the transport's task
+/// management (src/iscsi/tmf.rs) carries out: ABORT TASK, ABORT TASK SET, CLEAR TASK SET,
+/// LOGICAL UNIT RESET and TARGET RESET (warm and cold). No CLEAR ACA, QUERY TASK(SET),
+/// QUERY ASYNCHRONOUS EVENT or I_T NEXUS RESET.
+pub(crate) fn report_supported_tmf(cdb: &[u8]) -> Vec<u8> {
+    const ATS: u8 = 0x80;
+    const ATSS: u8 = 0x40;
+    const CTSS: u8 = 0x10;
+    const LURS: u8 = 0x08;
+    const TRS: u8 = 0x02;
+    let mut out = vec![ATS | ATSS | CTSS | LURS | TRS, 0, 0, 0];
+    // REPD (SPC-4 r37): the extended format, 16 bytes with ADDITIONAL DATA LENGTH 0Ch.
+    if cdb[2] & 0x80 != 0 {
+        out.extend_from_slice(&[0x0C]);
+        out.resize(16, 0);
+    }
+    out
+}
+
+/// SBC-3 §5.18/§5.19 READ DEFECT DATA(10/12): a virtual medium has no defects, so both lists
+/// are valid and empty, in the format asked for.
+pub(crate) fn read_defect_data(cdb: &[u8], twelve: bool) -> Vec<u8> {
+    let request = if twelve { cdb[1] } else { cdb[2] };
+    // PLISTV/GLISTV mirror REQ_PLIST/REQ_GLIST; DEFECT LIST FORMAT echoes the request.
+    let flags = request & 0x1F;
+    if twelve {
+        vec![0, flags, 0, 0, 0, 0, 0, 0]
+    } else {
+        vec![0, flags, 0, 0]
+    }
+}
+
 /// SBC-3 §5.15 READ CAPACITY(10).
 pub(crate) fn read_capacity10(cdb: &[u8], lun: &Lun) -> Result<Vec<u8>, Sense> {
     // PMI zero requires LOGICAL BLOCK ADDRESS zero.
@@ -109,6 +141,8 @@ pub(crate) fn read_capacity16(cdb: &[u8], lun: &Lun) -> Result<Vec<u8>, Sense> {
     let mut out = vec![0u8; 32];
     out[0..8].copy_from_slice(&(lun.block_count() - 1).to_be_bytes());
     out[8..12].copy_from_slice(&lun.block_size().to_be_bytes());
+    // LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT.
+    out[13] = lun.physical_block_exponent() & 0x0F;
     if lun.backend().supports_unmap() {
         out[14] = 0x80 | 0x40;
     }
@@ -143,6 +177,16 @@ mod tests {
         assert_eq!(short, Sense::invalid_cdb_field(6, Some(7)));
         let bad = report_luns(&[0xA0, 0, 3, 0, 0, 0, 0, 0, 1, 0, 0, 0], &[0]).unwrap_err();
         assert_eq!(bad, Sense::invalid_cdb_field(2, Some(7)));
+    }
+
+    #[test]
+    fn supported_tmf_and_defect_data() {
+        assert_eq!(report_supported_tmf(&[0xA3, 0x0D, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0]), vec![0xDA, 0, 0, 0]);
+        let extended = report_supported_tmf(&[0xA3, 0x0D, 0x80, 0, 0, 0, 0, 0, 0, 16, 0, 0]);
+        assert_eq!(extended.len(), 16);
+        assert_eq!(extended[4], 0x0C);
+        assert_eq!(read_defect_data(&[0x37, 0, 0x18 | 4, 0, 0, 0, 0, 0, 32, 0], false), vec![0, 0x1C, 0, 0]);
+        assert_eq!(read_defect_data(&[0xB7, 0x08, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0], true), vec![0, 0x08, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod key {
     pub const ILLEGAL_REQUEST: u8 = 0x5;
     pub const UNIT_ATTENTION: u8 = 0x6;
     pub const DATA_PROTECT: u8 = 0x7;
+    pub const COPY_ABORTED: u8 = 0xA;
     pub const ABORTED_COMMAND: u8 = 0xB;
     pub const MISCOMPARE: u8 = 0xE;
 }
@@ -56,6 +57,15 @@ pub enum SenseReason {
     RegistrationsPreempted,
     InvalidReleaseOfPersistentReservation,
     InsufficientRegistrationResources,
+    /// SPC-4 §6.4 EXTENDED COPY parameter list conditions (ASC 26h) and copy failures.
+    TooManyTargetDescriptors,
+    UnsupportedTargetDescriptorType,
+    TooManySegmentDescriptors,
+    UnsupportedSegmentDescriptorType,
+    /// A command with the same list identifier is still running (SPC-4 §6.4.3.2).
+    OperationInProgress,
+    CopyAborted,
+    CopyTargetDeviceNotReachable,
 }
 
 impl SenseReason {
@@ -95,6 +105,13 @@ impl SenseReason {
             RegistrationsPreempted => (UNIT_ATTENTION, 0x2A, 0x05),
             InvalidReleaseOfPersistentReservation => (ILLEGAL_REQUEST, 0x26, 0x04),
             InsufficientRegistrationResources => (ILLEGAL_REQUEST, 0x55, 0x04),
+            TooManyTargetDescriptors => (ILLEGAL_REQUEST, 0x26, 0x06),
+            UnsupportedTargetDescriptorType => (ILLEGAL_REQUEST, 0x26, 0x07),
+            TooManySegmentDescriptors => (ILLEGAL_REQUEST, 0x26, 0x08),
+            UnsupportedSegmentDescriptorType => (ILLEGAL_REQUEST, 0x26, 0x09),
+            OperationInProgress => (ILLEGAL_REQUEST, 0x00, 0x16),
+            CopyAborted => (COPY_ABORTED, 0x00, 0x00),
+            CopyTargetDeviceNotReachable => (COPY_ABORTED, 0x0D, 0x02),
         }
     }
 }
@@ -151,6 +168,16 @@ impl Sense {
             reason: SenseReason::InvalidFieldInParameterList,
             information: None,
             field: Some(FieldPointer { in_cdb: false, byte: byte as u16, bit }),
+        }
+    }
+
+    /// COPY ABORTED with a segment pointer (SPC-4 §4.5.2.4.5, SD zero) at `byte` of the
+    /// EXTENDED COPY parameter list.
+    pub fn copy_aborted_at(byte: usize) -> Self {
+        Sense {
+            reason: SenseReason::CopyAborted,
+            information: None,
+            field: Some(FieldPointer { in_cdb: false, byte: byte as u16, bit: None }),
         }
     }
 

@@ -9,7 +9,7 @@ use crate::pr::{self, PrClass, Spc2Outcome};
 use super::lun::{decode_lun, Lun};
 use super::sense::{Sense, SenseReason};
 use super::task::{Completion, DataOut, ItNexus, ScsiTask};
-use super::{inquiry, mode, reports};
+use super::{copy_results, inquiry, mode, reports, xcopy};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -57,6 +57,8 @@ enum Op {
     ModeSelect { ten: bool, param_len: usize },
     PrIn { action: u8, allocation_length: usize },
     PrOut(PrOut),
+    /// SPC-4 §6.4: with the LUNs this nexus may access (the only ones a copy may touch).
+    ExtendedCopy { param_len: usize, visible: Vec<Arc<Lun>> },
 }
 
 /// A validated command, ready for its data-out and execution.
@@ -176,6 +178,7 @@ impl ScsiTarget {
             Op::ModeSelect { param_len, .. } => *param_len as u32,
             Op::PrIn { .. } => 0,
             Op::PrOut(p) => p.param_len as u32,
+            Op::ExtendedCopy { param_len, .. } => *param_len as u32,
         };
         Ok(Prepared { lun, nexus: task.nexus, d_sense, data_out_len, op, pr_class: class })
     }
@@ -196,6 +199,28 @@ impl ScsiTarget {
             ReadCapacity10 => respond(reports::read_capacity10(cdb, need_lun()?)?, 8),
             ReadCapacity16 => respond(reports::read_capacity16(cdb, need_lun()?)?, be32(&cdb[10..14])),
             ReportSupportedOpcodes => respond(reports::report_supported_opcodes(cdb)?, be32(&cdb[6..10])),
+            ReportSupportedTmf => respond(reports::report_supported_tmf(cdb), be32(&cdb[6..10])),
+            ReadDefectData10 => respond(reports::read_defect_data(cdb, false), be16(&cdb[7..9])),
+            ReadDefectData12 => respond(reports::read_defect_data(cdb, true), be32(&cdb[6..10])),
+            ExtendedCopy => {
+                let param_len = be32(&cdb[10..14]);
+                xcopy::check_parameter_list_length(param_len)?;
+                need_lun()?;
+                let visible = self
+                    .luns
+                    .values()
+                    .filter(|l| self.masking.permits(&nexus.initiator_name, l.id()))
+                    .cloned()
+                    .collect();
+                Ok(Op::ExtendedCopy { param_len, visible })
+            }
+            ReceiveCopyStatus => {
+                let status = need_lun()?.copy_results().copy_status(&nexus.initiator_port(), cdb[2])?;
+                respond(status, be32(&cdb[10..14]))
+            }
+            ReceiveCopyOperatingParameters => {
+                respond(copy_results::operating_parameters(need_lun()?.block_size()), be32(&cdb[10..14]))
+            }
             ModeSense6 => respond(mode::mode_sense(cdb, need_lun()?, false)?, cdb[4] as usize),
             ModeSense10 => respond(mode::mode_sense(cdb, need_lun()?, true)?, be16(&cdb[7..9])),
             // SPC-4 §5.13.3 (CRH = 1): how SPC-2 RESERVE/RELEASE meet persistent reservations.
@@ -299,6 +324,12 @@ impl Prepared {
                     None => Completion::check_condition(Sense::from(SenseReason::LunNotSupported).encode(d_sense)),
                 }
             }
+            Op::ExtendedCopy { param_len, visible } => match self.lun {
+                Some(lun) => {
+                    xcopy::extended_copy(&lun, &self.nexus, &visible, &data.to_vec(param_len)).await.map(|_| None)
+                }
+                None => Err(SenseReason::LunNotSupported.into()),
+            },
             Op::ModeSelect { ten, param_len } => match self.lun {
                 Some(lun) => mode_select(&lun, &self.nexus, &data, ten, param_len),
                 None => Err(SenseReason::LunNotSupported.into()),

@@ -86,12 +86,12 @@ pub fn config_toml(spec: &ConfigSpec, listen: SocketAddr, data_dir: &Path) -> St
             Some(name) => {
                 let path = data_dir.join(name);
                 t += &format!(
-                    "backend = {{ type = \"file\", path = {}, size = {} }}\n",
+                    "backend = \"file\"\npath = {}\nsize = {}\n",
                     quote(&path.to_string_lossy()),
                     quote(&lun.size)
                 );
             }
-            None => t += &format!("backend = {{ type = \"memory\", size = {} }}\n", quote(&lun.size)),
+            None => t += &format!("backend = \"memory\"\nsize = {}\n", quote(&lun.size)),
         }
     }
     for (initiator, luns) in &spec.acl {

@@ -4,7 +4,9 @@
 use super::*;
 
 mod mode_pages;
+mod sbc_compare;
 mod sbc_extra;
+mod xcopy;
 use crate::backend::{Backend, FileBackend, MemoryBackend};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -176,6 +178,7 @@ async fn read_write_round_trip_and_ranges() {
     let large = Arc::new(Lun::new(1, backend, BS, LunIdentity::new("big", "1", "B"), false).unwrap());
     let t = target(vec![large]);
     let n = fresh(&t, 1).await;
+    // READ(16): the limit (65536 blocks) does not fit READ(10)'s 16-bit length.
     let big = rw16(0x88, 0, 0, max + 1);
     assert_eq!(sense_code(&run(&t, &n, 1, &big, &[]).await), (5, 0x24, 0));
     assert_eq!(good(&run(&t, &n, 1, &rw16(0x88, 0, 0, max), &[]).await).len(), (max * BS) as usize);
