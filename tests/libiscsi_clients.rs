@@ -125,7 +125,7 @@ fn supported_vpd_pages_are_ascending_and_each_one_answers() {
     // SPC-4 §7.8.14: the list is in ascending order.
     assert!(pages.windows(2).all(|w| w[0] < w[1]), "pages not ascending: {pages:02x?}");
     // libiscsi 1.19's iscsi-inq cannot decode the third-party copy page (0x8f) and errors out
-    // on it; its content is checked by tests/block_commands.rs through raw INQUIRY instead.
+    // on it; its content is checked by the unit tests in src/scsi/inquiry.rs instead.
     for page in pages.iter().filter(|&&p| p != 0 && p != 0x8f) {
         let body = vpd(&url, *page);
         assert!(!body.trim().is_empty(), "page {page:#04x} printed nothing");
