@@ -345,7 +345,7 @@ impl Prepared {
 
 /// SPC-4 §5.13.1: whether `class` from `nexus` conflicts with the persistent reservation
 /// (cheap when nothing is reserved, the common case).
-fn pr_conflict(state: &pr::State, nexus: &ItNexus, class: PrClass) -> bool {
+pub(crate) fn pr_conflict(state: &pr::State, nexus: &ItNexus, class: PrClass) -> bool {
     state.reservation.is_some() && pr::conflicts(state, &pr_nexus(nexus), class)
 }
 

@@ -7,6 +7,8 @@
 //! write a logical unit the initiator could not address directly.
 
 use super::block::{be16, be32, be64, check_writable};
+use super::target::pr_conflict;
+use crate::pr::PrClass;
 use super::lun::Lun;
 use super::sense::{Sense, SenseReason};
 use super::task::ItNexus;
@@ -213,7 +215,7 @@ pub(crate) async fn extended_copy(manager: &Lun, nexus: &ItNexus, visible: &[Arc
     let mut copied = 0u64;
     let mut outcome = Ok(());
     for (i, segment) in segments.iter().enumerate() {
-        if let Err(e) = copy_segment(segment, &mut copied).await {
+        if let Err(e) = copy_segment(segment, nexus, &mut copied).await {
             outcome = Err(e);
             break;
         }
@@ -229,19 +231,31 @@ pub(crate) async fn extended_copy(manager: &Lun, nexus: &ItNexus, visible: &[Arc
 
 /// Moves one segment in bounded chunks; each chunk is read under the source's shared range
 /// lock and written under the destination's exclusive one (never both held: source and
-/// destination may overlap on one LUN).
-async fn copy_segment(s: &Segment, copied: &mut u64) -> Result<(), Sense> {
+/// destination may overlap on one LUN). Each side is also read or written under its LU's
+/// fencing gate with the requesting nexus's reservation checked there, exactly like a READ or
+/// WRITE from that nexus: a copy is no way around a reservation or a PREEMPT AND ABORT.
+async fn copy_segment(s: &Segment, nexus: &ItNexus, copied: &mut u64) -> Result<(), Sense> {
     // SPC-4 §6.4.3.6: failures while segments are processed are reported as COPY ABORTED.
     let aborted = |_e: std::io::Error| Sense::from(SenseReason::CopyAborted);
+    // The copy target refused this initiator (reservation held by another nexus).
+    let refused = || Sense::from(SenseReason::CopyTargetDeviceNotReachable);
     let durable = !s.destination.mode().wce;
     let mut done = 0;
     while done < s.bytes {
         let n = (s.bytes - done).min(COPY_CHUNK);
         let data = {
+            let gate = s.source.pr().read().await;
+            if pr_conflict(&gate, nexus, PrClass::Read) || s.source.reserved_by_other(nexus) {
+                return Err(refused());
+            }
             let _range = s.source.ranges().lock(s.source_offset + done, n, false).await;
             s.source.backend().read(s.source_offset + done, n as usize).await.map_err(aborted)?
         };
         {
+            let gate = s.destination.pr().read().await;
+            if pr_conflict(&gate, nexus, PrClass::Write) || s.destination.reserved_by_other(nexus) {
+                return Err(refused());
+            }
             let _range = s.destination.ranges().lock(s.destination_offset + done, n, true).await;
             s.destination.backend().write(s.destination_offset + done, &[data], durable).await.map_err(aborted)?;
         }

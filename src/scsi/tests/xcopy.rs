@@ -125,3 +125,35 @@ async fn parameter_list_errors() {
     assert_eq!(sense_code(&run(&t, &n, 0, &xcopy_cdb(p.len()), &p).await), (5, 0x26, 0));
     good(&run(&t, &n, 0, &xcopy_cdb(ok.len()), &ok).await);
 }
+
+/// PERSISTENT RESERVE OUT with a 24-byte parameter list (SPC-4 §6.15.3).
+fn prout(sa: u8, pr_type: u8, key: u64, sa_key: u64) -> (Vec<u8>, Vec<u8>) {
+    let cdb = vec![0x5F, sa, pr_type, 0, 0, 0, 0, 0, 24, 0];
+    let mut p = vec![0u8; 24];
+    p[..8].copy_from_slice(&key.to_be_bytes());
+    p[8..16].copy_from_slice(&sa_key.to_be_bytes());
+    (cdb, p)
+}
+
+#[tokio::test]
+async fn copy_into_a_lun_reserved_by_another_nexus_is_refused() {
+    let (a, b) = (memory_lun(0), memory_lun(1));
+    let t = target(vec![a.clone(), b.clone()]);
+    let n = fresh(&t, 0).await;
+    let _ = run(&t, &n, 1, &[0, 0, 0, 0, 0, 0], &[]).await;
+    // Another initiator registers and takes WRITE EXCLUSIVE on LUN 1.
+    let owner = nexus(3);
+    let _ = run(&t, &owner, 1, &[0, 0, 0, 0, 0, 0], &[]).await;
+    let (cdb, p) = prout(0x00, 0, 0, 0xAB);
+    good(&run(&t, &owner, 1, &cdb, &p).await);
+    let (cdb, p) = prout(0x01, 0x01, 0xAB, 0);
+    good(&run(&t, &owner, 1, &cdb, &p).await);
+    let data = vec![0x5Au8; 8 * BS as usize];
+    good(&run(&t, &n, 0, &rw10(0x2A, 0, 0, 8), &data).await);
+    // SPC-4 §5.13.1 / §6.4: the copy writes LUN 1 on behalf of this nexus, which may not write.
+    let param = param(1, 0, &[cscd(&a), cscd(&b)], &[segment(0, 1, 8, 0, 0)]);
+    let c = run(&t, &n, 0, &xcopy_cdb(param.len()), &param).await;
+    assert_eq!(sense_code(&c), (0x0A, 0x0D, 0x02));
+    let back = good(&run(&t, &owner, 1, &rw10(0x28, 0, 0, 8), &[]).await);
+    assert!(back.iter().all(|b| *b == 0), "nothing may reach the reserved LUN");
+}
