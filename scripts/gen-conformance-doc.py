@@ -14,13 +14,6 @@ from collections import OrderedDict
 # (test-name regex, reason). First match wins. Every reason says why the test does not apply
 # and how the test itself decides (it checks a capability the LUN does not advertise).
 NOT_APPLICABLE = [
-    (r"^SCSI\.(Prin|Prout)",
-     "Persistent reservations are not part of this LUN yet (separate work in src/pr/); the test "
-     "finds PERSISTENT RESERVE IN/OUT unsupported and skips."),
-    (r"^(iSCSI\.iSCSIdatasn\.iSCSIDataSnInvalid|SCSI\.ReceiveCopyResults\.OpParams)$",
-     "libiscsi 1.19.0 gates this test on PERSISTENT RESERVE IN support (its skip message says "
-     "so), although it exercises something else; it runs once reservations land. RECEIVE COPY "
-     "RESULTS / OPERATING PARAMETERS itself is covered by ExtendedCopy.DescrLimits and unit tests."),
     (r"^SCSI\.PreventAllow\.|^SCSI\.StartStopUnit\.Simple$",
      "The medium is not removable (INQUIRY RMB=0); the test checks and skips."),
     (r"^SCSI\.Sanitize\.",
