@@ -6,7 +6,7 @@
 #
 # Runs (each with two initiator names, -i/-I, and the URL given twice for MultipathIO):
 #   file      palisade serve --data-dir: LUN 0 = 1 GiB sparse file        whole suite
-#   memory    --config: LUN 0 = 1 GiB memory                              whole suite
+#   memory    --config: LUN 0 = 1 GiB memory, 512-byte blocks in 4096-byte physical blocks  whole suite
 #   readonly  the same config's LUN 1 (memory, read_only = true)          SCSI.ReadOnly
 #   sanitize  memory LUN 0 with iscsi-test-cu -S (allow SANITIZE)          SCSI.Sanitize
 # A test that SKIPs in a whole-suite run but PASSes in a dedicated run counts as passed.
@@ -66,6 +66,7 @@ name = "$IQN"
 id = 0
 backend = "memory"
 size = "1GiB"
+physical_block_size = 4096
 
 [[targets.luns]]
 id = 1

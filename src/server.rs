@@ -244,7 +244,10 @@ fn open_lun(t: &TargetConfig, l: &LunConfig) -> Result<Lun, StartError> {
     if let Some(naa) = l.naa {
         identity.naa = naa;
     }
-    let lun = Lun::new(l.id, backend, l.block_size, identity, l.read_only).map_err(|e| StartError(field(&e.to_string())))?;
+    let exponent = (l.physical_block_size / l.block_size).trailing_zeros() as u8;
+    let lun = Lun::new(l.id, backend, l.block_size, identity, l.read_only)
+        .and_then(|lun| lun.with_physical_block_exponent(exponent))
+        .map_err(|e| StartError(field(&e.to_string())))?;
     lun.set_write_cache(l.write_cache);
     Ok(lun)
 }

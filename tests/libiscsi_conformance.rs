@@ -11,7 +11,8 @@ use std::time::Duration;
 /// The selection takes ~20 s against tgt; the budget covers 3 s CmdSN timeouts and watchdog kills.
 const CONFORMANCE_TIMEOUT: Duration = Duration::from_secs(900);
 
-/// A 1 GiB memory LUN 0 (the same selection must pass on the memory backend).
+/// A 1 GiB memory LUN 0 (the same selection must pass on the memory backend), reporting 4096-byte
+/// physical blocks so the tests that need LOGICAL BLOCKS PER PHYSICAL BLOCK >= 2 run too.
 const MEMORY_LUN_CONFIG: &str = r#"
 [[portals]]
 name = "test"
@@ -25,6 +26,7 @@ name = "iqn.2026-11.io.palisade:default"
 id = 0
 backend = "memory"
 size = "1GiB"
+physical_block_size = 4096
 "#;
 
 #[test]
@@ -51,6 +53,27 @@ fn run_selection(target: TargetProcess, label: &str) {
         "conformance.sh printed no summary:\n{stdout}\n{stderr}"
     );
     assert!(out.status.success(), "conformance failures ({}):\n{stdout}\n{stderr}", out.status);
+    assert_still_passing(label);
     // Reaching this point, the server must still be alive (no crash under the suite).
     drop(target);
+}
+
+/// Every test of tests/conformance/passing.txt passed in this run: a test that passed before
+/// and now fails, skips or vanishes is a regression even when the suite reports no failure.
+fn assert_still_passing(label: &str) {
+    let expected = std::fs::read_to_string(repo_root().join("tests/conformance/passing.txt")).unwrap();
+    let results = std::fs::read_to_string(repo_root().join(format!("target/conformance/{label}.tsv"))).unwrap();
+    let passed: std::collections::HashSet<&str> = results
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(_, rest)| rest.starts_with("PASS"))
+        .map(|(test, _)| test)
+        .collect();
+    let regressed: Vec<&str> = expected
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter(|t| !passed.contains(t.trim()))
+        .collect();
+    assert!(regressed.is_empty(), "{label}: tests that used to pass no longer do: {regressed:?}");
+    println!("{label}: all {} previously passing tests pass", expected.lines().filter(|l| !l.starts_with('#')).count());
 }

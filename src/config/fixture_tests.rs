@@ -51,6 +51,7 @@ fn full_example_parses_to_expected_values() {
                     },
                     LunConfig {
                         block_size: 4096,
+                        physical_block_size: 4096,
                         naa: Some(0x5001405abcdef012),
                         write_cache: false,
                         ..LunConfig::new(

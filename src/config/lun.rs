@@ -42,6 +42,7 @@ impl Validator<'_> {
                 None
             }
         };
+        let physical_block_size = self.physical_block_size(field, raw, block_size.unwrap_or(512));
         let backend = self.backend(field, raw, block_size.unwrap_or(512));
         let serial = raw.serial.as_ref().and_then(|serial| {
             // SPC-4 §7.8.15: the unit serial number is ASCII data; 64 bytes keeps VPD 80h small.
@@ -61,12 +62,32 @@ impl Validator<'_> {
             id: id?,
             backend: backend?,
             block_size: block_size?,
+            physical_block_size: physical_block_size?,
             read_only: raw.read_only.unwrap_or(false),
             serial,
             naa,
             product,
             write_cache: raw.write_cache.unwrap_or(true),
         })
+    }
+
+    /// SBC-3 §6.4.2 READ CAPACITY(16): the physical block is 2^LOGICAL BLOCKS PER PHYSICAL BLOCK
+    /// EXPONENT logical blocks. Accepted: the logical block size times a power of two, up to
+    /// 4096 bytes (a 512e disk reports 512-byte blocks in 4096-byte physical blocks).
+    fn physical_block_size(&mut self, field: &str, raw: &RawLun, block_size: u32) -> Option<u32> {
+        let value = raw.physical_block_size.unwrap_or(i64::from(block_size));
+        let ok = value >= i64::from(block_size)
+            && value <= 4096
+            && value % i64::from(block_size) == 0
+            && (value / i64::from(block_size)).count_ones() == 1;
+        if !ok {
+            self.problem(
+                format!("{field}.physical_block_size"),
+                format!("must be block_size ({block_size}) times a power of two, at most 4096, got {value}"),
+            );
+            return None;
+        }
+        Some(value as u32)
     }
 
     /// SPC-4 §4.3.1: ASCII data fields hold printable characters 20h..7Eh.

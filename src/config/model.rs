@@ -89,6 +89,9 @@ pub struct LunConfig {
     pub backend: BackendConfig,
     /// Logical block length in bytes: 512 or 4096.
     pub block_size: u32,
+    /// Physical block length reported in READ CAPACITY(16) (a power-of-two multiple of
+    /// `block_size`, at most 4096); defaults to `block_size`.
+    pub physical_block_size: u32,
     pub read_only: bool,
     /// Unit serial number (VPD page 80h) override; printable ASCII.
     pub serial: Option<String>,
@@ -186,6 +189,7 @@ impl LunConfig {
             id,
             backend,
             block_size: 512,
+            physical_block_size: 512,
             read_only: false,
             serial: None,
             naa: None,

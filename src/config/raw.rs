@@ -52,6 +52,7 @@ pub struct RawLun {
     pub size: Option<SizeValue>,
     pub direct_io: Option<bool>,
     pub block_size: Option<i64>,
+    pub physical_block_size: Option<i64>,
     pub read_only: Option<bool>,
     pub serial: Option<String>,
     pub naa: Option<RawNaa>,
