@@ -43,7 +43,7 @@ fn bounds_of(i: usize) -> (u64, u64) {
     let sub = (k % SUB) as u64;
     let shift = exp - SUB_BITS;
     let low = ((SUB as u64) | sub) << shift;
-    (low, low + (1u64 << shift) - 1)
+    (low, low + ((1u64 << shift) - 1))
 }
 
 impl Histogram {
