@@ -372,6 +372,22 @@ overlap. The client matters as much as the target: compare within a row, not acr
 ## Where Palisade's time goes
 
 {profile if profile else "No profile in this run (PROFILE=0 or `perf` unavailable)."}
+
+## Reproduce
+
+```
+scripts/compare-peers.sh                  # ROUNDS=3 DURATION=8 PROFILE=1; ~20 min; rewrites this file
+ROUNDS=5 DURATION=15 scripts/compare-peers.sh   # steadier numbers on a quiet machine
+```
+
+`palisade bench` works against any target on its own, e.g.:
+
+```
+palisade bench iscsi://127.0.0.1:3260/iqn.2026-11.io.palisade:default/0 --pattern randread --block-size 4k --qd 32 --duration 10s
+palisade bench URL --pattern mixed --read-pct 70 --sessions 4 --qd 16 --json
+palisade bench URL --pattern write --verify --block-size 64k --total-bytes 1GiB   # then --pattern read --verify
+palisade bench iscsi://user%secret@host/iqn.x:y/0 ...                             # CHAP
+```
 """
 open(doc, "w").write(text)
 print(f"wrote {doc}")
