@@ -1,4 +1,5 @@
 pub mod backend;
+pub mod bench;
 pub mod config;
 pub mod iscsi;
 pub mod pr;

@@ -36,6 +36,8 @@ enum Command {
     },
     /// Check a configuration file and print what it would serve.
     CheckConfig { path: PathBuf },
+    /// Measure any iSCSI target: IOPS, MiB/s, latency percentiles, optional data verification.
+    Bench(palisade::bench::BenchArgs),
 }
 
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {
@@ -45,6 +47,7 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench(args) => ExitCode::from(palisade::bench::main(args)),
         Command::CheckConfig { path } => match Config::load(&path) {
             Ok(c) => {
                 println!("{}", c.summary());

@@ -1,0 +1,454 @@
+//! Runs a benchmark: logs every session in, learns each LUN's capacity, drives all sessions
+//! concurrently until the time or byte budget is spent, then merges their statistics.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::args::{parse_lba_range, BenchArgs};
+use super::cdb::{self, Capacity};
+use super::error::BenchError;
+use super::histogram::Histogram;
+use super::login::LoginOptions;
+use super::pattern::{self, XorShift};
+use super::report::{self, Cpu, MismatchRecord, Report, TargetInfo, VerifyReport};
+use super::session::{Request, Session};
+use super::url::IscsiUrl;
+use super::workload::{self, Generations, LunState, Pattern, Region};
+
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+/// Largest I/O the bench issues; above this targets refuse anyway (MAXIMUM TRANSFER LENGTH).
+const MAX_BLOCK_SIZE: u64 = 64 << 20;
+
+/// Counters every session bumps, read by the progress line.
+#[derive(Default)]
+struct Live {
+    ios: AtomicU64,
+    bytes: AtomicU64,
+    latency_ns: AtomicU64,
+}
+
+struct RunContext {
+    pattern: Pattern,
+    read_pct: u8,
+    block_size: u64,
+    queue_depth: usize,
+    deadline: Option<Instant>,
+    total_bytes: Option<u64>,
+    claimed: AtomicU64,
+    stop: AtomicBool,
+    generations: Generations,
+    live: Live,
+}
+
+impl RunContext {
+    /// Reserves one I/O of the byte budget; false once the run is over.
+    fn claim(&self) -> bool {
+        if self.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        if matches!(self.deadline, Some(d) if Instant::now() >= d) {
+            self.stop.store(true, Ordering::Relaxed);
+            return false;
+        }
+        if let Some(total) = self.total_bytes {
+            let before = self.claimed.fetch_add(self.block_size, Ordering::Relaxed);
+            if before + self.block_size > total {
+                self.stop.store(true, Ordering::Relaxed);
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[derive(Default)]
+struct SessionResult {
+    read: Histogram,
+    write: Histogram,
+    read_bytes: u64,
+    write_bytes: u64,
+    errors: u64,
+    error_samples: Vec<String>,
+    written_blocks: u64,
+    checked_blocks: u64,
+    mismatch_count: u64,
+    mismatches: Vec<MismatchRecord>,
+    pings: u64,
+    finished: Option<Instant>,
+}
+
+struct Inflight {
+    unit: u64,
+    write: bool,
+    /// Write: the generation written. Read: the last generation known written before issue.
+    generation: Option<u64>,
+}
+
+/// Runs the benchmark described by `args` and returns its report.
+pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
+    let urls = args.urls.iter().map(|u| IscsiUrl::parse(u).map_err(BenchError)).collect::<Result<Vec<_>, _>>()?;
+    if args.sessions == 0 || args.queue_depth == 0 {
+        return Err(BenchError::new("--sessions and --queue-depth must be at least 1"));
+    }
+    if args.block_size == 0 || args.block_size > MAX_BLOCK_SIZE {
+        return Err(BenchError(format!("--block-size must be between 1 and {MAX_BLOCK_SIZE} bytes")));
+    }
+    let lba_range = args.lba_range.as_deref().map(parse_lba_range).transpose().map_err(BenchError)?;
+    let seed = args.seed.unwrap_or_else(clock_seed);
+    let mut seeds = XorShift::new(seed);
+
+    let mut sessions = Vec::with_capacity(args.sessions);
+    for i in 0..args.sessions {
+        let url = &urls[i % urls.len()];
+        let mut opts = LoginOptions::new(&args.initiator_name, seeds.next_u64());
+        opts.header_digest = args.header_digest;
+        opts.data_digest = args.data_digest;
+        let mut s = Session::connect(url, &opts).await?;
+        clear_unit_attention(&mut s).await.map_err(|e| BenchError(format!("{url}: {e}")))?;
+        sessions.push((i % urls.len(), s));
+    }
+    let mut luns = Vec::with_capacity(urls.len());
+    let mut targets = Vec::with_capacity(urls.len());
+    for (index, url) in urls.iter().enumerate() {
+        let session = &mut sessions.iter_mut().find(|(u, _)| *u == index).expect("every URL has a session").1;
+        let cap = read_capacity(session).await.map_err(|e| BenchError(format!("{url}: {e}")))?;
+        let region = region_for(cap, args.block_size, lba_range).map_err(|e| BenchError(format!("{url}: {e}")))?;
+        if args.verify && (region.units > workload::MAX_VERIFY_UNITS || cap.block_len < 512) {
+            return Err(BenchError(format!("{url}: --verify needs blocks of at least 512 B and at most {} I/O units", workload::MAX_VERIFY_UNITS)));
+        }
+        targets.push(TargetInfo { url: url.to_string(), block_len: cap.block_len, blocks: cap.blocks, first_lba: region.first_lba, units: region.units });
+        luns.push(Arc::new(LunState::new(region, cap.block_len, args.verify)));
+    }
+
+    let duration = match (args.duration, args.total_bytes) {
+        (None, None) => Some(DEFAULT_DURATION),
+        (d, _) => d,
+    };
+    let start = Instant::now();
+    let ctx = Arc::new(RunContext {
+        pattern: args.pattern,
+        read_pct: args.read_pct,
+        block_size: args.block_size,
+        queue_depth: args.queue_depth,
+        deadline: duration.map(|d| start + d),
+        total_bytes: args.total_bytes,
+        claimed: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        generations: Generations::new(seeds.next_u64() as u32),
+        live: Live::default(),
+    });
+    let cpu_before = report::process_cpu();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (url_index, session) in sessions {
+        let (ctx, lun, url) = (ctx.clone(), luns[url_index].clone(), urls[url_index].to_string());
+        let seed = seeds.next_u64();
+        tasks.spawn(async move { drive(session, ctx, lun, url, seed).await });
+    }
+    let progress = std::io::stderr().is_terminal().then(|| tokio::spawn(progress_line(ctx.clone(), start)));
+    let mut results = Vec::new();
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(r)) => results.push(r),
+            Ok(Err(e)) => {
+                // One broken session ends the run: the others stop issuing and drain.
+                ctx.stop.store(true, Ordering::Relaxed);
+                first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                ctx.stop.store(true, Ordering::Relaxed);
+                first_error.get_or_insert(BenchError(format!("session task failed: {e}")));
+            }
+        }
+    }
+    let cpu_after = report::process_cpu();
+    if let Some(p) = progress {
+        p.abort();
+        eprintln!();
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    let end = results.iter().filter_map(|r| r.finished).max().unwrap_or_else(Instant::now);
+    Ok(build_report(args, targets, results, end.duration_since(start).as_secs_f64(), cpu_before, cpu_after))
+}
+
+fn clock_seed() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) ^ std::process::id() as u64
+}
+
+/// The first command of a new I_T nexus usually gets a UNIT ATTENTION (SPC-4 §5.14); TEST UNIT
+/// READY takes it so the measured I/O does not.
+async fn clear_unit_attention(s: &mut Session) -> Result<(), BenchError> {
+    for _ in 0..8 {
+        let c = s.execute(Request { cdb: cdb::test_unit_ready(), write_data: Bytes::new(), read_len: 0, collect: false, tag: 0 }).await?;
+        if c.status == cdb::GOOD {
+            return Ok(());
+        }
+        let key = c.sense.as_deref().and_then(cdb::sense_key);
+        if !matches!(key, Some((cdb::UNIT_ATTENTION, _, _))) {
+            return Err(BenchError(format!("TEST UNIT READY: {}", cdb::describe_status(c.status, c.sense.as_deref()))));
+        }
+    }
+    Err(BenchError::new("TEST UNIT READY keeps reporting UNIT ATTENTION"))
+}
+
+async fn read_capacity(s: &mut Session) -> Result<Capacity, BenchError> {
+    let c = s.execute(Request { cdb: cdb::read_capacity16(32), write_data: Bytes::new(), read_len: 32, collect: true, tag: 0 }).await?;
+    if c.status == cdb::GOOD {
+        return cdb::parse_capacity16(&c.data).ok_or_else(|| BenchError::new("short READ CAPACITY (16) data"));
+    }
+    let c = s.execute(Request { cdb: cdb::read_capacity10(), write_data: Bytes::new(), read_len: 8, collect: true, tag: 0 }).await?;
+    if c.status != cdb::GOOD {
+        return Err(BenchError(format!("READ CAPACITY: {}", cdb::describe_status(c.status, c.sense.as_deref()))));
+    }
+    cdb::parse_capacity10(&c.data).ok_or_else(|| BenchError::new("short READ CAPACITY (10) data"))
+}
+
+fn region_for(cap: Capacity, block_size: u64, range: Option<(u64, Option<u64>)>) -> Result<Region, String> {
+    if cap.block_len == 0 || block_size % cap.block_len as u64 != 0 {
+        return Err(format!("--block-size {block_size} is not a multiple of the LUN's {}-byte blocks", cap.block_len));
+    }
+    let io_blocks = block_size / cap.block_len as u64;
+    let (first, end) = match range {
+        Some((s, e)) => (s, e.unwrap_or(cap.blocks)),
+        None => (0, cap.blocks),
+    };
+    if end > cap.blocks || first >= end {
+        return Err(format!("--lba-range {first}:{end} is outside the LUN's {} blocks", cap.blocks));
+    }
+    let units = (end - first) / io_blocks;
+    if units == 0 {
+        return Err(format!("the LBA range {first}:{end} is smaller than one {block_size}-byte I/O"));
+    }
+    Ok(Region { first_lba: first, io_blocks, units })
+}
+
+async fn drive(mut s: Session, ctx: Arc<RunContext>, lun: Arc<LunState>, url: String, seed: u64) -> Result<SessionResult, BenchError> {
+    let mut rng = XorShift::new(seed);
+    let io_bytes = ctx.block_size;
+    let region = lun.region;
+    let block_len = lun.block_len as usize;
+    // Without --verify every write sends the same random buffer: no per-I/O allocation or copy.
+    let payload = if lun.verify.is_none() && ctx.pattern != Pattern::Read && ctx.pattern != Pattern::Randread {
+        let mut v = vec![0u8; io_bytes as usize];
+        v.chunks_mut(8).for_each(|c| c.copy_from_slice(&rng.next_u64().to_le_bytes()[..c.len()]));
+        Bytes::from(v)
+    } else {
+        Bytes::new()
+    };
+    let mut inflight: Vec<Option<Inflight>> = (0..ctx.queue_depth).map(|_| None).collect();
+    let mut free: Vec<usize> = (0..ctx.queue_depth).rev().collect();
+    let mut done = Vec::with_capacity(ctx.queue_depth);
+    let mut res = SessionResult::default();
+    let mut issuing = true;
+    loop {
+        while issuing && !free.is_empty() && s.can_submit() {
+            let Some(unit) = lun.next_unit(ctx.pattern, &mut rng) else { break };
+            if !ctx.claim() {
+                if let Some(v) = &lun.verify {
+                    v.release(unit);
+                }
+                issuing = false;
+                break;
+            }
+            let write = workload::is_write(ctx.pattern, ctx.read_pct, &mut rng);
+            let lba = region.lba_of(unit);
+            let (data, generation) = match (&lun.verify, write) {
+                (Some(_), true) => {
+                    let g = ctx.generations.next();
+                    (pattern::blocks(lba, region.io_blocks, block_len, g), Some(g))
+                }
+                (Some(v), false) => (Bytes::new(), v.expected(unit)),
+                (None, true) => (payload.clone(), None),
+                (None, false) => (Bytes::new(), None),
+            };
+            let slot = free.pop().expect("checked non-empty");
+            inflight[slot] = Some(Inflight { unit, write, generation });
+            s.submit(Request {
+                cdb: cdb::rw16(write, lba, region.io_blocks as u32),
+                write_data: data,
+                read_len: if write { 0 } else { io_bytes as u32 },
+                collect: !write && lun.verify.is_some(),
+                tag: slot as u64,
+            })?;
+        }
+        if s.outstanding() == 0 {
+            if !issuing || ctx.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            // Verification: every unit tried is in flight in another session; let them finish.
+            tokio::time::sleep(Duration::from_micros(200)).await;
+            continue;
+        }
+        s.poll(&mut done).await.map_err(|e| BenchError(format!("{url}: {e}")))?;
+        let now = Instant::now();
+        for c in done.drain(..) {
+            let slot = c.tag as usize;
+            let io = inflight[slot].take().expect("completion for an issued slot");
+            free.push(slot);
+            let latency = now.duration_since(c.started).as_nanos() as u64;
+            let good = c.status == cdb::GOOD;
+            if !good {
+                res.errors += 1;
+                if res.error_samples.len() < report::MAX_ERRORS_LISTED {
+                    let what = if io.write { "WRITE" } else { "READ" };
+                    res.error_samples.push(format!("{what} LBA {}: {}", region.lba_of(io.unit), cdb::describe_status(c.status, c.sense.as_deref())));
+                }
+            } else if io.write {
+                res.write.record(latency);
+                res.write_bytes += io_bytes;
+            } else {
+                res.read.record(latency);
+                res.read_bytes += c.received;
+            }
+            if let Some(v) = &lun.verify {
+                if good && io.write {
+                    v.written(io.unit, io.generation.expect("verify writes carry a generation"));
+                    res.written_blocks += region.io_blocks;
+                } else if good {
+                    check_read(&mut res, &url, region.lba_of(io.unit), block_len, region.io_blocks, &c.data, io.generation);
+                }
+                v.release(io.unit);
+            }
+            if good {
+                ctx.live.ios.fetch_add(1, Ordering::Relaxed);
+                ctx.live.bytes.fetch_add(io_bytes, Ordering::Relaxed);
+                ctx.live.latency_ns.fetch_add(latency, Ordering::Relaxed);
+            }
+        }
+    }
+    res.finished = Some(Instant::now());
+    res.pings = s.pings_answered;
+    s.logout().await.map_err(|e| BenchError(format!("{url}: logout: {e}")))?;
+    Ok(res)
+}
+
+fn check_read(res: &mut SessionResult, url: &str, lba: u64, block_len: usize, blocks: u64, data: &[u8], expected: Option<u64>) {
+    let record = |res: &mut SessionResult, lba: u64, problem: String| {
+        res.mismatch_count += 1;
+        if res.mismatches.len() < report::MAX_MISMATCHES_LISTED {
+            res.mismatches.push(MismatchRecord { url: url.to_string(), lba, problem });
+        }
+    };
+    if data.len() != blocks as usize * block_len {
+        record(res, lba, format!("short read: {} of {} bytes", data.len(), blocks as usize * block_len));
+        return;
+    }
+    for (i, block) in data.chunks(block_len).enumerate() {
+        res.checked_blocks += 1;
+        if let Err(m) = pattern::check(block, lba + i as u64, expected) {
+            record(res, lba + i as u64, m.to_string());
+        }
+    }
+}
+
+async fn progress_line(ctx: Arc<RunContext>, start: Instant) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
+    let (mut ios0, mut bytes0, mut lat0) = (0, 0, 0);
+    loop {
+        tick.tick().await;
+        let ios = ctx.live.ios.load(Ordering::Relaxed);
+        let bytes = ctx.live.bytes.load(Ordering::Relaxed);
+        let lat = ctx.live.latency_ns.load(Ordering::Relaxed);
+        let (d_ios, d_bytes, d_lat) = (ios - ios0, bytes - bytes0, lat - lat0);
+        let mean_us = if d_ios > 0 { d_lat as f64 / d_ios as f64 / 1000.0 } else { 0.0 };
+        eprint!(
+            "\r{:>5.0}s {:>9} IOPS {:>9.1} MiB/s  mean latency {:>8.1} us   ",
+            start.elapsed().as_secs_f64(),
+            d_ios,
+            d_bytes as f64 / (1 << 20) as f64,
+            mean_us
+        );
+        let _ = std::io::stderr().flush();
+        (ios0, bytes0, lat0) = (ios, bytes, lat);
+    }
+}
+
+fn build_report(args: &BenchArgs, targets: Vec<TargetInfo>, results: Vec<SessionResult>, seconds: f64, before: (f64, f64), after: (f64, f64)) -> Report {
+    let mut read = Histogram::default();
+    let mut write = Histogram::default();
+    let (mut read_bytes, mut write_bytes, mut errors, mut pings) = (0, 0, 0, 0);
+    let mut error_samples = Vec::new();
+    let mut verify = VerifyReport::default();
+    for r in results {
+        read.merge(&r.read);
+        write.merge(&r.write);
+        read_bytes += r.read_bytes;
+        write_bytes += r.write_bytes;
+        errors += r.errors;
+        pings += r.pings;
+        error_samples.extend(r.error_samples);
+        verify.written_blocks += r.written_blocks;
+        verify.checked_blocks += r.checked_blocks;
+        verify.mismatch_count += r.mismatch_count;
+        verify.mismatches.extend(r.mismatches);
+    }
+    error_samples.truncate(report::MAX_ERRORS_LISTED);
+    verify.mismatches.sort_by_key(|m| m.lba);
+    verify.mismatches.truncate(report::MAX_MISMATCHES_LISTED);
+    let mut all = read.clone();
+    all.merge(&write);
+    let bytes = read_bytes + write_bytes;
+    let (user_s, system_s) = (after.0 - before.0, after.1 - before.1);
+    let gib = bytes as f64 / (1u64 << 30) as f64;
+    Report {
+        targets,
+        pattern: args.pattern,
+        read_pct: (args.pattern == Pattern::Mixed).then_some(args.read_pct),
+        block_size: args.block_size,
+        queue_depth: args.queue_depth,
+        sessions: args.sessions,
+        seconds,
+        ios: all.count(),
+        bytes,
+        iops: report::per_second(all.count() as f64, seconds),
+        mib_per_s: report::per_second(bytes as f64 / (1 << 20) as f64, seconds),
+        latency: report::Latency::of(&all),
+        read: report::direction(&read, read_bytes, seconds),
+        write: report::direction(&write, write_bytes, seconds),
+        client_cpu: Cpu { user_s, system_s, total_s: user_s + system_s, s_per_gib: if gib > 0.0 { (user_s + system_s) / gib } else { 0.0 } },
+        errors,
+        error_samples,
+        verify: args.verify.then_some(verify),
+        pings_answered: pings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_align_to_io_size() {
+        let cap = Capacity { block_len: 512, blocks: 2048 };
+        assert_eq!(region_for(cap, 4096, None), Ok(Region { first_lba: 0, io_blocks: 8, units: 256 }));
+        assert_eq!(region_for(cap, 4096, Some((100, Some(117)))), Ok(Region { first_lba: 100, io_blocks: 8, units: 2 }));
+        assert!(region_for(cap, 1000, None).is_err(), "not a multiple of 512");
+        assert!(region_for(cap, 4096, Some((0, Some(4096)))).is_err(), "beyond the LUN");
+        assert!(region_for(cap, 4096, Some((0, Some(4)))).is_err(), "smaller than one I/O");
+    }
+
+    #[test]
+    fn byte_budget_stops_issuing() {
+        let ctx = RunContext {
+            pattern: Pattern::Write,
+            read_pct: 0,
+            block_size: 4096,
+            queue_depth: 1,
+            deadline: None,
+            total_bytes: Some(10_000),
+            claimed: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            generations: Generations::new(1),
+            live: Live::default(),
+        };
+        assert!(ctx.claim() && ctx.claim());
+        assert!(!ctx.claim(), "a third 4 KiB I/O would pass 10000 bytes");
+        assert!(!ctx.claim());
+    }
+}
