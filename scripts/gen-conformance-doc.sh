@@ -6,9 +6,11 @@
 #
 # Runs (each with two initiator names, -i/-I, and the URL given twice for MultipathIO):
 #   file      palisade serve --data-dir: LUN 0 = 1 GiB sparse file        whole suite
-#   memory    --config: LUN 0 = 1 GiB memory, 512-byte blocks in 4096-byte physical blocks  whole suite
+#   memory    --config: LUN 0 = 1 GiB memory                              whole suite
 #   readonly  the same config's LUN 1 (memory, read_only = true)          SCSI.ReadOnly
 #   sanitize  memory LUN 0 with iscsi-test-cu -S (allow SANITIZE)          SCSI.Sanitize
+#   lbppb     the config's LUN 2 (memory, 512-byte blocks in 4096-byte physical blocks, 512e)
+#             the five tests that need LOGICAL BLOCKS PER PHYSICAL BLOCK >= 2
 # A test that SKIPs in a whole-suite run but PASSes in a dedicated run counts as passed.
 # The reasons for tests that stay skipped (not applicable) are in scripts/gen-conformance-doc.py.
 set -euo pipefail
@@ -66,23 +68,30 @@ name = "$IQN"
 id = 0
 backend = "memory"
 size = "1GiB"
-physical_block_size = 4096
 
 [[targets.luns]]
 id = 1
 backend = "memory"
 size = "64MiB"
 read_only = true
+
+[[targets.luns]]
+id = 2
+backend = "memory"
+size = "1GiB"
+physical_block_size = 4096
 EOF
 start_server serve --config "$WORK/memory.toml"
 run_suite memory '.' "iscsi://127.0.0.1:$PORT/$IQN/0"
 run_suite readonly '^SCSI\.ReadOnly$' "iscsi://127.0.0.1:$PORT/$IQN/1"
 run_suite sanitize '^SCSI\.Sanitize$' "iscsi://127.0.0.1:$PORT/$IQN/0" -S
+run_suite lbppb '^SCSI\.(WriteSame(10|16)\.(UnmapUnaligned|InvalidDataOutSize)|CompareAndWrite\.InvalidDataOutSize)$' \
+  "iscsi://127.0.0.1:$PORT/$IQN/2"
 stop_server
 
 python3 "$REPO/scripts/gen-conformance-doc.py" \
   --file "$WORK/file.tsv" --memory "$WORK/memory.tsv" \
-  --dedicated "$WORK/readonly.tsv" "$WORK/sanitize.tsv" \
+  --dedicated "$WORK/readonly.tsv" "$WORK/sanitize.tsv" "$WORK/lbppb.tsv" \
   --libiscsi "$(dpkg-query -W -f='${Version}' libiscsi-bin 2>/dev/null || echo unknown)" \
   > "$REPO/docs/conformance.md"
 echo "wrote docs/conformance.md (raw results in $WORK)"

@@ -11,8 +11,8 @@ use std::time::Duration;
 /// The selection takes ~20 s against tgt; the budget covers 3 s CmdSN timeouts and watchdog kills.
 const CONFORMANCE_TIMEOUT: Duration = Duration::from_secs(900);
 
-/// A 1 GiB memory LUN 0 (the same selection must pass on the memory backend), reporting 4096-byte
-/// physical blocks so the tests that need LOGICAL BLOCKS PER PHYSICAL BLOCK >= 2 run too.
+/// A 1 GiB memory LUN 0 (the same selection must pass on the memory backend), and a 512e LUN 1
+/// (4096-byte physical blocks) for the tests that need LOGICAL BLOCKS PER PHYSICAL BLOCK >= 2.
 const MEMORY_LUN_CONFIG: &str = r#"
 [[portals]]
 name = "test"
@@ -26,8 +26,17 @@ name = "iqn.2026-11.io.palisade:default"
 id = 0
 backend = "memory"
 size = "1GiB"
+
+[[targets.luns]]
+id = 1
+backend = "memory"
+size = "1GiB"
 physical_block_size = 4096
 "#;
+
+/// The tests that skip unless a LUN has several logical blocks per physical block.
+const LBPPB_TESTS: &str =
+    r"^SCSI\.(WriteSame(10|16)\.(UnmapUnaligned|InvalidDataOutSize)|CompareAndWrite\.InvalidDataOutSize)$";
 
 #[test]
 fn selected_iscsi_test_cu_suites_pass() {
@@ -37,6 +46,30 @@ fn selected_iscsi_test_cu_suites_pass() {
 #[test]
 fn selected_iscsi_test_cu_suites_pass_on_a_memory_lun() {
     run_selection(TargetProcess::start_with_config(MEMORY_LUN_CONFIG, common::DEFAULT_IQN), "palisade-memory");
+}
+
+#[test]
+fn tests_needing_several_logical_blocks_per_physical_block_pass_on_a_512e_lun() {
+    let target = TargetProcess::start_with_config(MEMORY_LUN_CONFIG, common::DEFAULT_IQN);
+    let script = repo_root().join("../shared/peers/conformance.sh");
+    let out_root = repo_root().join("target/conformance/lbppb");
+    let out = run_with_timeout(
+        Command::new("bash")
+            .arg(&script)
+            .arg(target.url(1))
+            .arg("palisade-512e")
+            .env("ONLY", LBPPB_TESTS)
+            .env("OUTROOT", &out_root)
+            .current_dir(repo_root()),
+        CONFORMANCE_TIMEOUT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    let dir = stdout.lines().filter_map(|l| l.strip_prefix("output: ")).last().expect("conformance.sh output dir");
+    let results = std::fs::read_to_string(std::path::Path::new(dir.trim()).join("results.tsv")).unwrap();
+    let passed = results.lines().filter(|l| l.split('\t').nth(1) == Some("PASS")).count();
+    assert_eq!(passed, 5, "all five LBPPB tests must run and pass on a 512e LUN:\n{results}");
+    drop(target);
 }
 
 fn run_selection(target: TargetProcess, label: &str) {
