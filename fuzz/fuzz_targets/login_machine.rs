@@ -85,8 +85,10 @@ fn unhex(value: &str) -> Option<Vec<u8>> {
     (0..padded.len()).step_by(2).map(|i| u8::from_str_radix(padded.get(i..i + 2)?, 16).ok()).collect()
 }
 
+/// RFC 7143 §6.1 key alphabet, plus '#' of X# names (§13.22) that the machine also accepts
+/// (and echoes with NotUnderstood).
 fn is_key_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+' | b'@' | b'_')
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+' | b'@' | b'_' | b'#')
 }
 
 /// What the test has seen, to judge a completed login.
