@@ -42,7 +42,11 @@ impl ConfigError {
             problems: vec![ConfigProblem {
                 field: String::new(),
                 line_column,
-                message: error.message().trim().to_string(),
+                // toml leaves the message empty for some errors (a NUL in a comment).
+                message: match error.message().trim() {
+                    "" => "invalid TOML syntax".to_string(),
+                    message => message.to_string(),
+                },
             }],
         }
     }
@@ -120,6 +124,16 @@ mod tests {
             field_error.to_string(),
             "targets[1].luns[0].block_size: must be 512 or 4096, got 1000"
         );
+    }
+
+    #[test]
+    fn toml_error_always_has_a_message() {
+        // Found by fuzzing (fuzz/ config_toml): a NUL in a comment gave an empty message.
+        let text = "# comment\0\n[[portals]]\n";
+        let toml_error = toml::from_str::<toml::Table>(text).unwrap_err();
+        let error = ConfigError::from_toml(&toml_error, text);
+        assert!(!error.problems[0].message.is_empty(), "{error:?}");
+        assert_eq!(error.problems[0].line_column, Some((1, 10)));
     }
 
     #[test]

@@ -65,6 +65,20 @@ impl InitiatorPdu {
             other => return Err(DecodeError::UnknownOpcode(other.0)),
         })
     }
+
+    /// Encodes the PDU back (used by an initiator, and by round-trip tests and fuzzing).
+    pub fn encode(&self) -> crate::OutPdu {
+        match self {
+            InitiatorPdu::NopOut(m) => m.encode(),
+            InitiatorPdu::ScsiCommand(m) => m.encode(),
+            InitiatorPdu::TaskMgmt(m) => m.encode(),
+            InitiatorPdu::Login(m) => m.encode(),
+            InitiatorPdu::Text(m) => m.encode(),
+            InitiatorPdu::DataOut(m) => m.encode(),
+            InitiatorPdu::Logout(m) => m.encode(),
+            InitiatorPdu::Snack(m) => m.encode(),
+        }
+    }
 }
 
 /// Any PDU a target sends, decoded (what an initiator receives).
@@ -97,6 +111,22 @@ impl TargetPdu {
             Opcode::REJECT => TargetPdu::Reject(Reject::decode(pdu)?),
             other => return Err(DecodeError::UnknownOpcode(other.0)),
         })
+    }
+
+    /// Encodes the PDU back (what a target sends; also for round-trip tests and fuzzing).
+    pub fn encode(&self) -> crate::OutPdu {
+        match self {
+            TargetPdu::NopIn(m) => m.encode(),
+            TargetPdu::ScsiResponse(m) => m.encode(),
+            TargetPdu::TaskMgmt(m) => m.encode(),
+            TargetPdu::Login(m) => m.encode(),
+            TargetPdu::Text(m) => m.encode(),
+            TargetPdu::DataIn(m) => m.encode(),
+            TargetPdu::Logout(m) => m.encode(),
+            TargetPdu::R2t(m) => m.encode(),
+            TargetPdu::Async(m) => m.encode(),
+            TargetPdu::Reject(m) => m.encode(),
+        }
     }
 }
 

@@ -326,6 +326,12 @@ impl Negotiator {
             return;
         }
         self.declared = true;
+        // Our Reject of a malformed initiator declaration already names the key in this
+        // response; a second MaxRecvDataSegmentLength would be ambiguous (RFC 7143 §6.2: a key
+        // once per negotiation), so ours is not sent and the default 8192 holds (§13.12).
+        if out.iter().any(|(k, _)| k == "MaxRecvDataSegmentLength") {
+            return;
+        }
         let mrdsl = self
             .limits
             .max_recv_data_segment_length

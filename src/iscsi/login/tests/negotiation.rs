@@ -172,6 +172,29 @@ fn declarative_segment_length_needs_no_answer() {
 }
 
 #[test]
+fn malformed_segment_length_declaration_is_answered_once() {
+    // Found by fuzzing (fuzz/ login_machine): the Reject and our own declaration both named
+    // MaxRecvDataSegmentLength in one response.
+    let mut m = machine(TestPolicy::open());
+    let k = with_key(
+        fixture("libiscsi_opneg_first"),
+        "MaxRecvDataSegmentLength",
+        "26214h",
+    );
+    let reply = m.step(&op(true, k));
+    let named: Vec<&str> = reply
+        .keys
+        .iter()
+        .filter(|(k, _)| k == "MaxRecvDataSegmentLength")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(named, vec!["Reject"]);
+    let p = completed(&reply).params.clone();
+    assert_eq!(p.max_recv_data_segment_length_target, 8192);
+    assert_eq!(p.max_recv_data_segment_length_initiator, 8192);
+}
+
+#[test]
 fn initiator_segment_length_defaults_to_8192() {
     let mut m = machine(TestPolicy::open());
     let k = without_key(fixture("libiscsi_opneg_first"), "MaxRecvDataSegmentLength");
