@@ -3,6 +3,7 @@
 //! The file is read into `raw` serde structs (unknown keys rejected), then a validation pass
 //! builds the typed [`Config`], naming every problem by its field path.
 
+mod admin;
 mod auth;
 mod error;
 mod lun;
@@ -19,6 +20,7 @@ mod fixture_tests;
 #[cfg(test)]
 mod validate_tests;
 
+pub use admin::AdminConfig;
 pub use auth::{MAX_CHAP_SECRET_BYTES, MIN_CHAP_SECRET_BYTES};
 pub use error::{ConfigError, ConfigProblem};
 pub use model::*;
@@ -59,6 +61,7 @@ impl Config {
             }],
             discovery: DiscoveryConfig::default(),
             session: SessionConfig::default(),
+            admin: AdminConfig::in_data_dir(&data_dir),
             data_dir,
             warnings: Vec::new(),
         }
