@@ -22,7 +22,9 @@ pub fn socket_path(data_dir: Option<&Path>, socket: Option<&Path>, config: Optio
     }
     if let Some(path) = config {
         let config = Config::load(path).map_err(|e| e.to_string())?;
-        return config.admin.socket.ok_or_else(|| format!("{}: the admin socket is disabled ([admin] socket_enabled = false)", path.display()));
+        return config.admin.socket.ok_or_else(|| {
+            format!("{}: the admin socket is disabled ([admin] socket_enabled = false)", path.display())
+        });
     }
     Ok(data_dir.unwrap_or(Path::new(DEFAULT_DATA_DIR)).join(DEFAULT_ADMIN_SOCKET))
 }
@@ -64,15 +66,27 @@ pub fn run(kind: RequestKind, socket: &Path, json: bool) -> Result<String, Strin
     match kind {
         RequestKind::Sessions => {
             let s = r.sessions.ok_or_else(missing)?;
-            if json { to_json(serde_json::to_string_pretty(&s)) } else { Ok(table::sessions(&s)) }
+            if json {
+                to_json(serde_json::to_string_pretty(&s))
+            } else {
+                Ok(table::sessions(&s))
+            }
         }
         RequestKind::Reservations => {
             let s = r.reservations.ok_or_else(missing)?;
-            if json { to_json(serde_json::to_string_pretty(&s)) } else { Ok(table::reservations(&s)) }
+            if json {
+                to_json(serde_json::to_string_pretty(&s))
+            } else {
+                Ok(table::reservations(&s))
+            }
         }
         RequestKind::Luns => {
             let s = r.luns.ok_or_else(missing)?;
-            if json { to_json(serde_json::to_string_pretty(&s)) } else { Ok(table::luns(&s)) }
+            if json {
+                to_json(serde_json::to_string_pretty(&s))
+            } else {
+                Ok(table::luns(&s))
+            }
         }
     }
 }

@@ -54,7 +54,8 @@ async fn respond(mut stream: TcpStream, state: &AdminState) {
     }
     let text = String::from_utf8_lossy(&head);
     let mut parts = text.lines().next().unwrap_or("").split(' ');
-    let (method, target, version) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (method, target, version) =
+        (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     if !version.starts_with("HTTP/1.") {
         return reply(&mut stream, "400 Bad Request", "", b"bad request\n", true).await;
     }

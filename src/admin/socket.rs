@@ -39,9 +39,8 @@ pub(super) fn bind(path: &Path) -> Result<(StdUnixListener, SocketFile), String>
         Ok(meta) if meta.file_type().is_socket() => match StdUnixStream::connect(path) {
             Ok(_) => return Err(format!("admin socket {shown}: another palisade server is answering on it")),
             // Left behind by a server that did not stop cleanly.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                std::fs::remove_file(path).map_err(|e| format!("admin socket {shown}: cannot remove the stale socket: {e}"))?
-            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)
+                .map_err(|e| format!("admin socket {shown}: cannot remove the stale socket: {e}"))?,
             Err(e) => return Err(format!("admin socket {shown}: {e}")),
         },
         Ok(_) => return Err(format!("admin socket {shown}: exists and is not a socket")),
@@ -113,7 +112,8 @@ async fn client(stream: UnixStream, state: &AdminState) -> io::Result<()> {
                 Err(e) => Response::error(e),
             }
         };
-        let mut text = serde_json::to_vec(&response).unwrap_or_else(|e| format!("{{\"ok\":false,\"error\":\"{e}\"}}").into_bytes());
+        let mut text = serde_json::to_vec(&response)
+            .unwrap_or_else(|e| format!("{{\"ok\":false,\"error\":\"{e}\"}}").into_bytes());
         text.push(b'\n');
         wr.write_all(&text).await?;
         if oversized {

@@ -53,6 +53,9 @@ mod tests {
         e.family("x_total", "counter", "Things.");
         e.sample("x_total", &[("a", "q\"uo\\te\n")], 3);
         e.sample("x_total", &[], 4);
-        assert_eq!(e.finish(), "# HELP x_total Things.\n# TYPE x_total counter\nx_total{a=\"q\\\"uo\\\\te\\n\"} 3\nx_total 4\n");
+        assert_eq!(
+            e.finish(),
+            "# HELP x_total Things.\n# TYPE x_total counter\nx_total{a=\"q\\\"uo\\\\te\\n\"} 3\nx_total 4\n"
+        );
     }
 }

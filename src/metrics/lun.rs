@@ -9,8 +9,8 @@ use std::time::Instant;
 
 /// Upper bounds (µs) of the latency histogram buckets; one more bucket holds everything slower.
 pub const LATENCY_BUCKETS_MICROS: [u64; 17] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
-    2_500_000, 5_000_000, 10_000_000,
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000,
 ];
 const BUCKETS: usize = LATENCY_BUCKETS_MICROS.len() + 1;
 

@@ -35,19 +35,31 @@ pub fn render(scrape: &Scrape) -> String {
     e.family("palisade_lun_commands_total", "counter", "SCSI commands ended, by kind (read, write, other).");
     for (target, lun, c, _) in &counts {
         for op in OpKind::ALL {
-            e.sample("palisade_lun_commands_total", &[("target", target), ("lun", lun), ("op", op.name())], c.commands[op as usize]);
+            e.sample(
+                "palisade_lun_commands_total",
+                &[("target", target), ("lun", lun), ("op", op.name())],
+                c.commands[op as usize],
+            );
         }
     }
     e.family("palisade_lun_bytes_total", "counter", "Bytes moved by reads and writes that ended GOOD.");
     for (target, lun, c, _) in &counts {
         for op in [OpKind::Read, OpKind::Write] {
-            e.sample("palisade_lun_bytes_total", &[("target", target), ("lun", lun), ("op", op.name())], c.bytes[op as usize]);
+            e.sample(
+                "palisade_lun_bytes_total",
+                &[("target", target), ("lun", lun), ("op", op.name())],
+                c.bytes[op as usize],
+            );
         }
     }
     e.family("palisade_lun_errors_total", "counter", "Commands that did not end GOOD, by status or sense key.");
     for (target, lun, c, _) in &counts {
         for kind in ErrorKind::ALL {
-            e.sample("palisade_lun_errors_total", &[("target", target), ("lun", lun), ("kind", kind.name())], c.errors[kind as usize]);
+            e.sample(
+                "palisade_lun_errors_total",
+                &[("target", target), ("lun", lun), ("kind", kind.name())],
+                c.errors[kind as usize],
+            );
         }
     }
     e.family(
@@ -62,11 +74,19 @@ pub fn render(scrape: &Scrape) -> String {
             for (i, bound) in LATENCY_BUCKETS_MICROS.iter().enumerate() {
                 cumulative += buckets[i];
                 let le = format!("{}", *bound as f64 / 1e6);
-                e.sample("palisade_lun_latency_seconds_bucket", &[("target", target), ("lun", lun), ("op", op.name()), ("le", &le)], cumulative);
+                e.sample(
+                    "palisade_lun_latency_seconds_bucket",
+                    &[("target", target), ("lun", lun), ("op", op.name()), ("le", &le)],
+                    cumulative,
+                );
             }
             cumulative += buckets[LATENCY_BUCKETS_MICROS.len()];
             let labels = [("target", *target), ("lun", lun.as_str()), ("op", op.name())];
-            e.sample("palisade_lun_latency_seconds_bucket", &[labels[0], labels[1], labels[2], ("le", "+Inf")], cumulative);
+            e.sample(
+                "palisade_lun_latency_seconds_bucket",
+                &[labels[0], labels[1], labels[2], ("le", "+Inf")],
+                cumulative,
+            );
             e.sample("palisade_lun_latency_seconds_sum", &labels, c.latency_sum_micros[op as usize] as f64 / 1e6);
             e.sample("palisade_lun_latency_seconds_count", &labels, cumulative);
         }
@@ -74,7 +94,11 @@ pub fn render(scrape: &Scrape) -> String {
     e.family("palisade_lun_pr_events_total", "counter", "Reservation commands that ended GOOD, by service action.");
     for (target, lun, c, _) in &counts {
         for ev in PrEvent::ALL {
-            e.sample("palisade_lun_pr_events_total", &[("target", target), ("lun", lun), ("action", ev.name())], c.pr_events[ev as usize]);
+            e.sample(
+                "palisade_lun_pr_events_total",
+                &[("target", target), ("lun", lun), ("action", ev.name())],
+                c.pr_events[ev as usize],
+            );
         }
     }
     e.family("palisade_lun_pr_registrants", "gauge", "Persistent reservation registrations.");
@@ -122,7 +146,14 @@ mod tests {
         server.login(2, 1);
         server.reject(9);
         let scrape = Scrape {
-            luns: vec![LunSample { target: "iqn.t", lun: 3, stats: &stats, pr_registrants: 2, pr_reserved: true, pr_generation: 7 }],
+            luns: vec![LunSample {
+                target: "iqn.t",
+                lun: 3,
+                stats: &stats,
+                pr_registrants: 2,
+                pr_reserved: true,
+                pr_generation: 7,
+            }],
             sessions: vec![SessionCount { target: Some("iqn.t".into()), kind: "normal", count: 2 }],
             server: &server,
         };

@@ -16,7 +16,10 @@ pub struct ServerCounters {
 
 impl Default for ServerCounters {
     fn default() -> Self {
-        ServerCounters { logins: std::array::from_fn(|_| AtomicU64::new(0)), rejects: std::array::from_fn(|_| AtomicU64::new(0)) }
+        ServerCounters {
+            logins: std::array::from_fn(|_| AtomicU64::new(0)),
+            rejects: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
     }
 }
 
@@ -117,7 +120,11 @@ mod tests {
         c.reject(0x99);
         assert_eq!(
             c.logins(),
-            vec![("success".to_string(), 2), ("authentication_failure".to_string(), 1), ("class2_detail0f".to_string(), 1)]
+            vec![
+                ("success".to_string(), 2),
+                ("authentication_failure".to_string(), 1),
+                ("class2_detail0f".to_string(), 1)
+            ]
         );
         assert_eq!(c.rejects(), vec![("reason_00".to_string(), 1), ("protocol_error".to_string(), 1)]);
     }
