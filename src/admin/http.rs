@@ -81,6 +81,19 @@ async fn reply(stream: &mut TcpStream, status: &str, headers: &str, body: &[u8],
         let _ = stream.write_all(body).await;
     }
     let _ = stream.shutdown().await;
+    // Lingering close: read what the client still sends (an oversized head) so the kernel
+    // does not answer it with a reset that could destroy the response in flight.
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 /// Walks the live server into one Prometheus text page.
@@ -116,4 +129,47 @@ pub(super) fn scrape(state: &AdminState) -> String {
     }
     sessions.push(SessionCount { target: None, kind: "discovery", count: discovery });
     metrics::render(&Scrape { luns, sessions, server: &registry.counters })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iscsi::registry::{Registry, SessionSettings};
+
+    async fn endpoint() -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let registry = Arc::new(Registry::new(Vec::new(), SessionSettings::default(), None, true));
+        registry.counters.login(0, 0);
+        tokio::spawn(serve(listener, Arc::new(AdminState { registry, notes: Default::default() })));
+        addr
+    }
+
+    async fn get(addr: std::net::SocketAddr, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply).await;
+        String::from_utf8_lossy(&reply).into_owned()
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_and_nothing_else() {
+        let addr = endpoint().await;
+        let ok = get(addr, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+        let (head, body) = ok.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())), "{head}");
+        assert!(body.contains("palisade_logins_total{status=\"success\"} 1\n"), "{body}");
+        assert!(body.contains("palisade_sessions{target=\"\",type=\"discovery\"} 0\n"), "{body}");
+        let head_only = get(addr, b"HEAD /metrics HTTP/1.0\r\n\r\n").await;
+        assert!(head_only.starts_with("HTTP/1.1 200 OK") && head_only.ends_with("\r\n\r\n"), "{head_only}");
+        assert!(get(addr, b"GET / HTTP/1.1\r\n\r\n").await.starts_with("HTTP/1.1 404"));
+        let post = get(addr, b"POST /metrics HTTP/1.1\r\n\r\n").await;
+        assert!(post.starts_with("HTTP/1.1 405") && post.contains("Allow: GET, HEAD\r\n"), "{post}");
+        assert!(get(addr, b"GET /metrics SPDY/9\r\n\r\n").await.starts_with("HTTP/1.1 400"));
+        let mut huge = b"GET /metrics HTTP/1.1\r\n".to_vec();
+        huge.extend(std::iter::repeat_n(b'x', 3 * MAX_REQUEST_HEAD));
+        assert!(get(addr, &huge).await.starts_with("HTTP/1.1 431"));
+    }
 }

@@ -136,3 +136,65 @@ pub(super) fn answer(kind: RequestKind, state: &AdminState) -> Response {
     }
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iscsi::registry::{Registry, SessionSettings};
+    use tokio::io::AsyncBufReadExt;
+
+    fn temp_socket(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("palisade-admin-{}-{name}.sock", std::process::id()))
+    }
+
+    async fn serve_empty(path: &Path) -> SocketFile {
+        let (listener, file) = bind(path).expect("bind");
+        let registry = Arc::new(Registry::new(Vec::new(), SessionSettings::default(), None, true));
+        let state = Arc::new(AdminState { registry, notes: Default::default() });
+        tokio::spawn(serve(UnixListener::from_std(listener).unwrap(), state));
+        file
+    }
+
+    async fn ask(stream: &mut BufReader<UnixStream>, line: &[u8]) -> String {
+        stream.get_mut().write_all(line).await.unwrap();
+        let mut answer = String::new();
+        stream.read_line(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn answers_each_line_and_refuses_bad_or_oversized_requests() {
+        let path = temp_socket("lines");
+        let _file = serve_empty(&path).await;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let mut s = BufReader::new(UnixStream::connect(&path).await.unwrap());
+        assert_eq!(ask(&mut s, b"{\"request\":\"luns\"}\n").await, "{\"ok\":true,\"luns\":[]}\n");
+        assert_eq!(ask(&mut s, b"sessions\n").await, "{\"ok\":true,\"sessions\":[]}\n");
+        assert!(ask(&mut s, b"{\"request\":\"shutdown\"}\n")
+            .await
+            .starts_with("{\"ok\":false,\"error\":\"bad request"));
+        assert!(ask(&mut s, &[0xff, b'\n']).await.contains("not UTF-8"));
+        // A line longer than the limit gets one error and the connection is closed.
+        let answer = ask(&mut s, &vec![b'x'; MAX_REQUEST_LINE + 100]).await;
+        assert!(answer.contains("longer than"), "{answer}");
+        let mut rest = String::new();
+        assert_eq!(s.read_line(&mut rest).await.unwrap(), 0, "closed after an oversized line");
+    }
+
+    #[tokio::test]
+    async fn a_live_socket_is_never_taken_over_and_a_stale_one_is_replaced() {
+        let path = temp_socket("takeover");
+        let file = serve_empty(&path).await;
+        let err = bind(&path).unwrap_err();
+        assert!(err.contains("another palisade server"), "{err}");
+        drop(file);
+        assert!(!path.exists(), "the socket file goes with its server");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let (_listener, _file) = bind(&path).expect("a stale socket is replaced");
+        let plain = temp_socket("plain-file");
+        std::fs::write(&plain, b"not a socket").unwrap();
+        assert!(bind(&plain).unwrap_err().contains("not a socket"));
+        std::fs::remove_file(&plain).unwrap();
+    }
+}
