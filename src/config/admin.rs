@@ -27,6 +27,23 @@ impl AdminConfig {
             metrics_listen: None,
         }
     }
+
+    /// Without a configuration file nothing can move the socket: a data folder too deep for a
+    /// socket address leaves the server without one (and says so) rather than unable to start.
+    pub(super) fn for_zero_config(data_dir: &Path, warnings: &mut Vec<String>) -> AdminConfig {
+        let mut admin = AdminConfig::in_data_dir(data_dir);
+        if let Some(path) = admin
+            .socket
+            .take_if(|p| p.as_os_str().len() > MAX_SOCKET_PATH_BYTES)
+        {
+            warnings.push(format!(
+                "no admin socket: {} is longer than a Unix socket address ({MAX_SOCKET_PATH_BYTES} bytes); \
+                 use a shorter --data-dir, or --config with [admin] socket",
+                path.display()
+            ));
+        }
+        admin
+    }
 }
 
 impl Validator<'_> {
@@ -108,6 +125,15 @@ mod tests {
         assert_eq!(
             zero.admin.socket.as_deref(),
             Some(Path::new("/d/palisade.sock"))
+        );
+        assert!(zero.warnings.is_empty());
+        let deep = format!("/{}", "d".repeat(120));
+        let zero = Config::zero_config("127.0.0.1:3260".parse().unwrap(), deep.into());
+        assert_eq!(zero.admin.socket, None);
+        assert!(
+            zero.warnings[0].contains("no admin socket"),
+            "{:?}",
+            zero.warnings
         );
     }
 

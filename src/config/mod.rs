@@ -37,6 +37,8 @@ impl Config {
     /// The server creates `data_dir` and the image when they are missing.
     pub fn zero_config(listen: SocketAddr, data_dir: PathBuf) -> Config {
         let image = data_dir.join("lun0.img");
+        let mut warnings = Vec::new();
+        let admin = AdminConfig::for_zero_config(&data_dir, &mut warnings);
         Config {
             portals: vec![Portal {
                 name: "default".into(),
@@ -61,9 +63,9 @@ impl Config {
             }],
             discovery: DiscoveryConfig::default(),
             session: SessionConfig::default(),
-            admin: AdminConfig::in_data_dir(&data_dir),
+            admin,
             data_dir,
-            warnings: Vec::new(),
+            warnings,
         }
     }
 
