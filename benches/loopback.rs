@@ -13,7 +13,7 @@ use palisade::bench::pattern::XorShift;
 use palisade::bench::session::{Completion, Request, Session};
 use palisade::bench::url::IscsiUrl;
 use palisade::config::{
-    BackendConfig, Config, DiscoveryConfig, LunConfig, Portal, SessionConfig, TargetConfig, DEFAULT_TARGET_NAME,
+    AdminConfig, BackendConfig, Config, DiscoveryConfig, LunConfig, Portal, SessionConfig, TargetConfig, DEFAULT_TARGET_NAME,
 };
 use palisade::server::Server;
 
@@ -36,6 +36,8 @@ fn start_server(rt: &tokio::runtime::Runtime) -> SocketAddr {
         discovery: DiscoveryConfig::default(),
         session: SessionConfig::default(),
         data_dir,
+        // No admin socket: several bench processes may share the temp folder's parent.
+        admin: AdminConfig { socket: None, metrics_listen: None },
         warnings: Vec::new(),
     };
     rt.block_on(async {

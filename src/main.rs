@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use palisade::admin::{cli, protocol::RequestKind};
 use palisade::config::{parse_listen_addr, Config, DEFAULT_DATA_DIR};
 use palisade::server::Server;
 use tokio::sync::watch;
@@ -38,6 +39,54 @@ enum Command {
     CheckConfig { path: PathBuf },
     /// Measure any iSCSI target: IOPS, MiB/s, latency percentiles, optional data verification.
     Bench(palisade::bench::BenchArgs),
+    /// Persistent reservations of a running server.
+    Pr {
+        #[command(subcommand)]
+        command: PrCommand,
+    },
+    /// Sessions of a running server: initiator, ISID, peer, negotiated parameters.
+    Sessions(AdminArgs),
+    /// Logical units of a running server: backend, size, identity.
+    Luns(AdminArgs),
+}
+
+#[derive(Subcommand)]
+enum PrCommand {
+    /// Registrants and reservation holder of every LUN.
+    Show(AdminArgs),
+}
+
+/// Which running server to ask (through its admin socket, docs/operations.md).
+#[derive(Args)]
+struct AdminArgs {
+    /// The server's data folder: its socket is DIR/palisade.sock (default ./palisade-data).
+    #[arg(long, conflicts_with_all = ["socket", "config"])]
+    data_dir: Option<PathBuf>,
+    /// The admin socket itself.
+    #[arg(long, conflicts_with = "config")]
+    socket: Option<PathBuf>,
+    /// The server's configuration file: its [admin] socket.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Asks the running server one question and prints the answer.
+fn admin_command(kind: RequestKind, args: AdminArgs) -> ExitCode {
+    let answer = cli::socket_path(args.data_dir.as_deref(), args.socket.as_deref(), args.config.as_deref())
+        .and_then(|socket| cli::run(kind, &socket, args.json));
+    match answer {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn parse_listen(s: &str) -> Result<SocketAddr, String> {
@@ -48,6 +97,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(args) => ExitCode::from(palisade::bench::main(args)),
+        Command::Pr { command: PrCommand::Show(args) } => admin_command(RequestKind::Reservations, args),
+        Command::Sessions(args) => admin_command(RequestKind::Sessions, args),
+        Command::Luns(args) => admin_command(RequestKind::Luns, args),
         Command::CheckConfig { path } => match Config::load(&path) {
             Ok(c) => {
                 println!("{}", c.summary());

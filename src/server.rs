@@ -41,6 +41,8 @@ pub struct Server {
     pub registry: Arc<Registry>,
     listeners: Vec<(TcpListener, PortalAddr)>,
     luns: Vec<Arc<Lun>>,
+    /// The admin socket and metrics endpoint (src/admin), bound here, served by `run`.
+    admin: crate::admin::Admin,
 }
 
 impl Server {
@@ -76,7 +78,8 @@ impl Server {
         let registry = Arc::new(registry);
         // PREEMPT AND ABORT reaches the sessions' tasks through the registry.
         crate::iscsi::pr_aborter::install(&registry);
-        Ok(Server { registry, listeners, luns: all_luns })
+        let admin = crate::admin::Admin::bind(config).await.map_err(StartError)?;
+        Ok(Server { registry, listeners, luns: all_luns, admin })
     }
 
     /// The portals actually bound (with resolved ports).
@@ -84,9 +87,20 @@ impl Server {
         self.listeners.iter().map(|(_, p)| p.clone()).collect()
     }
 
+    /// The admin socket and metrics endpoint, when enabled.
+    pub fn admin(&self) -> &crate::admin::Admin {
+        &self.admin
+    }
+
     /// How to reach each target, for the operator.
     pub fn connect_hints(&self) -> Vec<String> {
         let mut lines = Vec::new();
+        if let Some(path) = self.admin.socket_path() {
+            lines.push(format!("admin socket {} (palisade pr show --socket {0})", path.display()));
+        }
+        if let Some(addr) = self.admin.metrics_addr() {
+            lines.push(format!("metrics on http://{addr}/metrics"));
+        }
         let mut targets: Vec<_> = self.registry.targets().collect();
         targets.sort_by(|a, b| a.name.cmp(&b.name));
         for t in targets {
@@ -106,6 +120,8 @@ impl Server {
 
     /// Serves until `shutdown` becomes true, then drains and flushes.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), StartError> {
+        // Dropped when `run` returns: the admin tasks stop and the socket file goes.
+        let _admin = self.admin.start(self.registry.clone()).map_err(StartError)?;
         let mut accepts = JoinSet::new();
         let connections = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
         for (listener, portal) in self.listeners {

@@ -18,8 +18,9 @@ pub const MAX_VALUE_LEN: usize = 8192;
 pub const MAX_TEXT_TOTAL: usize = 64 * 1024;
 
 fn is_key_char(c: u8) -> bool {
-    // RFC 7143 §6.1: key-name characters are letters, digits, '.', '-', '+', '@', '_'.
-    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+' | b'@' | b'_')
+    // RFC 7143 §6.1: key-name characters are letters, digits, '.', '-', '+', '@', '_'; '#' also
+    // appears in public extension keys ("X#name", §13.5.4), which are answered NotUnderstood.
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+' | b'@' | b'_' | b'#')
 }
 
 fn pair(input: &[u8]) -> IResult<&[u8], (&[u8], &[u8])> {
@@ -133,6 +134,7 @@ mod tests {
         assert!(parse(b"NoEquals\0").is_err());
         assert!(parse(b"=value\0").is_err());
         assert!(parse(b"Bad Key=1\0").is_err());
+        assert_eq!(parse(b"X#Ext=1\0").unwrap(), vec![("X#Ext".into(), "1".into())]);
         let long_key = format!("{}=1", "K".repeat(64));
         assert!(parse(long_key.as_bytes()).is_err());
         assert!(parse(b"K=\xff\xfe\0").is_err());

@@ -62,7 +62,7 @@ impl Validator<'_> {
             (Some(secret), None) => Some(secret.clone()),
             (None, Some(path)) => {
                 let resolved = self.resolve(path);
-                match std::fs::read_to_string(&resolved) {
+                match read_bounded(&resolved) {
                     // Editors add a final newline; it is never part of the secret.
                     Ok(text) => Some(
                         text.strip_suffix('\n')
@@ -238,4 +238,20 @@ impl Validator<'_> {
             self.problem(field, message);
         }
     }
+}
+
+/// Reads a secret file, refusing anything much longer than a CHAP secret can be, so a
+/// misconfigured path (a device, a log file) cannot hang startup or exhaust memory.
+fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let limit = (MAX_CHAP_SECRET_BYTES + 2) as u64;
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(limit + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("longer than {MAX_CHAP_SECRET_BYTES} bytes"),
+        ));
+    }
+    Ok(text)
 }

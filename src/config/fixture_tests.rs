@@ -122,6 +122,7 @@ fn full_example_parses_to_expected_values() {
             max_cmdsn_window: 256,
             login_timeout_secs: 20,
         },
+        admin: AdminConfig::in_data_dir(std::path::Path::new("/var/lib/palisade")),
         data_dir: "/var/lib/palisade".into(),
         warnings: Vec::new(),
     };

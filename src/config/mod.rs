@@ -3,6 +3,7 @@
 //! The file is read into `raw` serde structs (unknown keys rejected), then a validation pass
 //! builds the typed [`Config`], naming every problem by its field path.
 
+mod admin;
 mod auth;
 mod error;
 mod lun;
@@ -19,6 +20,7 @@ mod fixture_tests;
 #[cfg(test)]
 mod validate_tests;
 
+pub use admin::AdminConfig;
 pub use auth::{MAX_CHAP_SECRET_BYTES, MIN_CHAP_SECRET_BYTES};
 pub use error::{ConfigError, ConfigProblem};
 pub use model::*;
@@ -35,6 +37,8 @@ impl Config {
     /// The server creates `data_dir` and the image when they are missing.
     pub fn zero_config(listen: SocketAddr, data_dir: PathBuf) -> Config {
         let image = data_dir.join("lun0.img");
+        let mut warnings = Vec::new();
+        let admin = AdminConfig::for_zero_config(&data_dir, &mut warnings);
         Config {
             portals: vec![Portal {
                 name: "default".into(),
@@ -59,8 +63,9 @@ impl Config {
             }],
             discovery: DiscoveryConfig::default(),
             session: SessionConfig::default(),
+            admin,
             data_dir,
-            warnings: Vec::new(),
+            warnings,
         }
     }
 

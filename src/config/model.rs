@@ -14,6 +14,8 @@ pub const DEFAULT_DATA_DIR: &str = "palisade-data";
 pub const DEFAULT_LUN_SIZE: u64 = 1 << 30;
 /// Largest memory-backed LUN: RAM disks beyond this are almost certainly a typo.
 pub const MAX_MEMORY_LUN_SIZE: u64 = 64 << 30;
+/// File name of the admin socket inside the data folder unless `[admin] socket` says otherwise.
+pub const DEFAULT_ADMIN_SOCKET: &str = "palisade.sock";
 /// SAM-5 flat LUN addressing (single level, 14 bits): LUN ids 0..=16383.
 pub const MAX_LUN_ID: u64 = 16383;
 
@@ -23,6 +25,8 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     pub discovery: DiscoveryConfig,
     pub session: SessionConfig,
+    /// The admin socket and metrics endpoint (`[admin]`).
+    pub admin: super::admin::AdminConfig,
     /// Folder for server state (reservation records, zero-config images).
     pub data_dir: PathBuf,
     /// Non-fatal observations made while loading (name case normalized, secrets longer than

@@ -19,6 +19,8 @@ pub struct RawConfig {
     pub discovery: RawDiscovery,
     #[serde(default)]
     pub session: RawSession,
+    #[serde(default)]
+    pub admin: RawAdmin,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +98,15 @@ pub struct RawSession {
     pub initial_r2t: Option<bool>,
     pub max_cmdsn_window: Option<i64>,
     pub login_timeout_secs: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub socket: Option<PathBuf>,
+    pub socket_enabled: Option<bool>,
+    pub metrics_listen: Option<String>,
+    pub metrics_allow_remote: Option<bool>,
 }
 
 /// An NAA identifier override: a TOML integer (0x5001405… hex literal) or a hex string

@@ -45,6 +45,12 @@ impl Config {
             if s.nop_interval_secs == 0 { "never".to_string() } else { format!("{}s (timeout {}s)", s.nop_interval_secs, s.nop_timeout_secs) },
             s.login_timeout_secs,
         );
+        let _ = writeln!(
+            out,
+            "admin: socket {}; metrics {}",
+            self.admin.socket.as_ref().map_or("disabled".to_string(), |p| p.display().to_string()),
+            self.admin.metrics_listen.map_or("disabled".to_string(), |a| format!("http://{a}/metrics")),
+        );
         out
     }
 }

@@ -124,11 +124,13 @@ impl<'a> Validator<'a> {
                 .as_deref()
                 .unwrap_or(Path::new(DEFAULT_DATA_DIR)),
         );
+        let admin = self.admin(&raw.admin, &data_dir);
         Config {
             portals,
             targets,
             discovery,
             session,
+            admin,
             data_dir,
             warnings: Vec::new(),
         }

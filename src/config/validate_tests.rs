@@ -222,6 +222,14 @@ fn secret_file_drops_one_trailing_line_ending() {
 }
 
 #[test]
+fn secret_file_that_never_ends_is_refused_not_read_forever() {
+    let text = format!("{PORTAL}{TARGET}chap = {{ user = \"u\", secret_file = \"/dev/zero\" }}\n{MEMORY_LUN}");
+    let err = parse(&text).unwrap_err();
+    assert!(err.mentions_field("targets[0].chap.secret_file"), "{err}");
+    assert!(err.to_string().contains("longer than 255 bytes"), "{err}");
+}
+
+#[test]
 fn chap_secret_bounds_and_windows_warning() {
     let with_secret = |secret: &str| {
         parse(&format!(

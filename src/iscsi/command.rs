@@ -17,6 +17,7 @@ use super::response::{self, ResponseShape};
 use super::session::{RunningTask, Session};
 use super::transfer::{Transfer, TransferResult};
 use super::writer::{StatSn, WriterHandle};
+use crate::metrics::CommandProbe;
 use crate::scsi::{Completion, DataOut, Prepared, ScsiTask, Sense, SenseReason, TaskAttr};
 
 /// What the command task will run once its data is in.
@@ -48,6 +49,8 @@ impl FullFeature {
         if ordered {
             self.session.seq.accept_command();
         }
+        // Metrics (src/metrics): timed and counted against its LUN until answered or dropped.
+        let probe = CommandProbe::start(target.scsi.addressed_lun(&nexus, cmd.lun).map(|l| l.stats().clone()), &cmd.cdb);
         let task_attr = match cmd.attr {
             attr::UNTAGGED => TaskAttr::Untagged,
             attr::ORDERED => TaskAttr::Ordered,
@@ -101,7 +104,8 @@ impl FullFeature {
             None
         };
         let (gate, finished) = self.ordering.admit(cmd.lun, task_attr);
-        let guard = TaskGuard { session: self.session.clone(), itt: cmd.itt, task_id: 0, counted: ordered, _finished: finished };
+        let guard =
+            TaskGuard { session: self.session.clone(), itt: cmd.itt, task_id: 0, counted: ordered, _finished: finished, probe };
         self.spawn_command(guard, cmd.lun, cmd.cmd_sn, gate, exec, data_rx, shape);
         Flow::Continue
     }
@@ -180,6 +184,7 @@ struct TaskGuard {
     counted: bool,
     /// Dropped with the guard: tasks ordered after this one may then run.
     _finished: Finished,
+    probe: CommandProbe,
 }
 
 impl TaskGuard {
@@ -223,6 +228,7 @@ async fn run_command(
                 shape.r2t_count = r2t_count;
                 let c = Completion::check_condition(Sense::from(reason).encode(false));
                 guard.release_slot();
+                record(&mut guard.probe, &shape, &c);
                 send_all(&writer, response::build(&shape, c)).await;
                 return;
             }
@@ -237,7 +243,20 @@ async fn run_command(
         Exec::Answered(c) => c,
     };
     guard.release_slot();
+    record(&mut guard.probe, &shape, &completion);
     send_all(&writer, response::build(&shape, completion)).await;
+}
+
+/// Metrics (src/metrics): the command's status and the bytes it moved, as its response goes out.
+fn record(probe: &mut CommandProbe, shape: &ResponseShape, c: &Completion) {
+    let moved = if shape.read {
+        c.data_in.as_ref().map_or(0, |d| d.len().min(shape.edtl as usize) as u64)
+    } else if shape.write {
+        shape.data_out_len.min(shape.edtl) as u64
+    } else {
+        0
+    };
+    probe.finish(c.status, c.sense.as_deref(), moved);
 }
 
 async fn send_all(writer: &WriterHandle, pdus: Vec<(pdu::OutPdu, StatSn)>) {

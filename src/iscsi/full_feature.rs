@@ -328,6 +328,7 @@ impl FullFeature {
     }
 
     pub(super) async fn send_reject(&self, reason: u8, header: Bytes) {
+        self.registry.counters.reject(reason); // metrics (src/metrics)
         let reject = Reject { reason, seq: TargetSeq::default(), data_sn: 0, header };
         self.writer.send(reject.encode(), StatSn::Advance).await;
     }

@@ -19,7 +19,7 @@ use super::login::{
     Stage,
 };
 use super::registry::{PortalAddr, PortalPolicy, Registry};
-use super::session::{NewSession, Session};
+use super::session::{NewSession, Session, SessionOrigin};
 use crate::scsi::ItNexus;
 
 /// What a successful login hands to the Full Feature Phase.
@@ -124,6 +124,13 @@ pub async fn run(
         let rsp = response(&req, seq, transit, csg, nsg, status, tsih, data);
         send(stream, &rsp).await?;
         stat_sn = stat_sn.wrapping_add(1);
+        // Operator view (src/metrics, src/admin): the final status, and where the session came from.
+        if failed || established.is_some() {
+            registry.counters.login(status.class, status.detail);
+        }
+        if let Some(session) = &established {
+            session.set_origin(SessionOrigin { peer, portal: portal.clone(), cid: req.cid });
+        }
         if failed {
             warn!(%peer, status = %status, "login refused");
             return Err(LoginEnd::Refused);

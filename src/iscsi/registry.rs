@@ -71,6 +71,8 @@ pub struct Registry {
     pub discovery_chap: Option<ChapCredentials>,
     /// SendTargets lists a target only to initiators its ACL admits.
     pub discovery_acl_filter: bool,
+    /// Metrics (src/metrics): logins by status, Rejects by reason.
+    pub counters: crate::metrics::ServerCounters,
 }
 
 impl Registry {
@@ -81,7 +83,14 @@ impl Registry {
         discovery_acl_filter: bool,
     ) -> Registry {
         let targets = targets.into_iter().map(|t| (t.name.to_ascii_lowercase(), Arc::new(t))).collect();
-        Registry { targets, sessions: SessionTable::default(), settings, discovery_chap, discovery_acl_filter }
+        Registry {
+            targets,
+            sessions: SessionTable::default(),
+            settings,
+            discovery_chap,
+            discovery_acl_filter,
+            counters: Default::default(),
+        }
     }
 
     pub fn target(&self, name: &str) -> Option<&Arc<TargetEntry>> {

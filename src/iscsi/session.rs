@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 use super::login::{Negotiated, SessionType};
-use super::registry::TargetEntry;
+use super::registry::{PortalAddr, TargetEntry};
 use crate::scsi::ItNexus;
 
 /// The session's command window (RFC 7143 §4.2.2.1). ExpCmdSN (high 32 bits) and the number
@@ -79,6 +79,14 @@ pub struct RunningTask {
     pub abort: AbortHandle,
 }
 
+/// Where a session's connection came from, for operators (src/admin). Set once after login.
+#[derive(Clone, Debug)]
+pub struct SessionOrigin {
+    pub peer: std::net::SocketAddr,
+    pub portal: PortalAddr,
+    pub cid: u16,
+}
+
 pub struct Session {
     pub tsih: u16,
     pub kind: SessionType,
@@ -95,6 +103,9 @@ pub struct Session {
     kill: watch::Sender<bool>,
     /// Becomes true once the connection has ended and its tasks are gone.
     done: watch::Sender<bool>,
+    /// Admin view (src/admin): when the session was created and where its connection came from.
+    pub login_time: std::time::SystemTime,
+    origin: std::sync::OnceLock<SessionOrigin>,
 }
 
 impl Session {
@@ -102,6 +113,15 @@ impl Session {
     pub fn log_id(&self) -> String {
         let isid: String = self.isid.iter().map(|b| format!("{b:02x}")).collect();
         format!("{}/0x{isid}/tsih={}", self.initiator_name, self.tsih)
+    }
+
+    /// Records the connection's addresses (admin view); later calls are ignored.
+    pub fn set_origin(&self, origin: SessionOrigin) {
+        let _ = self.origin.set(origin);
+    }
+
+    pub fn origin(&self) -> Option<&SessionOrigin> {
+        self.origin.get()
     }
 
     pub fn kill_signal(&self) -> watch::Receiver<bool> {
@@ -221,6 +241,8 @@ impl SessionTable {
             tasks: Mutex::new(HashMap::new()),
             kill: watch::channel(false).0,
             done: watch::channel(false).0,
+            login_time: std::time::SystemTime::now(),
+            origin: std::sync::OnceLock::new(),
         });
         inner.sessions.insert(tsih, session.clone());
         Some(session)

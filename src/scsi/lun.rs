@@ -80,6 +80,8 @@ pub struct Lun {
     state: Mutex<LunState>,
     /// SPC-4 §5.13 persistent reservations and the fencing gate.
     pr: crate::pr::Unit,
+    /// Metrics (src/metrics): command counters, fed by the transport's response path.
+    stats: std::sync::Arc<crate::metrics::LunStats>,
 }
 
 impl Lun {
@@ -119,6 +121,7 @@ impl Lun {
                 reservation: None,
             }),
             pr: crate::pr::Unit::volatile(),
+            stats: Default::default(),
         })
     }
 
@@ -142,6 +145,10 @@ impl Lun {
     }
     pub fn physical_block_exponent(&self) -> u8 {
         self.physical_exponent
+    }
+    /// Metrics counters of this logical unit (read by the admin module's scrape).
+    pub fn stats(&self) -> &std::sync::Arc<crate::metrics::LunStats> {
+        &self.stats
     }
     pub(crate) fn ranges(&self) -> &RangeLock {
         &self.ranges

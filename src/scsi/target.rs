@@ -117,6 +117,11 @@ impl ScsiTarget {
         self.visible_lun(nexus, lun_field).is_some()
     }
 
+    /// The LUN a command from this nexus addresses (for per-LUN metrics); None when absent or masked.
+    pub fn addressed_lun(&self, nexus: &ItNexus, lun_field: u64) -> Option<&Arc<Lun>> {
+        self.visible_lun(nexus, lun_field)
+    }
+
     fn visible_lun(&self, nexus: &ItNexus, lun_field: u64) -> Option<&Arc<Lun>> {
         let id = decode_lun(lun_field)?;
         self.luns.get(&id).filter(|_| self.masking.permits(&nexus.initiator_name, id))
