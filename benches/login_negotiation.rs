@@ -14,7 +14,7 @@ struct OpenPolicy;
 
 impl LoginPolicy for OpenPolicy {
     fn target(&self, target_name: &str, _initiator: &str) -> Option<TargetAccess> {
-        (target_name == TARGET).then(|| TargetAccess { initiator_allowed: true, chap: None, mutual_chap: None, alias: None })
+        (target_name == TARGET).then_some(TargetAccess { initiator_allowed: true, chap: None, mutual_chap: None, alias: None })
     }
 
     fn discovery_auth(&self) -> Option<ChapCredentials> {

@@ -65,7 +65,7 @@ fn tests_needing_several_logical_blocks_per_physical_block_pass_on_a_512e_lun() 
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
-    let dir = stdout.lines().filter_map(|l| l.strip_prefix("output: ")).last().expect("conformance.sh output dir");
+    let dir = stdout.lines().filter_map(|l| l.strip_prefix("output: ")).next_back().expect("conformance.sh output dir");
     let results = std::fs::read_to_string(std::path::Path::new(dir.trim()).join("results.tsv")).unwrap();
     let passed = results.lines().filter(|l| l.split('\t').nth(1) == Some("PASS")).count();
     assert_eq!(passed, 5, "all five LBPPB tests must run and pass on a 512e LUN:\n{results}");

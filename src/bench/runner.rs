@@ -210,7 +210,7 @@ async fn read_capacity(s: &mut Session) -> Result<Capacity, BenchError> {
 }
 
 fn region_for(cap: Capacity, block_size: u64, range: Option<(u64, Option<u64>)>) -> Result<Region, String> {
-    if cap.block_len == 0 || block_size % cap.block_len as u64 != 0 {
+    if cap.block_len == 0 || !block_size.is_multiple_of(cap.block_len as u64) {
         return Err(format!("--block-size {block_size} is not a multiple of the LUN's {}-byte blocks", cap.block_len));
     }
     let io_blocks = block_size / cap.block_len as u64;
