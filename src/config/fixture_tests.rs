@@ -121,6 +121,7 @@ fn full_example_parses_to_expected_values() {
             max_cmdsn_window: 256,
             login_timeout_secs: 20,
         },
+        limits: LimitsConfig::default(),
         data_dir: "/var/lib/palisade".into(),
         warnings: Vec::new(),
     };

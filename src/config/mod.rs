@@ -5,6 +5,7 @@
 
 mod auth;
 mod error;
+mod limits;
 mod lun;
 mod model;
 mod names;
@@ -59,6 +60,7 @@ impl Config {
             }],
             discovery: DiscoveryConfig::default(),
             session: SessionConfig::default(),
+            limits: LimitsConfig::default(),
             data_dir,
             warnings: Vec::new(),
         }

@@ -19,6 +19,8 @@ pub struct RawConfig {
     pub discovery: RawDiscovery,
     #[serde(default)]
     pub session: RawSession,
+    #[serde(default)]
+    pub limits: RawLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +97,18 @@ pub struct RawSession {
     pub initial_r2t: Option<bool>,
     pub max_cmdsn_window: Option<i64>,
     pub login_timeout_secs: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_sessions: Option<i64>,
+    pub max_sessions_per_target: Option<i64>,
+    pub max_connections_per_address: Option<i64>,
+    pub login_idle_timeout_secs: Option<i64>,
+    pub max_session_data_bytes: Option<SizeValue>,
+    pub max_send_queue_bytes: Option<SizeValue>,
+    pub send_timeout_secs: Option<i64>,
 }
 
 /// An NAA identifier override: a TOML integer (0x5001405… hex literal) or a hex string

@@ -45,6 +45,19 @@ impl Config {
             if s.nop_interval_secs == 0 { "never".to_string() } else { format!("{}s (timeout {}s)", s.nop_interval_secs, s.nop_timeout_secs) },
             s.login_timeout_secs,
         );
+        let l = &self.limits;
+        let _ = writeln!(
+            out,
+            "limits: {} sessions ({} per target), {} connections per address, login idle {}s, \
+             {} data per session, {} send queue, send timeout {}s",
+            l.max_sessions,
+            l.max_sessions_per_target,
+            l.max_connections_per_address,
+            l.login_idle_timeout_secs,
+            super::format_size(l.max_session_data_bytes),
+            super::format_size(l.max_send_queue_bytes),
+            l.send_timeout_secs,
+        );
         out
     }
 }
