@@ -77,11 +77,22 @@ impl Server {
         }
     }
 
+    /// Sends `sig` to the running server.
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on the PID of our own unreaped child.
+        unsafe { libc::kill(self.pid() as libc::pid_t, sig) };
+    }
+
     /// SIGTERM and wait up to `limit` for the exit.
     pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        self.child.as_ref()?;
+        self.signal(libc::SIGTERM);
+        self.wait_exit(limit)
+    }
+
+    /// Waits up to `limit` for the server to exit (SIGKILL after that, returning None).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
         let mut c = self.child.take()?;
-        // SAFETY: kill(2) on the PID of our own unreaped child.
-        unsafe { libc::kill(c.id() as libc::pid_t, libc::SIGTERM) };
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Ok(Some(st)) = c.try_wait() {
