@@ -61,11 +61,9 @@ fn resets_mid_write_and_mid_read_leak_nothing_and_lose_no_acknowledged_write() {
         let garbage = vec![0xEE; 1 << 20];
         let cmd = ini.command(0, &write10_cdb(lba, 2048), 0, 1 << 20, &[]);
         ini.send(&cmd.encode());
-        let r2t = loop {
-            match ini.recv_msg(ANSWER_TIMEOUT) {
-                TargetPdu::R2t(r) => break r,
-                other => panic!("expected an R2T, got {other:?}"),
-            }
+        let r2t = match ini.recv_msg(ANSWER_TIMEOUT) {
+            TargetPdu::R2t(r) => r,
+            other => panic!("expected an R2T, got {other:?}"),
         };
         let mut half = r2t.clone();
         half.desired_data_transfer_length /= 2;

@@ -267,7 +267,7 @@ fn stalled_reader_is_bounded_and_dropped_while_other_sessions_keep_full_service(
         "stalled peer: 120 MiB of READs queued; healthy session did {rounds} verified 64 KiB write+read, \
          worst {worst:?}; server RSS {rss_before} KiB -> peak {rss_peak} KiB (+{grown} KiB)"
     );
-    assert!(worst < Duration::from_secs(1), "other sessions were slowed: worst round trip {worst:?}");
+    assert!(worst < Duration::from_secs(2), "other sessions were slowed: worst round trip {worst:?}");
     // Unbounded, 120 MiB of read data would be resident; the bound is budget 8 MiB + queue 1 MiB
     // + the writer's coalescing buffer, whatever the kernel's socket buffers took aside.
     assert!(grown < 40 * 1024, "a stalled peer grew the server by {grown} KiB");

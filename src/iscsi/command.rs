@@ -119,7 +119,7 @@ impl FullFeature {
             task_id: 0,
             counted: ordered,
             _finished: finished,
-            _live: LiveTask::new(),
+            _live: LiveTask::default(),
         };
         self.spawn_command(guard, cmd.lun, cmd.cmd_sn, gate, exec, (ticket, data_rx), shape);
         Flow::Continue

@@ -98,8 +98,8 @@ pub fn held_data_bytes() -> u64 {
 /// Counts one live command task while it exists.
 pub struct LiveTask(());
 
-impl LiveTask {
-    pub fn new() -> LiveTask {
+impl Default for LiveTask {
+    fn default() -> LiveTask {
         LIVE_TASKS.fetch_add(1, Ordering::Relaxed);
         LiveTask(())
     }
