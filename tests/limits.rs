@@ -124,39 +124,44 @@ fn nop_in_ping_unanswered_drops_the_connection_answered_keeps_it() {
     let portal = s.portal();
     let mut mute = RawInitiator::login_ok(&portal, &opts(1));
     let mut polite = RawInitiator::login_ok(&portal, &opts(2));
+    // The polite one answers every ping (NOP-Out with the ping's TTT, RFC 7143 §11.18) from the
+    // start, for longer than the mute one survives.
+    let polite_thread = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(7);
+        let mut answered = 0;
+        while Instant::now() < until {
+            match polite.recv(Duration::from_millis(300)) {
+                Ok(pdu) => {
+                    if let Ok(TargetPdu::NopIn(n)) = TargetPdu::decode(&pdu) {
+                        assert_eq!(n.itt, RESERVED_TAG);
+                        let answer = pdu::msg::NopOut {
+                            immediate: true,
+                            lun: 0,
+                            itt: RESERVED_TAG,
+                            ttt: n.ttt,
+                            cmd_sn: polite.cmd_sn,
+                            exp_stat_sn: polite.exp_stat_sn,
+                            data: bytes::Bytes::new(),
+                        };
+                        polite.send(&answer.encode());
+                        answered += 1;
+                    }
+                }
+                Err(RecvError::Timeout) => {}
+                Err(e) => panic!("answering connection lost: {e:?}"),
+            }
+        }
+        (polite, answered)
+    });
     let start = Instant::now();
-    // The mute one receives pings (RFC 7143 §11.19: ITT 0xffffffff, a real TTT) and ignores them.
+    // The mute one receives pings (ITT 0xffffffff, a real TTT, §11.19) and ignores them.
     let seen = mute.expect_closed(Duration::from_secs(8), |p| matches!(p, TargetPdu::NopIn(n) if n.itt == RESERVED_TAG));
     let took = start.elapsed();
     println!("unanswered ping: {} NOP-In, connection dropped after {took:?}", seen.len());
     assert!(!seen.is_empty(), "a ping came first");
     assert!(took >= Duration::from_secs(2), "dropped before nop_timeout: {took:?}");
-    // The polite one answers every ping for as long and stays up.
-    let until = Instant::now() + Duration::from_secs(5);
-    let mut answered = 0;
-    while Instant::now() < until {
-        match polite.recv(Duration::from_millis(500)) {
-            Ok(pdu) => {
-                if let Ok(TargetPdu::NopIn(n)) = TargetPdu::decode(&pdu) {
-                    assert_eq!(n.itt, RESERVED_TAG);
-                    let answer = pdu::msg::NopOut {
-                        immediate: true,
-                        lun: 0,
-                        itt: RESERVED_TAG,
-                        ttt: n.ttt,
-                        cmd_sn: polite.cmd_sn,
-                        exp_stat_sn: polite.exp_stat_sn,
-                        data: bytes::Bytes::new(),
-                    };
-                    polite.send(&answer.encode());
-                    answered += 1;
-                }
-            }
-            Err(RecvError::Timeout) => {}
-            Err(e) => panic!("answering connection lost: {e:?}"),
-        }
-    }
-    assert!(answered >= 2, "pings kept coming ({answered})");
+    let (mut polite, answered) = polite_thread.join().expect("polite connection");
+    assert!(answered >= 3, "pings kept coming and were answered ({answered})");
     polite.ping(b"alive");
     assert!(s.is_running());
 }

@@ -118,7 +118,6 @@ type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireE
 struct Waiting {
     itt: u32,
     units: u32,
-    write: bool,
     grant: oneshot::Sender<DataPermit>,
 }
 
@@ -143,8 +142,8 @@ impl Admission {
 }
 
 impl FullFeature {
-    /// Budget for a command that will hold `bytes` of data. `write`: its R2Ts wait for it.
-    pub(super) fn admit_data(&mut self, itt: u32, bytes: u64, write: bool) -> Ticket {
+    /// Budget for a command that will hold `bytes` of data; its R2Ts, if any, wait for it.
+    pub(super) fn admit_data(&mut self, itt: u32, bytes: u64) -> Ticket {
         if bytes == 0 {
             return Ticket::None;
         }
@@ -155,7 +154,7 @@ impl FullFeature {
             }
         }
         let (grant, rx) = oneshot::channel();
-        self.admission.waiting.push_back(Waiting { itt, units, write, grant });
+        self.admission.waiting.push_back(Waiting { itt, units, grant });
         self.budget.set_pressure(true, &self.session.seq);
         if self.admission.head.is_none() {
             self.admission.head = Some(Mutex::new(Box::pin(self.budget.pool.clone().acquire_many_owned(units))));
@@ -196,12 +195,11 @@ impl FullFeature {
         if w.grant.send(DataBudget::wrap(permit)).is_err() {
             return; // the task was aborted while it waited; the permit went back
         }
-        if w.write {
-            if let Some(mut transfer) = self.transfers.remove(&w.itt) {
-                transfer.granted = true;
-                if !self.advance_transfer(w.itt, &mut transfer).await {
-                    self.transfers.insert(w.itt, transfer);
-                }
+        // A write (or bidirectional) command's solicitation starts now.
+        if let Some(mut transfer) = self.transfers.remove(&w.itt) {
+            transfer.granted = true;
+            if !self.advance_transfer(w.itt, &mut transfer).await {
+                self.transfers.insert(w.itt, transfer);
             }
         }
     }

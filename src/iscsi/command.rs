@@ -96,7 +96,7 @@ impl FullFeature {
             (Exec::Ready(_), true) => cmd.expected_data_transfer_length,
             (Exec::Ready(_), false) => needed.min(cmd.expected_data_transfer_length),
         };
-        let ticket = self.admit_data(cmd.itt, held as u64, !cmd.read);
+        let ticket = self.admit_data(cmd.itt, held as u64);
         let wants_data = cmd.write && (!cmd.data.is_empty() || !cmd.final_bit || needed > 0);
         let data_rx = if wants_data {
             let (tx, rx) = oneshot::channel();
