@@ -13,7 +13,7 @@ use palisade::bench::pattern::XorShift;
 use palisade::bench::session::{Completion, Request, Session};
 use palisade::bench::url::IscsiUrl;
 use palisade::config::{
-    AdminConfig, BackendConfig, Config, DiscoveryConfig, LunConfig, Portal, SessionConfig, TargetConfig, DEFAULT_TARGET_NAME,
+    AdminConfig, BackendConfig, Config, DiscoveryConfig, LimitsConfig, LunConfig, Portal, SessionConfig, TargetConfig, DEFAULT_TARGET_NAME,
 };
 use palisade::server::Server;
 
@@ -38,6 +38,7 @@ fn start_server(rt: &tokio::runtime::Runtime) -> SocketAddr {
         data_dir,
         // No admin socket: several bench processes may share the temp folder's parent.
         admin: AdminConfig { socket: None, metrics_listen: None },
+        limits: LimitsConfig::default(),
         warnings: Vec::new(),
     };
     rt.block_on(async {

@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 use crate::backend::{Backend, BlockDeviceBackend, FileBackend, MemoryBackend};
 use crate::config::{BackendConfig, ChapConfig, Config, LunConfig, TargetConfig};
 use crate::iscsi::connection;
+use crate::iscsi::limits::ResourceLimits;
 use crate::iscsi::login::{ChapCredentials, TargetLimits};
 use crate::iscsi::registry::{format_portal, PortalAddr, Registry, SessionSettings, TargetEntry};
 use crate::scsi::{Lun, LunIdentity, LunMasking, ScsiTarget};
@@ -181,6 +182,19 @@ fn settings(config: &Config) -> SessionSettings {
         nop_timeout: Duration::from_secs(s.nop_timeout_secs.max(1)),
         cmd_window: s.max_cmdsn_window,
         login_timeout: Duration::from_secs(s.login_timeout_secs.max(1)),
+        resources: resources(&config.limits),
+    }
+}
+
+fn resources(l: &crate::config::LimitsConfig) -> ResourceLimits {
+    ResourceLimits {
+        max_sessions: l.max_sessions,
+        max_sessions_per_target: l.max_sessions_per_target,
+        max_connections_per_address: l.max_connections_per_address,
+        login_idle_timeout: Duration::from_secs(l.login_idle_timeout_secs),
+        max_session_data_bytes: l.max_session_data_bytes,
+        max_send_queue_bytes: l.max_send_queue_bytes,
+        send_timeout: Duration::from_secs(l.send_timeout_secs),
     }
 }
 

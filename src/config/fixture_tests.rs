@@ -123,6 +123,7 @@ fn full_example_parses_to_expected_values() {
             login_timeout_secs: 20,
         },
         admin: AdminConfig::in_data_dir(std::path::Path::new("/var/lib/palisade")),
+        limits: LimitsConfig::default(),
         data_dir: "/var/lib/palisade".into(),
         warnings: Vec::new(),
     };

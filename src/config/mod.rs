@@ -6,6 +6,7 @@
 mod admin;
 mod auth;
 mod error;
+mod limits;
 mod lun;
 mod model;
 mod names;
@@ -64,6 +65,7 @@ impl Config {
             discovery: DiscoveryConfig::default(),
             session: SessionConfig::default(),
             admin,
+            limits: LimitsConfig::default(),
             data_dir,
             warnings,
         }

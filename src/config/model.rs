@@ -27,6 +27,7 @@ pub struct Config {
     pub session: SessionConfig,
     /// The admin socket and metrics endpoint (`[admin]`).
     pub admin: super::admin::AdminConfig,
+    pub limits: LimitsConfig,
     /// Folder for server state (reservation records, zero-config images).
     pub data_dir: PathBuf,
     /// Non-fatal observations made while loading (name case normalized, secrets longer than
@@ -182,6 +183,43 @@ impl Default for SessionConfig {
             initial_r2t: false,
             max_cmdsn_window: 128,
             login_timeout_secs: 15,
+        }
+    }
+}
+
+/// Resource limits (`[limits]`): what one host, session or stalled peer may hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsConfig {
+    /// Sessions (normal and discovery) the server holds at once; a login beyond is refused
+    /// with 03/02 Out of resources (RFC 7143 §11.13.5).
+    pub max_sessions: u32,
+    /// Normal sessions one target holds at once; beyond, 03/02 Out of resources.
+    pub max_sessions_per_target: u32,
+    /// TCP connections (logging in or logged in) from one IP address; beyond, new
+    /// connections are closed at accept.
+    pub max_connections_per_address: u32,
+    /// Seconds a new connection may stay silent before its first Login Request is in.
+    pub login_idle_timeout_secs: u64,
+    /// Bytes of command data (write data received, read data produced) a session may hold;
+    /// beyond, commands wait and MaxCmdSN stops advancing.
+    pub max_session_data_bytes: u64,
+    /// Bytes queued for the socket per connection before senders wait.
+    pub max_send_queue_bytes: u64,
+    /// Seconds a connection's socket may accept no bytes while the target has data to send
+    /// before the connection is dropped (a peer that stopped reading).
+    pub send_timeout_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_sessions: 1024,
+            max_sessions_per_target: 512,
+            max_connections_per_address: 256,
+            login_idle_timeout_secs: 5,
+            max_session_data_bytes: 64 << 20,
+            max_send_queue_bytes: 4 << 20,
+            send_timeout_secs: 30,
         }
     }
 }

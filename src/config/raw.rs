@@ -21,6 +21,8 @@ pub struct RawConfig {
     pub session: RawSession,
     #[serde(default)]
     pub admin: RawAdmin,
+    #[serde(default)]
+    pub limits: RawLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +109,18 @@ pub struct RawAdmin {
     pub socket_enabled: Option<bool>,
     pub metrics_listen: Option<String>,
     pub metrics_allow_remote: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_sessions: Option<i64>,
+    pub max_sessions_per_target: Option<i64>,
+    pub max_connections_per_address: Option<i64>,
+    pub login_idle_timeout_secs: Option<i64>,
+    pub max_session_data_bytes: Option<SizeValue>,
+    pub max_send_queue_bytes: Option<SizeValue>,
+    pub send_timeout_secs: Option<i64>,
 }
 
 /// An NAA identifier override: a TOML integer (0x5001405… hex literal) or a hex string

@@ -51,6 +51,19 @@ impl Config {
             self.admin.socket.as_ref().map_or("disabled".to_string(), |p| p.display().to_string()),
             self.admin.metrics_listen.map_or("disabled".to_string(), |a| format!("http://{a}/metrics")),
         );
+        let l = &self.limits;
+        let _ = writeln!(
+            out,
+            "limits: {} sessions ({} per target), {} connections per address, login idle {}s, \
+             {} data per session, {} send queue, send timeout {}s",
+            l.max_sessions,
+            l.max_sessions_per_target,
+            l.max_connections_per_address,
+            l.login_idle_timeout_secs,
+            super::format_size(l.max_session_data_bytes),
+            super::format_size(l.max_send_queue_bytes),
+            l.send_timeout_secs,
+        );
         out
     }
 }

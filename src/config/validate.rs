@@ -119,6 +119,7 @@ impl<'a> Validator<'a> {
         let discovery = self.discovery(&raw.discovery);
         self.check_secret_roles(&targets, &discovery);
         let session = self.session(&raw.session);
+        let limits = self.limits(&raw.limits);
         let data_dir = self.resolve(
             raw.data_dir
                 .as_deref()
@@ -131,6 +132,7 @@ impl<'a> Validator<'a> {
             discovery,
             session,
             admin,
+            limits,
             data_dir,
             warnings: Vec::new(),
         }

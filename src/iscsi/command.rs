@@ -11,7 +11,9 @@ use pdu::Pdu;
 use tokio::sync::oneshot;
 use tracing::debug;
 
+use super::budget::{DataBudget, Ticket};
 use super::full_feature::{Flow, FullFeature};
+use super::limits::LiveTask;
 use super::ordering::{Finished, Gate};
 use super::response::{self, ResponseShape};
 use super::session::{RunningTask, Session};
@@ -90,12 +92,21 @@ impl FullFeature {
             max_recv_data_segment_length: self.session.params.max_recv_data_segment_length_initiator,
             max_burst_length: self.session.params.max_burst_length,
         };
+        // The session's data budget (budget.rs) covers the write data kept or the read data
+        // produced; a command that does not fit yet waits without R2Ts or execution.
+        let held = match (&exec, cmd.read) {
+            (Exec::Answered(_), _) => 0,
+            (Exec::Ready(_), true) => cmd.expected_data_transfer_length,
+            (Exec::Ready(_), false) => needed.min(cmd.expected_data_transfer_length),
+        };
+        let ticket = self.admit_data(cmd.itt, held as u64);
         let wants_data = cmd.write && (!cmd.data.is_empty() || !cmd.final_bit || needed > 0);
         let data_rx = if wants_data {
             let (tx, rx) = oneshot::channel();
             let edtl = cmd.expected_data_transfer_length;
             let mut transfer =
                 Transfer::start(cmd.lun, edtl, needed, cmd.data.clone(), cmd.final_bit, &self.limits, tx);
+            transfer.granted = !matches!(ticket, Ticket::Wait(_));
             if !self.advance_transfer(cmd.itt, &mut transfer).await {
                 self.transfers.insert(cmd.itt, transfer);
             }
@@ -104,14 +115,22 @@ impl FullFeature {
             None
         };
         let (gate, finished) = self.ordering.admit(cmd.lun, task_attr);
-        let guard =
-            TaskGuard { session: self.session.clone(), itt: cmd.itt, task_id: 0, counted: ordered, _finished: finished, probe };
-        self.spawn_command(guard, cmd.lun, cmd.cmd_sn, gate, exec, data_rx, shape);
+        let guard = TaskGuard {
+            session: self.session.clone(),
+            budget: self.budget.clone(),
+            itt: cmd.itt,
+            task_id: 0,
+            counted: ordered,
+            _finished: finished,
+            _live: LiveTask::default(),
+            probe,
+        };
+        self.spawn_command(guard, cmd.lun, cmd.cmd_sn, gate, exec, (ticket, data_rx), shape);
         Flow::Continue
     }
 
     /// Sends the R2Ts the transfer wants now; returns true once it is complete.
-    async fn advance_transfer(&mut self, itt: u32, transfer: &mut Transfer) -> bool {
+    pub(super) async fn advance_transfer(&mut self, itt: u32, transfer: &mut Transfer) -> bool {
         let ttts = &mut self.ttts;
         let r2ts = transfer.solicit(&self.limits, &mut || ttts.next());
         for r in r2ts {
@@ -159,7 +178,7 @@ impl FullFeature {
         cmd_sn: u32,
         gate: Gate,
         exec: Exec,
-        data_rx: Option<oneshot::Receiver<TransferResult>>,
+        data: (Ticket, Option<oneshot::Receiver<TransferResult>>),
         shape: ResponseShape,
     ) {
         let task_id = self.next_task_id;
@@ -170,7 +189,7 @@ impl FullFeature {
         // Holding the task table while spawning means the task cannot finish (and remove
         // itself) before its entry exists.
         let mut tasks = self.session.tasks.lock().unwrap();
-        let handle = self.tasks.spawn(run_command(guard, writer, gate, exec, data_rx, shape));
+        let handle = self.tasks.spawn(run_command(guard, writer, gate, exec, data, shape));
         tasks.insert(itt, RunningTask { task_id, lun, cmd_sn, abort: handle });
     }
 }
@@ -179,12 +198,14 @@ impl FullFeature {
 /// when it is aborted.
 struct TaskGuard {
     session: Arc<Session>,
+    budget: Arc<DataBudget>,
     itt: u32,
     task_id: u64,
     counted: bool,
     /// Dropped with the guard: tasks ordered after this one may then run.
     _finished: Finished,
     probe: CommandProbe,
+    _live: LiveTask,
 }
 
 impl TaskGuard {
@@ -192,7 +213,7 @@ impl TaskGuard {
     /// advertises the larger MaxCmdSN (RFC 7143 §4.2.2.1).
     fn release_slot(&mut self) {
         if std::mem::take(&mut self.counted) {
-            self.session.seq.complete_command();
+            self.budget.release_slot(&self.session.seq);
         }
     }
 }
@@ -201,7 +222,7 @@ impl Drop for TaskGuard {
     fn drop(&mut self) {
         self.session.finish_task(self.itt, self.task_id);
         if self.counted {
-            self.session.seq.complete_command();
+            self.budget.release_slot(&self.session.seq);
         }
     }
 }
@@ -211,9 +232,11 @@ async fn run_command(
     writer: WriterHandle,
     gate: Gate,
     exec: Exec,
-    data_rx: Option<oneshot::Receiver<TransferResult>>,
+    (ticket, data_rx): (Ticket, Option<oneshot::Receiver<TransferResult>>),
     mut shape: ResponseShape,
 ) {
+    // Held until the response is queued; None: aborted while waiting for budget.
+    let Some(_permit) = ticket.redeem().await else { return };
     let data = match data_rx {
         None => DataOut::new(),
         Some(rx) => match rx.await {

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tracing::{debug, info, info_span, Instrument};
+use tokio::io::AsyncReadExt;
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::full_feature::FullFeature;
+use super::limits;
 use super::login_phase::{self, LoginEnd};
 use super::registry::{PortalAddr, Registry};
 use super::writer;
@@ -21,9 +23,24 @@ pub async fn serve(
     portal: PortalAddr,
     shutdown: watch::Receiver<bool>,
 ) {
+    let resources = &registry.settings.resources;
+    let Some(_address_slot) = registry.connections.admit(peer.ip(), resources.max_connections_per_address) else {
+        // Closed at accept: no task or buffer is spent on a host over its limit.
+        warn!(%peer, limit = resources.max_connections_per_address, "too many connections from this address, closing");
+        return;
+    };
     // Small PDUs (responses, R2Ts) must not wait for Nagle.
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    // A socket that never starts a login holds its slot only briefly.
+    match tokio::time::timeout(resources.login_idle_timeout, read_first_header(&mut stream, &mut buf)).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(_) => {
+            info!(%peer, "no login request in time, closing");
+            return;
+        }
+    }
     let login = tokio::time::timeout(
         registry.settings.login_timeout,
         login_phase::run(&mut stream, &mut buf, &registry, &portal, peer),
@@ -47,7 +64,9 @@ pub async fn serve(
         let (rd, wr) = stream.into_split();
         let p = &session.params;
         let digests = pdu::Digests { header: p.header_digest, data: p.data_digest };
-        let (writer, writer_task) = writer::spawn(wr, digests, established.next_stat_sn, session.clone());
+        let r = &registry.settings.resources;
+        let send_limits = writer::SendLimits { queue_bytes: r.max_send_queue_bytes, timeout: r.send_timeout };
+        let (writer, writer_task) = writer::spawn(wr, digests, established.next_stat_sn, session.clone(), send_limits);
         let ffp = FullFeature::new(session.clone(), registry.clone(), writer.clone(), established.cid);
         let end = ffp.run(rd, buf, shutdown).await;
         writer.close().await;
@@ -59,8 +78,24 @@ pub async fn serve(
         }
         registry.sessions.remove_if_same(&session);
         session.mark_done();
-        info!(?end, "connection closed");
+        info!(
+            ?end,
+            live_tasks = limits::live_tasks(),
+            held_data_bytes = limits::held_data_bytes(),
+            "connection closed"
+        );
     }
     .instrument(span)
     .await
+}
+
+/// Reads until a whole Basic Header Segment is in `buf`; false when the peer closed first.
+async fn read_first_header(stream: &mut TcpStream, buf: &mut BytesMut) -> bool {
+    while buf.len() < pdu::BHS_LEN {
+        match stream.read_buf(buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(_) => {}
+        }
+    }
+    true
 }

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
+use super::budget::{Admission, DataBudget};
 use super::ordering::TaskOrdering;
 use super::registry::Registry;
 use super::session::{CmdSnClass, Session};
@@ -75,6 +76,9 @@ pub struct FullFeature {
     pub(super) next_task_id: u64,
     ping: Option<(u32, Instant)>,
     last_rx: Instant,
+    /// Command data this session may hold, and the commands waiting for it.
+    pub(super) budget: Arc<DataBudget>,
+    pub(super) admission: Admission,
 }
 
 impl FullFeature {
@@ -91,7 +95,10 @@ impl FullFeature {
             immediate_data: p.immediate_data,
             initial_r2t: p.initial_r2t,
         };
+        let budget = Arc::new(DataBudget::new(registry.settings.resources.max_session_data_bytes));
         FullFeature {
+            budget,
+            admission: Admission::default(),
             session,
             registry,
             writer,
@@ -164,6 +171,7 @@ impl FullFeature {
                     }
                 }
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+                permit = self.admission.next_grant() => self.on_granted(permit).await,
             }
         };
         self.finish().await;

@@ -213,7 +213,7 @@ async fn open_session(
         cmd_window: registry.settings.cmd_window,
     };
     let keep_tsih = (result.tsih_requested != 0).then_some(result.tsih_requested);
-    registry.sessions.insert(new, keep_tsih).ok_or(LoginStatus::OUT_OF_RESOURCES)
+    registry.sessions.insert_within(new, keep_tsih, &registry.settings.resources)
 }
 
 fn to_machine_request(req: &LoginPdu, keys: Vec<(String, String)>) -> LoginRequest {

@@ -2,11 +2,13 @@
 //! sequencing (CmdSN, StatSN, DataSN), data transfer (R2T, Data-In/Out) and task management,
 //! and hands SCSI tasks to `crate::scsi` without knowing what they do.
 
+mod budget;
 mod command;
 pub mod connection;
 mod full_feature;
 pub mod login;
 mod login_phase;
+pub mod limits;
 mod logout;
 mod ordering;
 pub mod pr_aborter;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::limits::{ConnectionsByAddress, ResourceLimits};
 use super::login::{ChapCredentials, LoginPolicy, TargetAccess, TargetLimits};
 use super::session::SessionTable;
 use crate::scsi::ScsiTarget;
@@ -50,6 +51,8 @@ pub struct SessionSettings {
     pub cmd_window: u32,
     /// Time allowed for a whole login phase.
     pub login_timeout: Duration,
+    /// What hosts, targets and sessions may hold.
+    pub resources: ResourceLimits,
 }
 
 impl Default for SessionSettings {
@@ -60,6 +63,7 @@ impl Default for SessionSettings {
             nop_timeout: Duration::from_secs(30),
             cmd_window: 128,
             login_timeout: Duration::from_secs(30),
+            resources: ResourceLimits::default(),
         }
     }
 }
@@ -67,6 +71,8 @@ impl Default for SessionSettings {
 pub struct Registry {
     targets: HashMap<String, Arc<TargetEntry>>,
     pub sessions: SessionTable,
+    /// Open connections per initiator address (`max_connections_per_address`).
+    pub connections: ConnectionsByAddress,
     pub settings: SessionSettings,
     pub discovery_chap: Option<ChapCredentials>,
     /// SendTargets lists a target only to initiators its ACL admits.
@@ -86,6 +92,7 @@ impl Registry {
         Registry {
             targets,
             sessions: SessionTable::default(),
+            connections: ConnectionsByAddress::default(),
             settings,
             discovery_chap,
             discovery_acl_filter,

@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
-use super::login::{Negotiated, SessionType};
+use super::limits::ResourceLimits;
+use super::login::{LoginStatus, Negotiated, SessionType};
 use super::registry::{PortalAddr, TargetEntry};
 use crate::scsi::ItNexus;
 
@@ -135,6 +136,11 @@ impl Session {
         let _ = tokio::time::timeout(wait, done.wait_for(|d| *d)).await;
     }
 
+    /// Makes the connection close without waiting (its writer could not deliver).
+    pub fn kill_connection(&self) {
+        self.kill.send_replace(true);
+    }
+
     /// Called by the connection when it has ended and drained its tasks.
     pub fn mark_done(&self) {
         self.done.send_replace(true);
@@ -208,10 +214,37 @@ impl SessionTable {
         old.iter().filter_map(|tsih| inner.sessions.remove(tsih)).collect()
     }
 
+    /// [`SessionTable::insert`] within the session limits: a login that would exceed the total
+    /// or the target's count is refused with 03/02 Out of resources (RFC 7143 §11.13.5). The
+    /// check and the insertion happen under one lock, so concurrent logins cannot overshoot.
+    pub fn insert_within(
+        &self,
+        new: NewSession,
+        keep: Option<u16>,
+        limits: &ResourceLimits,
+    ) -> Result<Arc<Session>, LoginStatus> {
+        let mut inner = self.inner.lock().unwrap();
+        let total = inner.sessions.len();
+        let target = new.target.as_ref().map(|t| t.name.as_str());
+        let of_target = target.map_or(0, |name| {
+            inner.sessions.values().filter(|s| s.target.as_ref().is_some_and(|t| t.name == name)).count()
+        });
+        if total >= limits.max_sessions as usize
+            || (target.is_some() && of_target >= limits.max_sessions_per_target as usize)
+        {
+            tracing::warn!(total, of_target, target, "session limit reached, refusing the login");
+            return Err(LoginStatus::OUT_OF_RESOURCES);
+        }
+        Self::insert_locked(&mut inner, new, keep).ok_or(LoginStatus::OUT_OF_RESOURCES)
+    }
+
     /// Registers a session under a fresh non-zero TSIH (RFC 7143 §11.12.6: 0 is reserved).
     /// `keep` reuses a TSIH whose session was just removed (connection reinstatement, §6.3.4).
     pub fn insert(&self, new: NewSession, keep: Option<u16>) -> Option<Arc<Session>> {
-        let mut inner = self.inner.lock().unwrap();
+        Self::insert_locked(&mut self.inner.lock().unwrap(), new, keep)
+    }
+
+    fn insert_locked(inner: &mut TableInner, new: NewSession, keep: Option<u16>) -> Option<Arc<Session>> {
         if inner.sessions.len() >= u16::MAX as usize - 1 {
             return None;
         }

@@ -50,6 +50,8 @@ pub struct Limits {
 
 pub struct Transfer {
     pub lun: u64,
+    /// The session's data budget covers this command; until then no R2T is sent (budget.rs).
+    pub granted: bool,
     /// Expected Data Transfer Length of the command.
     edtl: u32,
     /// Bytes handed to the SCSI layer: min(EDTL, what the CDB needs).
@@ -82,6 +84,7 @@ impl Transfer {
         let imm = immediate.len() as u32;
         let mut t = Transfer {
             lun,
+            granted: true,
             edtl,
             keep: needed.min(edtl),
             data: DataOut::new(),
@@ -211,7 +214,7 @@ impl Transfer {
     /// for more than the command needs, and stops once the task has failed.
     pub fn solicit(&mut self, limits: &Limits, next_ttt: &mut impl FnMut() -> u32) -> Vec<R2tRequest> {
         let mut out = Vec::new();
-        if self.unsolicited_open || self.failure.is_some() {
+        if self.unsolicited_open || self.failure.is_some() || !self.granted {
             return out;
         }
         self.next_solicit = self.next_solicit.max(self.unsolicited_received);
