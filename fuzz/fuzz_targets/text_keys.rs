@@ -15,7 +15,8 @@ use pdu::text::{self, TextAccumulator, MAX_KEY_LEN, MAX_VALUE_LEN};
 use pdu::DecodeError;
 
 fn is_key_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+' | b'@' | b'_')
+    // RFC 7143 §6.1, plus '#' of public extension keys (X#name, §13.5.4).
+    c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+' | b'@' | b'_' | b'#')
 }
 
 /// Feeds `data` in pieces sized by a generator seeded with `seed`.

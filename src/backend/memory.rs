@@ -2,7 +2,7 @@
 //! concurrent I/O to different regions never contends and an untouched LUN costs no memory.
 
 use super::Extent;
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use std::io;
 use std::sync::RwLock;
 
@@ -49,14 +49,15 @@ impl MemoryBackend {
 
     pub(crate) fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         self.check_range(offset, len as u64)?;
-        let mut out = BytesMut::zeroed(len);
-        let mut filled = 0;
+        // Each byte is written once: copied from its chunk, or zero for an unwritten chunk
+        // (no zero-fill-then-overwrite pass over the buffer).
+        let mut out = BytesMut::with_capacity(len);
         for (index, within, n) in Self::pieces(offset, len as u64) {
             let chunk = self.chunks[index].read().unwrap_or_else(|p| p.into_inner());
-            if let Some(data) = chunk.as_ref() {
-                out[filled..filled + n].copy_from_slice(&data[within..within + n]);
+            match chunk.as_ref() {
+                Some(data) => out.extend_from_slice(&data[within..within + n]),
+                None => out.put_bytes(0, n),
             }
-            filled += n;
         }
         Ok(out.freeze())
     }

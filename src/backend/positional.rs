@@ -28,12 +28,7 @@ impl PositionalFile {
 
     pub(crate) async fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         let file = self.file.clone();
-        blocking(move || {
-            let mut buf = BytesMut::zeroed(len);
-            file.read_exact_at(&mut buf, offset)?;
-            Ok(buf.freeze())
-        })
-        .await
+        blocking(move || read_into_new(&file, offset, len)).await
     }
 
     /// Writes each segment at its own offset (no coalescing copy); `fua` adds an fdatasync.
@@ -98,4 +93,39 @@ pub(crate) fn write_zeros(file: &File, offset: u64, len: u64) -> io::Result<()> 
         done += n;
     }
     Ok(())
+}
+
+/// Reads exactly `len` bytes at `offset` into a fresh buffer without zero-filling it first:
+/// `pread` writes straight into the buffer's spare capacity.
+fn read_into_new(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
+    use std::os::unix::io::AsRawFd;
+    let mut buf = BytesMut::with_capacity(len);
+    while buf.len() < len {
+        let done = buf.len();
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: pread writes at most `len - done` bytes, which fit in the spare capacity
+        // (capacity >= len); it only writes through the pointer, never reads.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                spare.as_mut_ptr().cast::<libc::c_void>(),
+                len - done,
+                (offset + done as u64) as libc::off_t,
+            )
+        };
+        match n {
+            n if n > 0 => {
+                // SAFETY: pread initialised the next `n` bytes.
+                unsafe { buf.set_len(done + n as usize) };
+            }
+            0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+    Ok(buf.freeze())
 }
