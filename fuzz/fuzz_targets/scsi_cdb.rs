@@ -76,6 +76,9 @@ fn data_in_allowed(cdb: &[u8; 16], block_size: u64) -> u64 {
         0x03 | 0x1a => cdb[4] as u64,                // REQUEST SENSE, MODE SENSE(6)
         0x12 => be16(&cdb[3..5]),                    // INQUIRY
         0x5a | 0x5e => be16(&cdb[7..9]),             // MODE SENSE(10), PERSISTENT RESERVE IN
+        0x37 => be16(&cdb[7..9]),                    // READ DEFECT DATA(10)
+        0xb7 => be32(&cdb[6..10]),                   // READ DEFECT DATA(12)
+        0x84 => be32(&cdb[10..14]),                  // RECEIVE COPY RESULTS
         0x25 => 8,                                   // READ CAPACITY(10)
         0x9e => be32(&cdb[10..14]),                  // SERVICE ACTION IN(16): READ CAPACITY(16)
         0xa0 | 0xa3 => be32(&cdb[6..10]),            // REPORT LUNS, MAINTENANCE IN (RSOC)
