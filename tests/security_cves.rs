@@ -95,6 +95,9 @@ fn chap_attempt(t: &TargetProcess, answer: impl Fn(u8, &[u8]) -> Vec<(String, St
     (rsp.status_class, rsp.status_detail)
 }
 
+/// The initiator's last CHAP keys, from the target's (CHAP_I, CHAP_C).
+type ChapAnswer = dyn Fn(u8, &[u8]) -> Vec<(String, String)>;
+
 fn kv(k: &str, v: String) -> (String, String) {
     (k.to_string(), v)
 }
@@ -107,7 +110,7 @@ fn oversized_chap_values_are_refused_cve_2018_14633() {
     std::env::set_var("RUST_LOG", "debug");
     let mut t = chap_target();
     let good = |id: u8, c: &[u8]| encode_hex(&chap_response(id, CHAP_SECRET.as_bytes(), c));
-    let cases: Vec<(&str, Box<dyn Fn(u8, &[u8]) -> Vec<(String, String)>>)> = vec![
+    let cases: Vec<(&str, Box<ChapAnswer>)> = vec![
         ("CHAP_N of 6000 bytes", Box::new(move |id, c| vec![kv("CHAP_N", "u".repeat(6000)), kv("CHAP_R", good(id, c))])),
         ("CHAP_R of 3000 hex bytes", Box::new(|_, _| vec![kv("CHAP_N", CHAP_USER.into()), kv("CHAP_R", format!("0x{}", "ab".repeat(3000)))])),
         ("CHAP_R odd-length hex", Box::new(|_, _| vec![kv("CHAP_N", CHAP_USER.into()), kv("CHAP_R", format!("0x{}", "a".repeat(33)))])),
@@ -236,6 +239,9 @@ fn oversized_pre_login_data_is_refused_without_memory_growth() {
     RawInitiator::login_ok(&t.portal(), &LoginOptions::normal(INITIATOR, DEFAULT_IQN)).ping(b"still serving");
 }
 
+/// (sense key, ASC, ASCQ).
+type SenseCode = (u8, u8, u8);
+
 fn pr_out_cdb(action: u8, len: u32) -> [u8; 10] {
     let mut cdb = [0x5F, action, 0, 0, 0, 0, 0, 0, 0, 0];
     cdb[5..9].copy_from_slice(&len.to_be_bytes());
@@ -280,7 +286,7 @@ fn malformed_transport_ids_are_refused_with_parameter_list_errors() {
     let list_length = (0x05, 0x1A, 0x00);
     let name = "iqn.2026-11.test.palisade:other";
     let good = tid(0, 36, &padded(name, 36));
-    let cases: Vec<(&str, Vec<u8>, (u8, u8, u8))> = vec![
+    let cases: Vec<(&str, Vec<u8>, SenseCode)> = vec![
         ("ADDITIONAL LENGTH past the list", spec_i_pt_list(1, &tid(0, 0x0400, &padded(name, 36)), 40), invalid_field),
         ("ADDITIONAL LENGTH 0xfffc", spec_i_pt_list(1, &tid(0, 0xfffc, &padded(name, 36)), 40), invalid_field),
         ("unterminated name", spec_i_pt_list(1, &tid(0, 36, &[b'a'; 36]), 40), invalid_field),
@@ -375,7 +381,7 @@ fn teardown_races_leave_no_task_or_buffer_behind() {
             while !done.load(Ordering::Relaxed) {
                 let opts = LoginOptions::normal(INITIATOR, DEFAULT_IQN).isid([0x80, 0, 0, 2, 0, (rounds % 200) as u8]);
                 let mut ini = RawInitiator::login_ok(&portal, &opts);
-                if rounds % 2 == 0 {
+                if rounds.is_multiple_of(2) {
                     // LOGICAL UNIT RESET (RFC 7143 §11.5.1 function 5) under everyone's feet.
                     let rsp = ini.task_mgmt(5, 0, pdu::RESERVED_TAG, ini.cmd_sn);
                     assert_eq!(rsp.response, 0, "LU reset refused");
