@@ -441,3 +441,61 @@ impl ReloadHandle {
         Ok(summary)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path, targets: &str) -> Config {
+        let text = format!("data_dir = \"{}\"\n\n[[portals]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\n{targets}", dir.display());
+        Config::from_toml_str(&text, dir).expect("test config")
+    }
+
+    fn target(name: &str, luns: &[(u64, &str)]) -> String {
+        let mut t = format!("\n[[targets]]\nname = \"{name}\"\n");
+        for (id, size) in luns {
+            t += &format!("\n[[targets.luns]]\nid = {id}\nbackend = \"memory\"\nsize = \"{size}\"\n");
+        }
+        t
+    }
+
+    fn lun(registry: &Registry, target: &str, id: u64) -> Arc<Lun> {
+        let entry = registry.target(target).expect("target served");
+        let found = entry.scsi.luns().find(|l| l.id() == id).cloned();
+        found.expect("LUN served")
+    }
+
+    #[tokio::test]
+    async fn reload_reuses_unchanged_luns_and_targets_and_retires_removed_ones() {
+        let dir = std::env::temp_dir().join(format!("palisade-reload-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b, c) = ("iqn.2026-11.test:a", "iqn.2026-11.test:b", "iqn.2026-11.test:c");
+        let before = config(&dir, &(target(a, &[(0, "1MiB"), (1, "1MiB")]) + &target(b, &[(0, "1MiB")])));
+        let server = Server::bind(&before).await.expect("bind");
+        let registry = server.registry.clone();
+        let (a0, a1, b_entry) = (lun(&registry, a, 0), lun(&registry, a, 1), registry.target(b).unwrap());
+        let handle = server.reload_handle();
+
+        let after = config(&dir, &(target(a, &[(0, "1MiB"), (1, "2MiB")]) + &target(c, &[(0, "1MiB")])));
+        let summary = handle.reload(&after).await.expect("reload");
+        assert_eq!((summary.added, summary.removed, summary.changed), (vec![c.into()], vec![b.into()], vec![a.into()]));
+        assert!(Arc::ptr_eq(&a0, &lun(&registry, a, 0)), "unchanged LUN is the same object");
+        assert!(!Arc::ptr_eq(&a1, &lun(&registry, a, 1)), "a changed LUN is opened anew");
+        assert!(registry.target(b).is_none() && *b_entry.retired.borrow(), "removed target retired");
+
+        // The same file again changes nothing: every entry is kept as it is.
+        let a_entry = registry.target(a).unwrap();
+        let summary = handle.reload(&after).await.expect("same config");
+        assert_eq!((summary.unchanged, summary.changed.len()), (2, 0));
+        assert!(Arc::ptr_eq(&a_entry, &registry.target(a).unwrap()));
+
+        // Restart-only changes are refused whole.
+        let mut moved = after.clone();
+        moved.data_dir = dir.join("elsewhere");
+        moved.targets.pop();
+        let refused = handle.reload(&moved).await.expect_err("data_dir change refused");
+        assert!(refused.0.starts_with("data_dir"), "{refused}");
+        assert!(registry.target(c).is_some(), "nothing changed by a refused reload");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
