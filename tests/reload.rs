@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,8 @@ const I2: &str = "iqn.2026-11.test.palisade:two";
 const B: &str = "iqn.2026-11.io.palisade:b";
 const C: &str = "iqn.2026-11.io.palisade:c";
 const D: &str = "iqn.2026-11.io.palisade:d";
+const CHAP_USER: &str = "reloaded";
+const CHAP_SECRET: &str = "b-needs-chap-now";
 
 fn memory_lun(id: u64, size: &str) -> String {
     format!("\n[[targets.luns]]\nid = {id}\nbackend = \"memory\"\nsize = \"{size}\"\n")
@@ -37,11 +39,15 @@ fn config_before() -> String {
     t
 }
 
-/// After: A as it was, B with a new LUN 1 and I2 admitted to LUN 1 only, C gone, D new.
+/// After: A as it was, B with a new LUN 1, I2 admitted to LUN 1 only and CHAP required, C
+/// gone, D new.
 fn config_after(port: u16) -> String {
     let mut t = format!("[[portals]]\nname = \"test\"\nlisten = \"127.0.0.1:{port}\"\n\n[session]\nnop_interval_secs = 0\n");
     t += &target(DEFAULT_IQN, &memory_lun(0, "16MiB"));
-    let acl = format!("\n[[targets.acl]]\ninitiator = \"{I1}\"\n\n[[targets.acl]]\ninitiator = \"{I2}\"\nluns = [1]\n");
+    let acl = format!(
+        "\n[[targets.acl]]\ninitiator = \"{I1}\"\n\n[[targets.acl]]\ninitiator = \"{I2}\"\nluns = [1]\n\n\
+         [targets.chap]\nuser = \"{CHAP_USER}\"\nsecret = \"{CHAP_SECRET}\"\n"
+    );
     t += &target(B, &format!("{}{}{acl}", memory_lun(0, "8MiB"), memory_lun(1, "4MiB")));
     t += &target(D, &memory_lun(0, "4MiB"));
     t
@@ -74,6 +80,14 @@ fn reload(t: &TargetProcess, toml: &str, marker: &str, count: usize) {
     }
 }
 
+fn wait_for_progress(progress: &AtomicU32, at_least: u32) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while progress.load(Ordering::Relaxed) < at_least {
+        assert!(Instant::now() < deadline, "keeper stuck below {at_least} rounds");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn opts(initiator: &str, target: &str, isid_tail: u8) -> LoginOptions {
     LoginOptions::normal(initiator, target).isid([0x80, 0, 0, 0, 0x42, isid_tail])
 }
@@ -99,8 +113,9 @@ fn sighup_reload_adds_changes_and_removes_targets_without_disturbing_others() {
 
     // A session on the unchanged target doing verified I/O for the whole test.
     let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicU32::new(0));
     let keeper = {
-        let (portal, stop) = (portal.clone(), stop.clone());
+        let (portal, stop, progress) = (portal.clone(), stop.clone(), progress.clone());
         std::thread::spawn(move || {
             let mut ini = RawInitiator::login_ok(&portal, &opts(I1, DEFAULT_IQN, 1));
             ini.clear_unit_attention(0);
@@ -111,6 +126,7 @@ fn sighup_reload_adds_changes_and_removes_targets_without_disturbing_others() {
                 ini.write10(0, lba, &block);
                 assert_eq!(ini.read10(0, lba, 8), block, "keeper read back round {rounds}");
                 rounds += 1;
+                progress.store(rounds, Ordering::Relaxed);
             }
             ini.logout();
             rounds
@@ -130,7 +146,9 @@ fn sighup_reload_adds_changes_and_removes_targets_without_disturbing_others() {
     let mut c_old = RawInitiator::login_ok(&portal, &opts(I1, C, 4));
     c_old.ping(b"before reload");
 
+    wait_for_progress(&progress, 1);
     reload(&t, &config_after(t.port()), "configuration reloaded", 1);
+    let at_reload = progress.load(Ordering::Relaxed);
 
     // C: asked to log out (AsyncEvent 1), answered with a Logout, closed; new logins refused.
     match c_old.recv_msg(ANSWER_TIMEOUT) {
@@ -143,8 +161,9 @@ fn sighup_reload_adds_changes_and_removes_targets_without_disturbing_others() {
     // B: the logged-in session goes on with the entry it logged in to.
     assert_eq!(b_old.read10(0, 100, 8), marked);
     b_old.ping(b"after reload");
-    // New logins see the new B: LUN 1 exists; I2 is admitted and sees LUN 1 only.
-    let mut b_new = RawInitiator::login_ok(&portal, &opts(I1, B, 6));
+    // New logins see the new B: CHAP is required, LUN 1 exists, I2 is admitted to LUN 1 only.
+    assert_eq!(status_of(RawInitiator::login_refused(&portal, &opts(I1, B, 6))), (2, 1), "B now needs CHAP");
+    let mut b_new = RawInitiator::login_ok(&portal, &opts(I1, B, 6).chap(CHAP_USER, CHAP_SECRET));
     assert_eq!(report_luns(&mut b_new), vec![0, 1]);
     b_new.clear_unit_attention(0);
     // LUN 0 is the same object: the data and the registered key survived the reload.
@@ -154,7 +173,7 @@ fn sighup_reload_adds_changes_and_removes_targets_without_disturbing_others() {
     b_new.clear_unit_attention(1);
     b_new.write10(1, 0, &marked);
     assert_eq!(b_new.read10(1, 0, 8), marked);
-    let mut i2 = RawInitiator::login_ok(&portal, &opts(I2, B, 7));
+    let mut i2 = RawInitiator::login_ok(&portal, &opts(I2, B, 7).chap(CHAP_USER, CHAP_SECRET));
     assert_eq!(report_luns(&mut i2), vec![1], "I2 masked to LUN 1");
     // D: added.
     let mut d = RawInitiator::login_ok(&portal, &opts(I1, D, 8));
@@ -174,9 +193,11 @@ fn sighup_reload_adds_changes_and_removes_targets_without_disturbing_others() {
     reload(&t, &moved, "config reload refused", 2);
     RawInitiator::login_ok(&portal, &opts(I1, D, 10)).ping(b"D still served");
 
+    // The keeper went on through all of it.
+    wait_for_progress(&progress, at_reload + 20);
     stop.store(true, Ordering::Relaxed);
     let rounds = keeper.join().expect("the keeper session saw no error");
     assert!(rounds > 0, "keeper did I/O");
-    eprintln!("keeper session on the unchanged target: {rounds} verified write+read rounds across 3 reloads");
+    eprintln!("keeper session on the unchanged target: {rounds} verified write+read rounds, before and after 3 SIGHUPs");
     assert_healthy(&mut t);
 }
