@@ -124,6 +124,7 @@ fn main() -> ExitCode {
         },
         Command::Serve { listen, data_dir, config, log_json } => {
             init_logging(log_json);
+            let config_path = config.clone();
             let config = match config {
                 Some(path) => match Config::load(&path) {
                     Ok(c) => c,
@@ -138,7 +139,7 @@ fn main() -> ExitCode {
                 ),
             };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-            match runtime.block_on(serve(config)) {
+            match runtime.block_on(serve(config, config_path)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("palisade: {e}");
@@ -149,11 +150,15 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Installed before the portals are bound: an early SIGHUP must not kill the server.
+    let hangups = signal(SignalKind::hangup())?;
     let server = Server::bind(&config).await?;
     for line in server.connect_hints() {
         println!("{line}");
     }
+    tokio::spawn(reload_on_hangup(hangups, config_path, server.reload_handle()));
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -161,6 +166,41 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     });
     server.run(rx).await?;
     Ok(())
+}
+
+/// SIGHUP: re-read the --config file and apply it (docs/operations.md). A file that does not
+/// load, or a change that needs a restart, is refused with the reason; the running
+/// configuration stays.
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    path: Option<PathBuf>,
+    handle: palisade::server::ReloadHandle,
+) {
+    while hangups.recv().await.is_some() {
+        let Some(path) = &path else {
+            tracing::warn!("SIGHUP: serving without --config, nothing to reload");
+            continue;
+        };
+        let config = match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("config reload refused, still serving the previous configuration: {e}");
+                continue;
+            }
+        };
+        for w in &config.warnings {
+            tracing::warn!("config: {w}");
+        }
+        match handle.reload(&config).await {
+            Ok(s) => {
+                if !s.needs_restart.is_empty() {
+                    tracing::warn!(tables = ?s.needs_restart, "reload: these settings changed but apply only after a restart");
+                }
+                tracing::info!(added = ?s.added, removed = ?s.removed, changed = ?s.changed, unchanged = s.unchanged, "configuration reloaded");
+            }
+            Err(e) => tracing::error!("config reload refused, still serving the previous configuration: {e}"),
+        }
+    }
 }
 
 async fn wait_for_signal() {

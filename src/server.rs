@@ -1,10 +1,11 @@
 //! Builds the served targets from a [`Config`], listens on every portal, and runs until a
 //! shutdown signal: then initiators are asked to log out (RFC 7143 §11.9.1), connections
-//! drain, and the LUNs are flushed.
+//! drain, and the LUNs are flushed. A [`ReloadHandle`] applies a new configuration while
+//! serving (docs/operations.md "Reloading the configuration").
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -17,7 +18,7 @@ use crate::config::{BackendConfig, ChapConfig, Config, LunConfig, TargetConfig};
 use crate::iscsi::connection;
 use crate::iscsi::limits::ResourceLimits;
 use crate::iscsi::login::{ChapCredentials, TargetLimits};
-use crate::iscsi::registry::{format_portal, PortalAddr, Registry, SessionSettings, TargetEntry};
+use crate::iscsi::registry::{format_portal, PortalAddr, Registry, SessionSettings, TargetEntry, Targets};
 use crate::scsi::{Lun, LunIdentity, LunMasking, ScsiTarget};
 
 #[derive(Debug)]
@@ -41,9 +42,18 @@ const DRAIN: Duration = Duration::from_secs(12);
 pub struct Server {
     pub registry: Arc<Registry>,
     listeners: Vec<(TcpListener, PortalAddr)>,
-    luns: Vec<Arc<Lun>>,
+    served: Arc<Mutex<Served>>,
     /// The admin socket and metrics endpoint (src/admin), bound here, served by `run`.
     admin: crate::admin::Admin,
+}
+
+/// What is served now: the configuration it came from, the bound portals (parallel to
+/// `config.portals`) and every open LUN by (target name, LUN id) with the config it was
+/// opened from. Touched only by reloads and at shutdown, never on the I/O path.
+struct Served {
+    config: Config,
+    portals: Vec<PortalAddr>,
+    luns: HashMap<(String, u64), (LunConfig, Arc<Lun>)>,
 }
 
 impl Server {
@@ -63,11 +73,15 @@ impl Server {
             let addr = l.local_addr().map_err(|e| StartError(e.to_string()))?;
             listeners.push((l, PortalAddr { addr, tpgt: p.tpgt }));
         }
+        let portals: Vec<PortalAddr> = listeners.iter().map(|(_, p)| p.clone()).collect();
         let mut targets = Vec::new();
-        let mut all_luns = Vec::new();
+        let mut luns = HashMap::new();
         for t in &config.targets {
-            let (entry, luns) = build_target(config, t, &listeners)?;
-            all_luns.extend(luns);
+            let entry = build_target(config, t, &portals, |l| {
+                let lun = Arc::new(open_lun(t, l, &config.data_dir)?);
+                luns.insert((t.name.clone(), l.id), (l.clone(), lun.clone()));
+                Ok(lun)
+            })?;
             targets.push(entry);
         }
         let registry = Registry::new(
@@ -80,7 +94,13 @@ impl Server {
         // PREEMPT AND ABORT reaches the sessions' tasks through the registry.
         crate::iscsi::pr_aborter::install(&registry);
         let admin = crate::admin::Admin::bind(config).await.map_err(StartError)?;
-        Ok(Server { registry, listeners, luns: all_luns, admin })
+        let served = Arc::new(Mutex::new(Served { config: config.clone(), portals, luns }));
+        Ok(Server { registry, listeners, served, admin })
+    }
+
+    /// Applies new configurations to this server while it runs (SIGHUP in `palisade serve`).
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle { registry: self.registry.clone(), served: self.served.clone() }
     }
 
     /// The portals actually bound (with resolved ports).
@@ -155,7 +175,8 @@ impl Server {
             conns.abort_all();
             while conns.join_next().await.is_some() {}
         }
-        for lun in &self.luns {
+        let luns: Vec<Arc<Lun>> = lock(&self.served).luns.values().map(|(_, lun)| lun.clone()).collect();
+        for lun in &luns {
             if let Err(e) = lun.backend().flush().await {
                 error!(lun = lun.id(), error = %e, "flush at shutdown failed");
             }
@@ -202,16 +223,16 @@ fn credentials(c: &ChapConfig) -> ChapCredentials {
     ChapCredentials { user: c.user.clone(), secret: c.secret.as_bytes().to_vec() }
 }
 
+/// The target entry of `t`; `lun_for` supplies each LUN (opened, or reused by a reload).
 fn build_target(
     config: &Config,
     t: &TargetConfig,
-    listeners: &[(TcpListener, PortalAddr)],
-) -> Result<(TargetEntry, Vec<Arc<Lun>>), StartError> {
+    bound: &[PortalAddr],
+    mut lun_for: impl FnMut(&LunConfig) -> Result<Arc<Lun>, StartError>,
+) -> Result<TargetEntry, StartError> {
     let mut luns = Vec::new();
     for l in &t.luns {
-        let mut lun = open_lun(t, l)?;
-        restore_reservations(&mut lun, &config.data_dir);
-        luns.push(Arc::new(lun));
+        luns.push(lun_for(l)?);
     }
     let mut masking = LunMasking::allow_all();
     let mut allowed = None;
@@ -228,23 +249,30 @@ fn build_target(
     let portals = config
         .portals
         .iter()
-        .zip(listeners)
+        .zip(bound)
         .filter(|(p, _)| t.portals.is_empty() || t.portals.contains(&p.name))
-        .map(|(_, (_, bound))| bound.clone())
+        .map(|(_, bound)| bound.clone())
         .collect();
-    let entry = TargetEntry {
+    Ok(TargetEntry {
         name: t.name.clone(),
         alias: t.alias.clone(),
-        scsi: Arc::new(ScsiTarget::new(t.name.clone(), luns.clone(), masking)),
+        scsi: Arc::new(ScsiTarget::new(t.name.clone(), luns, masking)),
         portals,
         allowed_initiators: allowed,
         chap: t.chap.as_ref().map(credentials),
         mutual_chap: t.mutual_chap.as_ref().map(credentials),
-    };
-    Ok((entry, luns))
+        retired: tokio::sync::watch::Sender::new(false),
+    })
 }
 
-fn open_lun(t: &TargetConfig, l: &LunConfig) -> Result<Lun, StartError> {
+/// Opens a LUN and restores its persistent reservations.
+fn open_lun(t: &TargetConfig, l: &LunConfig, data_dir: &std::path::Path) -> Result<Lun, StartError> {
+    let mut lun = open_backend_lun(t, l)?;
+    restore_reservations(&mut lun, data_dir);
+    Ok(lun)
+}
+
+fn open_backend_lun(t: &TargetConfig, l: &LunConfig) -> Result<Lun, StartError> {
     let field = |what: &str| format!("target {} LUN {}: {what}", t.name, l.id);
     let backend = match &l.backend {
         BackendConfig::File { path, size, direct_io } => {
@@ -305,4 +333,169 @@ fn default_serial(target: &str, lun: u64) -> String {
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
     format!("PAL{h:016X}")
+}
+
+fn lock(served: &Mutex<Served>) -> std::sync::MutexGuard<'_, Served> {
+    served.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Applies a new configuration to a running server.
+#[derive(Clone)]
+pub struct ReloadHandle {
+    registry: Arc<Registry>,
+    served: Arc<Mutex<Served>>,
+}
+
+/// What a reload changed, by target name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Targets whose LUNs, ACL, CHAP, alias or portals changed: new logins get the new entry.
+    pub changed: Vec<String>,
+    pub unchanged: usize,
+    /// Settings that differ but only apply at the next start.
+    pub needs_restart: Vec<&'static str>,
+}
+
+impl ReloadHandle {
+    /// Serves `new` from now on, or refuses it whole (naming the field) and changes nothing.
+    /// Unchanged targets keep their entry, so their sessions see no difference; changed ones
+    /// get a new entry for new logins while logged-in sessions keep theirs; unchanged LUNs
+    /// are reused (same object, same reservations and unit attentions); removed targets'
+    /// sessions are asked to log out (RFC 7143 §11.9.1 AsyncEvent 1) and closed.
+    pub async fn reload(&self, new: &Config) -> Result<ReloadSummary, StartError> {
+        let (summary, dropped_luns) = {
+            let mut served = lock(&self.served);
+            let old = &served.config;
+            // Listeners and the state folder are bound at start.
+            if new.portals != old.portals {
+                return Err(StartError("portals: adding, removing or moving portals needs a restart".into()));
+            }
+            if new.data_dir != old.data_dir {
+                return Err(StartError("data_dir: changing the state folder needs a restart".into()));
+            }
+            let mut summary = ReloadSummary::default();
+            for (differs, what) in [
+                (new.session != old.session, "[session]"),
+                (new.limits != old.limits, "[limits]"),
+                (new.discovery != old.discovery, "[discovery]"),
+                (new.admin != old.admin, "[admin]"),
+            ] {
+                if differs {
+                    summary.needs_restart.push(what);
+                }
+            }
+            let current = self.registry.snapshot();
+            let mut targets = Targets::new();
+            let mut luns = HashMap::new();
+            for t in &new.targets {
+                let key = t.name.to_ascii_lowercase();
+                let before = old.targets.iter().find(|o| o.name == t.name);
+                let entry = match (before, current.get(&key)) {
+                    (Some(o), Some(entry)) if o == t => {
+                        summary.unchanged += 1;
+                        entry.clone()
+                    }
+                    _ => {
+                        let entry = build_target(new, t, &served.portals, |l| match served.luns.get(&(t.name.clone(), l.id)) {
+                            Some((was, lun)) if was == l => Ok(lun.clone()),
+                            _ => Ok(Arc::new(open_lun(t, l, &new.data_dir)?)),
+                        })?;
+                        if before.is_some() { &mut summary.changed } else { &mut summary.added }.push(t.name.clone());
+                        Arc::new(entry)
+                    }
+                };
+                for lun in entry.scsi.luns() {
+                    let config = t.luns.iter().find(|l| l.id == lun.id()).cloned();
+                    if let Some(config) = config {
+                        luns.insert((t.name.clone(), lun.id()), (config, lun.clone()));
+                    }
+                }
+                targets.insert(key, entry);
+            }
+            let replaced = self.registry.replace_targets(targets);
+            for (name, entry) in replaced.iter() {
+                if !new.targets.iter().any(|t| t.name.eq_ignore_ascii_case(name)) {
+                    entry.retire();
+                    summary.removed.push(entry.name.clone());
+                }
+            }
+            let dropped: Vec<Arc<Lun>> = served
+                .luns
+                .iter()
+                .filter(|(key, (_, lun))| luns.get(*key).is_none_or(|(_, kept)| !Arc::ptr_eq(kept, lun)))
+                .map(|(_, (_, lun))| lun.clone())
+                .collect();
+            served.luns = luns;
+            served.config = new.clone();
+            (summary, dropped)
+        };
+        // New ScsiTargets need the PREEMPT AND ABORT path too.
+        crate::iscsi::pr_aborter::install(&self.registry);
+        for lun in dropped_luns {
+            if let Err(e) = lun.backend().flush().await {
+                error!(lun = lun.id(), error = %e, "flush of a LUN removed by reload failed");
+            }
+        }
+        Ok(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path, targets: &str) -> Config {
+        let text = format!("data_dir = \"{}\"\n\n[[portals]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\n{targets}", dir.display());
+        Config::from_toml_str(&text, dir).expect("test config")
+    }
+
+    fn target(name: &str, luns: &[(u64, &str)]) -> String {
+        let mut t = format!("\n[[targets]]\nname = \"{name}\"\n");
+        for (id, size) in luns {
+            t += &format!("\n[[targets.luns]]\nid = {id}\nbackend = \"memory\"\nsize = \"{size}\"\n");
+        }
+        t
+    }
+
+    fn lun(registry: &Registry, target: &str, id: u64) -> Arc<Lun> {
+        let entry = registry.target(target).expect("target served");
+        let found = entry.scsi.luns().find(|l| l.id() == id).cloned();
+        found.expect("LUN served")
+    }
+
+    #[tokio::test]
+    async fn reload_reuses_unchanged_luns_and_targets_and_retires_removed_ones() {
+        let dir = std::env::temp_dir().join(format!("palisade-reload-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b, c) = ("iqn.2026-11.test:a", "iqn.2026-11.test:b", "iqn.2026-11.test:c");
+        let before = config(&dir, &(target(a, &[(0, "1MiB"), (1, "1MiB")]) + &target(b, &[(0, "1MiB")])));
+        let server = Server::bind(&before).await.expect("bind");
+        let registry = server.registry.clone();
+        let (a0, a1, b_entry) = (lun(&registry, a, 0), lun(&registry, a, 1), registry.target(b).unwrap());
+        let handle = server.reload_handle();
+
+        let after = config(&dir, &(target(a, &[(0, "1MiB"), (1, "2MiB")]) + &target(c, &[(0, "1MiB")])));
+        let summary = handle.reload(&after).await.expect("reload");
+        assert_eq!((summary.added, summary.removed, summary.changed), (vec![c.into()], vec![b.into()], vec![a.into()]));
+        assert!(Arc::ptr_eq(&a0, &lun(&registry, a, 0)), "unchanged LUN is the same object");
+        assert!(!Arc::ptr_eq(&a1, &lun(&registry, a, 1)), "a changed LUN is opened anew");
+        assert!(registry.target(b).is_none() && *b_entry.retired.borrow(), "removed target retired");
+
+        // The same file again changes nothing: every entry is kept as it is.
+        let a_entry = registry.target(a).unwrap();
+        let summary = handle.reload(&after).await.expect("same config");
+        assert_eq!((summary.unchanged, summary.changed.len()), (2, 0));
+        assert!(Arc::ptr_eq(&a_entry, &registry.target(a).unwrap()));
+
+        // Restart-only changes are refused whole.
+        let mut moved = after.clone();
+        moved.data_dir = dir.join("elsewhere");
+        moved.targets.pop();
+        let refused = handle.reload(&moved).await.expect_err("data_dir change refused");
+        assert!(refused.0.starts_with("data_dir"), "{refused}");
+        assert!(registry.target(c).is_some(), "nothing changed by a refused reload");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -236,14 +236,18 @@ fn extended_copy_between_luns_verifies_and_respects_masking() {
     assert_eq!(&status[4..12], &[0x01, 0, 1, 0, 0, 0x10, 0, 0]);
 
     // An initiator that cannot see LUN 1 can neither write to nor read from it through a copy,
-    // even knowing its designator (CVE-2020-28374).
+    // even knowing its designator (CVE-2020-28374). LUN 1's first blocks hold a secret that a
+    // LUN 1 → LUN 0 copy would leak into LUN 0, where the restricted initiator could read it.
+    let secret: Vec<u8> = (0..8 * BS).map(|n| (n % 251) as u8 ^ 0xA5).collect();
+    admin.ok(1, &rw16(0x8A, 0, 8), &secret, 0);
     let mut restricted = login(&target, RESTRICTED, 3, &[0]);
     for (src, dst) in [(0, 1), (1, 0)] {
         let param = xcopy_param(&[naa0, naa1], src, dst, 8, 0, 0);
         let result = restricted.command(0, &xcopy_cdb(param.len()), &param, 0);
         assert_eq!(result.sense_code(), (0x0A, 0x0D, 0x02), "COPY ABORTED, COPY TARGET DEVICE NOT REACHABLE");
     }
-    assert_eq!(admin.ok(1, &rw16(0x88, 0, 8), &[], 8 * BS as u32), vec![0u8; 8 * BS]);
+    assert_eq!(admin.ok(1, &rw16(0x88, 0, 8), &[], 8 * BS as u32), secret, "LUN 1 untouched");
+    assert_eq!(restricted.ok(0, &rw16(0x88, 0, 8), &[], 8 * BS as u32), vec![0u8; 8 * BS], "nothing leaked into LUN 0");
 }
 
 #[test]

@@ -256,7 +256,7 @@ pub fn luns(registry: &Registry, notes: &BackendNotes) -> Vec<LunView> {
     out
 }
 
-pub(super) fn sorted_targets(registry: &Registry) -> Vec<&std::sync::Arc<crate::iscsi::registry::TargetEntry>> {
+pub(super) fn sorted_targets(registry: &Registry) -> Vec<std::sync::Arc<crate::iscsi::registry::TargetEntry>> {
     let mut targets: Vec<_> = registry.targets().collect();
     targets.sort_by(|a, b| a.name.cmp(&b.name));
     targets

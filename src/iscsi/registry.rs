@@ -3,8 +3,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use super::limits::{ConnectionsByAddress, ResourceLimits};
 use super::login::{ChapCredentials, LoginPolicy, TargetAccess, TargetLimits};
@@ -28,9 +30,17 @@ pub struct TargetEntry {
     pub allowed_initiators: Option<HashSet<String>>,
     pub chap: Option<ChapCredentials>,
     pub mutual_chap: Option<ChapCredentials>,
+    /// Becomes true when a configuration reload removed this target: its sessions are asked
+    /// to log out as at shutdown (RFC 7143 §11.9.1 AsyncEvent 1).
+    pub retired: watch::Sender<bool>,
 }
 
 impl TargetEntry {
+    /// Marks the target as removed; its sessions see it through [`shutdown_or_retired`].
+    pub fn retire(&self) {
+        self.retired.send_replace(true);
+    }
+
     pub fn allows(&self, initiator: &str) -> bool {
         // RFC 7143 §4.2.7.1: iSCSI names compare case-insensitively (normalised lowercase).
         self.allowed_initiators
@@ -68,8 +78,12 @@ impl Default for SessionSettings {
     }
 }
 
+/// The served targets by lowercase name. Replaced whole on a configuration reload; readers
+/// clone the `Arc` and never hold the lock across I/O (sessions keep their own `TargetEntry`).
+pub type Targets = HashMap<String, Arc<TargetEntry>>;
+
 pub struct Registry {
-    targets: HashMap<String, Arc<TargetEntry>>,
+    targets: RwLock<Arc<Targets>>,
     pub sessions: SessionTable,
     /// Open connections per initiator address (`max_connections_per_address`).
     pub connections: ConnectionsByAddress,
@@ -90,7 +104,7 @@ impl Registry {
     ) -> Registry {
         let targets = targets.into_iter().map(|t| (t.name.to_ascii_lowercase(), Arc::new(t))).collect();
         Registry {
-            targets,
+            targets: RwLock::new(Arc::new(targets)),
             sessions: SessionTable::default(),
             connections: ConnectionsByAddress::default(),
             settings,
@@ -100,19 +114,31 @@ impl Registry {
         }
     }
 
-    pub fn target(&self, name: &str) -> Option<&Arc<TargetEntry>> {
-        self.targets.get(&name.to_ascii_lowercase())
+    /// The current target map (a snapshot: a reload swaps in a new one).
+    pub fn snapshot(&self) -> Arc<Targets> {
+        self.targets.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub fn targets(&self) -> impl Iterator<Item = &Arc<TargetEntry>> {
-        self.targets.values()
+    pub fn target(&self, name: &str) -> Option<Arc<TargetEntry>> {
+        self.snapshot().get(&name.to_ascii_lowercase()).cloned()
+    }
+
+    pub fn targets(&self) -> std::vec::IntoIter<Arc<TargetEntry>> {
+        self.snapshot().values().cloned().collect::<Vec<_>>().into_iter()
+    }
+
+    /// Installs a new target map (configuration reload); returns the one it replaced. New
+    /// logins see the new map at once; existing sessions keep the entry they logged in to.
+    pub fn replace_targets(&self, targets: Targets) -> Arc<Targets> {
+        let mut current = self.targets.write().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *current, Arc::new(targets))
     }
 
     /// SendTargets material (RFC 7143 Appendix C): each visible target with its portals as
     /// "address:port,tpgt".
     pub fn send_targets_view(&self, initiator: &str) -> Vec<(String, Vec<String>)> {
         let mut view: Vec<(String, Vec<String>)> = self
-            .targets
+            .snapshot()
             .values()
             .filter(|t| !self.discovery_acl_filter || t.allows(initiator))
             .map(|t| {
@@ -123,6 +149,25 @@ impl Registry {
         view.sort();
         view
     }
+}
+
+/// What a session's Full Feature Phase treats as "log out now": the server shutting down, or
+/// its target removed by a reload. Both end the same way (Async logout request, drain, close).
+pub fn shutdown_or_retired(shutdown: watch::Receiver<bool>, target: Option<&Arc<TargetEntry>>) -> watch::Receiver<bool> {
+    let Some(target) = target else { return shutdown };
+    let mut retired = target.retired.subscribe();
+    let mut server = shutdown;
+    let (tx, rx) = watch::channel(*server.borrow() || *retired.borrow());
+    tokio::spawn(async move {
+        // Ends when either becomes true, or when the connection dropped its receiver.
+        tokio::select! {
+            Ok(_) = server.wait_for(|s| *s) => {}
+            Ok(_) = retired.wait_for(|r| *r) => {}
+            _ = tx.closed() => return,
+        }
+        tx.send_replace(true);
+    });
+    rx
 }
 
 /// "ip:port,tpgt" with IPv6 addresses in brackets (RFC 7143 §13.8).
@@ -156,5 +201,51 @@ impl LoginPolicy for PortalPolicy {
 
     fn discovery_auth(&self) -> Option<ChapCredentials> {
         self.registry.discovery_chap.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scsi::LunMasking;
+
+    fn entry(name: &str) -> TargetEntry {
+        TargetEntry {
+            name: name.into(),
+            alias: None,
+            scsi: Arc::new(ScsiTarget::new(name.into(), Vec::new(), LunMasking::allow_all())),
+            portals: Vec::new(),
+            allowed_initiators: None,
+            chap: None,
+            mutual_chap: None,
+            retired: watch::Sender::new(false),
+        }
+    }
+
+    #[test]
+    fn replacing_targets_changes_lookups_but_not_entries_already_held() {
+        let registry = Registry::new(vec![entry("iqn.a"), entry("iqn.b")], SessionSettings::default(), None, false);
+        let held = registry.target("IQN.A").expect("case-insensitive lookup");
+        let old = registry.replace_targets(Targets::from([("iqn.c".to_string(), Arc::new(entry("iqn.c")))]));
+        assert_eq!(old.len(), 2);
+        assert!(registry.target("iqn.a").is_none());
+        assert!(registry.target("iqn.c").is_some());
+        assert_eq!(held.name, "iqn.a", "a session's entry outlives the swap");
+        assert_eq!(registry.send_targets_view("iqn.x").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_session_is_told_to_log_out_on_shutdown_or_when_its_target_is_retired() {
+        let (server_tx, server_rx) = watch::channel(false);
+        let target = Arc::new(entry("iqn.a"));
+        let mut rx = shutdown_or_retired(server_rx.clone(), Some(&target));
+        assert!(!*rx.borrow());
+        target.retire();
+        tokio::time::timeout(Duration::from_secs(1), rx.wait_for(|v| *v)).await.expect("retire seen").unwrap();
+
+        let other = Arc::new(entry("iqn.b"));
+        let mut rx = shutdown_or_retired(server_rx, Some(&other));
+        server_tx.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(1), rx.wait_for(|v| *v)).await.expect("shutdown seen").unwrap();
     }
 }
