@@ -151,9 +151,8 @@ impl FullFeature {
                     }
                 }
             }
-            let mut limited = (&mut rd).take(read_limit(&self.framer, &buf));
             tokio::select! {
-                n = limited.read_buf(&mut buf) => match n {
+                n = rd.read_buf(&mut buf) => match n {
                     Ok(0) => break End::PeerClosed,
                     Ok(_) => {}
                     Err(e) => break End::Fatal(format!("read: {e}")),
@@ -356,25 +355,6 @@ impl FullFeature {
             data: Bytes::new(),
         };
         self.writer.send(msg.encode(), StatSn::Advance).await;
-    }
-}
-
-/// Partial PDUs at least this large are read to their end and no further.
-const LARGE_PDU: usize = 16 * 1024;
-
-/// How much the next socket read may take. While a large PDU is partly in, the read stops at
-/// its end plus the next BHS: the buffer then never holds the start of the *next* large PDU,
-/// so reserving room for that one moves at most a header instead of tens of KiB of data.
-fn read_limit(framer: &Framer, buf: &BytesMut) -> u64 {
-    let total = buf
-        .get(..pdu::BHS_LEN)
-        .and_then(pdu::Bhs::from_slice)
-        .and_then(|bhs| framer.layout(&bhs).ok())
-        .map_or(0, |layout| layout.total);
-    if total >= LARGE_PDU && total > buf.len() {
-        (total - buf.len() + pdu::BHS_LEN) as u64
-    } else {
-        u64::MAX
     }
 }
 
