@@ -1,6 +1,6 @@
 //! RAM backend: 1 MiB chunks, each behind its own RwLock and allocated on first write, so
 //! concurrent I/O to different regions never contends and an untouched LUN costs no memory.
-//! Chunks are refcounted `Bytes`: a read within one chunk is a slice of it (no copy, no
+//! Chunks are refcounted `Bytes`: a large read within one chunk is a slice of it (no copy, no
 //! allocation); a write to a chunk that an unsent read still shares copies it first.
 
 use super::Extent;
@@ -9,6 +9,11 @@ use std::io;
 use std::sync::RwLock;
 
 const CHUNK: u64 = 1 << 20;
+
+/// Reads at least this long within one chunk are slices of it. Smaller ones are copied: a
+/// queued slice pins its whole chunk version, so a peer that stops reading while the chunk is
+/// rewritten pins at most CHUNK / ZERO_COPY_MIN = 8× the bytes its send queue may hold.
+const ZERO_COPY_MIN: usize = 128 * 1024;
 
 /// What never-written chunks read as: reads of them slice this instead of allocating.
 static ZEROS: [u8; CHUNK as usize] = [0; CHUNK as usize];
@@ -58,10 +63,11 @@ impl MemoryBackend {
         if let (Some((index, within, n)), None) = (pieces.next(), pieces.next()) {
             // Within one chunk: a view of it (the chunk's later writes copy it, see `write`).
             let chunk = self.chunks[index].read().unwrap_or_else(|p| p.into_inner());
-            return Ok(match chunk.as_ref() {
-                Some(data) => data.slice(within..within + n),
-                None => Bytes::from_static(&ZEROS[..n]),
-            });
+            match chunk.as_ref() {
+                Some(data) if n >= ZERO_COPY_MIN => return Ok(data.slice(within..within + n)),
+                Some(data) => return Ok(Bytes::copy_from_slice(&data[within..within + n])),
+                None => return Ok(Bytes::from_static(&ZEROS[..n])),
+            }
         }
         // Across chunks: each byte is written once, copied from its chunk or zero for an
         // unwritten chunk (no zero-fill-then-overwrite pass over the buffer).
@@ -151,12 +157,16 @@ mod tests {
     #[test]
     fn a_read_keeps_its_data_when_the_chunk_is_written_after_it() {
         let mem = MemoryBackend::new(2 * CHUNK);
-        mem.write(4096, &[Bytes::from(vec![7u8; 4096])]).unwrap();
-        let before = mem.read(4096, 4096).unwrap();
+        let len = ZERO_COPY_MIN;
+        mem.write(4096, &[Bytes::from(vec![7u8; len])]).unwrap();
+        let before = mem.read(4096, len).unwrap();
+        let small = mem.read(4096, 512).unwrap();
         let unwritten = mem.read(CHUNK, 4096).unwrap();
-        mem.write(4096, &[Bytes::from(vec![9u8; 4096])]).unwrap();
+        mem.write(4096, &[Bytes::from(vec![9u8; len])]).unwrap();
+        assert!(mem.read(4096, len).unwrap().iter().all(|&b| b == 9));
         mem.unmap(0, 2 * CHUNK).unwrap();
         assert!(before.iter().all(|&b| b == 7));
+        assert!(small.iter().all(|&b| b == 7));
         assert!(unwritten.iter().all(|&b| b == 0));
         mem.write(CHUNK + 1, &[Bytes::from_static(b"x")]).unwrap();
         assert_eq!(&mem.read(CHUNK, 3).unwrap()[..], b"\0x\0");
