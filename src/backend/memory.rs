@@ -1,5 +1,7 @@
 //! RAM backend: 1 MiB chunks, each behind its own RwLock and allocated on first write, so
 //! concurrent I/O to different regions never contends and an untouched LUN costs no memory.
+//! Chunks are refcounted `Bytes`: a large read within one chunk is a slice of it (no copy, no
+//! allocation); a write to a chunk that an unsent read still shares copies it first.
 
 use super::Extent;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -8,9 +10,17 @@ use std::sync::RwLock;
 
 const CHUNK: u64 = 1 << 20;
 
+/// Reads at least this long within one chunk are slices of it. Smaller ones are copied: a
+/// queued slice pins its whole chunk version, so a peer that stops reading while the chunk is
+/// rewritten pins at most CHUNK / ZERO_COPY_MIN = 8× the bytes its send queue may hold.
+const ZERO_COPY_MIN: usize = 128 * 1024;
+
+/// What never-written chunks read as: reads of them slice this instead of allocating.
+static ZEROS: [u8; CHUNK as usize] = [0; CHUNK as usize];
+
 #[derive(Debug)]
 pub struct MemoryBackend {
-    chunks: Vec<RwLock<Option<Box<[u8]>>>>,
+    chunks: Vec<RwLock<Option<Bytes>>>,
     size: u64,
 }
 
@@ -49,8 +59,18 @@ impl MemoryBackend {
 
     pub(crate) fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         self.check_range(offset, len as u64)?;
-        // Each byte is written once: copied from its chunk, or zero for an unwritten chunk
-        // (no zero-fill-then-overwrite pass over the buffer).
+        let mut pieces = Self::pieces(offset, len as u64);
+        if let (Some((index, within, n)), None) = (pieces.next(), pieces.next()) {
+            // Within one chunk: a view of it (the chunk's later writes copy it, see `write`).
+            let chunk = self.chunks[index].read().unwrap_or_else(|p| p.into_inner());
+            match chunk.as_ref() {
+                Some(data) if n >= ZERO_COPY_MIN => return Ok(data.slice(within..within + n)),
+                Some(data) => return Ok(Bytes::copy_from_slice(&data[within..within + n])),
+                None => return Ok(Bytes::from_static(&ZEROS[..n])),
+            }
+        }
+        // Across chunks: each byte is written once, copied from its chunk or zero for an
+        // unwritten chunk (no zero-fill-then-overwrite pass over the buffer).
         let mut out = BytesMut::with_capacity(len);
         for (index, within, n) in Self::pieces(offset, len as u64) {
             let chunk = self.chunks[index].read().unwrap_or_else(|p| p.into_inner());
@@ -70,9 +90,14 @@ impl MemoryBackend {
             let mut consumed = 0;
             for (index, within, n) in Self::pieces(at, segment.len() as u64) {
                 let mut chunk = self.chunks[index].write().unwrap_or_else(|p| p.into_inner());
-                let len = self.chunk_len(index);
-                let buf = chunk.get_or_insert_with(|| vec![0u8; len].into_boxed_slice());
+                // In place when no read still holds a view of the chunk; otherwise copy on
+                // write, so that read keeps the data it read.
+                let mut buf = match chunk.take() {
+                    Some(bytes) => BytesMut::from(bytes),
+                    None => BytesMut::zeroed(self.chunk_len(index)),
+                };
                 buf[within..within + n].copy_from_slice(&segment[consumed..consumed + n]);
+                *chunk = Some(buf.freeze());
                 consumed += n;
             }
             at += segment.len() as u64;
@@ -87,8 +112,10 @@ impl MemoryBackend {
             let mut chunk = self.chunks[index].write().unwrap_or_else(|p| p.into_inner());
             if n == self.chunk_len(index) {
                 *chunk = None;
-            } else if let Some(buf) = chunk.as_mut() {
+            } else if let Some(bytes) = chunk.take() {
+                let mut buf = BytesMut::from(bytes);
                 buf[within..within + n].fill(0);
+                *chunk = Some(buf.freeze());
             }
         }
         Ok(())
@@ -125,6 +152,25 @@ mod tests {
         mem.write(at, &[Bytes::from_static(b"abc"), Bytes::from_static(b"defg")]).unwrap();
         assert_eq!(&mem.read(at - 1, 9).unwrap()[..], b"\0abcdefg\0");
         assert_eq!(&mem.read(3 * CHUNK, 512).unwrap()[..], &[0u8; 512][..]);
+    }
+
+    #[test]
+    fn a_read_keeps_its_data_when_the_chunk_is_written_after_it() {
+        let mem = MemoryBackend::new(2 * CHUNK);
+        let len = ZERO_COPY_MIN;
+        mem.write(4096, &[Bytes::from(vec![7u8; len])]).unwrap();
+        let before = mem.read(4096, len).unwrap();
+        let small = mem.read(4096, 512).unwrap();
+        let unwritten = mem.read(CHUNK, 4096).unwrap();
+        mem.write(4096, &[Bytes::from(vec![9u8; len])]).unwrap();
+        assert!(mem.read(4096, len).unwrap().iter().all(|&b| b == 9));
+        mem.unmap(0, 2 * CHUNK).unwrap();
+        assert!(before.iter().all(|&b| b == 7));
+        assert!(small.iter().all(|&b| b == 7));
+        assert!(unwritten.iter().all(|&b| b == 0));
+        mem.write(CHUNK + 1, &[Bytes::from_static(b"x")]).unwrap();
+        assert_eq!(&mem.read(CHUNK, 3).unwrap()[..], b"\0x\0");
+        assert!(mem.read(0, 4096).unwrap().iter().all(|&b| b == 0));
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! SCSI Command PDUs (RFC 7143 §11.3) in Full Feature Phase: build the SCSI task, collect its
-//! write data (immediate, unsolicited, R2T), run it as its own tokio task, and send the
-//! response. The SCSI layer is reached only through `prepare` and `execute`.
+//! write data (immediate, unsolicited, R2T), run it (inline when nothing makes it wait,
+//! otherwise as its own tokio task), and send the response. The SCSI layer is reached only
+//! through `prepare` and `execute`.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Waker};
 
 use pdu::error::reject_reason;
 use pdu::msg::scsi::attr;
@@ -185,11 +188,19 @@ impl FullFeature {
         self.next_task_id += 1;
         guard.task_id = task_id;
         let itt = guard.itt;
-        let writer = self.writer.clone();
+        let mut command = Box::pin(run_command(guard, self.writer.clone(), gate, exec, data, shape));
+        // Fast path: a command that needs nothing it would wait for (no budget wait, its data
+        // in, no earlier ORDERED task, a RAM backend, room in the send queue) runs to its
+        // response right here, without a task spawn, a task-table entry or a thread hand-off.
+        // The no-op waker is safe: a command that would wait returns Pending and is spawned
+        // below, and the spawned task polls it again at once with its real waker.
+        if command.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_ready() {
+            return;
+        }
         // Holding the task table while spawning means the task cannot finish (and remove
         // itself) before its entry exists.
         let mut tasks = self.session.tasks.lock().unwrap();
-        let handle = self.tasks.spawn(run_command(guard, writer, gate, exec, data, shape));
+        let handle = self.tasks.spawn(command);
         tasks.insert(itt, RunningTask { task_id, lun, cmd_sn, abort: handle });
     }
 }

@@ -1,6 +1,7 @@
 //! Full Feature Phase of one connection (RFC 7143 §4.2.2, §11): the reader loop. It frames
-//! PDUs, orders commands by CmdSN, routes Data-Out to transfers, spawns one task per SCSI
-//! command, and answers NOP, Text, TMF and Logout. It never awaits the backend.
+//! PDUs, orders commands by CmdSN, routes Data-Out to transfers, runs SCSI commands (inline when
+//! they complete without waiting, else as their own tasks), and answers NOP, Text, TMF and
+//! Logout. It never waits for the backend: a command that would wait is spawned.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
