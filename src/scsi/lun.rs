@@ -240,10 +240,12 @@ impl Lun {
     /// Takes the oldest pending unit attention for this nexus, registering a never-seen nexus
     /// with the power-on condition first (SAM-5 §5.14, §6.3.1).
     pub(crate) fn take_unit_attention(&self, nexus: &ItNexus) -> Option<SenseReason> {
+        // The port name is built before the LUN-wide lock, which every session shares.
+        let port = nexus.initiator_port();
         let mut state = self.state();
         let queue = state
             .unit_attentions
-            .entry(nexus.initiator_port())
+            .entry(port)
             .or_insert_with(|| VecDeque::from([SenseReason::PowerOnReset]));
         queue.pop_front()
     }

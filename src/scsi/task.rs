@@ -15,8 +15,15 @@ pub struct ItNexus {
 impl ItNexus {
     /// The initiator port name, RFC 7143 §4.2.7.1 / SPC-4 §7.6.4.6: "<iname>,i,0x<ISID>".
     pub fn initiator_port(&self) -> String {
-        let isid: String = self.isid.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{},i,0x{isid}", self.initiator_name)
+        use std::fmt::Write;
+        // One allocation: this runs for every command (unit attention lookup).
+        let mut port = String::with_capacity(self.initiator_name.len() + 17);
+        port.push_str(&self.initiator_name);
+        port.push_str(",i,0x");
+        for b in self.isid {
+            let _ = write!(port, "{b:02x}");
+        }
+        port
     }
 
     /// The target port name, RFC 7143 §4.2.7.1: "<tname>,t,0x<TPGT>".
