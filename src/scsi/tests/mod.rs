@@ -286,3 +286,15 @@ async fn read_capacity_10_and_16() {
     bad_sa[1] = 0x11;
     assert_eq!(sense_code(&run(&t, &n, 0, &bad_sa, &[]).await), (5, 0x24, 0));
 }
+
+#[tokio::test]
+async fn excess_data_out_is_never_written_past_the_range() {
+    let t = target(vec![memory_lun(0)]);
+    let n = fresh(&t, 0).await;
+    let prepared = t.prepare(task(&n, 0, &rw10(0x2A, 0, 5, 1), 2 * BS)).unwrap();
+    assert_eq!(prepared.data_out_len(), BS);
+    good(&prepared.execute(DataOut::from(Bytes::from(vec![0x77; 2 * BS as usize]))).await);
+    let read = good(&run(&t, &n, 0, &rw10(0x28, 0, 5, 2), &[]).await);
+    assert!(read[..512].iter().all(|&b| b == 0x77));
+    assert!(read[512..].iter().all(|&b| b == 0));
+}
