@@ -78,3 +78,17 @@ impl BlockDeviceBackend {
         self.discard
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regular_file_is_not_a_block_device() {
+        let path = std::env::temp_dir().join(format!("palisade-blk-{}", std::process::id()));
+        std::fs::write(&path, [0u8; 4096]).unwrap();
+        let err = BlockDeviceBackend::open(&path, true, false).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTTY));
+        std::fs::remove_file(&path).unwrap();
+    }
+}

@@ -197,7 +197,9 @@ impl IoOp {
         }
     }
 
-    pub(crate) async fn execute(self, lun: Arc<Lun>, data: DataOut) -> Result<Option<Bytes>, Sense> {
+    pub(crate) async fn execute(self, lun: Arc<Lun>, mut data: DataOut) -> Result<Option<Bytes>, Sense> {
+        // Never act on more data-out than the CDB asked for, whatever the transport delivered.
+        data.truncate(self.data_out_len(lun.block_size()) as usize);
         let backend = lun.backend();
         let read_err = |e: std::io::Error| Sense::from_io(&e, false);
         let write_err = |e: std::io::Error| Sense::from_io(&e, true);
@@ -211,9 +213,8 @@ impl IoOp {
                 let _range = lun.ranges().lock(offset, len as u64, false).await;
                 backend.read(offset, len).await.map(Some).map_err(read_err)
             }
-            IoOp::Write { offset, len, fua } => {
+            IoOp::Write { offset, fua, .. } => {
                 // Writes what arrived (at most `len`): a short EDTL truncates the transfer.
-                debug_assert!(data.len() <= len);
                 if !data.is_empty() {
                     let _range = lun.ranges().lock(offset, data.len() as u64, true).await;
                     backend.write(offset, data.segments(), fua || write_through).await.map_err(write_err)?;

@@ -50,7 +50,9 @@ pub(crate) fn inquiry(cdb: &[u8], lun: Option<&Lun>, nexus: &ItNexus) -> Result<
     let lun = lun.ok_or(Sense::from(SenseReason::LunNotSupported))?;
     let body = match page {
         VPD_SUPPORTED => VPD_PAGES.to_vec(),
-        VPD_UNIT_SERIAL => lun.identity().serial.bytes().filter(|b| (0x20..0x7F).contains(b)).collect(),
+        VPD_UNIT_SERIAL => {
+            lun.identity().serial.bytes().filter(|b| (0x20..0x7F).contains(b)).take(252).collect()
+        }
         VPD_DEVICE_ID => device_identification(lun, nexus),
         VPD_THIRD_PARTY_COPY => third_party_copy(),
         VPD_BLOCK_LIMITS => block_limits(lun),

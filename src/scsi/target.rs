@@ -37,6 +37,13 @@ impl LunMasking {
     }
 }
 
+/// Initiator name → allowed LUN ids; initiators absent from the map see every LUN.
+impl From<HashMap<String, Vec<u64>>> for LunMasking {
+    fn from(map: HashMap<String, Vec<u64>>) -> Self {
+        LunMasking { allowed: map.into_iter().map(|(name, luns)| (name, luns.into_iter().collect())).collect() }
+    }
+}
+
 #[derive(Debug)]
 pub struct ScsiTarget {
     name: String,

@@ -86,6 +86,23 @@ impl DataOut {
         &self.segments
     }
 
+    /// Keeps only the first `max` bytes (slicing segments, no copy).
+    pub fn truncate(&mut self, max: usize) {
+        let mut kept = 0;
+        self.segments.retain_mut(|seg| {
+            let room = max - kept;
+            if room == 0 {
+                return false;
+            }
+            if seg.len() > room {
+                *seg = seg.slice(..room);
+            }
+            kept += seg.len();
+            true
+        });
+        self.len = kept;
+    }
+
     /// Copies the first `max` bytes into one buffer (parameter lists, which are small).
     pub fn to_vec(&self, max: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len.min(max));
@@ -169,5 +186,10 @@ mod tests {
         assert_eq!(data.segments().len(), 2);
         assert_eq!(data.to_vec(5), b"abcde");
         assert_eq!(data.to_vec(100), b"abcdefg");
+        data.truncate(4);
+        assert_eq!((data.len(), data.segments().len()), (4, 2));
+        assert_eq!(data.to_vec(100), b"abcd");
+        data.truncate(2);
+        assert_eq!((data.len(), data.segments().len(), data.to_vec(9)), (2, 1, b"ab".to_vec()));
     }
 }

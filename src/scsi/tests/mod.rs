@@ -252,7 +252,8 @@ async fn read_only_lun_refuses_writes() {
 #[tokio::test]
 async fn report_luns_with_flat_addressing_and_masking() {
     let luns = vec![memory_lun(0), memory_lun(300)];
-    let masking = LunMasking::allow_all().restrict("iqn.2026-01.test:init2", [300]);
+    let masking = LunMasking::from(std::collections::HashMap::from([("iqn.2026-01.test:init2".to_string(), vec![300])]));
+    assert!(masking.permits("iqn.other", 0) && !masking.permits("iqn.2026-01.test:init2", 0));
     let t = ScsiTarget::new("t".into(), luns, masking);
     let a = nexus(1);
     let rl = good(&run(&t, &a, 0, &[0xA0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0], &[]).await);
@@ -288,4 +289,54 @@ async fn read_capacity_10_and_16() {
     let mut bad_sa = cdb16;
     bad_sa[1] = 0x11;
     assert_eq!(sense_code(&run(&t, &n, 0, &bad_sa, &[]).await), (5, 0x24, 0));
+}
+
+#[tokio::test]
+async fn excess_data_out_is_never_written_past_the_range() {
+    let t = target(vec![memory_lun(0)]);
+    let n = fresh(&t, 0).await;
+    let prepared = t.prepare(task(&n, 0, &rw10(0x2A, 0, 5, 1), 2 * BS)).unwrap();
+    assert_eq!(prepared.data_out_len(), BS);
+    good(&prepared.execute(DataOut::from(Bytes::from(vec![0x77; 2 * BS as usize]))).await);
+    let read = good(&run(&t, &n, 0, &rw10(0x28, 0, 5, 2), &[]).await);
+    assert!(read[..512].iter().all(|&b| b == 0x77));
+    assert!(read[512..].iter().all(|&b| b == 0));
+}
+
+#[tokio::test]
+async fn random_cdbs_never_panic_or_ask_for_unbounded_data() {
+    let t = target(vec![memory_lun(0)]);
+    let n = fresh(&t, 0).await;
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..20_000u32 {
+        let mut cdb = [0u8; 16];
+        for b in cdb.iter_mut() {
+            *b = next() as u8;
+        }
+        cdb[0] = (round % 256) as u8;
+        if round % 3 == 0 {
+            // Mostly-zero CDBs reach deeper into the handlers.
+            for b in cdb[2..].iter_mut() {
+                *b &= 0x03;
+            }
+        }
+        let edtl = (next() % (1 << 16)) as u32;
+        match t.prepare(task(&n, 0, &cdb, edtl)) {
+            Err(c) => assert_ne!(c.status, 0),
+            Ok(p) => {
+                assert!(p.data_out_len() <= limits::MAX_TRANSFER_BYTES);
+                let data: Vec<u8> = (0..p.data_out_len().min(edtl)).map(|_| next() as u8).collect();
+                let c = p.execute(DataOut::from(Bytes::from(data))).await;
+                if let Some(d) = &c.data_in {
+                    assert!(d.len() <= limits::MAX_TRANSFER_BYTES as usize);
+                }
+            }
+        }
+    }
 }
