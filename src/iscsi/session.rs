@@ -146,10 +146,6 @@ impl Session {
         self.done.send_replace(true);
     }
 
-    pub fn register_task(&self, itt: u32, task: RunningTask) {
-        self.tasks.lock().unwrap().insert(itt, task);
-    }
-
     /// Removes the entry of a task that ended by itself (not one that reused its ITT since).
     pub fn finish_task(&self, itt: u32, task_id: u64) {
         let mut tasks = self.tasks.lock().unwrap();
@@ -214,9 +210,9 @@ impl SessionTable {
         old.iter().filter_map(|tsih| inner.sessions.remove(tsih)).collect()
     }
 
-    /// [`SessionTable::insert`] within the session limits: a login that would exceed the total
-    /// or the target's count is refused with 03/02 Out of resources (RFC 7143 §11.13.5). The
-    /// check and the insertion happen under one lock, so concurrent logins cannot overshoot.
+    /// Registers a session within the session limits: a login that would exceed the total or
+    /// the target's count is refused with 03/02 Out of resources (RFC 7143 §11.13.5). The check
+    /// and the insertion happen under one lock, so concurrent logins cannot overshoot.
     pub fn insert_within(
         &self,
         new: NewSession,
@@ -240,10 +236,6 @@ impl SessionTable {
 
     /// Registers a session under a fresh non-zero TSIH (RFC 7143 §11.12.6: 0 is reserved).
     /// `keep` reuses a TSIH whose session was just removed (connection reinstatement, §6.3.4).
-    pub fn insert(&self, new: NewSession, keep: Option<u16>) -> Option<Arc<Session>> {
-        Self::insert_locked(&mut self.inner.lock().unwrap(), new, keep)
-    }
-
     fn insert_locked(inner: &mut TableInner, new: NewSession, keep: Option<u16>) -> Option<Arc<Session>> {
         if inner.sessions.len() >= u16::MAX as usize - 1 {
             return None;
