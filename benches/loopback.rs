@@ -1,6 +1,6 @@
 //! The whole I/O path in one process: the real server (`Server::bind` on 127.0.0.1:0 with a
 //! 256 MiB memory LUN, its own 2-thread runtime) driven over loopback TCP by the bench client
-//! (`palisade::bench::session`) on a single-thread runtime, like `palisade bench` would.
+//! (`palisade::bench::connection`) on a single-thread runtime, like `palisade bench` would.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use palisade::bench::cdb;
 use palisade::bench::login::LoginOptions;
 use palisade::bench::pattern::XorShift;
-use palisade::bench::session::{Completion, Request, Session};
+use palisade::bench::connection::{Completion, Connection, Request};
 use palisade::bench::url::IscsiUrl;
 use palisade::config::{
     AdminConfig, BackendConfig, Config, DiscoveryConfig, LimitsConfig, LunConfig, Portal, SessionConfig, TargetConfig, DEFAULT_TARGET_NAME,
@@ -53,9 +53,9 @@ fn start_server(rt: &tokio::runtime::Runtime) -> SocketAddr {
     })
 }
 
-async fn connect(addr: SocketAddr) -> Session {
+async fn connect(addr: SocketAddr) -> Connection {
     let url = IscsiUrl::parse(&format!("iscsi://{addr}/{DEFAULT_TARGET_NAME}/0")).unwrap();
-    let mut s = Session::connect(&url, &LoginOptions::new("iqn.2026-11.io.palisade:loopback-bench", 7)).await.unwrap();
+    let mut s = Connection::connect(&url, &LoginOptions::new("iqn.2026-11.io.palisade:loopback-bench", 7)).await.unwrap();
     // Take the power-on UNIT ATTENTION before measuring.
     for _ in 0..4 {
         let c = s.execute(Request { cdb: cdb::test_unit_ready(), write_data: Bytes::new(), read_len: 0, collect: false, tag: 0 }).await.unwrap();
@@ -67,7 +67,7 @@ async fn connect(addr: SocketAddr) -> Session {
 }
 
 /// Completes `count` I/Os of `size` bytes with `qd` in flight; returns the elapsed time.
-async fn run(s: &mut Session, count: u64, qd: usize, size: u64, write: bool, random: bool, rng: &mut XorShift) -> Duration {
+async fn run(s: &mut Connection, count: u64, qd: usize, size: u64, write: bool, random: bool, rng: &mut XorShift) -> Duration {
     let units = LUN_BYTES / size;
     let payload = Bytes::from(vec![0x3cu8; size as usize]);
     let mut done: Vec<Completion> = Vec::with_capacity(qd);

@@ -1,7 +1,8 @@
 //! `palisade bench` end to end: the real binary against the real server (memory and file LUNs,
 //! CHAP), its JSON report checked for consistency, `--verify` catching a block corrupted behind
-//! the target's back, and the same client against tgt (started through ../shared/peers/peers.sh,
-//! which installs the Debian package when missing).
+//! the target's back, and the same client against tgt and istgt (started through
+//! ../shared/peers/peers.sh, which installs the Debian packages when missing), including sessions
+//! of several connections against istgt.
 
 mod common;
 
@@ -193,30 +194,43 @@ fn bad_options_are_refused_before_any_io() {
     assert_eq!(out.status.code(), Some(2), "nothing listens on port 1");
 }
 
+/// Starts a peer target from ../shared/peers (installing its Debian package when missing) and
+/// returns its URL; the guard stops it again unless it was already running.
+fn peer(name: &str) -> (String, StopPeer) {
+    let peers = shared_dir().join("peers").join("peers.sh");
+    let was_running = Command::new("bash").arg(&peers).args(["status", name]).output().map(|o| o.status.success()).unwrap_or(false);
+    let start = run_with_timeout(Command::new("bash").arg(&peers).args(["start", name]), Duration::from_secs(300));
+    assert!(
+        start.status.success(),
+        "peers.sh start {name} failed (it installs the package with apt):\n{}{}",
+        String::from_utf8_lossy(&start.stdout),
+        String::from_utf8_lossy(&start.stderr)
+    );
+    let guard = StopPeer { script: peers.clone(), name: name.to_string(), keep: was_running };
+    let url = String::from_utf8(Command::new("bash").arg(&peers).args(["url", name]).output().unwrap().stdout).unwrap().trim().to_string();
+    assert!(url.starts_with("iscsi://"), "peers.sh url {name}: {url:?}");
+    (url, guard)
+}
+
+struct StopPeer {
+    script: std::path::PathBuf,
+    name: String,
+    keep: bool,
+}
+
+impl Drop for StopPeer {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = Command::new("bash").arg(&self.script).args(["stop", &self.name]).output();
+        }
+    }
+}
+
 /// tgt (Debian's tgt 1.0.85 on 127.0.0.1:3261 via peers.sh): the bench must interoperate with a
 /// target nobody here wrote — login, R2T-driven writes, verification.
 #[test]
 fn against_tgt() {
-    let peers = shared_dir().join("peers").join("peers.sh");
-    let was_running = Command::new("bash").arg(&peers).args(["status", "tgt"]).output().map(|o| o.status.success()).unwrap_or(false);
-    let start = run_with_timeout(Command::new("bash").arg(&peers).args(["start", "tgt"]), Duration::from_secs(300));
-    assert!(
-        start.status.success(),
-        "peers.sh start tgt failed (it installs tgt with apt):\n{}{}",
-        String::from_utf8_lossy(&start.stdout),
-        String::from_utf8_lossy(&start.stderr)
-    );
-    struct StopTgt(std::path::PathBuf, bool);
-    impl Drop for StopTgt {
-        fn drop(&mut self) {
-            if !self.1 {
-                let _ = Command::new("bash").arg(&self.0).args(["stop", "tgt"]).output();
-            }
-        }
-    }
-    let _stop = StopTgt(peers.clone(), was_running);
-    let url = String::from_utf8(Command::new("bash").arg(&peers).args(["url", "tgt"]).output().unwrap().stdout).unwrap().trim().to_string();
-
+    let (url, _stop) = peer("tgt");
     let (code, r) = bench_json(&[&url, "--pattern", "randread", "--qd", "16", "--duration", "1s"]);
     assert_eq!(code, 0, "{r:#}");
     assert_sane(&r, 4096, false);
@@ -230,4 +244,46 @@ fn against_tgt() {
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(f(&v, &["verify", "checked_blocks"]), 4096.0);
     assert_eq!(f(&v, &["verify", "mismatch_count"]), 0.0);
+}
+
+/// istgt (Debian's istgt 0.4 on 127.0.0.1:3262 via peers.sh, MaxConnections 8): the same client,
+/// and sessions of several connections (MC/S, RFC 7143 §5.3) sharing one CmdSN window — the
+/// added connections log in with the session's TSIH and log out with reason "close connection".
+#[test]
+fn against_istgt_with_several_connections_per_session() {
+    let (url, _stop) = peer("istgt");
+    let (code, r) = bench_json(&[&url, "--pattern", "randread", "--qd", "16", "--duration", "1s"]);
+    assert_eq!(code, 0, "{r:#}");
+    assert_sane(&r, 4096, false);
+    // A region of its own (other tests and the compare script use the start of the LUN).
+    let range = "1064960:1069056";
+    let (code, w) = bench_json(&[
+        &url, "--pattern", "write", "--verify", "--lba-range", range, "--block-size", "64k", "--qd", "8", "--sessions", "2",
+        "--connections", "4", "--total-bytes", "2MiB",
+    ]);
+    assert_eq!(code, 0, "{w:#}");
+    assert_eq!(f(&w, &["connections_per_session"]), 4.0);
+    assert_eq!(f(&w, &["verify", "written_blocks"]), 4096.0);
+    let (code, v) = bench_json(&[
+        &url, "--pattern", "mixed", "--verify", "--lba-range", range, "--block-size", "4k", "--qd", "6", "--sessions", "2",
+        "--connections", "3", "--duration", "1s",
+    ]);
+    assert_eq!(code, 0, "{v:#}");
+    assert!(f(&v, &["verify", "checked_blocks"]) > 0.0, "{v:#}");
+    assert_eq!(f(&v, &["verify", "mismatch_count"]), 0.0, "{v:#}");
+    assert_eq!(f(&v, &["errors"]), 0.0, "{v:#}");
+}
+
+/// Palisade offers one connection per session (MaxConnections=1): asking for more is refused
+/// with the negotiated limit named, before any I/O.
+#[test]
+fn more_connections_than_the_target_allows_are_refused() {
+    let target = memory_lun("4MiB");
+    let out = bench(&[&target.url(0), "--connections", "2", "--qd", "2", "--duration", "1s"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("MaxConnections=1"), "{stderr}");
+    // The refused session was logged out or dropped: the target still serves a plain run.
+    let (code, r) = bench_json(&[&target.url(0), "--pattern", "read", "--duration", "1s"]);
+    assert_eq!(code, 0, "{r:#}");
 }

@@ -12,9 +12,13 @@ pub struct BenchArgs {
     /// them round-robin.
     #[arg(required = true, value_name = "URL")]
     pub urls: Vec<String>,
-    /// Sessions in total (one TCP connection each).
+    /// Sessions in total.
     #[arg(long, default_value_t = 1)]
     pub sessions: usize,
+    /// TCP connections per session (MC/S, RFC 7143 §5.3); more than 1 needs a target that
+    /// negotiates MaxConnections that high. The queue depth is spread over them.
+    #[arg(long, default_value_t = 1)]
+    pub connections: usize,
     /// Commands kept in flight per session.
     #[arg(long, visible_alias = "qd", default_value_t = 1)]
     pub queue_depth: usize,

@@ -22,6 +22,8 @@ pub struct LoginOptions {
     pub data_digest: bool,
     /// Our MaxRecvDataSegmentLength declaration (RFC 7143 §13.12).
     pub max_recv_data_segment_length: u32,
+    /// Connections per session we offer (RFC 7143 §13.2); more than 1 needs a target with MC/S.
+    pub max_connections: u16,
 }
 
 impl LoginOptions {
@@ -33,8 +35,21 @@ impl LoginOptions {
             header_digest: false,
             data_digest: false,
             max_recv_data_segment_length: 262_144,
+            max_connections: 1,
         }
     }
+}
+
+/// Adding a connection to a session that is already in Full Feature Phase (RFC 7143 §5.3.1).
+#[derive(Clone, Debug)]
+pub struct AddConnection {
+    pub tsih: u16,
+    /// Connection ID, unique within the session (§11.12.7).
+    pub cid: u16,
+    /// The session's next CmdSN: a login on an added connection carries it (§11.12.8).
+    pub cmd_sn: u32,
+    /// The session-wide parameters the leading login negotiated.
+    pub session: SessionParams,
 }
 
 /// The operational parameters in force after login (RFC 7143 §13).
@@ -49,6 +64,8 @@ pub struct SessionParams {
     pub immediate_data: bool,
     pub initial_r2t: bool,
     pub max_outstanding_r2t: u32,
+    /// Connections the session may have (RFC 7143 §13.2).
+    pub max_connections: u16,
     pub digests: Digests,
 }
 
@@ -63,6 +80,7 @@ impl SessionParams {
             immediate_data: true,
             initial_r2t: true,
             max_outstanding_r2t: 1,
+            max_connections: 1,
             digests: Digests::default(),
         }
     }
@@ -89,6 +107,7 @@ struct Exchange<'a> {
     rx: BytesMut,
     opts: &'a LoginOptions,
     itt: u32,
+    cid: u16,
     cmd_sn: u32,
     exp_stat_sn: u32,
     tsih: u16,
@@ -117,7 +136,7 @@ impl Exchange<'_> {
                 isid: self.opts.isid,
                 tsih: self.tsih,
                 itt: self.itt,
-                cid: 0,
+                cid: self.cid,
                 cmd_sn: self.cmd_sn,
                 exp_stat_sn: self.exp_stat_sn,
                 data: std::mem::take(&mut data),
@@ -178,9 +197,11 @@ fn get<'k>(keys: &'k [(String, String)], name: &str) -> Option<&'k str> {
     keys.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
-/// Logs in on `stream`. Returns the negotiated parameters and the sequence numbers to continue with.
-pub async fn login(stream: &mut TcpStream, url: &IscsiUrl, opts: &LoginOptions) -> Result<LoggedIn, BenchError> {
-    let mut ex = Exchange { stream, rx: BytesMut::with_capacity(8192), opts, itt: 0, cmd_sn: 1, exp_stat_sn: 0, tsih: 0 };
+/// Logs in on `stream`, opening a new session or (`add`) adding a connection to one. Returns the
+/// negotiated parameters and the sequence numbers to continue with.
+pub async fn login(stream: &mut TcpStream, url: &IscsiUrl, opts: &LoginOptions, add: Option<&AddConnection>) -> Result<LoggedIn, BenchError> {
+    let (tsih, cid, cmd_sn) = add.map_or((0, 0, 1), |a| (a.tsih, a.cid, a.cmd_sn));
+    let mut ex = Exchange { stream, rx: BytesMut::with_capacity(8192), opts, itt: 0, cid, cmd_sn, exp_stat_sn: 0, tsih };
     let auth = if url.chap.is_some() { "CHAP,None" } else { "None" };
     let mut keys = pairs(&[
         ("InitiatorName", &opts.initiator_name),
@@ -210,28 +231,44 @@ pub async fn login(stream: &mut TcpStream, url: &IscsiUrl, opts: &LoginOptions) 
         rsp = ex.round(Stage::Security, Stage::Operational, true, &[]).await?.0;
         stage_done = rsp.transit;
     }
-    let mut params = SessionParams::defaults(opts.max_recv_data_segment_length);
+    let mut params = match add {
+        // Session-wide values stay as the leading login set them; the connection's own
+        // declarations (digests, the target's MaxRecvDataSegmentLength) start from the defaults.
+        Some(a) => SessionParams {
+            target_max_recv_data_segment_length: 8192,
+            our_max_recv_data_segment_length: opts.max_recv_data_segment_length,
+            digests: Digests::default(),
+            ..a.session.clone()
+        },
+        None => SessionParams::defaults(opts.max_recv_data_segment_length),
+    };
     if rsp.transit && rsp.nsg == Stage::FullFeature {
         return Ok(finish(ex, params, rsp));
     }
     let digest = |on: bool| if on { "CRC32C,None" } else { "None" };
     let ours = opts.max_recv_data_segment_length.to_string();
+    let max_connections = opts.max_connections.max(1).to_string();
     keys = pairs(&[
         ("HeaderDigest", digest(opts.header_digest)),
         ("DataDigest", digest(opts.data_digest)),
         ("MaxRecvDataSegmentLength", &ours),
-        ("ImmediateData", "Yes"),
-        ("InitialR2T", "No"),
-        ("MaxBurstLength", "16776192"),
-        ("FirstBurstLength", "262144"),
-        ("MaxOutstandingR2T", "16"),
-        ("MaxConnections", "1"),
-        ("ErrorRecoveryLevel", "0"),
-        ("DataPDUInOrder", "Yes"),
-        ("DataSequenceInOrder", "Yes"),
-        ("DefaultTime2Wait", "2"),
-        ("DefaultTime2Retain", "0"),
     ]);
+    if add.is_none() {
+        // RFC 7143 §13: session-wide ("leading only") keys go in the leading login only.
+        keys.extend(pairs(&[
+            ("ImmediateData", "Yes"),
+            ("InitialR2T", "No"),
+            ("MaxBurstLength", "16776192"),
+            ("FirstBurstLength", "262144"),
+            ("MaxOutstandingR2T", "16"),
+            ("MaxConnections", &max_connections),
+            ("ErrorRecoveryLevel", "0"),
+            ("DataPDUInOrder", "Yes"),
+            ("DataSequenceInOrder", "Yes"),
+            ("DefaultTime2Wait", "2"),
+            ("DefaultTime2Retain", "0"),
+        ]));
+    }
     for _ in 0..MAX_LOGIN_ROUNDS {
         let (r, answer) = ex.round(Stage::Operational, Stage::FullFeature, true, &keys).await?;
         keys = apply(&mut params, &answer)?;
@@ -273,12 +310,13 @@ fn apply(p: &mut SessionParams, answer: &[(String, String)]) -> Result<Vec<(Stri
             "MaxBurstLength" => p.max_burst_length = number(k, v)?,
             "FirstBurstLength" => p.first_burst_length = number(k, v)?,
             "MaxOutstandingR2T" => p.max_outstanding_r2t = number(k, v)?,
+            "MaxConnections" => p.max_connections = number(k, v)?.min(u16::MAX as u32) as u16,
             "ImmediateData" => p.immediate_data = v == "Yes",
             "InitialR2T" => p.initial_r2t = v == "Yes",
             "HeaderDigest" => p.digests.header = v == "CRC32C",
             "DataDigest" => p.digests.data = v == "CRC32C",
             // Declarations and answers that change nothing for the bench.
-            "TargetAlias" | "TargetPortalGroupTag" | "TargetAddress" | "MaxConnections" | "ErrorRecoveryLevel"
+            "TargetAlias" | "TargetPortalGroupTag" | "TargetAddress" | "ErrorRecoveryLevel"
             | "DataPDUInOrder" | "DataSequenceInOrder" | "DefaultTime2Wait" | "DefaultTime2Retain" => {}
             // A key the target offers that we never sent: RFC 7143 §6.2 says answer it.
             _ => replies.push((k.clone(), "NotUnderstood".to_string())),

@@ -2,19 +2,20 @@
 //! codec. Module map:
 //! - [`url`]: libiscsi-style `iscsi://` URLs (with optional CHAP credentials).
 //! - [`login`]: the initiator's login phase (AuthMethod None or CHAP, operational keys).
-//! - [`session`]: one Full Feature Phase connection: CmdSN window, R2T/Data-Out, Data-In, NOP-In.
+//! - [`connection`]: one Full Feature Phase connection of a session (MC/S: several share the
+//!   CmdSN window): R2T/Data-Out, Data-In, NOP-In, logout.
 //! - [`workload`]: patterns and LBA choice; [`pattern`]: the self-checking block format.
 //! - [`runner`]: sessions, budgets, progress; [`report`]: text/JSON report; [`histogram`]: latency.
 
 pub mod args;
 pub mod cdb;
+pub mod connection;
 pub mod error;
 pub mod histogram;
 pub mod login;
 pub mod pattern;
 pub mod report;
 pub mod runner;
-pub mod session;
 pub mod url;
 pub mod workload;
 

@@ -84,6 +84,7 @@ pub struct Report {
     pub block_size: u64,
     pub queue_depth: usize,
     pub sessions: usize,
+    pub connections_per_session: usize,
     pub seconds: f64,
     pub ios: u64,
     pub bytes: u64,
@@ -140,11 +141,12 @@ impl Report {
         let mix = self.read_pct.map(|p| format!(" ({p}% reads)")).unwrap_or_default();
         let _ = writeln!(
             s,
-            "palisade bench: {}{mix}, {} per I/O, QD{} x {} session(s), {:.1} s",
+            "palisade bench: {}{mix}, {} per I/O, QD{} x {} session(s){}, {:.1} s",
             self.pattern.name(),
             human_bytes(self.block_size),
             self.queue_depth,
             self.sessions,
+            if self.connections_per_session > 1 { format!(" of {} connections", self.connections_per_session) } else { String::new() },
             self.seconds
         );
         for t in &self.targets {

@@ -15,7 +15,7 @@ use super::histogram::Histogram;
 use super::login::LoginOptions;
 use super::pattern::{self, XorShift};
 use super::report::{self, Cpu, MismatchRecord, Report, TargetInfo, VerifyReport};
-use super::session::{Request, Session};
+use super::connection::{Connection, Request};
 use super::url::IscsiUrl;
 use super::workload::{self, Generations, LunState, Pattern, Region};
 
@@ -35,7 +35,6 @@ struct RunContext {
     pattern: Pattern,
     read_pct: u8,
     block_size: u64,
-    queue_depth: usize,
     deadline: Option<Instant>,
     total_bytes: Option<u64>,
     claimed: AtomicU64,
@@ -91,8 +90,14 @@ struct Inflight {
 /// Runs the benchmark described by `args` and returns its report.
 pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     let urls = args.urls.iter().map(|u| IscsiUrl::parse(u).map_err(BenchError)).collect::<Result<Vec<_>, _>>()?;
-    if args.sessions == 0 || args.queue_depth == 0 {
-        return Err(BenchError::new("--sessions and --queue-depth must be at least 1"));
+    if args.sessions == 0 || args.queue_depth == 0 || args.connections == 0 {
+        return Err(BenchError::new("--sessions, --connections and --queue-depth must be at least 1"));
+    }
+    if args.queue_depth < args.connections {
+        return Err(BenchError::new("--queue-depth is per session and spread over its connections: it must be at least --connections"));
+    }
+    if args.connections > u16::MAX as usize {
+        return Err(BenchError::new("--connections must fit a 16-bit connection ID"));
     }
     if args.block_size == 0 || args.block_size > MAX_BLOCK_SIZE {
         return Err(BenchError(format!("--block-size must be between 1 and {MAX_BLOCK_SIZE} bytes")));
@@ -101,20 +106,34 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     let seed = args.seed.unwrap_or_else(clock_seed);
     let mut seeds = XorShift::new(seed);
 
-    let mut sessions = Vec::with_capacity(args.sessions);
+    // Each session: its leading connection, then the added ones (MC/S), in CID order.
+    let mut sessions: Vec<(usize, Vec<Connection>)> = Vec::with_capacity(args.sessions);
     for i in 0..args.sessions {
         let url = &urls[i % urls.len()];
         let mut opts = LoginOptions::new(&args.initiator_name, seeds.next_u64());
         opts.header_digest = args.header_digest;
         opts.data_digest = args.data_digest;
-        let mut s = Session::connect(url, &opts).await?;
-        clear_unit_attention(&mut s).await.map_err(|e| BenchError(format!("{url}: {e}")))?;
-        sessions.push((i % urls.len(), s));
+        opts.max_connections = args.connections as u16;
+        let mut leading = Connection::connect(url, &opts).await?;
+        let allowed = leading.params().max_connections as usize;
+        if allowed < args.connections {
+            return Err(BenchError(format!(
+                "{url}: the target allows {allowed} connection(s) per session (MaxConnections={allowed}); --connections {} needs more",
+                args.connections
+            )));
+        }
+        clear_unit_attention(&mut leading).await.map_err(|e| BenchError(format!("{url}: {e}")))?;
+        let mut connections = vec![leading];
+        for cid in 1..args.connections {
+            let added = connections[0].add_connection(url, &opts, cid as u16).await?;
+            connections.push(added);
+        }
+        sessions.push((i % urls.len(), connections));
     }
     let mut luns = Vec::with_capacity(urls.len());
     let mut targets = Vec::with_capacity(urls.len());
     for (index, url) in urls.iter().enumerate() {
-        let session = &mut sessions.iter_mut().find(|(u, _)| *u == index).expect("every URL has a session").1;
+        let session = &mut sessions.iter_mut().find(|(u, _)| *u == index).expect("every URL has a session").1[0];
         let cap = read_capacity(session).await.map_err(|e| BenchError(format!("{url}: {e}")))?;
         let region = region_for(cap, args.block_size, lba_range).map_err(|e| BenchError(format!("{url}: {e}")))?;
         if args.verify && (region.units > workload::MAX_VERIFY_UNITS || cap.block_len < 512) {
@@ -133,7 +152,6 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         pattern: args.pattern,
         read_pct: args.read_pct,
         block_size: args.block_size,
-        queue_depth: args.queue_depth,
         deadline: duration.map(|d| start + d),
         total_bytes: args.total_bytes,
         claimed: AtomicU64::new(0),
@@ -143,17 +161,26 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     });
     let cpu_before = report::process_cpu();
     let mut tasks = tokio::task::JoinSet::new();
-    for (url_index, session) in sessions {
-        let (ctx, lun, url) = (ctx.clone(), luns[url_index].clone(), urls[url_index].to_string());
-        let seed = seeds.next_u64();
-        tasks.spawn(async move { drive(session, ctx, lun, url, seed).await });
+    for (session_index, (url_index, connections)) in sessions.into_iter().enumerate() {
+        let n = connections.len();
+        for (i, connection) in connections.into_iter().enumerate() {
+            let (ctx, lun, url) = (ctx.clone(), luns[url_index].clone(), urls[url_index].to_string());
+            let seed = seeds.next_u64();
+            // The session's queue depth, spread over its connections.
+            let qd = args.queue_depth / n + usize::from(i < args.queue_depth % n);
+            tasks.spawn(async move { drive(connection, qd, ctx, lun, url, seed).await.map(|(r, c)| (session_index, r, c)) });
+        }
     }
     let progress = std::io::stderr().is_terminal().then(|| tokio::spawn(progress_line(ctx.clone(), start)));
     let mut results = Vec::new();
     let mut first_error = None;
+    let mut finished: Vec<(usize, Connection)> = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok(Ok(r)) => results.push(r),
+            Ok(Ok((session_index, r, c))) => {
+                results.push(r);
+                finished.push((session_index, c));
+            }
             Ok(Err(e)) => {
                 // One broken session ends the run: the others stop issuing and drain.
                 ctx.stop.store(true, Ordering::Relaxed);
@@ -173,8 +200,39 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     if let Some(e) = first_error {
         return Err(e);
     }
+    logout_all(finished, &urls).await?;
     let end = results.iter().filter_map(|r| r.finished).max().unwrap_or_else(Instant::now);
     Ok(build_report(args, targets, results, end.duration_since(start).as_secs_f64(), cpu_before, cpu_after))
+}
+
+/// Logs every session out: added connections first (each closes itself), then the leading one
+/// closes the session (RFC 7143 §11.14.1). Sessions log out concurrently.
+async fn logout_all(mut finished: Vec<(usize, Connection)>, urls: &[IscsiUrl]) -> Result<(), BenchError> {
+    finished.sort_by_key(|(session, c)| (*session, std::cmp::Reverse(c.cid())));
+    let mut by_session: Vec<Vec<Connection>> = Vec::new();
+    let mut last = None;
+    for (session, c) in finished {
+        if last != Some(session) {
+            by_session.push(Vec::new());
+            last = Some(session);
+        }
+        by_session.last_mut().expect("pushed above").push(c);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for connections in by_session {
+        tasks.spawn(async move {
+            for c in connections {
+                c.logout().await?;
+            }
+            Ok::<_, BenchError>(())
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined
+            .map_err(|e| BenchError(format!("logout task failed: {e}")))?
+            .map_err(|e| BenchError(format!("{}: logout: {e}", urls.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(", "))))?;
+    }
+    Ok(())
 }
 
 fn clock_seed() -> u64 {
@@ -183,7 +241,7 @@ fn clock_seed() -> u64 {
 
 /// The first command of a new I_T nexus usually gets a UNIT ATTENTION (SPC-4 §5.14); TEST UNIT
 /// READY takes it so the measured I/O does not.
-async fn clear_unit_attention(s: &mut Session) -> Result<(), BenchError> {
+async fn clear_unit_attention(s: &mut Connection) -> Result<(), BenchError> {
     for _ in 0..8 {
         let c = s.execute(Request { cdb: cdb::test_unit_ready(), write_data: Bytes::new(), read_len: 0, collect: false, tag: 0 }).await?;
         if c.status == cdb::GOOD {
@@ -197,7 +255,7 @@ async fn clear_unit_attention(s: &mut Session) -> Result<(), BenchError> {
     Err(BenchError::new("TEST UNIT READY keeps reporting UNIT ATTENTION"))
 }
 
-async fn read_capacity(s: &mut Session) -> Result<Capacity, BenchError> {
+async fn read_capacity(s: &mut Connection) -> Result<Capacity, BenchError> {
     let c = s.execute(Request { cdb: cdb::read_capacity16(32), write_data: Bytes::new(), read_len: 32, collect: true, tag: 0 }).await?;
     if c.status == cdb::GOOD {
         return cdb::parse_capacity16(&c.data).ok_or_else(|| BenchError::new("short READ CAPACITY (16) data"));
@@ -228,7 +286,16 @@ fn region_for(cap: Capacity, block_size: u64, range: Option<(u64, Option<u64>)>)
     Ok(Region { first_lba: first, io_blocks, units })
 }
 
-async fn drive(mut s: Session, ctx: Arc<RunContext>, lun: Arc<LunState>, url: String, seed: u64) -> Result<SessionResult, BenchError> {
+/// Keeps `queue_depth` commands in flight on one connection until the run ends; returns the
+/// connection (still logged in) with its statistics.
+async fn drive(
+    mut s: Connection,
+    queue_depth: usize,
+    ctx: Arc<RunContext>,
+    lun: Arc<LunState>,
+    url: String,
+    seed: u64,
+) -> Result<(SessionResult, Connection), BenchError> {
     let mut rng = XorShift::new(seed);
     let io_bytes = ctx.block_size;
     let region = lun.region;
@@ -241,9 +308,9 @@ async fn drive(mut s: Session, ctx: Arc<RunContext>, lun: Arc<LunState>, url: St
     } else {
         Bytes::new()
     };
-    let mut inflight: Vec<Option<Inflight>> = (0..ctx.queue_depth).map(|_| None).collect();
-    let mut free: Vec<usize> = (0..ctx.queue_depth).rev().collect();
-    let mut done = Vec::with_capacity(ctx.queue_depth);
+    let mut inflight: Vec<Option<Inflight>> = (0..queue_depth).map(|_| None).collect();
+    let mut free: Vec<usize> = (0..queue_depth).rev().collect();
+    let mut done = Vec::with_capacity(queue_depth);
     let mut res = SessionResult::default();
     let mut issuing = true;
     loop {
@@ -324,8 +391,7 @@ async fn drive(mut s: Session, ctx: Arc<RunContext>, lun: Arc<LunState>, url: St
     }
     res.finished = Some(Instant::now());
     res.pings = s.pings_answered;
-    s.logout().await.map_err(|e| BenchError(format!("{url}: logout: {e}")))?;
-    Ok(res)
+    Ok((res, s))
 }
 
 fn check_read(res: &mut SessionResult, url: &str, lba: u64, block_len: usize, blocks: u64, data: &[u8], expected: Option<u64>) {
@@ -403,6 +469,7 @@ fn build_report(args: &BenchArgs, targets: Vec<TargetInfo>, results: Vec<Session
         block_size: args.block_size,
         queue_depth: args.queue_depth,
         sessions: args.sessions,
+        connections_per_session: args.connections,
         seconds,
         ios: all.count(),
         bytes,
@@ -439,7 +506,6 @@ mod tests {
             pattern: Pattern::Write,
             read_pct: 0,
             block_size: 4096,
-            queue_depth: 1,
             deadline: None,
             total_bytes: Some(10_000),
             claimed: AtomicU64::new(0),

@@ -1,7 +1,8 @@
-//! One iSCSI session on one connection in Full Feature Phase, driven from a single task: commands
+//! One connection of an iSCSI session in Full Feature Phase, driven from a single task: commands
 //! are queued as PDUs and written with vectored non-blocking writes while responses are read and
-//! framed from the same loop, so neither direction can stall the other and no channel or lock
-//! sits between the workload and the socket.
+//! framed from the same loop, so neither direction can stall the other and no channel sits
+//! between the workload and the socket. A session's connections (MC/S, RFC 7143 §5.3) share
+//! only its command window, a mutex that is uncontended with one connection.
 //!
 //! Covers what a load generator needs at ErrorRecoveryLevel 0: CmdSN window (RFC 7143 §4.2.2.1),
 //! immediate and unsolicited data within FirstBurstLength (§13.10, §13.11, §13.14), Data-Out in
@@ -10,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -20,7 +22,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::error::BenchError;
-use super::login::{self, LoginOptions, SessionParams};
+use super::login::{self, AddConnection, LoginOptions, SessionParams};
 use super::url::IscsiUrl;
 
 /// One SCSI command to send.
@@ -69,7 +71,35 @@ const MAX_SLOTS: usize = 0xfff0;
 const MAX_IOVECS: usize = 64;
 const READ_RESERVE: usize = 256 * 1024;
 
-pub struct Session {
+/// The session-wide command window (RFC 7143 §4.2.2.1): CmdSN is numbered across all the
+/// session's connections, and any connection's responses move ExpCmdSN/MaxCmdSN.
+#[derive(Debug)]
+struct Window {
+    cmd_sn: u32,
+    exp_cmd_sn: u32,
+    max_cmd_sn: u32,
+}
+
+impl Window {
+    fn open(&self) -> bool {
+        serial::le(self.cmd_sn, self.max_cmd_sn)
+    }
+
+    /// ExpCmdSN/MaxCmdSN only move forward, and a MaxCmdSN below ExpCmdSN − 1 is ignored.
+    fn update(&mut self, seq: &TargetSeq) {
+        if serial::lt(seq.max_cmd_sn, seq.exp_cmd_sn.wrapping_sub(1)) {
+            return;
+        }
+        if serial::gt(seq.exp_cmd_sn, self.exp_cmd_sn) {
+            self.exp_cmd_sn = seq.exp_cmd_sn;
+        }
+        if serial::gt(seq.max_cmd_sn, self.max_cmd_sn) {
+            self.max_cmd_sn = seq.max_cmd_sn;
+        }
+    }
+}
+
+pub struct Connection {
     stream: TcpStream,
     framer: Framer,
     params: SessionParams,
@@ -77,9 +107,10 @@ pub struct Session {
     writer: WireWriter,
     out: VecDeque<Bytes>,
     lun: u64,
-    cmd_sn: u32,
-    exp_cmd_sn: u32,
-    max_cmd_sn: u32,
+    window: Arc<Mutex<Window>>,
+    tsih: u16,
+    cid: u16,
+    /// Per connection: StatSN is numbered per connection (RFC 7143 §4.2.2.2).
     exp_stat_sn: u32,
     slots: Vec<Option<Task>>,
     reuse: Vec<u16>,
@@ -92,18 +123,37 @@ pub struct Session {
     pub io_timeout: Duration,
 }
 
-impl Session {
-    /// Connects, logs in, and enters Full Feature Phase.
-    pub async fn connect(url: &IscsiUrl, opts: &LoginOptions) -> Result<Session, BenchError> {
+impl Connection {
+    /// Connects, logs in a new session, and enters Full Feature Phase.
+    pub async fn connect(url: &IscsiUrl, opts: &LoginOptions) -> Result<Connection, BenchError> {
+        Self::open(url, opts, None).await
+    }
+
+    /// Adds a connection with ID `cid` to this connection's session (RFC 7143 §5.3.1). The
+    /// session must have negotiated MaxConnections above its current connection count.
+    pub async fn add_connection(&self, url: &IscsiUrl, opts: &LoginOptions, cid: u16) -> Result<Connection, BenchError> {
+        let add = AddConnection {
+            tsih: self.tsih,
+            cid,
+            cmd_sn: self.window.lock().expect("window lock").cmd_sn,
+            session: self.params.clone(),
+        };
+        let mut c = Self::open(url, opts, Some(&add)).await?;
+        // One window for the whole session: the new connection shares ours.
+        c.window = self.window.clone();
+        Ok(c)
+    }
+
+    async fn open(url: &IscsiUrl, opts: &LoginOptions, add: Option<&AddConnection>) -> Result<Connection, BenchError> {
         let mut stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(url.address()))
             .await
             .map_err(|_| BenchError(format!("{url}: connect timed out")))?
             .map_err(|e| BenchError(format!("{url}: connect: {e}")))?;
         // Small command PDUs must leave at once, not wait for Nagle.
         stream.set_nodelay(true)?;
-        let done = login::login(&mut stream, url, opts).await.map_err(|e| BenchError(format!("{url}: {e}")))?;
+        let done = login::login(&mut stream, url, opts, add).await.map_err(|e| BenchError(format!("{url}: {e}")))?;
         let params = done.params;
-        Ok(Session {
+        Ok(Connection {
             stream,
             framer: Framer { digests: params.digests, max_data_segment: params.our_max_recv_data_segment_length },
             params,
@@ -111,9 +161,9 @@ impl Session {
             writer: WireWriter::new(),
             out: VecDeque::new(),
             lun: url.lun_field(),
-            cmd_sn: done.cmd_sn,
-            exp_cmd_sn: done.exp_cmd_sn,
-            max_cmd_sn: done.max_cmd_sn,
+            window: Arc::new(Mutex::new(Window { cmd_sn: done.cmd_sn, exp_cmd_sn: done.exp_cmd_sn, max_cmd_sn: done.max_cmd_sn })),
+            tsih: done.tsih,
+            cid: add.map_or(0, |a| a.cid),
             exp_stat_sn: done.exp_stat_sn,
             slots: Vec::new(),
             reuse: Vec::new(),
@@ -133,16 +183,27 @@ impl Session {
         self.outstanding
     }
 
+    /// This connection's ID within its session.
+    pub fn cid(&self) -> u16 {
+        self.cid
+    }
+
     /// Whether the CmdSN window admits another command (RFC 7143 §4.2.2.1).
     pub fn can_submit(&self) -> bool {
-        serial::le(self.cmd_sn, self.max_cmd_sn) && self.outstanding < MAX_SLOTS
+        self.outstanding < MAX_SLOTS && self.window.lock().expect("window lock").open()
     }
 
     /// Queues a command and whatever data may go with it unsolicited. Call `poll` to send.
     pub fn submit(&mut self, req: Request) -> Result<(), BenchError> {
-        if !self.can_submit() {
-            return Err(BenchError::new("CmdSN window closed (MaxCmdSN reached)"));
-        }
+        let cmd_sn = {
+            let mut w = self.window.lock().expect("window lock");
+            if !w.open() || self.outstanding >= MAX_SLOTS {
+                return Err(BenchError::new("CmdSN window closed (MaxCmdSN reached)"));
+            }
+            let sn = w.cmd_sn;
+            w.cmd_sn = sn.wrapping_add(1);
+            sn
+        };
         let len = req.write_data.len();
         if len > u32::MAX as usize || (len > 0 && req.read_len > 0) {
             return Err(BenchError::new("a request is either a read or a write"));
@@ -175,14 +236,13 @@ impl Session {
             lun: self.lun,
             itt,
             expected_data_transfer_length: if len > 0 { len as u32 } else { req.read_len },
-            cmd_sn: self.cmd_sn,
+            cmd_sn,
             exp_stat_sn: self.exp_stat_sn,
             cdb: req.cdb,
             extended_cdb: Bytes::new(),
             bidi_read_length: None,
             data: req.write_data.slice(..immediate),
         };
-        self.cmd_sn = self.cmd_sn.wrapping_add(1);
         self.writer.push(&cmd.encode(), self.params.digests);
         if unsolicited_end > immediate {
             self.queue_data_out(itt, RESERVED_TAG, &req.write_data, immediate, unsolicited_end);
@@ -292,18 +352,13 @@ impl Session {
         Ok(())
     }
 
-    /// RFC 7143 §4.2.2.1: ExpCmdSN/MaxCmdSN only move forward, and a MaxCmdSN below
-    /// ExpCmdSN − 1 is ignored.
     fn update_window(&mut self, seq: &TargetSeq) {
-        if serial::lt(seq.max_cmd_sn, seq.exp_cmd_sn.wrapping_sub(1)) {
-            return;
-        }
-        if serial::gt(seq.exp_cmd_sn, self.exp_cmd_sn) {
-            self.exp_cmd_sn = seq.exp_cmd_sn;
-        }
-        if serial::gt(seq.max_cmd_sn, self.max_cmd_sn) {
-            self.max_cmd_sn = seq.max_cmd_sn;
-        }
+        self.window.lock().expect("window lock").update(seq);
+    }
+
+    /// The session's next CmdSN, carried (not consumed) by immediate PDUs (§4.2.2.1).
+    fn next_cmd_sn(&self) -> u32 {
+        self.window.lock().expect("window lock").cmd_sn
     }
 
     fn status_seen(&mut self, stat_sn: u32) {
@@ -386,7 +441,7 @@ impl Session {
                         lun: n.lun,
                         itt: RESERVED_TAG,
                         ttt: n.ttt,
-                        cmd_sn: self.cmd_sn,
+                        cmd_sn: self.next_cmd_sn(),
                         exp_stat_sn: self.exp_stat_sn,
                         data: n.data,
                     };
@@ -433,7 +488,9 @@ impl Session {
         }
     }
 
-    /// Waits for outstanding commands, then logs the session out (RFC 7143 §11.14).
+    /// Waits for outstanding commands, then logs out (RFC 7143 §11.14): the session from its
+    /// leading connection (CID 0), only this connection from an added one. Log the added
+    /// connections out first.
     pub async fn logout(mut self) -> Result<(), BenchError> {
         let mut done = Vec::new();
         while self.outstanding > 0 {
@@ -442,10 +499,10 @@ impl Session {
         }
         let req = LogoutRequest {
             immediate: true,
-            reason: logout::reason::CLOSE_SESSION,
+            reason: if self.cid == 0 { logout::reason::CLOSE_SESSION } else { logout::reason::CLOSE_CONNECTION },
             itt: 0xffff_fffe,
-            cid: 0,
-            cmd_sn: self.cmd_sn,
+            cid: self.cid,
+            cmd_sn: self.next_cmd_sn(),
             exp_stat_sn: self.exp_stat_sn,
         };
         self.queue(&req.encode());
