@@ -42,9 +42,13 @@ fn nop_at_current(ini: &mut RawInitiator, data: &[u8]) -> NopOut {
 
 /// The Reject must carry the complete header of the rejected PDU (RFC 7143 §11.17: the data
 /// segment holds the BHS of the rejected PDU).
-fn assert_rejected(reject: &pdu::msg::Reject, reason: u8, sent: &[u8]) {
+/// Sends `wire`, expects a Reject with `reason` that returns the sent header (RFC 7143 §11.17).
+fn send_expecting_reject(ini: &mut RawInitiator, wire: &[u8], reason: u8) -> pdu::msg::Reject {
+    ini.send_bytes(wire);
+    let reject = ini.expect_reject();
     assert_eq!(reject.reason, reason, "Reject reason (RFC 7143 §11.17.1)");
-    assert_eq!(&reject.header[..], &sent[..48], "Reject returns the rejected header");
+    assert_eq!(&reject.header[..], &wire[..48], "Reject returns the rejected header");
+    reject
 }
 
 #[test]
@@ -55,9 +59,7 @@ fn reserved_opcode_is_rejected_as_command_not_supported() {
     // "Command not supported" (§11.17.1). A rejected PDU consumes no CmdSN.
     let bhs = BhsBuf::new(Opcode(0x1c)).flags(0x80).itt(0x77).u32(24, ini.cmd_sn).u32(28, ini.exp_stat_sn);
     let wire = ini.wire(&pdu::OutPdu::new(bhs, Bytes::new()));
-    ini.send_bytes(&wire);
-    let reject = ini.expect_reject();
-    assert_rejected(&reject, reject_reason::COMMAND_NOT_SUPPORTED, &wire);
+    let reject = send_expecting_reject(&mut ini, &wire, reject_reason::COMMAND_NOT_SUPPORTED);
     assert_eq!(reject.seq.exp_cmd_sn, ini.cmd_sn, "the rejected PDU's CmdSN is not received (§11.17.1)");
     ini.ping(b"still here");
     assert_healthy(&mut t);
@@ -95,9 +97,7 @@ fn nop_out_without_final_bit_is_rejected_as_invalid_pdu_field() {
     let nop = nop_at_current(&mut ini, b"");
     let mut wire = ini.wire(&nop.encode());
     wire[1] &= 0x7f;
-    ini.send_bytes(&wire);
-    let reject = ini.expect_reject();
-    assert_rejected(&reject, reject_reason::INVALID_PDU_FIELD, &wire);
+    send_expecting_reject(&mut ini, &wire, reject_reason::INVALID_PDU_FIELD);
     ini.ping(b"");
     assert_healthy(&mut t);
 }
@@ -124,9 +124,7 @@ fn login_request_in_full_feature_phase_is_rejected_as_protocol_error() {
         data: pdu::text::encode(&[("HeaderDigest", "None")]),
     };
     let wire = ini.wire(&req.encode());
-    ini.send_bytes(&wire);
-    let reject = ini.expect_reject();
-    assert_rejected(&reject, reject_reason::PROTOCOL_ERROR, &wire);
+    send_expecting_reject(&mut ini, &wire, reject_reason::PROTOCOL_ERROR);
     ini.ping(b"");
     assert_healthy(&mut t);
 }
@@ -147,9 +145,7 @@ fn snack_at_error_recovery_level_0_is_rejected_as_protocol_error() {
         run_length: 0,
     };
     let wire = ini.wire(&snack.encode());
-    ini.send_bytes(&wire);
-    let reject = ini.expect_reject();
-    assert_rejected(&reject, reject_reason::PROTOCOL_ERROR, &wire);
+    send_expecting_reject(&mut ini, &wire, reject_reason::PROTOCOL_ERROR);
     ini.ping(b"");
     assert_healthy(&mut t);
 }
@@ -180,9 +176,7 @@ fn data_digest_error_on_nop_out_is_rejected_and_connection_survives() {
     // 0x02 and the PDU is discarded; its CmdSN is not received (§11.17.1).
     let nop = nop_at_current(&mut ini, b"ping data with a bad digest");
     let wire = corrupt_data_digest(ini.wire(&nop.encode()));
-    ini.send_bytes(&wire);
-    let reject = ini.expect_reject();
-    assert_rejected(&reject, reject_reason::DATA_DIGEST_ERROR, &wire);
+    let reject = send_expecting_reject(&mut ini, &wire, reject_reason::DATA_DIGEST_ERROR);
     assert_eq!(reject.seq.exp_cmd_sn, nop.cmd_sn, "discarded NOP-Out's CmdSN not received");
     // The initiator plugs the gap by sending again with the same CmdSN.
     ini.ping(b"ping data with a good digest");
@@ -196,11 +190,9 @@ fn data_digest_error_on_immediate_data_rejects_the_command_until_it_is_retried()
     let block = vec![0xabu8; 512];
     let cmd = ini.command(0, &write10_cdb(100, 1), 0, 512, &block);
     let wire = corrupt_data_digest(ini.wire(&cmd.encode()));
-    ini.send_bytes(&wire);
     // RFC 7143 §7.8: for immediate data in a command PDU the non-data PDU rule applies: Reject
     // reason 0x02 and the whole command is discarded, its CmdSN not received (§11.17.1).
-    let reject = ini.expect_reject();
-    assert_rejected(&reject, reject_reason::DATA_DIGEST_ERROR, &wire);
+    let reject = send_expecting_reject(&mut ini, &wire, reject_reason::DATA_DIGEST_ERROR);
     assert_eq!(reject.seq.exp_cmd_sn, cmd.cmd_sn, "the discarded command's CmdSN is a gap");
     // Nothing was written: an immediate READ (delivered at once, §3.2.2.1) sees zeros.
     let mut read = ini.command(0, &read10_cdb(100, 1), 512, 0, &[]);
@@ -238,11 +230,9 @@ fn data_digest_error_on_unsolicited_data_out_aborts_the_command_and_writes_nothi
         data: Bytes::copy_from_slice(&data[512..]),
     };
     let wire = corrupt_data_digest(ini.wire(&dout.encode()));
-    ini.send_bytes(&wire);
     // RFC 7143 §7.8: the data PDU is rejected (reason 0x02) and, option b), the task ends with
     // CHECK CONDITION, ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR (47h/05h, §11.4.7.2).
-    let reject = ini.expect_reject();
-    assert_rejected(&reject, reject_reason::DATA_DIGEST_ERROR, &wire);
+    send_expecting_reject(&mut ini, &wire, reject_reason::DATA_DIGEST_ERROR);
     let out = ini.complete(cmd.itt, 0, &[]);
     assert_sense(&out, ABORTED_COMMAND, 0x47, 0x05);
     assert_eq!(ini.read10(0, 200, 2), vec![0u8; 1024], "nothing of the failed write landed");
@@ -262,7 +252,10 @@ fn data_segment_over_max_recv_data_segment_length_is_rejected_and_the_connection
     ini.send_bytes(&wire);
     let seen = ini.expect_closed(ANSWER_TIMEOUT, |m| matches!(m, TargetPdu::Reject(_)));
     match seen.as_slice() {
-        [TargetPdu::Reject(r)] => assert_rejected(r, reject_reason::PROTOCOL_ERROR, &wire),
+        [TargetPdu::Reject(r)] => {
+            assert_eq!(r.reason, reject_reason::PROTOCOL_ERROR, "Reject reason (RFC 7143 §11.17.1)");
+            assert_eq!(&r.header[..], &wire[..48], "Reject returns the rejected header");
+        }
         other => panic!("expected exactly one Reject before the close, got {other:?}"),
     }
     let mut again = login(&t, plain());

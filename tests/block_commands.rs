@@ -1,13 +1,11 @@
 //! The block command set against the real binary, driven with raw CDBs by a minimal initiator
-//! (tests/common/block_initiator.rs): COMPARE AND WRITE races between sessions, thin
+//! (tests/common/block_initiator.rs, on the raw initiator): COMPARE AND WRITE races between sessions, thin
 //! provisioning that really returns space, EXTENDED COPY between LUNs (and not into LUNs the
 //! initiator cannot see), and the exact sense data for bad CDBs and parameter lists.
 
 mod common;
-#[path = "common/block_initiator.rs"]
-mod block_initiator;
 
-use block_initiator::BlockInitiator;
+use common::block_initiator::BlockInitiator;
 use common::{TargetProcess, DEFAULT_IQN};
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -8,6 +8,7 @@
 //! then returns that URL unchanged.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod block_initiator;
 pub mod raw_initiator;
 
 use std::fs;

@@ -97,11 +97,12 @@ impl RawInitiator {
         cmd
     }
 
-    /// Collects the Data-In and SCSI Response of command `itt`, answering R2Ts from `write`.
+    /// Collects the Data-In and SCSI Response of command `itt`, answering R2Ts from `write`
+    /// and the target's NOP-In pings (a long command leaves the connection idle).
     pub fn complete(&mut self, itt: u32, lun: u64, write: &[u8]) -> ScsiOutcome {
         let mut data = Vec::new();
         loop {
-            match self.recv_msg(ANSWER_TIMEOUT) {
+            match self.recv_msg(self.answer_timeout) {
                 TargetPdu::DataIn(d) => {
                     assert_eq!(d.itt, itt, "Data-In for another task");
                     assert_eq!(d.buffer_offset as usize, data.len(), "Data-In offsets in order");
@@ -117,6 +118,19 @@ impl RawInitiator {
                 TargetPdu::ScsiResponse(rsp) => {
                     assert_eq!(rsp.itt, itt, "SCSI Response for another task");
                     return ScsiOutcome { status: rsp.status, response: rsp.response, sense: rsp.sense(), data };
+                }
+                TargetPdu::NopIn(ping) if ping.ttt != RESERVED_TAG => {
+                    // RFC 7143 §11.18.3: answer the target's ping with its TTT, as an immediate PDU.
+                    let answer = NopOut {
+                        immediate: true,
+                        lun: ping.lun,
+                        itt: RESERVED_TAG,
+                        ttt: ping.ttt,
+                        cmd_sn: self.cmd_sn,
+                        exp_stat_sn: self.exp_stat_sn,
+                        data: Bytes::new(),
+                    };
+                    self.send(&answer.encode());
                 }
                 other => panic!("unexpected PDU while waiting for task 0x{itt:x}: {other:?}"),
             }
@@ -253,10 +267,14 @@ impl RawInitiator {
     }
 }
 
-/// Single-level LUN addressing of LUN numbers below 256 (SAM-5 §4.7.1; peripheral method).
+/// Single-level LUN addressing (SAM-5 §4.7.1): the peripheral method below 256, flat above.
 pub fn lun_field(lun: u64) -> u64 {
-    assert!(lun < 256, "tests use LUNs below 256");
-    lun << 48
+    assert!(lun < 0x4000, "single-level LUNs stop at 16383");
+    if lun < 256 {
+        lun << 48
+    } else {
+        (0x4000 | lun) << 48
+    }
 }
 
 pub fn read10_cdb(lba: u32, blocks: u16) -> [u8; 10] {

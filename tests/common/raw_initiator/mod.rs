@@ -52,6 +52,8 @@ pub struct RawInitiator {
     pub target_max_recv: u32,
     /// Every key the target sent during login, in order.
     pub login_keys: Vec<(String, String)>,
+    /// How long `complete` waits for each PDU of a command (long for slow block commands).
+    pub answer_timeout: Duration,
 }
 
 impl RawInitiator {
@@ -70,6 +72,7 @@ impl RawInitiator {
             tsih: 0,
             target_max_recv: 8192,
             login_keys: Vec::new(),
+            answer_timeout: ANSWER_TIMEOUT,
         }
     }
 
