@@ -128,15 +128,19 @@ impl FullFeature {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut logout_deadline: Option<Instant> = None;
         let end = 'conn: loop {
+            // Answers to the PDUs already read go out together, in one write, after the batch.
+            self.writer.begin_batch();
             loop {
                 match self.framer.decode(&mut buf) {
                     Ok(Some(pdu)) => {
-                        self.last_rx = Instant::now();
                         if let Flow::Stop(end) = self.handle(pdu).await {
                             break 'conn end;
                         }
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        self.writer.end_batch();
+                        break;
+                    }
                     Err(e) => {
                         // Header digest errors and oversized segments leave the byte stream
                         // unusable at ERL 0 (§7.8, §13.12): reject what we can, then drop.
@@ -154,7 +158,7 @@ impl FullFeature {
             tokio::select! {
                 n = rd.read_buf(&mut buf) => match n {
                     Ok(0) => break End::PeerClosed,
-                    Ok(_) => {}
+                    Ok(_) => self.last_rx = Instant::now(),
                     Err(e) => break End::Fatal(format!("read: {e}")),
                 },
                 _ = wait_true(&mut kill) => break End::Killed,

@@ -34,6 +34,8 @@ impl FullFeature {
             // while we drain. They end here without a response (§11.14: the target terminates
             // the pending commands of a closing connection or session).
             self.transfers.clear();
+            // What this batch already answered goes out before we wait.
+            self.writer.end_batch();
             let drained = tokio::time::timeout(DRAIN, async {
                 while self.tasks.join_next().await.is_some() {}
             })

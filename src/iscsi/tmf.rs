@@ -14,6 +14,8 @@ impl FullFeature {
         let rsp = TaskMgmtResponse { response: code, itt: tmf.itt, seq: TargetSeq::default() };
         self.writer.send(rsp.encode(), StatSn::Advance).await;
         if tmf.function == function::TARGET_COLD_RESET && code == response::COMPLETE {
+            // The response goes out before the connections (this one included) are dropped.
+            self.writer.end_batch();
             // §11.5.1: after a cold reset the target drops all connections, this one included.
             for s in self.registry.sessions.all() {
                 if s.target.as_ref().map(|t| &t.name) == self.session.target.as_ref().map(|t| &t.name) {
