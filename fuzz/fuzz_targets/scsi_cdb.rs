@@ -107,12 +107,7 @@ fn lun(id: u64, block_size: u32, blocks: u64) -> Arc<Lun> {
 }
 
 fn nexus(n: u8) -> Arc<ItNexus> {
-    Arc::new(ItNexus {
-        initiator_name: format!("iqn.2026-11.io.palisade:fuzz{n}"),
-        isid: [0x80, 0, 0, 0, 0, n],
-        target_name: "iqn.2026-11.io.palisade:fuzz".into(),
-        tpgt: 1,
-    })
+    Arc::new(ItNexus::new(format!("iqn.2026-11.io.palisade:fuzz{n}"), [0x80, 0, 0, 0, 0, n], "iqn.2026-11.io.palisade:fuzz".into(), 1))
 }
 
 async fn run(data: &[u8]) {

@@ -195,12 +195,7 @@ async fn open_session(
         old.terminate(REINSTATE_WAIT).await;
     }
     let nexus = target.as_ref().map(|t| {
-        Arc::new(ItNexus {
-            initiator_name: result.initiator_name.to_ascii_lowercase(),
-            isid: result.isid,
-            target_name: t.name.clone(),
-            tpgt,
-        })
+        Arc::new(ItNexus::new(result.initiator_name.to_ascii_lowercase(), result.isid, t.name.clone(), tpgt))
     });
     let new = NewSession {
         kind: result.session_type,

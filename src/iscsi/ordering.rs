@@ -2,83 +2,125 @@
 //! reports TST=001b, so each I_T nexus has its own task set per LUN: a SIMPLE task runs after
 //! the last ORDERED task before it; an ORDERED task runs after every task before it; a HEAD OF
 //! QUEUE task runs at once. Tasks are admitted here in CmdSN order by the connection's reader.
+//!
+//! Tasks are counted in epochs: SIMPLE and HEAD OF QUEUE tasks join the current epoch, an
+//! ORDERED task is an epoch of its own and opens the next one, and a task may run once no task
+//! of an earlier epoch is live. Without ORDERED tasks everything is epoch 0 and never waits:
+//! a command costs a counter update at admission and at its end.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use crate::scsi::TaskAttr;
 
-/// Resolves when a task has ended (its [`Finished`] dropped).
-#[derive(Clone)]
-pub struct Done(watch::Receiver<()>);
+/// One LUN's task set.
+#[derive(Default)]
+struct TaskSet {
+    epochs: Mutex<Epochs>,
+    /// Signalled when an epoch that later tasks may wait for has no live task left.
+    epoch_ended: Notify,
+}
 
-impl Done {
-    async fn wait(mut self) {
-        while self.0.changed().await.is_ok() {}
+#[derive(Default)]
+struct Epochs {
+    /// The epoch new SIMPLE and HEAD OF QUEUE tasks join.
+    current: u64,
+    /// Live tasks per epoch, oldest first; epochs without live tasks are dropped.
+    live: VecDeque<(u64, usize)>,
+}
+
+impl Epochs {
+    fn join(&mut self, epoch: u64) {
+        match self.live.back_mut() {
+            Some((e, n)) if *e == epoch => *n += 1,
+            _ => self.live.push_back((epoch, 1)),
+        }
     }
 
-    fn is_done(&self) -> bool {
-        self.0.has_changed().is_err()
+    /// True while a task of an epoch before `epoch` is live.
+    fn earlier_live(&self, epoch: u64) -> bool {
+        self.live.front().is_some_and(|(e, _)| *e < epoch)
     }
 }
 
-/// Held by a running task; dropping it tells later tasks that it has ended.
-pub struct Finished(#[allow(dead_code)] watch::Sender<()>);
+impl TaskSet {
+    fn lock(&self) -> MutexGuard<'_, Epochs> {
+        self.epochs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// What a newly admitted task must wait for before it executes.
-pub struct Gate(Vec<Done>);
+pub struct Gate {
+    /// None: nothing earlier holds it back.
+    wait_in: Option<(Arc<TaskSet>, u64)>,
+}
 
 impl Gate {
     pub async fn wait(self) {
-        for d in self.0 {
-            d.wait().await;
+        let Some((set, epoch)) = self.wait_in else { return };
+        loop {
+            // Registered before the check, so an epoch ending in between is not missed.
+            let ended = set.epoch_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if !set.lock().earlier_live(epoch) {
+                return;
+            }
+            ended.await;
+        }
+    }
+}
+
+/// Held by a running task; dropping it ends the task for the ordering of later ones.
+pub struct Finished {
+    set: Arc<TaskSet>,
+    epoch: u64,
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        let mut epochs = self.set.lock();
+        let Some(i) = epochs.live.iter().position(|(e, _)| *e == self.epoch) else { return };
+        epochs.live[i].1 -= 1;
+        if epochs.live[i].1 == 0 {
+            epochs.live.remove(i);
+            // Only tasks of later epochs ever wait.
+            let waiters_possible = self.epoch < epochs.current;
+            drop(epochs);
+            if waiters_possible {
+                self.set.epoch_ended.notify_waiters();
+            }
         }
     }
 }
 
 #[derive(Default)]
-struct LunOrder {
-    /// The latest ORDERED task.
-    barrier: Option<Done>,
-    /// Tasks admitted since that barrier.
-    since: Vec<Done>,
-}
-
-/// Ended tasks are forgotten once this many accumulate.
-const PRUNE_AT: usize = 64;
-
-#[derive(Default)]
 pub struct TaskOrdering {
-    luns: HashMap<u64, LunOrder>,
+    luns: HashMap<u64, Arc<TaskSet>>,
 }
 
 impl TaskOrdering {
     pub fn admit(&mut self, lun: u64, attr: TaskAttr) -> (Gate, Finished) {
-        let (tx, rx) = watch::channel(());
-        let done = Done(rx);
-        let order = self.luns.entry(lun).or_default();
-        if order.since.len() >= PRUNE_AT {
-            order.since.retain(|d| !d.is_done());
-        }
-        let gate = match attr {
+        let set = self.luns.entry(lun).or_default().clone();
+        let mut epochs = set.lock();
+        let (epoch, waits) = match attr {
             TaskAttr::Ordered => {
-                let mut waits: Vec<Done> = std::mem::take(&mut order.since);
-                waits.extend(order.barrier.replace(done));
-                Gate(waits)
+                let epoch = epochs.current + 1;
+                epochs.current = epoch + 1;
+                (epoch, true)
             }
-            TaskAttr::HeadOfQueue => {
-                order.since.push(done);
-                Gate(Vec::new())
-            }
+            TaskAttr::HeadOfQueue => (epochs.current, false),
             // ACA tasks are never accepted while no ACA condition exists (NACA=0): they run
             // as SIMPLE, like untagged tasks.
-            TaskAttr::Simple | TaskAttr::Untagged | TaskAttr::Aca => {
-                order.since.push(done);
-                Gate(order.barrier.iter().cloned().collect())
-            }
+            TaskAttr::Simple | TaskAttr::Untagged | TaskAttr::Aca => (epochs.current, true),
         };
-        (gate, Finished(tx))
+        let must_wait = waits && epochs.earlier_live(epoch);
+        epochs.join(epoch);
+        drop(epochs);
+        let gate = Gate { wait_in: must_wait.then(|| (set.clone(), epoch)) };
+        (gate, Finished { set, epoch })
     }
 }
 
@@ -119,12 +161,19 @@ mod tests {
     }
 
     #[test]
-    fn ended_tasks_are_pruned() {
+    fn ended_tasks_leave_no_state_behind() {
         let mut o = TaskOrdering::default();
-        for _ in 0..(PRUNE_AT * 3) {
-            let (_g, f) = o.admit(0, TaskAttr::Simple);
+        for attr in [TaskAttr::Simple, TaskAttr::Ordered, TaskAttr::HeadOfQueue].into_iter().cycle().take(300) {
+            let (_g, f) = o.admit(0, attr);
             drop(f);
         }
-        assert!(o.luns[&0].since.len() <= PRUNE_AT);
+        assert!(o.luns[&0].lock().live.is_empty());
+    }
+
+    #[test]
+    fn simple_tasks_without_ordered_ones_never_wait() {
+        let mut o = TaskOrdering::default();
+        let held: Vec<_> = (0..100).map(|_| o.admit(0, TaskAttr::Simple)).collect();
+        assert!(held.iter().all(|(g, _)| g.wait_in.is_none()));
     }
 }

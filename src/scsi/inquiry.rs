@@ -200,7 +200,7 @@ mod tests {
     }
 
     fn nexus() -> ItNexus {
-        ItNexus { initiator_name: "iqn.i".into(), isid: [0; 6], target_name: "iqn.t".into(), tpgt: 1 }
+        ItNexus::new("iqn.i".into(), [0; 6], "iqn.t".into(), 1)
     }
 
     #[test]

@@ -193,7 +193,7 @@ impl Lun {
         match &state.reservation {
             Some(holder) if *holder != port => false,
             _ => {
-                state.reservation = Some(port);
+                state.reservation = Some(port.to_string());
                 true
             }
         }
@@ -203,7 +203,7 @@ impl Lun {
     pub(crate) fn release(&self, nexus: &ItNexus) {
         let port = nexus.initiator_port();
         let mut state = self.state();
-        if state.reservation.as_deref() == Some(port.as_str()) {
+        if state.reservation.as_deref() == Some(port) {
             state.reservation = None;
         }
     }
@@ -240,14 +240,14 @@ impl Lun {
     /// Takes the oldest pending unit attention for this nexus, registering a never-seen nexus
     /// with the power-on condition first (SAM-5 §5.14, §6.3.1).
     pub(crate) fn take_unit_attention(&self, nexus: &ItNexus) -> Option<SenseReason> {
-        // The port name is built before the LUN-wide lock, which every session shares.
         let port = nexus.initiator_port();
         let mut state = self.state();
-        let queue = state
-            .unit_attentions
-            .entry(port)
-            .or_insert_with(|| VecDeque::from([SenseReason::PowerOnReset]));
-        queue.pop_front()
+        if let Some(queue) = state.unit_attentions.get_mut(port) {
+            return queue.pop_front();
+        }
+        // First command of this nexus: it sees POWER ON, RESET OCCURRED, then nothing.
+        state.unit_attentions.insert(port.to_string(), VecDeque::new());
+        Some(SenseReason::PowerOnReset)
     }
 
     /// Establishes `reason` for every known nexus except `except` (SAM-5 §5.14).
@@ -255,7 +255,7 @@ impl Lun {
         let except = except.map(ItNexus::initiator_port);
         let mut state = self.state();
         for (port, queue) in state.unit_attentions.iter_mut() {
-            if Some(port) == except.as_ref() || queue.contains(&reason) {
+            if Some(port.as_str()) == except || queue.contains(&reason) {
                 continue;
             }
             // A reset supersedes everything queued before it (SAM-5 §5.14 precedence).
@@ -285,12 +285,12 @@ impl Lun {
     /// NEXUS LOSS OCCURRED for when it logs back in.
     pub(crate) fn nexus_lost(&self, nexus: &ItNexus) {
         let port = nexus.initiator_port();
-        self.copies.discard(Some(&port));
+        self.copies.discard(Some(port));
         let mut state = self.state();
-        if state.reservation.as_deref() == Some(port.as_str()) {
+        if state.reservation.as_deref() == Some(port) {
             state.reservation = None;
         }
-        if let Some(queue) = state.unit_attentions.get_mut(&port) {
+        if let Some(queue) = state.unit_attentions.get_mut(port) {
             queue.clear();
             queue.push_back(SenseReason::ItNexusLoss);
         }
@@ -329,12 +329,7 @@ mod tests {
     use crate::backend::MemoryBackend;
 
     fn nexus(isid: u8) -> ItNexus {
-        ItNexus {
-            initiator_name: "iqn.init".into(),
-            isid: [0, 0, 0, 0, 0, isid],
-            target_name: "iqn.tgt".into(),
-            tpgt: 1,
-        }
+        ItNexus::new("iqn.init".into(), [0, 0, 0, 0, 0, isid], "iqn.tgt".into(), 1)
     }
 
     #[test]

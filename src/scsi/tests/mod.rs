@@ -15,12 +15,7 @@ const BS: u32 = 512;
 const BLOCKS: u64 = 2048;
 
 fn nexus(isid: u8) -> Arc<ItNexus> {
-    Arc::new(ItNexus {
-        initiator_name: format!("iqn.2026-01.test:init{isid}"),
-        isid: [0x80, 0, 0, 0, 0, isid],
-        target_name: "iqn.2026-01.org.palisade:t".into(),
-        tpgt: 1,
-    })
+    Arc::new(ItNexus::new(format!("iqn.2026-01.test:init{isid}"), [0x80, 0, 0, 0, 0, isid], "iqn.2026-01.org.palisade:t".into(), 1))
 }
 
 fn memory_lun(id: u64) -> Arc<Lun> {
