@@ -178,7 +178,7 @@ done
 PROFILE_TXT="$OUTDIR/profile.txt"
 : >"$PROFILE_TXT"
 if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
-  for entry in "randread-4k-qd32|--pattern randread --block-size 4k --qd 32" "read-256k-qd8|--pattern read --block-size 256k --qd 8" "write-256k-qd8|--pattern write --block-size 256k --qd 8"; do
+  for entry in "randread-4k-qd1|--pattern randread --block-size 4k --qd 1" "randread-4k-qd32|--pattern randread --block-size 4k --qd 32" "read-256k-qd8|--pattern read --block-size 256k --qd 8" "write-256k-qd8|--pattern write --block-size 256k --qd 8"; do
     cfg="${entry%%|*}"; args="${entry#*|}"
     log "profiling palisade during $cfg"
     perf record --call-graph dwarf,32768 -F 299 -e cpu-clock -p "$PAL_PID" -o "$OUTDIR/raw/perf-$cfg.data" -- sleep "$DURATION" >/dev/null 2>&1 &
@@ -189,6 +189,13 @@ if [ "$PROFILE" = 1 ] && command -v perf >/dev/null; then
     wait "$prec"
     {
       echo "### $cfg: where palisade's CPU time goes (perf, cpu-clock, DWARF call chains)"
+      echo
+      echo "Where the samples fall (kernel = the TCP/IP stack, scheduler and system calls):"
+      echo
+      echo '```'
+      perf report -i "$OUTDIR/raw/perf-$cfg.data" --no-children --sort dso --stdio -g none 2>/dev/null \
+        | grep -v '^#' | grep '%' | head -5
+      echo '```'
       echo
       echo "Self time by symbol (≥ 2 %), each followed by its call chain (runtime frames elided):"
       echo
@@ -324,6 +331,16 @@ goals.append(f"| target CPU-s per GiB (256 KiB read) ≤ 0.6× the better peer |
 v, who = best_peer(bench, "randread-4k-qd1", "p50_us", higher=False)
 p = pal(bench, "randread-4k-qd1", "p50_us")
 goals.append(f"| 4 KiB read QD1 p50 latency ≤ the better peer (palisade bench) | palisade {fmt(p, 'us')} µs vs {who} {fmt(v, 'us')} µs | {verdict(p <= v if p and v else None)} |")
+# The CPU goal over every workload, not only the 256 KiB read: which rows meet it.
+cpu_ok, cpu_miss = [], []
+for title, tool, src, cfg, field, kind in cpu_rows:
+    pv = pal(src, cfg, field)
+    v, who = best_peer(src, cfg, field, higher=False)
+    if pv and v:
+        (cpu_ok if pv / v <= 0.6 else cpu_miss).append(f"{title.split(' — ')[0]} ({tool}) {pv / v:.2f}× {who}")
+if cpu_ok or cpu_miss:
+    missed = "; above it: " + "; ".join(cpu_miss) if cpu_miss else ""
+    goals.append(f"| target CPU-s per GiB ≤ 0.6× the better peer, every workload | {len(cpu_ok)} of {len(cpu_ok) + len(cpu_miss)} rows{missed} | {verdict(not cpu_miss)} |")
 many, one = pal(bench, "randread-4k-64x8", "iops"), pal(bench, "randread-4k-qd32", "iops")
 goals.append(f"| 64 sessions × QD8 within 15 % of 1 session × QD32 (palisade bench) | {fmt(many, 'iops')} vs {fmt(one, 'iops')}: {ratio(many, one)} | {verdict(many >= 0.85 * one if many and one else None)} |")
 
@@ -385,6 +402,7 @@ ROUNDS=5 DURATION=15 scripts/compare-peers.sh   # steadier numbers on a quiet ma
 ```
 palisade bench iscsi://127.0.0.1:3260/iqn.2026-11.io.palisade:default/0 --pattern randread --block-size 4k --qd 32 --duration 10s
 palisade bench URL --pattern mixed --read-pct 70 --sessions 4 --qd 16 --json
+palisade bench URL --sessions 2 --connections 4 --qd 32                          # MC/S, if the target allows it
 palisade bench URL --pattern write --verify --block-size 64k --total-bytes 1GiB   # then --pattern read --verify
 palisade bench iscsi://user%secret@host/iqn.x:y/0 ...                             # CHAP
 ```
