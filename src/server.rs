@@ -361,9 +361,10 @@ pub struct ReloadSummary {
 impl ReloadHandle {
     /// Serves `new` from now on, or refuses it whole (naming the field) and changes nothing.
     /// Unchanged targets keep their entry, so their sessions see no difference; changed ones
-    /// get a new entry for new logins while logged-in sessions keep theirs; unchanged LUNs
-    /// are reused (same object, same reservations and unit attentions); removed targets'
-    /// sessions are asked to log out (RFC 7143 §11.9.1 AsyncEvent 1) and closed.
+    /// get a new entry, and the sessions of the old one are asked to log out (RFC 7143 §11.9.1
+    /// AsyncEvent 1) so they log back in to the new one; unchanged LUNs are reused (same
+    /// object, same reservations and unit attentions); removed targets' sessions are asked to
+    /// log out too, and closed.
     pub async fn reload(&self, new: &Config) -> Result<ReloadSummary, StartError> {
         let (summary, dropped_luns) = {
             let mut served = lock(&self.served);
@@ -415,10 +416,19 @@ impl ReloadHandle {
                 targets.insert(key, entry);
             }
             let replaced = self.registry.replace_targets(targets);
+            let served_now = self.registry.snapshot();
             for (name, entry) in replaced.iter() {
-                if !new.targets.iter().any(|t| t.name.eq_ignore_ascii_case(name)) {
-                    entry.retire();
-                    summary.removed.push(entry.name.clone());
+                match served_now.get(name) {
+                    None => {
+                        entry.retire();
+                        summary.removed.push(entry.name.clone());
+                    }
+                    // A changed target: its sessions still hold the old ACL, CHAP, masking and
+                    // LUN objects. They are asked to log out and back in (AsyncEvent 1), so an
+                    // initiator removed from the ACL loses access and no LUN is served by an old
+                    // and a new object at once (two reservation states for one disk).
+                    Some(now) if !Arc::ptr_eq(now, entry) => entry.retire(),
+                    Some(_) => {}
                 }
             }
             let dropped: Vec<Arc<Lun>> = served
@@ -466,7 +476,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reload_reuses_unchanged_luns_and_targets_and_retires_removed_ones() {
+    async fn reload_reuses_unchanged_luns_and_targets_and_retires_removed_and_changed_ones() {
         let dir = std::env::temp_dir().join(format!("palisade-reload-unit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (a, b, c) = ("iqn.2026-11.test:a", "iqn.2026-11.test:b", "iqn.2026-11.test:c");
@@ -474,6 +484,7 @@ mod tests {
         let server = Server::bind(&before).await.expect("bind");
         let registry = server.registry.clone();
         let (a0, a1, b_entry) = (lun(&registry, a, 0), lun(&registry, a, 1), registry.target(b).unwrap());
+        let a_before = registry.target(a).unwrap();
         let handle = server.reload_handle();
 
         let after = config(&dir, &(target(a, &[(0, "1MiB"), (1, "2MiB")]) + &target(c, &[(0, "1MiB")])));
@@ -482,12 +493,15 @@ mod tests {
         assert!(Arc::ptr_eq(&a0, &lun(&registry, a, 0)), "unchanged LUN is the same object");
         assert!(!Arc::ptr_eq(&a1, &lun(&registry, a, 1)), "a changed LUN is opened anew");
         assert!(registry.target(b).is_none() && *b_entry.retired.borrow(), "removed target retired");
+        assert!(*a_before.retired.borrow(), "the changed target's old entry is retired: its sessions log in anew");
+        assert!(!*registry.target(a).unwrap().retired.borrow() && !*registry.target(c).unwrap().retired.borrow());
 
-        // The same file again changes nothing: every entry is kept as it is.
+        // The same file again changes nothing: every entry is kept as it is, none retired.
         let a_entry = registry.target(a).unwrap();
         let summary = handle.reload(&after).await.expect("same config");
         assert_eq!((summary.unchanged, summary.changed.len()), (2, 0));
         assert!(Arc::ptr_eq(&a_entry, &registry.target(a).unwrap()));
+        assert!(!*a_entry.retired.borrow());
 
         // Restart-only changes are refused whole.
         let mut moved = after.clone();

@@ -1,6 +1,7 @@
 //! Configuration reload on SIGHUP against the real binary: a target and a LUN are added, an ACL
-//! changes, a target is removed (its session is asked to log out, RFC 7143 §11.9.1 AsyncEvent
-//! 1), while a session on an unchanged target keeps doing verified I/O without a single error.
+//! and CHAP change, a target is removed (the sessions of the changed and the removed target are
+//! asked to log out, RFC 7143 §11.9.1 AsyncEvent 1), while a session on an unchanged target
+//! keeps doing verified I/O without a single error.
 //! Unchanged LUNs are the same objects afterwards (their data and reservations are intact), and
 //! an invalid new file is refused with the field named while the old configuration serves on.
 
@@ -158,9 +159,14 @@ fn sighup_reload_adds_changes_and_removes_targets_without_disturbing_others() {
     c_old.logout();
     assert_eq!(status_of(RawInitiator::login_refused(&portal, &opts(I1, C, 5))), (2, 3), "C is gone: not found");
 
-    // B: the logged-in session goes on with the entry it logged in to.
-    assert_eq!(b_old.read10(0, 100, 8), marked);
-    b_old.ping(b"after reload");
+    // B changed (CHAP now required, I2 admitted, a LUN added): its logged-in session, which
+    // authenticated under the old rules, is asked to log out and log back in to the new B.
+    match b_old.recv_msg(ANSWER_TIMEOUT) {
+        TargetPdu::Async(m) => assert_eq!(m.event, 1, "AsyncEvent 1: target requests logout"),
+        other => panic!("expected an Async Message on the changed target's session, got {other:?}"),
+    }
+    assert_eq!(b_old.read10(0, 100, 8), marked, "I/O still served until it logs out");
+    b_old.logout();
     // New logins see the new B: CHAP is required, LUN 1 exists, I2 is admitted to LUN 1 only.
     assert_eq!(status_of(RawInitiator::login_refused(&portal, &opts(I1, B, 6))), (2, 1), "B now needs CHAP");
     let mut b_new = RawInitiator::login_ok(&portal, &opts(I1, B, 6).chap(CHAP_USER, CHAP_SECRET));
