@@ -24,6 +24,11 @@ pub struct LoginOptions {
     pub max_recv_data_segment_length: u32,
     /// Connections per session we offer (RFC 7143 §13.2); more than 1 needs a target with MC/S.
     pub max_connections: u16,
+    /// What we offer for ImmediateData and InitialR2T (RFC 7143 §13.10, §13.11). The load
+    /// generator offers Yes/No (least round trips); tests that need every write solicited by
+    /// R2T offer No/Yes.
+    pub immediate_data: bool,
+    pub initial_r2t: bool,
 }
 
 impl LoginOptions {
@@ -36,6 +41,8 @@ impl LoginOptions {
             data_digest: false,
             max_recv_data_segment_length: 262_144,
             max_connections: 1,
+            immediate_data: true,
+            initial_r2t: false,
         }
     }
 }
@@ -248,6 +255,7 @@ pub async fn login(stream: &mut TcpStream, url: &IscsiUrl, opts: &LoginOptions, 
     let digest = |on: bool| if on { "CRC32C,None" } else { "None" };
     let ours = opts.max_recv_data_segment_length.to_string();
     let max_connections = opts.max_connections.max(1).to_string();
+    let yes_no = |on: bool| if on { "Yes" } else { "No" };
     keys = pairs(&[
         ("HeaderDigest", digest(opts.header_digest)),
         ("DataDigest", digest(opts.data_digest)),
@@ -256,8 +264,8 @@ pub async fn login(stream: &mut TcpStream, url: &IscsiUrl, opts: &LoginOptions, 
     if add.is_none() {
         // RFC 7143 §13: session-wide ("leading only") keys go in the leading login only.
         keys.extend(pairs(&[
-            ("ImmediateData", "Yes"),
-            ("InitialR2T", "No"),
+            ("ImmediateData", yes_no(opts.immediate_data)),
+            ("InitialR2T", yes_no(opts.initial_r2t)),
             ("MaxBurstLength", "16776192"),
             ("FirstBurstLength", "262144"),
             ("MaxOutstandingR2T", "16"),

@@ -1,10 +1,12 @@
-//! A minimal iSCSI initiator for the reservation tests: login without authentication, SCSI
+//! A minimal iSCSI initiator for the reservation tests: the login of `palisade bench`, SCSI
 //! commands with R2T-solicited write data (optionally delayed, to leave writes waiting for
 //! Data-Out), many commands in flight, PR IN/OUT helpers. Built on the project's PDU codec.
 #![allow(dead_code)]
 
 use bytes::{Bytes, BytesMut};
-use pdu::msg::{DataOut, LoginRequest, NopOut, ScsiCommand, Stage, TargetPdu};
+use palisade::bench::login::{self, LoginOptions};
+use palisade::bench::url::IscsiUrl;
+use pdu::msg::{DataOut, NopOut, ScsiCommand, TargetPdu};
 use pdu::{Digests, Framer, OutPdu};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -69,82 +71,32 @@ async fn send(inner: &Inner, pdu: OutPdu) -> std::io::Result<()> {
 }
 
 impl Client {
-    /// Logs in to `target` as `initiator` with `isid` (leading login, Normal session).
+    /// Logs in to `target` as `initiator` with `isid` (leading login, Normal session), with
+    /// the login of `palisade bench` offering ImmediateData=No and InitialR2T=Yes, so every
+    /// write waits for an R2T (which `set_r2t_delay` can hold back).
     pub async fn login(addr: &str, initiator: &str, isid: [u8; 6], target: &str) -> std::io::Result<Client> {
-        let stream = TcpStream::connect(addr).await?;
+        let url = IscsiUrl::parse(&format!("iscsi://{addr}/{target}/0")).map_err(std::io::Error::other)?;
+        let mut opts = LoginOptions::new(initiator, 0);
+        opts.isid = isid;
+        opts.immediate_data = false;
+        opts.initial_r2t = true;
+        let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let (mut rd, mut wr) = stream.into_split();
-        let keys = [
-            ("InitiatorName", initiator),
-            ("SessionType", "Normal"),
-            ("TargetName", target),
-            ("HeaderDigest", "None"),
-            ("DataDigest", "None"),
-            ("InitialR2T", "Yes"),
-            ("ImmediateData", "No"),
-            ("MaxRecvDataSegmentLength", "262144"),
-            ("MaxBurstLength", "262144"),
-            ("FirstBurstLength", "65536"),
-            ("ErrorRecoveryLevel", "0"),
-            ("MaxOutstandingR2T", "1"),
-            ("DefaultTime2Wait", "0"),
-            ("DefaultTime2Retain", "0"),
-        ];
-        let mut data = pdu::text::encode(&keys);
-        let mut buf = BytesMut::new();
-        let framer = Framer { digests: Digests::default(), max_data_segment: 1 << 20 };
-        let mut target_mrdsl = 8192u32;
-        let mut stat_sn = 0;
-        for _ in 0..4 {
-            let req = LoginRequest {
-                transit: true,
-                cont: false,
-                csg: Stage::Operational,
-                nsg: Stage::FullFeature,
-                version_max: 0,
-                version_min: 0,
-                isid,
-                tsih: 0,
-                itt: 0,
-                cid: 0,
-                cmd_sn: 1,
-                exp_stat_sn: stat_sn,
-                data: std::mem::take(&mut data),
-            };
-            wr.write_all(&req.encode().to_bytes(Digests::default())).await?;
-            let pdu = loop {
-                if let Some(p) = framer.decode(&mut buf).map_err(|e| std::io::Error::other(format!("{e:?}")))? {
-                    break p;
-                }
-                if rd.read_buf(&mut buf).await? == 0 {
-                    return Err(std::io::Error::other("closed during login"));
-                }
-            };
-            let Ok(TargetPdu::Login(rsp)) = TargetPdu::decode(&pdu) else { return Err(std::io::Error::other("not a login response")) };
-            if rsp.status_class != 0 {
-                return Err(std::io::Error::other(format!("login refused {}/{}", rsp.status_class, rsp.status_detail)));
-            }
-            for (k, v) in pdu::text::parse(&rsp.data).unwrap_or_default() {
-                if k == "MaxRecvDataSegmentLength" {
-                    target_mrdsl = v.parse().unwrap_or(8192);
-                }
-            }
-            stat_sn = rsp.seq.stat_sn.wrapping_add(1);
-            if rsp.transit && rsp.nsg == Stage::FullFeature {
-                let inner = Arc::new(Inner {
-                    wr: tokio::sync::Mutex::new(wr),
-                    pending: Mutex::new(HashMap::new()),
-                    itt: AtomicU32::new(1),
-                    cmd_sn: AtomicU32::new(1),
-                    exp_stat_sn: AtomicU32::new(stat_sn),
-                    max_data_out: target_mrdsl.min(65536),
-                    r2t_delay: Mutex::new(Duration::ZERO),
-                });
-                let reader = tokio::spawn(read_loop(inner.clone(), rd, buf, framer));
-                return Ok(Client { inner, reader, initiator: initiator.to_string(), isid });
-            }
-        }
-        Err(std::io::Error::other("login did not reach Full Feature Phase"))
+        let done = login::login(&mut stream, &url, &opts, None).await.map_err(|e| std::io::Error::other(e.to_string()))?;
+        assert!(!done.params.immediate_data && done.params.initial_r2t, "writes must be R2T-solicited: {:?}", done.params);
+        let framer = Framer { digests: Digests::default(), max_data_segment: opts.max_recv_data_segment_length };
+        let (rd, wr) = stream.into_split();
+        let inner = Arc::new(Inner {
+            wr: tokio::sync::Mutex::new(wr),
+            pending: Mutex::new(HashMap::new()),
+            itt: AtomicU32::new(1),
+            cmd_sn: AtomicU32::new(done.cmd_sn),
+            exp_stat_sn: AtomicU32::new(done.exp_stat_sn),
+            max_data_out: done.params.target_max_recv_data_segment_length.min(65536),
+            r2t_delay: Mutex::new(Duration::ZERO),
+        });
+        let reader = tokio::spawn(read_loop(inner.clone(), rd, BytesMut::new(), framer));
+        Ok(Client { inner, reader, initiator: initiator.to_string(), isid })
     }
 
     /// Answers every later R2T only after a random delay of up to `max`.
