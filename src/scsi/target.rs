@@ -227,7 +227,7 @@ impl ScsiTarget {
                 Ok(Op::ExtendedCopy { param_len, visible })
             }
             ReceiveCopyStatus => {
-                let status = need_lun()?.copy_results().copy_status(&nexus.initiator_port(), cdb[2])?;
+                let status = need_lun()?.copy_results().copy_status(nexus.initiator_port(), cdb[2])?;
                 respond(status, be32(&cdb[10..14]))
             }
             ReceiveCopyOperatingParameters => {

@@ -211,7 +211,7 @@ pub(crate) async fn extended_copy(manager: &Lun, nexus: &ItNexus, visible: &[Arc
 
     let port = nexus.initiator_port();
     let results = manager.copy_results();
-    results.begin(&port, header.list_id, header.hold, header.tracked)?;
+    results.begin(port, header.list_id, header.hold, header.tracked)?;
     let mut copied = 0u64;
     let mut outcome = Ok(());
     for (i, segment) in segments.iter().enumerate() {
@@ -220,11 +220,11 @@ pub(crate) async fn extended_copy(manager: &Lun, nexus: &ItNexus, visible: &[Arc
             break;
         }
         if header.tracked {
-            results.progress(&port, header.list_id, (i + 1) as u16, copied);
+            results.progress(port, header.list_id, (i + 1) as u16, copied);
         }
     }
     if header.tracked {
-        results.finish(&port, header.list_id, outcome.is_ok());
+        results.finish(port, header.list_id, outcome.is_ok());
     }
     outcome
 }
