@@ -219,3 +219,66 @@ fn text_request_continued_with_the_c_bit_is_answered_once_complete() {
     ini.logout();
     assert_healthy(&mut t);
 }
+
+/// Sends WRITE(10) of one block with no data and returns its ITT once the target's R2T for
+/// it has arrived: the task is now waiting for Data-Out that never comes.
+fn write_waiting_for_data(ini: &mut RawInitiator) -> u32 {
+    let cmd = ini.command(0, &write10_cdb(7, 1), 0, 512, &[]);
+    ini.send(&cmd.encode());
+    match ini.recv_msg(ANSWER_TIMEOUT) {
+        TargetPdu::R2t(r) => assert_eq!(r.itt, cmd.itt, "R2T for the write"),
+        other => panic!("expected an R2T, got {other:?}"),
+    }
+    cmd.itt
+}
+
+#[test]
+fn lun_reset_by_another_nexus_ends_its_tasks_with_task_aborted_only_when_tas_is_set() {
+    let mut t = start("");
+    let mut a = login(&t, ISID_A);
+    let opts = LoginOptions::normal(INITIATOR, DEFAULT_IQN).isid(ISID_B).key("ImmediateData", "No");
+    let mut b = RawInitiator::login_ok(&t.portal(), &opts);
+    a.clear_unit_attention(0);
+    b.clear_unit_attention(0);
+
+    // A sets TAS in the control mode page (SPC-4 §7.5.8): MODE SENSE(6) with DBD, flip byte 5
+    // bit 6, MODE SELECT(6) with PF and the mode data length zeroed.
+    let sensed = a.exec_good(0, &[0x1a, 0x08, 0x0a, 0, 255, 0], 255, &[]);
+    let page_at = 4 + sensed[3] as usize;
+    let mut param = sensed[..page_at + 12].to_vec();
+    param[0] = 0;
+    assert_eq!(param[page_at] & 0x3f, 0x0a, "control page");
+    param[page_at + 5] |= 0x40;
+    a.exec_good(0, &[0x15, 0x10, 0, 0, param.len() as u8, 0], 0, &param);
+    let sensed = a.exec_good(0, &[0x1a, 0x08, 0x0a, 0, 255, 0], 255, &[]);
+    assert_eq!(sensed[page_at + 5] & 0x40, 0x40, "TAS is set");
+    // B is told: MODE PARAMETERS CHANGED (SPC-4 §6.9).
+    assert_sense(&b.exec(0, &[0x00; 6], 0, &[]), 0x06, 0x2a, 0x01);
+
+    // B's write waits for Data-Out; A resets the LUN. SAM-5 §5.6: with TAS=1 a task aborted by
+    // another I_T nexus ends with TASK ABORTED status.
+    let itt = write_waiting_for_data(&mut b);
+    let rsp = a.task_mgmt(function::LOGICAL_UNIT_RESET, 0, RESERVED_TAG, a.cmd_sn);
+    assert_eq!(rsp.response, response::COMPLETE);
+    match b.recv_msg(ANSWER_TIMEOUT) {
+        TargetPdu::ScsiResponse(r) => {
+            assert_eq!(r.itt, itt, "the aborted write is answered");
+            assert_eq!(r.status, 0x40, "TASK ABORTED");
+        }
+        other => panic!("expected TASK ABORTED for B's write, got {other:?}"),
+    }
+    // The reset put the mode pages back to their defaults (TAS=0, SAM-5 §6.4) and left B a
+    // unit attention.
+    assert_sense(&b.exec(0, &[0x00; 6], 0, &[]), 0x06, 0x29, 0x03);
+    a.clear_unit_attention(0);
+    let sensed = a.exec_good(0, &[0x1a, 0x08, 0x0a, 0, 255, 0], 255, &[]);
+    assert_eq!(sensed[page_at + 5] & 0x40, 0, "TAS back to its default");
+
+    // With TAS=0 the aborted task of the other nexus just ends: no response at all.
+    write_waiting_for_data(&mut b);
+    let rsp = a.task_mgmt(function::LOGICAL_UNIT_RESET, 0, RESERVED_TAG, a.cmd_sn);
+    assert_eq!(rsp.response, response::COMPLETE);
+    b.expect_silence(Duration::from_millis(500));
+    b.ping(b"B is still logged in");
+    assert_healthy(&mut t);
+}

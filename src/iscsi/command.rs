@@ -4,6 +4,7 @@
 //! through `prepare` and `execute`.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Waker};
 
@@ -127,6 +128,7 @@ impl FullFeature {
             _finished: finished,
             _live: LiveTask::default(),
             probe,
+            responded: Arc::new(AtomicBool::new(false)),
         };
         self.spawn_command(guard, cmd.lun, cmd.cmd_sn, gate, exec, (ticket, data_rx), shape);
         Flow::Continue
@@ -188,6 +190,7 @@ impl FullFeature {
         self.next_task_id += 1;
         guard.task_id = task_id;
         let itt = guard.itt;
+        let responded = guard.responded.clone();
         let mut command = Box::pin(run_command(guard, self.writer.clone(), gate, exec, data, shape));
         // Fast path: a command that needs nothing it would wait for (no budget wait, its data
         // in, no earlier ORDERED task, a RAM backend, room in the send queue) runs to its
@@ -201,7 +204,7 @@ impl FullFeature {
         // itself) before its entry exists.
         let mut tasks = self.session.tasks.lock().unwrap();
         let handle = self.tasks.spawn(command);
-        tasks.insert(itt, RunningTask { task_id, lun, cmd_sn, abort: handle });
+        tasks.insert(itt, RunningTask { task_id, lun, cmd_sn, abort: handle, responded });
     }
 }
 
@@ -217,6 +220,8 @@ struct TaskGuard {
     _finished: Finished,
     probe: CommandProbe,
     _live: LiveTask,
+    /// Shared with the task-table entry: the task answers only if no abort answered for it.
+    responded: Arc<AtomicBool>,
 }
 
 impl TaskGuard {
@@ -226,6 +231,11 @@ impl TaskGuard {
         if std::mem::take(&mut self.counted) {
             self.budget.release_slot(&self.session.seq);
         }
+    }
+
+    /// Claims the task's one response; false when an abort already answered TASK ABORTED.
+    fn claim_response(&self) -> bool {
+        !self.responded.swap(true, Ordering::AcqRel)
     }
 }
 
@@ -263,7 +273,9 @@ async fn run_command(
                 let c = Completion::check_condition(Sense::from(reason).encode(false));
                 guard.release_slot();
                 record(&mut guard.probe, &shape, &c);
-                send_all(&writer, response::build(&shape, c)).await;
+                if guard.claim_response() {
+                    send_all(&writer, response::build(&shape, c)).await;
+                }
                 return;
             }
             // The transfer was dropped with the connection or by an abort.
@@ -278,7 +290,9 @@ async fn run_command(
     };
     guard.release_slot();
     record(&mut guard.probe, &shape, &completion);
-    send_all(&writer, response::build(&shape, completion)).await;
+    if guard.claim_response() {
+        send_all(&writer, response::build(&shape, completion)).await;
+    }
 }
 
 /// Metrics (src/metrics): the command's status and the bytes it moved, as its response goes out.

@@ -67,6 +67,7 @@ pub async fn serve(
         let r = &registry.settings.resources;
         let send_limits = writer::SendLimits { queue_bytes: r.max_send_queue_bytes, timeout: r.send_timeout };
         let (writer, writer_task) = writer::spawn(wr, digests, established.next_stat_sn, session.clone(), send_limits);
+        session.set_writer(writer.clone());
         let ffp = FullFeature::new(session.clone(), registry.clone(), writer.clone(), established.cid);
         // A reload that removes the target asks its sessions to log out like a shutdown does.
         let shutdown = super::registry::shutdown_or_retired(shutdown, session.target.as_ref());

@@ -17,11 +17,15 @@ pub struct SessionAborter {
 impl TaskAborter for SessionAborter {
     fn abort_tasks(&self, target: &str, lun: u64, select: &dyn Fn(&ItNexus) -> bool) {
         let Some(registry) = self.registry.upgrade() else { return };
+        // SAM-5 §5.6: with TAS set, the preempted nexuses learn of it through TASK ABORTED.
+        let tas = registry
+            .target(target)
+            .is_some_and(|t| t.scsi.luns().find(|l| l.id() == lun).is_some_and(|l| l.mode().tas));
         for session in registry.sessions.of_target(target) {
             if !session.nexus.as_deref().is_some_and(select) {
                 continue;
             }
-            let victims = session.abort_tasks(|_, t| decode_lun(t.lun) == Some(lun));
+            let victims = session.abort_tasks_reporting(|_, t| decode_lun(t.lun) == Some(lun), |_| tas);
             if !victims.is_empty() {
                 tracing::info!(session = %session.log_id(), lun, tasks = victims.len(), "aborted by PREEMPT AND ABORT");
             }

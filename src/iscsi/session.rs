@@ -2,7 +2,7 @@
 //! the table that allocates TSIHs and performs session reinstatement (§6.3.5).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,6 +78,9 @@ pub struct RunningTask {
     pub lun: u64,
     pub cmd_sn: u32,
     pub abort: AbortHandle,
+    /// Taken by whoever sends the task's one response: the task itself, or an abort that
+    /// reports TASK ABORTED (`abort_tasks_reporting`).
+    pub responded: Arc<AtomicBool>,
 }
 
 /// Where a session's connection came from, for operators (src/admin). Set once after login.
@@ -107,6 +110,8 @@ pub struct Session {
     /// Admin view (src/admin): when the session was created and where its connection came from.
     pub login_time: std::time::SystemTime,
     origin: std::sync::OnceLock<SessionOrigin>,
+    /// The connection's send side, for answers that do not come from the reader (TAS).
+    writer: std::sync::OnceLock<super::writer::WriterHandle>,
 }
 
 impl Session {
@@ -123,6 +128,11 @@ impl Session {
 
     pub fn origin(&self) -> Option<&SessionOrigin> {
         self.origin.get()
+    }
+
+    /// Records the connection's send side once Full Feature Phase starts.
+    pub fn set_writer(&self, writer: super::writer::WriterHandle) {
+        let _ = self.writer.set(writer);
     }
 
     pub fn kill_signal(&self) -> watch::Receiver<bool> {
@@ -162,6 +172,49 @@ impl Session {
         for itt in &victims {
             if let Some(t) = tasks.remove(itt) {
                 t.abort.abort();
+            }
+        }
+        victims
+    }
+
+    /// Aborts the tasks `select` picks on behalf of another I_T nexus (LOGICAL UNIT RESET,
+    /// PREEMPT AND ABORT): a task whose logical unit has TAS set in its control mode page is
+    /// ended with TASK ABORTED status (SAM-5 §5.6, SPC-4 §7.5.8), the others silently.
+    pub fn abort_tasks_reporting(
+        &self,
+        select: impl FnMut(u32, &RunningTask) -> bool,
+        task_aborted_status: impl Fn(&RunningTask) -> bool,
+    ) -> Vec<u32> {
+        let mut report = Vec::new();
+        let victims = {
+            let mut tasks = self.tasks.lock().unwrap();
+            let mut select = select;
+            let victims: Vec<u32> = tasks.iter().filter(|(itt, t)| select(**itt, t)).map(|(i, _)| *i).collect();
+            for itt in &victims {
+                if let Some(t) = tasks.remove(itt) {
+                    t.abort.abort();
+                    // The claim keeps a task that is answering right now from answering twice.
+                    if task_aborted_status(&t) && !t.responded.swap(true, Ordering::AcqRel) {
+                        report.push(*itt);
+                    }
+                }
+            }
+            victims
+        };
+        if let (Some(writer), Ok(runtime)) = (self.writer.get(), tokio::runtime::Handle::try_current()) {
+            for itt in report {
+                let rsp = pdu::msg::ScsiResponse {
+                    residual: pdu::msg::Residual::None,
+                    bidi_residual: pdu::msg::Residual::None,
+                    response: 0,
+                    status: crate::scsi::task::status::TASK_ABORTED,
+                    itt,
+                    seq: pdu::msg::TargetSeq::default(),
+                    exp_data_sn: 0,
+                    data: bytes::Bytes::new(),
+                };
+                let writer = writer.clone();
+                runtime.spawn(async move { writer.send(rsp.encode(), super::writer::StatSn::Advance).await });
             }
         }
         victims
@@ -268,6 +321,7 @@ impl SessionTable {
             done: watch::channel(false).0,
             login_time: std::time::SystemTime::now(),
             origin: std::sync::OnceLock::new(),
+            writer: std::sync::OnceLock::new(),
         });
         inner.sessions.insert(tsih, session.clone());
         Some(session)

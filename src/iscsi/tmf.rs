@@ -65,11 +65,15 @@ impl FullFeature {
                 if !target.scsi.has_lun(lun, &nexus) {
                     return response::LUN_DOES_NOT_EXIST;
                 }
-                // SAM-5 §7.7: abort every task of the LUN from every I_T nexus, then reset it.
+                // SAM-5 §7.7: abort every task of the LUN from every I_T nexus, then reset it;
+                // other nexuses' tasks end with TASK ABORTED when the LUN has TAS set (§5.6).
+                let tas = target.scsi.addressed_lun(&nexus, lun).is_some_and(|l| l.mode().tas);
                 for s in self.registry.sessions.of_target(&target.name) {
-                    let victims = s.abort_tasks(|_, t| t.lun == lun);
                     if std::sync::Arc::ptr_eq(&s, &self.session) {
+                        let victims = s.abort_tasks(|_, t| t.lun == lun);
                         self.drop_transfers(&victims);
+                    } else {
+                        s.abort_tasks_reporting(|_, t| t.lun == lun, |_| tas);
                     }
                 }
                 target.scsi.logical_unit_reset(lun, &nexus);
@@ -78,9 +82,17 @@ impl FullFeature {
             }
             function::TARGET_WARM_RESET | function::TARGET_COLD_RESET => {
                 for s in self.registry.sessions.of_target(&target.name) {
-                    let victims = s.abort_tasks(|_, _| true);
                     if std::sync::Arc::ptr_eq(&s, &self.session) {
+                        let victims = s.abort_tasks(|_, _| true);
                         self.drop_transfers(&victims);
+                    } else {
+                        // A cold reset drops those connections next; a warm one leaves them, so
+                        // TAS decides per logical unit whether their tasks are answered (§5.6).
+                        let tas = |t: &super::session::RunningTask| {
+                            tmf.function == function::TARGET_WARM_RESET
+                                && target.scsi.addressed_lun(&nexus, t.lun).is_some_and(|l| l.mode().tas)
+                        };
+                        s.abort_tasks_reporting(|_, _| true, tas);
                     }
                 }
                 target.scsi.target_reset(&nexus);

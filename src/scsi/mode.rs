@@ -13,11 +13,14 @@ pub struct ModePages {
     pub d_sense: bool,
     /// Control page SWP (SPC-4 §7.5.8): software write protect.
     pub swp: bool,
+    /// Control page TAS (SPC-4 §7.5.8): tasks aborted by another I_T nexus end with TASK
+    /// ABORTED status instead of silently.
+    pub tas: bool,
 }
 
 impl Default for ModePages {
     fn default() -> Self {
-        ModePages { wce: true, d_sense: false, swp: false }
+        ModePages { wce: true, d_sense: false, swp: false, tas: false }
     }
 }
 
@@ -54,11 +57,13 @@ fn page_bytes(code: u8, values: ModePages, control: PageControl) -> Vec<u8> {
             if changeable {
                 page[2] = 0x04;
                 page[4] = 0x08;
+                page[5] = 0x40;
             } else {
                 // GLTSD: no log parameters are saved; QAM 1: commands are reordered freely.
                 page[2] = 0x02 | bit(values.d_sense, 0x04);
                 page[3] = 0x10;
                 page[4] = bit(values.swp, 0x08);
+                page[5] = bit(values.tas, 0x40);
             }
             page
         }
@@ -210,6 +215,7 @@ pub(crate) fn mode_select(lun: &Lun, param: &[u8], ten: bool) -> Result<bool, Se
             PAGE_CONTROL => {
                 updated.d_sense = page[2] & 0x04 != 0;
                 updated.swp = page[4] & 0x08 != 0;
+                updated.tas = page[5] & 0x40 != 0;
             }
             _ => {}
         }

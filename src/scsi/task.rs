@@ -135,6 +135,8 @@ pub mod status {
     pub const GOOD: u8 = 0x00;
     pub const CHECK_CONDITION: u8 = 0x02;
     pub const RESERVATION_CONFLICT: u8 = 0x18;
+    /// Ended by another I_T nexus' action while TAS is set (SAM-5 §5.6).
+    pub const TASK_ABORTED: u8 = 0x40;
 }
 
 /// The outcome of a command. The transport computes residuals from `data_in` itself.
