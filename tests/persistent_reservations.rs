@@ -363,3 +363,36 @@ fn linux_initiators_use_persistent_reservations_through_sg_persist() {
     assert!(out.status.success(), "guest script failed: {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     assert!(console.contains("PR OK"), "guest did not reach the end");
 }
+
+/// SAM-5 §5.6 with TAS=1 in the control mode page: the preempted nexus' write that was waiting
+/// for Data-Out is answered TASK ABORTED instead of vanishing (the default, TAS=0, is what the
+/// fencing test above sees).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preempt_and_abort_answers_the_victims_tasks_task_aborted_when_tas_is_set() {
+    let t = TargetProcess::start_default();
+    let (a, b) = (connect(&t, HOST_A, 1).await, connect(&t, HOST_B, 1).await);
+    assert_eq!(a.pr_out(prout::REGISTER_AND_IGNORE, 0, 0, 0xA, 0).await.status, GOOD);
+    assert_eq!(b.pr_out(prout::REGISTER_AND_IGNORE, 0, 0, 0xB, 0).await.status, GOOD);
+    // B sets TAS: MODE SENSE(6) of the control page without block descriptors, MODE SELECT(6).
+    let wait = Duration::from_secs(10);
+    let sensed = b.command(&[0x1a, 0x08, 0x0a, 0, 255, 0], Bytes::new(), 255, wait).await.expect("MODE SENSE");
+    assert_eq!(sensed.status, GOOD);
+    let at = 4 + sensed.data[3] as usize;
+    let mut param = sensed.data[..at + 12].to_vec();
+    param[0] = 0;
+    param[at + 5] |= 0x40;
+    let selected = b.command(&[0x15, 0x10, 0, 0, param.len() as u8, 0], Bytes::from(param), 0, wait).await;
+    assert_eq!(selected.expect("MODE SELECT").status, GOOD);
+    a.clear_unit_attentions().await; // MODE PARAMETERS CHANGED
+
+    a.hold_r2ts();
+    let (write, preempt) = tokio::join!(a.write16(64, Bytes::from(vec![0xA5u8; 4096]), wait), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        b.pr_out(prout::PREEMPT_AND_ABORT, prout::WERO, 0xB, 0xA, 0).await
+    });
+    assert_eq!(preempt.status, GOOD);
+    let write = write.expect("the aborted write is answered, not left hanging");
+    assert_eq!(write.status, 0x40, "TASK ABORTED: {write:?}");
+    // Nothing of it landed.
+    assert_eq!(b.read16(64, 8).await.data, vec![0u8; 4096]);
+}

@@ -51,6 +51,8 @@ struct Inner {
     max_data_out: u32,
     /// Upper bound of a random delay before answering each R2T.
     r2t_delay: Mutex<Duration>,
+    /// R2Ts are not answered at all: writes stay waiting for Data-Out.
+    hold_r2ts: std::sync::atomic::AtomicBool,
 }
 
 pub struct Client {
@@ -94,6 +96,7 @@ impl Client {
             exp_stat_sn: AtomicU32::new(done.exp_stat_sn),
             max_data_out: done.params.target_max_recv_data_segment_length.min(65536),
             r2t_delay: Mutex::new(Duration::ZERO),
+            hold_r2ts: std::sync::atomic::AtomicBool::new(false),
         });
         let reader = tokio::spawn(read_loop(inner.clone(), rd, BytesMut::new(), framer));
         Ok(Client { inner, reader, initiator: initiator.to_string(), isid })
@@ -102,6 +105,11 @@ impl Client {
     /// Answers every later R2T only after a random delay of up to `max`.
     pub fn set_r2t_delay(&self, max: Duration) {
         *self.inner.r2t_delay.lock().unwrap() = max;
+    }
+
+    /// Leaves every later R2T unanswered, so writes wait for Data-Out until they are aborted.
+    pub fn hold_r2ts(&self) {
+        self.inner.hold_r2ts.store(true, Ordering::Relaxed);
     }
 
     /// Sends a command and waits for its status (None when no answer came within `wait`,
@@ -268,6 +276,9 @@ async fn read_loop(inner: Arc<Inner>, mut rd: tokio::net::tcp::OwnedReadHalf, mu
             TargetPdu::R2t(r2t) => {
                 let data = inner.pending.lock().unwrap().get(&r2t.itt).map(|p| p.write.clone());
                 let Some(data) = data else { continue };
+                if inner.hold_r2ts.load(Ordering::Relaxed) {
+                    continue;
+                }
                 let delay = *inner.r2t_delay.lock().unwrap();
                 let inner = inner.clone();
                 tokio::spawn(async move {
