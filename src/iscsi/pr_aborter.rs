@@ -6,6 +6,7 @@
 use std::sync::{Arc, Weak};
 
 use super::registry::Registry;
+use super::session::RunningTask;
 use crate::scsi::lun::decode_lun;
 use crate::scsi::{ItNexus, TaskAborter};
 
@@ -18,14 +19,13 @@ impl TaskAborter for SessionAborter {
     fn abort_tasks(&self, target: &str, lun: u64, select: &dyn Fn(&ItNexus) -> bool) {
         let Some(registry) = self.registry.upgrade() else { return };
         // SAM-5 §5.6: with TAS set, the preempted nexuses learn of it through TASK ABORTED.
-        let tas = registry
-            .target(target)
-            .is_some_and(|t| t.scsi.luns().find(|l| l.id() == lun).is_some_and(|l| l.mode().tas));
+        let entry = registry.target(target);
+        let tas = |t: &RunningTask| entry.as_ref().is_some_and(|e| e.scsi.reports_aborted_tasks(t.lun));
         for session in registry.sessions.of_target(target) {
             if !session.nexus.as_deref().is_some_and(select) {
                 continue;
             }
-            let victims = session.abort_tasks_reporting(|_, t| decode_lun(t.lun) == Some(lun), |_| tas);
+            let victims = session.abort_tasks_reporting(|_, t| decode_lun(t.lun) == Some(lun), tas);
             if !victims.is_empty() {
                 tracing::info!(session = %session.log_id(), lun, tasks = victims.len(), "aborted by PREEMPT AND ABORT");
             }

@@ -166,15 +166,8 @@ impl Session {
 
     /// Aborts the tasks `select` picks (SAM-5 §7: ABORT TASK SET, LOGICAL UNIT RESET, ...);
     /// returns their ITTs. An aborted task sends no response.
-    pub fn abort_tasks(&self, mut select: impl FnMut(u32, &RunningTask) -> bool) -> Vec<u32> {
-        let mut tasks = self.tasks.lock().unwrap();
-        let victims: Vec<u32> = tasks.iter().filter(|(itt, t)| select(**itt, t)).map(|(i, _)| *i).collect();
-        for itt in &victims {
-            if let Some(t) = tasks.remove(itt) {
-                t.abort.abort();
-            }
-        }
-        victims
+    pub fn abort_tasks(&self, select: impl FnMut(u32, &RunningTask) -> bool) -> Vec<u32> {
+        self.abort_tasks_reporting(select, |_| false)
     }
 
     /// Aborts the tasks `select` picks on behalf of another I_T nexus (LOGICAL UNIT RESET,
@@ -182,13 +175,12 @@ impl Session {
     /// ended with TASK ABORTED status (SAM-5 §5.6, SPC-4 §7.5.8), the others silently.
     pub fn abort_tasks_reporting(
         &self,
-        select: impl FnMut(u32, &RunningTask) -> bool,
+        mut select: impl FnMut(u32, &RunningTask) -> bool,
         task_aborted_status: impl Fn(&RunningTask) -> bool,
     ) -> Vec<u32> {
         let mut report = Vec::new();
         let victims = {
             let mut tasks = self.tasks.lock().unwrap();
-            let mut select = select;
             let victims: Vec<u32> = tasks.iter().filter(|(itt, t)| select(**itt, t)).map(|(i, _)| *i).collect();
             for itt in &victims {
                 if let Some(t) = tasks.remove(itt) {

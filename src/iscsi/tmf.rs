@@ -67,7 +67,7 @@ impl FullFeature {
                 }
                 // SAM-5 §7.7: abort every task of the LUN from every I_T nexus, then reset it;
                 // other nexuses' tasks end with TASK ABORTED when the LUN has TAS set (§5.6).
-                let tas = target.scsi.addressed_lun(&nexus, lun).is_some_and(|l| l.mode().tas);
+                let tas = target.scsi.reports_aborted_tasks(lun);
                 for s in self.registry.sessions.of_target(&target.name) {
                     if std::sync::Arc::ptr_eq(&s, &self.session) {
                         let victims = s.abort_tasks(|_, t| t.lun == lun);
@@ -88,11 +88,8 @@ impl FullFeature {
                     } else {
                         // A cold reset drops those connections next; a warm one leaves them, so
                         // TAS decides per logical unit whether their tasks are answered (§5.6).
-                        let tas = |t: &super::session::RunningTask| {
-                            tmf.function == function::TARGET_WARM_RESET
-                                && target.scsi.addressed_lun(&nexus, t.lun).is_some_and(|l| l.mode().tas)
-                        };
-                        s.abort_tasks_reporting(|_, _| true, tas);
+                        let warm = tmf.function == function::TARGET_WARM_RESET;
+                        s.abort_tasks_reporting(|_, _| true, |t| warm && target.scsi.reports_aborted_tasks(t.lun));
                     }
                 }
                 target.scsi.target_reset(&nexus);

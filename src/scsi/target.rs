@@ -113,7 +113,6 @@ impl ScsiTarget {
         &self.name
     }
 
-    /// The LUN this nexus addresses with the wire LUN field, if it exists and is not masked.
     /// The LUN numbers of this target, ascending.
     pub fn lun_ids(&self) -> Vec<u64> {
         self.luns.keys().copied().collect()
@@ -127,6 +126,12 @@ impl ScsiTarget {
     /// The LUN a command from this nexus addresses (for per-LUN metrics); None when absent or masked.
     pub fn addressed_lun(&self, nexus: &ItNexus, lun_field: u64) -> Option<&Arc<Lun>> {
         self.visible_lun(nexus, lun_field)
+    }
+
+    /// Whether the logical unit a task addressed (wire LUN field) has TAS set in its control
+    /// mode page: its tasks that another I_T nexus aborts end with TASK ABORTED (SAM-5 §5.6).
+    pub fn reports_aborted_tasks(&self, lun_field: u64) -> bool {
+        decode_lun(lun_field).and_then(|id| self.luns.get(&id)).is_some_and(|l| l.mode().tas)
     }
 
     fn visible_lun(&self, nexus: &ItNexus, lun_field: u64) -> Option<&Arc<Lun>> {
