@@ -161,6 +161,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     });
     let cpu_before = report::process_cpu();
     let mut tasks = tokio::task::JoinSet::new();
+    let session_urls: Vec<String> = sessions.iter().map(|(u, _)| urls[*u].to_string()).collect();
     for (session_index, (url_index, connections)) in sessions.into_iter().enumerate() {
         let n = connections.len();
         for (i, connection) in connections.into_iter().enumerate() {
@@ -174,12 +175,13 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     let progress = std::io::stderr().is_terminal().then(|| tokio::spawn(progress_line(ctx.clone(), start)));
     let mut results = Vec::new();
     let mut first_error = None;
-    let mut finished: Vec<(usize, Connection)> = Vec::new();
+    // Each session's connections, still logged in, once their I/O is done.
+    let mut finished: Vec<Vec<Connection>> = session_urls.iter().map(|_| Vec::new()).collect();
     while let Some(joined) = tasks.join_next().await {
         match joined {
             Ok(Ok((session_index, r, c))) => {
                 results.push(r);
-                finished.push((session_index, c));
+                finished[session_index].push(c);
             }
             Ok(Err(e)) => {
                 // One broken session ends the run: the others stop issuing and drain.
@@ -200,37 +202,26 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     if let Some(e) = first_error {
         return Err(e);
     }
-    logout_all(finished, &urls).await?;
+    logout_all(finished, session_urls).await?;
     let end = results.iter().filter_map(|r| r.finished).max().unwrap_or_else(Instant::now);
     Ok(build_report(args, targets, results, end.duration_since(start).as_secs_f64(), cpu_before, cpu_after))
 }
 
 /// Logs every session out: added connections first (each closes itself), then the leading one
-/// closes the session (RFC 7143 §11.14.1). Sessions log out concurrently.
-async fn logout_all(mut finished: Vec<(usize, Connection)>, urls: &[IscsiUrl]) -> Result<(), BenchError> {
-    finished.sort_by_key(|(session, c)| (*session, std::cmp::Reverse(c.cid())));
-    let mut by_session: Vec<Vec<Connection>> = Vec::new();
-    let mut last = None;
-    for (session, c) in finished {
-        if last != Some(session) {
-            by_session.push(Vec::new());
-            last = Some(session);
-        }
-        by_session.last_mut().expect("pushed above").push(c);
-    }
+/// (CID 0) closes the session (RFC 7143 §11.14.1). Sessions log out concurrently.
+async fn logout_all(sessions: Vec<Vec<Connection>>, urls: Vec<String>) -> Result<(), BenchError> {
     let mut tasks = tokio::task::JoinSet::new();
-    for connections in by_session {
+    for (mut connections, url) in sessions.into_iter().zip(urls) {
+        connections.sort_by_key(|c| std::cmp::Reverse(c.cid()));
         tasks.spawn(async move {
             for c in connections {
-                c.logout().await?;
+                c.logout().await.map_err(|e| BenchError(format!("{url}: logout: {e}")))?;
             }
             Ok::<_, BenchError>(())
         });
     }
     while let Some(joined) = tasks.join_next().await {
-        joined
-            .map_err(|e| BenchError(format!("logout task failed: {e}")))?
-            .map_err(|e| BenchError(format!("{}: logout: {e}", urls.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(", "))))?;
+        joined.map_err(|e| BenchError(format!("logout task failed: {e}")))??;
     }
     Ok(())
 }
