@@ -12,7 +12,7 @@ use common::raw_initiator::*;
 use common::{run_ok, TargetProcess, DEFAULT_IQN};
 use pdu::bhs::BhsBuf;
 use pdu::error::reject_reason;
-use pdu::msg::{LoginRequest, Stage, TargetPdu, TextRequest};
+use pdu::msg::{LoginRequest, TargetPdu, TextRequest};
 use pdu::{Digests, Opcode, OutPdu, RESERVED_TAG};
 
 const INITIATOR: &str = "iqn.2026-11.test.palisade:hostile";
@@ -36,22 +36,9 @@ impl XorShift {
     }
 }
 
+/// A first Login Request of this test's session carrying `data`.
 fn login_request(data: Bytes) -> LoginRequest {
-    LoginRequest {
-        transit: true,
-        cont: false,
-        csg: Stage::Security,
-        nsg: Stage::Operational,
-        version_max: 0,
-        version_min: 0,
-        isid: [0x80, 0, 0, 0, 0x66, 0x66],
-        tsih: 0,
-        itt: 1,
-        cid: 1,
-        cmd_sn: 1,
-        exp_stat_sn: 0,
-        data,
-    }
+    first_login_request([0x80, 0, 0, 0, 0x66, 0x66], 1, true, false, data)
 }
 
 /// Before login: what a port scanner or a confused client might send.
@@ -67,8 +54,7 @@ fn pre_login_abuse(t: &TargetProcess) {
     // A Login Request announcing a 16 MiB data segment: over the 8192 bytes allowed during
     // login (§6.1, §13.12); refused without buffering it.
     let mut c = RawInitiator::connect(&t.portal());
-    let mut wire = login_request(Bytes::new()).encode().to_bytes(Digests::default()).to_vec();
-    wire[5..8].copy_from_slice(&[0xff, 0xff, 0xff]);
+    let wire = announcing_data_segment_length(&login_request(Bytes::new()).encode(), 0xff_ffff);
     c.send_bytes(&wire);
     c.expect_closed(ANSWER_TIMEOUT, |m| matches!(m, TargetPdu::Login(_)));
     // Malformed login text and T+C together: Login Response 02/00 "Initiator error" (§11.13.5).

@@ -13,8 +13,7 @@ use bytes::Bytes;
 use common::raw_initiator::*;
 use common::{TargetProcess, DEFAULT_IQN};
 use pdu::bhs::BhsBuf;
-use pdu::msg::{LoginRequest, Stage};
-use pdu::{Digests, Opcode, OutPdu};
+use pdu::{Opcode, OutPdu};
 
 const SESSIONS: usize = 200;
 /// How long the honest sessions keep doing I/O once all of them are logged in.
@@ -77,23 +76,8 @@ fn hostile_connection(portal: &str, round: usize) -> bool {
         1 => {
             // A Login Request announcing a 16 MiB segment.
             let mut c = RawInitiator::connect(portal);
-            let req = LoginRequest {
-                transit: true,
-                cont: false,
-                csg: Stage::Security,
-                nsg: Stage::Operational,
-                version_max: 0,
-                version_min: 0,
-                isid: isid(3, round),
-                tsih: 0,
-                itt: 1,
-                cid: 1,
-                cmd_sn: 1,
-                exp_stat_sn: 0,
-                data: Bytes::new(),
-            };
-            let mut wire = req.encode().to_bytes(Digests::default()).to_vec();
-            wire[5..8].copy_from_slice(&[0xff, 0xff, 0xfc]);
+            let req = first_login_request(isid(3, round), 1, true, false, Bytes::new());
+            let wire = announcing_data_segment_length(&req.encode(), 0xff_fffc);
             c.send_bytes(&wire);
             c.send_bytes(&[0x55; 65536]);
             drain(&mut c);

@@ -54,26 +54,12 @@ fn config_after(port: u16) -> String {
     t
 }
 
-fn server_pid(t: &TargetProcess) -> i32 {
-    let dir = t.data_dir().to_string_lossy().into_owned();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            if cmdline.contains("serve") && cmdline.contains(&dir) {
-                return pid;
-            }
-        }
-    }
-    panic!("no palisade process for {dir}");
-}
-
 /// Rewrites the config file, sends SIGHUP and waits for the `count`-th log line containing
 /// `marker`.
 fn reload(t: &TargetProcess, toml: &str, marker: &str, count: usize) {
     std::fs::write(t.data_dir().join("palisade.toml"), toml).expect("rewrite config");
     // SAFETY: kill(2) on the PID of the server this test started.
-    unsafe { libc::kill(server_pid(t), libc::SIGHUP) };
+    unsafe { libc::kill(t.pid().expect("a server this test started") as libc::pid_t, libc::SIGHUP) };
     let deadline = Instant::now() + Duration::from_secs(10);
     while t.log().matches(marker).count() < count {
         assert!(Instant::now() < deadline, "no {marker:?} after SIGHUP; log:\n{}", t.log());

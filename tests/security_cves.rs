@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::raw_initiator::*;
-use common::{TargetProcess, DEFAULT_IQN};
-use pdu::msg::{DataOut, LoginRequest, Stage, TargetPdu};
+use common::{strip_ansi, TargetProcess, DEFAULT_IQN};
+use pdu::msg::{DataOut, LoginRequest, TargetPdu};
 use pdu::Digests;
 
 const INITIATOR: &str = "iqn.2026-11.test.palisade:security";
@@ -35,21 +35,7 @@ fn plain_target(extra: &str) -> TargetProcess {
 }
 
 fn login_pdu(transit: bool, cont: bool, data: Bytes) -> LoginRequest {
-    LoginRequest {
-        transit,
-        cont,
-        csg: Stage::Security,
-        nsg: if transit { Stage::Operational } else { Stage::Security },
-        version_max: 0,
-        version_min: 0,
-        isid: [0x80, 0, 0, 0, 0x5e, 0xc0],
-        tsih: 0,
-        itt: 7,
-        cid: 1,
-        cmd_sn: 1,
-        exp_stat_sn: 0,
-        data,
-    }
+    first_login_request([0x80, 0, 0, 0, 0x5e, 0xc0], 7, transit, cont, data)
 }
 
 /// Sends one Login Request and returns the Login Response (None when the connection closed).
@@ -154,26 +140,12 @@ fn oversized_chap_values_are_refused_cve_2018_14633() {
 
 /// The server's resident set size in KiB (VmRSS of /proc/<pid>/status).
 fn rss_kib(t: &TargetProcess) -> u64 {
-    let pid = server_pid(t);
+    let pid = t.pid().expect("a server this test started");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// The PID of the palisade process serving from `t`'s data dir (its config path is in argv).
-fn server_pid(t: &TargetProcess) -> u32 {
-    let dir = t.data_dir().to_string_lossy().into_owned();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            if cmdline.contains("serve") && cmdline.contains(&dir) {
-                return pid;
-            }
-        }
-    }
-    panic!("no palisade process for {dir}");
-}
 
 /// tgt (iscsi_rx_handler) allocated whatever data segment length a pre-login PDU announced,
 /// and accumulated continued login text without a bound. Palisade refuses a Login Request
@@ -192,8 +164,7 @@ fn oversized_pre_login_data_is_refused_without_memory_growth() {
             let junk = junk.clone();
             std::thread::spawn(move || {
                 let mut c = RawInitiator::connect(&portal);
-                let mut wire = login_pdu(true, false, Bytes::new()).encode().to_bytes(Digests::default()).to_vec();
-                wire[5..8].copy_from_slice(&[0xff, 0xff, 0xfc]); // 16 MiB - 4
+                let wire = announcing_data_segment_length(&login_pdu(true, false, Bytes::new()).encode(), 0xff_fffc); // 16 MiB - 4
                 c.send_bytes(&wire);
                 c.send_bytes(&junk); // fails once the target hung up; that is the point
                 c.expect_closed(ANSWER_TIMEOUT, |m| matches!(m, TargetPdu::Login(r) if r.status_class == 2));
@@ -418,22 +389,4 @@ fn teardown_races_leave_no_task_or_buffer_behind() {
         assert!(Instant::now() < deadline, "gauges never returned to zero; last line: {last}");
     }
     assert_healthy(&mut t);
-}
-
-/// The log without terminal colour escapes (ESC [ ... m), so fields read as `key=value`.
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

@@ -234,6 +234,11 @@ impl TargetProcess {
         s
     }
     /// Still running? (false once it exited or was never ours)
+    /// The server's process ID (None for an external target).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
@@ -268,6 +273,24 @@ impl Drop for TargetProcess {
         let _ = fs::remove_dir_all(&self.data_dir);
         let _ = fs::remove_file(&self.log_path);
     }
+}
+
+/// Removes ANSI escape sequences (tracing colours its fields), so they read as `key=value`.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A port that was free a moment ago (bind 127.0.0.1:0, read it, close).

@@ -69,6 +69,26 @@ impl LoginOptions {
     }
 }
 
+/// The first Login Request of a new session (security stage, TSIH 0, CmdSN 1) carrying `data`
+/// as given, for tests that hand-craft or abuse the login phase.
+pub fn first_login_request(isid: [u8; 6], itt: u32, transit: bool, cont: bool, data: bytes::Bytes) -> LoginRequest {
+    LoginRequest {
+        transit,
+        cont,
+        csg: Stage::Security,
+        nsg: if transit { Stage::Operational } else { Stage::Security },
+        version_max: 0,
+        version_min: 0,
+        isid,
+        tsih: 0,
+        itt,
+        cid: 1,
+        cmd_sn: 1,
+        exp_stat_sn: 0,
+        data,
+    }
+}
+
 /// Why a login did not reach Full Feature Phase.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LoginError {

@@ -217,6 +217,15 @@ impl RawInitiator {
     }
 }
 
+/// The wire bytes of `pdu` (no digests) with its DataSegmentLength field (RFC 7143 §11.2.1.5)
+/// set to `len` whatever data follows: a peer announcing more than it sends, or than allowed.
+pub fn announcing_data_segment_length(pdu: &OutPdu, len: u32) -> Vec<u8> {
+    assert!(len < 1 << 24, "DataSegmentLength is 24 bits");
+    let mut wire = pdu.to_bytes(Digests::default()).to_vec();
+    wire[5..8].copy_from_slice(&len.to_be_bytes()[1..]);
+    wire
+}
+
 /// The wire bytes of `pdu` with its header digest corrupted (RFC 7143 §11.2.3).
 pub fn corrupt_header_digest(mut wire: Vec<u8>, ahs_len: usize) -> Vec<u8> {
     let at = pdu::BHS_LEN + ahs_len;
