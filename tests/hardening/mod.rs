@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-pub use crate::common::strip_ansi;
+pub use crate::common::{free_port, strip_ansi, unique_temp_dir as unique_dir};
 
 pub struct Server {
     child: Option<Child>,
@@ -167,16 +167,5 @@ pub fn stamp(round: u32, seq: u32, lba: u32) -> Vec<u8> {
     let crc = crc32c::crc32c(&b[..508]);
     b[508..].copy_from_slice(&crc.to_be_bytes());
     b
-}
-
-pub fn unique_dir(prefix: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
-    fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
