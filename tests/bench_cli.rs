@@ -181,6 +181,8 @@ fn bad_options_are_refused_before_any_io() {
         (vec!["--block-size", "1000"], "not a multiple"),
         (vec!["--lba-range", "0:100000"], "outside"),
         (vec!["--qd", "0"], "at least 1"),
+        (vec!["--connections", "0"], "at least 1"),
+        (vec!["--connections", "4", "--qd", "2"], "at least --connections"),
     ] {
         let mut all = vec![target.url(0)];
         all.extend(args.iter().map(|s| s.to_string()));
