@@ -14,7 +14,12 @@ struct OpenPolicy;
 
 impl LoginPolicy for OpenPolicy {
     fn target(&self, target_name: &str, _initiator: &str) -> Option<TargetAccess> {
-        (target_name == TARGET).then_some(TargetAccess { initiator_allowed: true, chap: None, mutual_chap: None, alias: None })
+        (target_name == TARGET).then_some(TargetAccess {
+            initiator_allowed: true,
+            chap: None,
+            mutual_chap: None,
+            alias: None,
+        })
     }
 
     fn discovery_auth(&self) -> Option<ChapCredentials> {
@@ -64,8 +69,16 @@ fn login(c: &mut Criterion) {
             black_box(reply)
         })
     });
-    let open_sec = request(Stage::Security, Stage::Operational, keys(include_str!("../fixtures/params/open_iscsi_secneg_none.txt")));
-    let open_op = request(Stage::Operational, Stage::FullFeature, keys(include_str!("../fixtures/params/open_iscsi_opneg_normal.txt")));
+    let open_sec = request(
+        Stage::Security,
+        Stage::Operational,
+        keys(include_str!("../fixtures/params/open_iscsi_secneg_none.txt")),
+    );
+    let open_op = request(
+        Stage::Operational,
+        Stage::FullFeature,
+        keys(include_str!("../fixtures/params/open_iscsi_opneg_normal.txt")),
+    );
     c.bench_function("login: open-iscsi, security + operational", |b| {
         b.iter(|| {
             let mut m = LoginMachine::new(TargetLimits::default(), policy.clone());

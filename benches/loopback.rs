@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use palisade::bench::cdb;
+use palisade::bench::connection::{Completion, Connection, Request};
 use palisade::bench::login::LoginOptions;
 use palisade::bench::pattern::XorShift;
-use palisade::bench::connection::{Completion, Connection, Request};
 use palisade::bench::url::IscsiUrl;
 use palisade::config::{
-    AdminConfig, BackendConfig, Config, DiscoveryConfig, LimitsConfig, LunConfig, Portal, SessionConfig, TargetConfig, DEFAULT_TARGET_NAME,
+    AdminConfig, BackendConfig, Config, DiscoveryConfig, LimitsConfig, LunConfig, Portal, SessionConfig, TargetConfig,
+    DEFAULT_TARGET_NAME,
 };
 use palisade::server::Server;
 
@@ -55,10 +56,20 @@ fn start_server(rt: &tokio::runtime::Runtime) -> SocketAddr {
 
 async fn connect(addr: SocketAddr) -> Connection {
     let url = IscsiUrl::parse(&format!("iscsi://{addr}/{DEFAULT_TARGET_NAME}/0")).unwrap();
-    let mut s = Connection::connect(&url, &LoginOptions::new("iqn.2026-11.io.palisade:loopback-bench", 7)).await.unwrap();
+    let mut s =
+        Connection::connect(&url, &LoginOptions::new("iqn.2026-11.io.palisade:loopback-bench", 7)).await.unwrap();
     // Take the power-on UNIT ATTENTION before measuring.
     for _ in 0..4 {
-        let c = s.execute(Request { cdb: cdb::test_unit_ready(), write_data: Bytes::new(), read_len: 0, collect: false, tag: 0 }).await.unwrap();
+        let c = s
+            .execute(Request {
+                cdb: cdb::test_unit_ready(),
+                write_data: Bytes::new(),
+                read_len: 0,
+                collect: false,
+                tag: 0,
+            })
+            .await
+            .unwrap();
         if c.status == cdb::GOOD {
             break;
         }
@@ -67,7 +78,15 @@ async fn connect(addr: SocketAddr) -> Connection {
 }
 
 /// Completes `count` I/Os of `size` bytes with `qd` in flight; returns the elapsed time.
-async fn run(s: &mut Connection, count: u64, qd: usize, size: u64, write: bool, random: bool, rng: &mut XorShift) -> Duration {
+async fn run(
+    s: &mut Connection,
+    count: u64,
+    qd: usize,
+    size: u64,
+    write: bool,
+    random: bool,
+    rng: &mut XorShift,
+) -> Duration {
     let units = LUN_BYTES / size;
     let payload = Bytes::from(vec![0x3cu8; size as usize]);
     let mut done: Vec<Completion> = Vec::with_capacity(qd);

@@ -153,7 +153,8 @@ impl Server {
                 loop {
                     match listener.accept().await {
                         Ok((stream, peer)) => {
-                            let fut = connection::serve(stream, peer, registry.clone(), portal.clone(), shutdown.clone());
+                            let fut =
+                                connection::serve(stream, peer, registry.clone(), portal.clone(), shutdown.clone());
                             connections.lock().await.spawn(fut);
                         }
                         Err(e) => {
@@ -278,7 +279,9 @@ fn open_backend_lun(t: &TargetConfig, l: &LunConfig) -> Result<Lun, StartError> 
         BackendConfig::File { path, size, direct_io } => {
             let size = match size {
                 Some(s) => *s,
-                None => std::fs::metadata(path).map_err(|e| StartError(field(&format!("{}: {e}", path.display()))))?.len(),
+                None => {
+                    std::fs::metadata(path).map_err(|e| StartError(field(&format!("{}: {e}", path.display()))))?.len()
+                }
             };
             if let Some(dir) = path.parent() {
                 let _ = std::fs::create_dir_all(dir);
@@ -319,7 +322,12 @@ fn restore_reservations(lun: &mut Lun, data_dir: &std::path::Path) {
         Ok(()) => {
             let state = lun.pr().snapshot();
             if !state.registrants.is_empty() {
-                info!(lun = lun.id(), registrants = state.registrants.len(), reserved = state.reservation.is_some(), "restored persistent reservations");
+                info!(
+                    lun = lun.id(),
+                    registrants = state.registrants.len(),
+                    reserved = state.reservation.is_some(),
+                    "restored persistent reservations"
+                );
             }
         }
         Err(e) => error!(lun = lun.id(), path = %path.display(), error = %e, "persistent reservations not restored"),
@@ -399,9 +407,11 @@ impl ReloadHandle {
                         entry.clone()
                     }
                     _ => {
-                        let entry = build_target(new, t, &served.portals, |l| match served.luns.get(&(t.name.clone(), l.id)) {
-                            Some((was, lun)) if was == l => Ok(lun.clone()),
-                            _ => Ok(Arc::new(open_lun(t, l, &new.data_dir)?)),
+                        let entry = build_target(new, t, &served.portals, |l| {
+                            match served.luns.get(&(t.name.clone(), l.id)) {
+                                Some((was, lun)) if was == l => Ok(lun.clone()),
+                                _ => Ok(Arc::new(open_lun(t, l, &new.data_dir)?)),
+                            }
                         })?;
                         if before.is_some() { &mut summary.changed } else { &mut summary.added }.push(t.name.clone());
                         Arc::new(entry)
@@ -457,7 +467,10 @@ mod tests {
     use super::*;
 
     fn config(dir: &std::path::Path, targets: &str) -> Config {
-        let text = format!("data_dir = \"{}\"\n\n[[portals]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\n{targets}", dir.display());
+        let text = format!(
+            "data_dir = \"{}\"\n\n[[portals]]\nname = \"p\"\nlisten = \"127.0.0.1:0\"\n{targets}",
+            dir.display()
+        );
         Config::from_toml_str(&text, dir).expect("test config")
     }
 

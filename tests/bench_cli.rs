@@ -28,7 +28,11 @@ fn bench_json(args: &[&str]) -> (i32, Value) {
     let out = bench(&all);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!("bench {args:?} printed no JSON ({e}); exit {:?}\nstdout:\n{stdout}\nstderr:\n{}", out.status, String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "bench {args:?} printed no JSON ({e}); exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
     (out.status.code().unwrap_or(-1), report)
 }
@@ -45,7 +49,9 @@ fn f(v: &Value, path: &[&str]) -> f64 {
 /// literal TOML in the documented format (docs/configuration.md) because
 /// `common::config_toml` still renders an older LUN schema (`backend = { type = … }`).
 fn start(lun: &str, chap: Option<(&str, &str)>) -> TargetProcess {
-    let mut toml = String::from("data_dir = \"{DATA_DIR}\"\n\n[[portals]]\nname = \"test\"\nlisten = \"127.0.0.1:{PORT}\"\ntpgt = 1\n\n");
+    let mut toml = String::from(
+        "data_dir = \"{DATA_DIR}\"\n\n[[portals]]\nname = \"test\"\nlisten = \"127.0.0.1:{PORT}\"\ntpgt = 1\n\n",
+    );
     toml += &format!("[[targets]]\nname = \"{DEFAULT_IQN}\"\nportals = [\"test\"]\n");
     if let Some((user, secret)) = chap {
         toml += &format!("\n[targets.chap]\nuser = \"{user}\"\nsecret = \"{secret}\"\n");
@@ -81,7 +87,8 @@ fn assert_sane(r: &Value, block_size: u64, write: bool) {
 fn timed_read_and_write_runs_report_consistent_json() {
     let target = memory_lun("64MiB");
     let url = target.url(0);
-    let (code, w) = bench_json(&[&url, "--pattern", "randwrite", "--block-size", "8k", "--qd", "4", "--duration", "1s"]);
+    let (code, w) =
+        bench_json(&[&url, "--pattern", "randwrite", "--block-size", "8k", "--qd", "4", "--duration", "1s"]);
     assert_eq!(code, 0, "{w:#}");
     assert_sane(&w, 8192, true);
     assert_eq!(w["targets"][0]["blocks"].as_u64(), Some(64 << 11));
@@ -95,12 +102,23 @@ fn timed_read_and_write_runs_report_consistent_json() {
 #[test]
 fn byte_budget_and_mixed_pattern() {
     let target = memory_lun("16MiB");
-    let (code, r) = bench_json(&[&target.url(0), "--pattern", "write", "--block-size", "256k", "--qd", "8", "--total-bytes", "16MiB"]);
+    let (code, r) = bench_json(&[
+        &target.url(0),
+        "--pattern",
+        "write",
+        "--block-size",
+        "256k",
+        "--qd",
+        "8",
+        "--total-bytes",
+        "16MiB",
+    ]);
     assert_eq!(code, 0, "{r:#}");
     // 16 MiB in 256 KiB writes: exactly 64 commands, each larger than FirstBurstLength, so R2Ts answered.
     assert_eq!(f(&r, &["write", "ios"]), 64.0);
     assert_eq!(f(&r, &["bytes"]), (16 << 20) as f64);
-    let (code, m) = bench_json(&[&target.url(0), "--pattern", "mixed", "--read-pct", "50", "--qd", "8", "--total-bytes", "4MiB"]);
+    let (code, m) =
+        bench_json(&[&target.url(0), "--pattern", "mixed", "--read-pct", "50", "--qd", "8", "--total-bytes", "4MiB"]);
     assert_eq!(code, 0, "{m:#}");
     let (reads, writes) = (f(&m, &["read", "ios"]), f(&m, &["write", "ios"]));
     assert_eq!(reads + writes, 1024.0);
@@ -111,10 +129,32 @@ fn byte_budget_and_mixed_pattern() {
 fn verify_reports_exactly_the_block_corrupted_in_the_backing_file() {
     let target = start("backend = \"file\"\npath = \"{DATA_DIR}/lun0.img\"\nsize = \"8MiB\"", None);
     let url = target.url(0);
-    let (code, w) = bench_json(&[&url, "--pattern", "write", "--verify", "--block-size", "64k", "--qd", "8", "--total-bytes", "8MiB"]);
+    let (code, w) = bench_json(&[
+        &url,
+        "--pattern",
+        "write",
+        "--verify",
+        "--block-size",
+        "64k",
+        "--qd",
+        "8",
+        "--total-bytes",
+        "8MiB",
+    ]);
     assert_eq!(code, 0, "{w:#}");
     assert_eq!(f(&w, &["verify", "written_blocks"]), 16384.0);
-    let (code, clean) = bench_json(&[&url, "--pattern", "read", "--verify", "--block-size", "64k", "--qd", "8", "--total-bytes", "8MiB"]);
+    let (code, clean) = bench_json(&[
+        &url,
+        "--pattern",
+        "read",
+        "--verify",
+        "--block-size",
+        "64k",
+        "--qd",
+        "8",
+        "--total-bytes",
+        "8MiB",
+    ]);
     assert_eq!(code, 0, "{clean:#}");
     assert_eq!(f(&clean, &["verify", "checked_blocks"]), 16384.0);
     assert_eq!(f(&clean, &["verify", "mismatch_count"]), 0.0);
@@ -122,14 +162,26 @@ fn verify_reports_exactly_the_block_corrupted_in_the_backing_file() {
     // One flipped byte in the filler of LBA 5000, written straight into the image the target
     // reads with positional I/O (same page cache).
     const BAD_LBA: u64 = 5000;
-    let image = OpenOptions::new().read(true).write(true).open(target.data_dir().join("lun0.img")).expect("open LUN image");
+    let image =
+        OpenOptions::new().read(true).write(true).open(target.data_dir().join("lun0.img")).expect("open LUN image");
     let mut byte = [0u8; 1];
     image.read_exact_at(&mut byte, BAD_LBA * 512 + 100).unwrap();
     byte[0] ^= 0x40;
     image.write_all_at(&byte, BAD_LBA * 512 + 100).unwrap();
     image.sync_all().unwrap();
 
-    let (code, bad) = bench_json(&[&url, "--pattern", "read", "--verify", "--block-size", "64k", "--qd", "8", "--total-bytes", "8MiB"]);
+    let (code, bad) = bench_json(&[
+        &url,
+        "--pattern",
+        "read",
+        "--verify",
+        "--block-size",
+        "64k",
+        "--qd",
+        "8",
+        "--total-bytes",
+        "8MiB",
+    ]);
     assert_eq!(code, EXIT_MISMATCH, "{bad:#}");
     assert_eq!(f(&bad, &["verify", "mismatch_count"]), 1.0, "{bad:#}");
     let m = &bad["verify"]["mismatches"][0];
@@ -144,9 +196,20 @@ fn verify_flags_a_block_overwritten_through_the_target() {
     // verified region shows up as "no bench pattern" on exactly those blocks.
     let target = memory_lun("4MiB");
     let url = target.url(0);
-    let (code, _) = bench_json(&[&url, "--pattern", "write", "--verify", "--block-size", "1m", "--total-bytes", "4MiB"]);
+    let (code, _) =
+        bench_json(&[&url, "--pattern", "write", "--verify", "--block-size", "1m", "--total-bytes", "4MiB"]);
     assert_eq!(code, 0);
-    let (code, _) = bench_json(&[&url, "--pattern", "write", "--lba-range", "777:778", "--block-size", "512", "--total-bytes", "512"]);
+    let (code, _) = bench_json(&[
+        &url,
+        "--pattern",
+        "write",
+        "--lba-range",
+        "777:778",
+        "--block-size",
+        "512",
+        "--total-bytes",
+        "512",
+    ]);
     assert_eq!(code, 0);
     let (code, r) = bench_json(&[&url, "--pattern", "read", "--verify", "--block-size", "1m", "--total-bytes", "4MiB"]);
     assert_eq!(code, EXIT_MISMATCH);
@@ -200,7 +263,8 @@ fn bad_options_are_refused_before_any_io() {
 /// returns its URL; the guard stops it again unless it was already running.
 fn peer(name: &str) -> (String, StopPeer) {
     let peers = shared_dir().join("peers").join("peers.sh");
-    let was_running = Command::new("bash").arg(&peers).args(["status", name]).output().map(|o| o.status.success()).unwrap_or(false);
+    let was_running =
+        Command::new("bash").arg(&peers).args(["status", name]).output().map(|o| o.status.success()).unwrap_or(false);
     let start = run_with_timeout(Command::new("bash").arg(&peers).args(["start", name]), Duration::from_secs(300));
     assert!(
         start.status.success(),
@@ -209,7 +273,10 @@ fn peer(name: &str) -> (String, StopPeer) {
         String::from_utf8_lossy(&start.stderr)
     );
     let guard = StopPeer { script: peers.clone(), name: name.to_string(), keep: was_running };
-    let url = String::from_utf8(Command::new("bash").arg(&peers).args(["url", name]).output().unwrap().stdout).unwrap().trim().to_string();
+    let url = String::from_utf8(Command::new("bash").arg(&peers).args(["url", name]).output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string();
     assert!(url.starts_with("iscsi://"), "peers.sh url {name}: {url:?}");
     (url, guard)
 }
@@ -239,10 +306,36 @@ fn against_tgt() {
     // A region far from LBA 0 (other users of the shared LUN read the start), written in
     // 1 MiB commands that need several R2Ts each, then verified.
     let range = "1048576:1052672";
-    let (code, w) = bench_json(&[&url, "--pattern", "write", "--verify", "--lba-range", range, "--block-size", "1m", "--qd", "4", "--total-bytes", "2MiB"]);
+    let (code, w) = bench_json(&[
+        &url,
+        "--pattern",
+        "write",
+        "--verify",
+        "--lba-range",
+        range,
+        "--block-size",
+        "1m",
+        "--qd",
+        "4",
+        "--total-bytes",
+        "2MiB",
+    ]);
     assert_eq!(code, 0, "{w:#}");
     assert_eq!(f(&w, &["verify", "written_blocks"]), 4096.0);
-    let (code, v) = bench_json(&[&url, "--pattern", "randread", "--verify", "--lba-range", range, "--block-size", "4k", "--qd", "8", "--total-bytes", "2MiB"]);
+    let (code, v) = bench_json(&[
+        &url,
+        "--pattern",
+        "randread",
+        "--verify",
+        "--lba-range",
+        range,
+        "--block-size",
+        "4k",
+        "--qd",
+        "8",
+        "--total-bytes",
+        "2MiB",
+    ]);
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(f(&v, &["verify", "checked_blocks"]), 4096.0);
     assert_eq!(f(&v, &["verify", "mismatch_count"]), 0.0);
@@ -260,15 +353,43 @@ fn against_istgt_with_several_connections_per_session() {
     // A region of its own (other tests and the compare script use the start of the LUN).
     let range = "1064960:1069056";
     let (code, w) = bench_json(&[
-        &url, "--pattern", "write", "--verify", "--lba-range", range, "--block-size", "64k", "--qd", "8", "--sessions", "2",
-        "--connections", "4", "--total-bytes", "2MiB",
+        &url,
+        "--pattern",
+        "write",
+        "--verify",
+        "--lba-range",
+        range,
+        "--block-size",
+        "64k",
+        "--qd",
+        "8",
+        "--sessions",
+        "2",
+        "--connections",
+        "4",
+        "--total-bytes",
+        "2MiB",
     ]);
     assert_eq!(code, 0, "{w:#}");
     assert_eq!(f(&w, &["connections_per_session"]), 4.0);
     assert_eq!(f(&w, &["verify", "written_blocks"]), 4096.0);
     let (code, v) = bench_json(&[
-        &url, "--pattern", "mixed", "--verify", "--lba-range", range, "--block-size", "4k", "--qd", "6", "--sessions", "2",
-        "--connections", "3", "--duration", "1s",
+        &url,
+        "--pattern",
+        "mixed",
+        "--verify",
+        "--lba-range",
+        range,
+        "--block-size",
+        "4k",
+        "--qd",
+        "6",
+        "--sessions",
+        "2",
+        "--connections",
+        "3",
+        "--duration",
+        "1s",
     ]);
     assert_eq!(code, 0, "{v:#}");
     assert!(f(&v, &["verify", "checked_blocks"]) > 0.0, "{v:#}");

@@ -85,7 +85,11 @@ fn get_lba_status(lba: u64) -> Vec<u8> {
 
 /// (LBA, blocks, provisioning status) of the first GET LBA STATUS descriptor.
 fn first_lba_status(data: &[u8]) -> (u64, u32, u8) {
-    (u64::from_be_bytes(data[8..16].try_into().unwrap()), u32::from_be_bytes(data[16..20].try_into().unwrap()), data[20] & 0x0F)
+    (
+        u64::from_be_bytes(data[8..16].try_into().unwrap()),
+        u32::from_be_bytes(data[16..20].try_into().unwrap()),
+        data[20] & 0x0F,
+    )
 }
 
 /// One block whose every byte says who wrote it in which round: a torn block cannot pass.
@@ -105,7 +109,8 @@ fn compare_and_write_race_has_exactly_one_winner_per_round() {
     let wins: Arc<Vec<AtomicUsize>> = Arc::new((0..ROUNDS).map(|_| AtomicUsize::new(0)).collect());
     let threads: Vec<_> = (0..CONTENDERS)
         .map(|who| {
-            let (barrier, wins, portal, iqn) = (barrier.clone(), wins.clone(), target.portal(), target.iqn().to_string());
+            let (barrier, wins, portal, iqn) =
+                (barrier.clone(), wins.clone(), target.portal(), target.iqn().to_string());
             std::thread::spawn(move || {
                 // Different initiators and sessions, like the hosts of a VMFS datastore.
                 let name = if who % 2 == 0 { ADMIN } else { RESTRICTED };
@@ -263,13 +268,49 @@ fn bad_cdbs_and_parameter_lists_get_the_prescribed_sense() {
         ("CAW beyond the end", caw(last, 2), vec![0; 4 * BS], lba_out_of_range),
         ("CAW miscompare", caw(0, 1), [vec![0xFF; BS], vec![0; BS]].concat(), (0x0E, 0x1D, 0x00)),
         // SBC-3 §5.33: BYTCHK 10b is reserved.
-        ("VERIFY(16) BYTCHK 10b", { let mut c = rw16(0x8F, 0, 1); c[1] = 0x04; c }, vec![], invalid_cdb),
-        ("VERIFY(16) VRPROTECT", { let mut c = rw16(0x8F, 0, 1); c[1] = 0x20; c }, vec![], invalid_cdb),
+        (
+            "VERIFY(16) BYTCHK 10b",
+            {
+                let mut c = rw16(0x8F, 0, 1);
+                c[1] = 0x04;
+                c
+            },
+            vec![],
+            invalid_cdb,
+        ),
+        (
+            "VERIFY(16) VRPROTECT",
+            {
+                let mut c = rw16(0x8F, 0, 1);
+                c[1] = 0x20;
+                c
+            },
+            vec![],
+            invalid_cdb,
+        ),
         ("PRE-FETCH(16) beyond the end", rw16(0x90, last + 1, 1), vec![], lba_out_of_range),
-        ("ORWRITE ORPROTECT", { let mut c = rw16(0x8B, 0, 1); c[1] = 0x20; c }, vec![0; BS], invalid_cdb),
+        (
+            "ORWRITE ORPROTECT",
+            {
+                let mut c = rw16(0x8B, 0, 1);
+                c[1] = 0x20;
+                c
+            },
+            vec![0; BS],
+            invalid_cdb,
+        ),
         ("WRITE AND VERIFY(16) beyond", rw16(0x8E, last, 2), vec![0; 2 * BS], lba_out_of_range),
         // SBC-3 §5.43: ANCHOR without ANC_SUP; WSNZ: zero blocks.
-        ("WRITE SAME(16) ANCHOR", { let mut c = rw16(0x93, 0, 1); c[1] = 0x18; c }, vec![0; BS], invalid_cdb),
+        (
+            "WRITE SAME(16) ANCHOR",
+            {
+                let mut c = rw16(0x93, 0, 1);
+                c[1] = 0x18;
+                c
+            },
+            vec![0; BS],
+            invalid_cdb,
+        ),
         ("WRITE SAME(16) zero blocks", rw16(0x93, 0, 0), vec![0; BS], invalid_cdb),
         ("UNMAP ANCHOR", vec![0x42, 0x01, 0, 0, 0, 0, 0, 0, 24, 0], vec![0; 24], invalid_cdb),
         ("UNMAP short list", vec![0x42, 0, 0, 0, 0, 0, 0, 0, 7, 0], vec![0; 7], param_list_length),
@@ -277,8 +318,18 @@ fn bad_cdbs_and_parameter_lists_get_the_prescribed_sense() {
         ("EXTENDED COPY truncated header", xcopy_cdb(15), vec![0; 15], param_list_length),
         ("EXTENDED COPY reserved LIST ID USAGE", xcopy_cdb(16), [vec![1, 0x08], vec![0; 14]].concat(), invalid_param),
         // SPC-4 §6.18: no held status for this list identifier.
-        ("RECEIVE COPY RESULTS unknown list", vec![0x84, 0, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0], vec![], invalid_cdb),
-        ("RECEIVE COPY RESULTS bad service action", vec![0x84, 0x05, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0], vec![], invalid_cdb),
+        (
+            "RECEIVE COPY RESULTS unknown list",
+            vec![0x84, 0, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0],
+            vec![],
+            invalid_cdb,
+        ),
+        (
+            "RECEIVE COPY RESULTS bad service action",
+            vec![0x84, 0x05, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0],
+            vec![],
+            invalid_cdb,
+        ),
         ("MODE SENSE saved values", vec![0x1A, 0, 0xC0 | 0x3F, 0, 255, 0], vec![], (0x05, 0x39, 0x00)),
         ("SANITIZE not offered", vec![0x48, 0x01, 0, 0, 0, 0, 0, 0, 0, 0], vec![], (0x05, 0x20, 0x00)),
     ];

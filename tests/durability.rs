@@ -122,7 +122,11 @@ fn kill_9_never_loses_a_write_acknowledged_as_durable() {
             );
         }
         ini.logout();
-        println!("round {round}: {attempted} writes acknowledged, {} of them durable; {} verified", durable.len(), all_durable.len());
+        println!(
+            "round {round}: {attempted} writes acknowledged, {} of them durable; {} verified",
+            durable.len(),
+            all_durable.len()
+        );
     }
     println!(
         "{ROUNDS} kill -9 rounds, {total_writes} writes acknowledged, {} durable writes verified after restarts, {:?}",
@@ -146,7 +150,12 @@ fn sigterm_asks_for_logout_drains_flushes_and_keeps_unflushed_writes() {
     match ini.recv_msg(Duration::from_secs(5)) {
         TargetPdu::Async(m) => {
             assert_eq!(m.event, 1, "AsyncEvent 1: logout requested");
-            println!("Async Message: event {} parameter3 {} s, {:?} after SIGTERM", m.event, m.parameter3, asked.elapsed());
+            println!(
+                "Async Message: event {} parameter3 {} s, {:?} after SIGTERM",
+                m.event,
+                m.parameter3,
+                asked.elapsed()
+            );
         }
         other => panic!("expected an Async Message asking for logout, got {other:?}"),
     }

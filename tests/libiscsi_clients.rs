@@ -63,7 +63,8 @@ fn number(out: &str, label: &str) -> u64 {
         let mut from = 0;
         while let Some(pos) = line[from..].find(&pat).map(|p| p + from) {
             if pos == 0 || line.as_bytes()[pos - 1] == b' ' {
-                let digits: String = line[pos + pat.len()..].trim_start().chars().take_while(char::is_ascii_digit).collect();
+                let digits: String =
+                    line[pos + pat.len()..].trim_start().chars().take_while(char::is_ascii_digit).collect();
                 return digits.parse().unwrap_or_else(|_| panic!("`{label}` is not followed by a number in {line:?}"));
             }
             from = pos + pat.len();
@@ -76,7 +77,8 @@ fn number(out: &str, label: &str) -> u64 {
 fn iscsi_ls_discovers_the_target_and_lists_lun0_with_its_size() {
     let t = TargetProcess::start_default();
     let out = run_ok("iscsi-ls", &["-s", &t.portal_url()], TOOL_TIMEOUT);
-    let target_line = out.lines().find(|l| l.starts_with("Target:")).unwrap_or_else(|| panic!("no Target line:\n{out}"));
+    let target_line =
+        out.lines().find(|l| l.starts_with("Target:")).unwrap_or_else(|| panic!("no Target line:\n{out}"));
     // SendTargets answer: TargetName and TargetAddress ip:port,tpgt (RFC 7143 appendix C).
     assert!(target_line.starts_with(&format!("Target:{} Portal:{},", t.iqn(), t.portal())), "{target_line}");
     let tpgt = target_line.rsplit(',').next().unwrap();

@@ -76,7 +76,8 @@ fn tests_needing_several_logical_blocks_per_physical_block_pass_on_a_512e_lun() 
     let results = std::fs::read_to_string(std::path::Path::new(dir.trim()).join("results.tsv")).unwrap();
     let passed: Vec<&str> =
         results.lines().filter(|l| l.split('\t').nth(1) == Some("PASS")).filter_map(|l| l.split('\t').next()).collect();
-    let failed = results.lines().filter(|l| matches!(l.split('\t').nth(1), Some(s) if s != "PASS" && s != "SKIP")).count();
+    let failed =
+        results.lines().filter(|l| matches!(l.split('\t').nth(1), Some(s) if s != "PASS" && s != "SKIP")).count();
     assert_eq!(failed, 0, "failures on the 512e LUN:\n{results}");
     for test in LBPPB_TESTS {
         assert!(passed.contains(&test), "{test} must run and pass on a 512e LUN:\n{results}");

@@ -17,7 +17,8 @@ use pdu::msg::TargetPdu;
 use pdu::RESERVED_TAG;
 
 const INITIATOR: &str = "iqn.2026-11.test:limits";
-const FILE_LUN: &str = "[[targets.luns]]\nid = 0\nbackend = \"file\"\npath = \"{DATA_DIR}/lun0.img\"\nsize = \"64MiB\"\n";
+const FILE_LUN: &str =
+    "[[targets.luns]]\nid = 0\nbackend = \"file\"\npath = \"{DATA_DIR}/lun0.img\"\nsize = \"64MiB\"\n";
 
 fn start(extra: &str) -> Server {
     let dir = unique_dir("palisade-limits");
@@ -193,7 +194,8 @@ fn nop_in_ping_unanswered_drops_the_connection_answered_keeps_it() {
     });
     let start = Instant::now();
     // The mute one receives pings (ITT 0xffffffff, a real TTT, §11.19) and ignores them.
-    let seen = mute.expect_closed(Duration::from_secs(8), |p| matches!(p, TargetPdu::NopIn(n) if n.itt == RESERVED_TAG));
+    let seen =
+        mute.expect_closed(Duration::from_secs(8), |p| matches!(p, TargetPdu::NopIn(n) if n.itt == RESERVED_TAG));
     let took = start.elapsed();
     println!("unanswered ping: {} NOP-In, connection dropped after {took:?}", seen.len());
     assert!(!seen.is_empty(), "a ping came first");
@@ -211,7 +213,8 @@ fn data_budget_defers_r2ts_and_holds_back_max_cmd_sn() {
     let mut ini = RawInitiator::login_ok(&s.portal(), &o);
     ini.clear_unit_attention(0);
     let max_before = ini.max_cmd_sn;
-    let payload: Vec<Vec<u8>> = (0..3u32).map(|c| (0..2048).flat_map(|b| stamp(c, b, c * 2048 + b)).collect()).collect();
+    let payload: Vec<Vec<u8>> =
+        (0..3u32).map(|c| (0..2048).flat_map(|b| stamp(c, b, c * 2048 + b)).collect()).collect();
     let cmds: Vec<_> = (0..3u32)
         .map(|c| {
             let cmd = ini.command(0, &write10_cdb(c * 2048, 2048), 0, 1 << 20, &[]);
@@ -272,9 +275,8 @@ fn data_budget_defers_r2ts_and_holds_back_max_cmd_sn() {
 
 #[test]
 fn stalled_reader_is_bounded_and_dropped_while_other_sessions_keep_full_service() {
-    let mut s = start(
-        "[limits]\nmax_session_data_bytes = \"8MiB\"\nmax_send_queue_bytes = \"1MiB\"\nsend_timeout_secs = 4\n",
-    );
+    let mut s =
+        start("[limits]\nmax_session_data_bytes = \"8MiB\"\nmax_send_queue_bytes = \"1MiB\"\nsend_timeout_secs = 4\n");
     let portal = s.portal();
     // Fill the LUN so the reads return real data.
     let mut healthy = RawInitiator::login_ok(&portal, &opts(2));

@@ -193,9 +193,7 @@ async fn aptpl_state_survives_kill_9_at_random_points() {
         };
         loop {
             let next = acked + 1;
-            let r = c
-                .command(&register_cdb(), register_param(acked, next), 0, Duration::from_secs(2))
-                .await;
+            let r = c.command(&register_cdb(), register_param(acked, next), 0, Duration::from_secs(2)).await;
             match r {
                 Some(r) if r.status == GOOD => acked = next,
                 _ => break, // connection gone: the server was killed
@@ -237,7 +235,13 @@ fn register_param(key: u64, sa_key: u64) -> Bytes {
 /// challenge/defense): the owner holds a WERO reservation, defends every tick by preempting
 /// challengers' keys and heartbeats to the witness block; a challenger registers, waits longer
 /// than a defense period, and preempts the owner only if its own key survived.
-async fn run_node(c: Client, id: u8, owners: Arc<[AtomicBool; 3]>, stop: Arc<AtomicBool>, violations: Arc<AtomicUsize>) {
+async fn run_node(
+    c: Client,
+    id: u8,
+    owners: Arc<[AtomicBool; 3]>,
+    stop: Arc<AtomicBool>,
+    violations: Arc<AtomicUsize>,
+) {
     let key = 0x10 + id as u64;
     let tick = Duration::from_millis(40);
     let mut last_beat: Option<Vec<u8>> = None;
@@ -297,7 +301,8 @@ async fn run_node(c: Client, id: u8, owners: Arc<[AtomicBool; 3]>, stop: Arc<Ato
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn witness_arbitration_elects_exactly_one_owner() {
     let t = TargetProcess::start_default();
-    let owners: Arc<[AtomicBool; 3]> = Arc::new([AtomicBool::new(false), AtomicBool::new(false), AtomicBool::new(false)]);
+    let owners: Arc<[AtomicBool; 3]> =
+        Arc::new([AtomicBool::new(false), AtomicBool::new(false), AtomicBool::new(false)]);
     let violations = Arc::new(AtomicUsize::new(0));
     let stops: Vec<Arc<AtomicBool>> = (0..3).map(|_| Arc::new(AtomicBool::new(false))).collect();
     let mut nodes = Vec::new();

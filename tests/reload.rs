@@ -33,7 +33,8 @@ fn target(name: &str, body: &str) -> String {
 
 /// Before: A (unchanged throughout), B (LUN 0, only I1 admitted), C (to be removed).
 fn config_before() -> String {
-    let mut t = "[[portals]]\nname = \"test\"\nlisten = \"127.0.0.1:{PORT}\"\n\n[session]\nnop_interval_secs = 0\n".to_string();
+    let mut t =
+        "[[portals]]\nname = \"test\"\nlisten = \"127.0.0.1:{PORT}\"\n\n[session]\nnop_interval_secs = 0\n".to_string();
     t += &target(DEFAULT_IQN, &memory_lun(0, "16MiB"));
     t += &target(B, &format!("{}\n[[targets.acl]]\ninitiator = \"{I1}\"\n", memory_lun(0, "8MiB")));
     t += &target(C, &memory_lun(0, "4MiB"));
@@ -43,7 +44,8 @@ fn config_before() -> String {
 /// After: A as it was, B with a new LUN 1, I2 admitted to LUN 1 only and CHAP required, C
 /// gone, D new.
 fn config_after(port: u16) -> String {
-    let mut t = format!("[[portals]]\nname = \"test\"\nlisten = \"127.0.0.1:{port}\"\n\n[session]\nnop_interval_secs = 0\n");
+    let mut t =
+        format!("[[portals]]\nname = \"test\"\nlisten = \"127.0.0.1:{port}\"\n\n[session]\nnop_interval_secs = 0\n");
     t += &target(DEFAULT_IQN, &memory_lun(0, "16MiB"));
     let acl = format!(
         "\n[[targets.acl]]\ninitiator = \"{I1}\"\n\n[[targets.acl]]\ninitiator = \"{I2}\"\nluns = [1]\n\n\
@@ -190,6 +192,8 @@ fn sighup_reload_adds_changes_and_removes_targets_without_disturbing_others() {
     stop.store(true, Ordering::Relaxed);
     let rounds = keeper.join().expect("the keeper session saw no error");
     assert!(rounds > 0, "keeper did I/O");
-    eprintln!("keeper session on the unchanged target: {rounds} verified write+read rounds, before and after 3 SIGHUPs");
+    eprintln!(
+        "keeper session on the unchanged target: {rounds} verified write+read rounds, before and after 3 SIGHUPs"
+    );
     assert_healthy(&mut t);
 }

@@ -31,7 +31,10 @@ fn chap_target() -> TargetProcess {
 }
 
 fn plain_target(extra: &str) -> TargetProcess {
-    TargetProcess::start_with_config(&memory_target_toml(&format!("[session]\nnop_interval_secs = 0\n{extra}")), DEFAULT_IQN)
+    TargetProcess::start_with_config(
+        &memory_target_toml(&format!("[session]\nnop_interval_secs = 0\n{extra}")),
+        DEFAULT_IQN,
+    )
 }
 
 fn login_pdu(transit: bool, cont: bool, data: Bytes) -> LoginRequest {
@@ -59,15 +62,12 @@ fn keys_of(rsp: &pdu::msg::LoginResponse) -> Vec<(String, String)> {
 /// its keys; returns the target's (Status-Class, Status-Detail).
 fn chap_attempt(t: &TargetProcess, answer: impl Fn(u8, &[u8]) -> Vec<(String, String)>) -> (u8, u8) {
     let mut ini = RawInitiator::connect(&t.portal());
-    let first = [
-        ("InitiatorName", INITIATOR),
-        ("TargetName", DEFAULT_IQN),
-        ("SessionType", "Normal"),
-        ("AuthMethod", "CHAP"),
-    ];
+    let first =
+        [("InitiatorName", INITIATOR), ("TargetName", DEFAULT_IQN), ("SessionType", "Normal"), ("AuthMethod", "CHAP")];
     let rsp = login_exchange(&mut ini, &login_pdu(false, false, pdu::text::encode(&first))).expect("first answer");
     assert_eq!(rsp.status_class, 0);
-    let rsp = login_exchange(&mut ini, &login_pdu(false, false, pdu::text::encode(&[("CHAP_A", "5")]))).expect("CHAP_A");
+    let rsp =
+        login_exchange(&mut ini, &login_pdu(false, false, pdu::text::encode(&[("CHAP_A", "5")]))).expect("CHAP_A");
     let keys = keys_of(&rsp);
     let get = |k: &str| keys.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).expect(k);
     let id: u8 = get("CHAP_I").parse().unwrap();
@@ -97,10 +97,22 @@ fn oversized_chap_values_are_refused_cve_2018_14633() {
     let mut t = chap_target();
     let good = |id: u8, c: &[u8]| encode_hex(&chap_response(id, CHAP_SECRET.as_bytes(), c));
     let cases: Vec<(&str, Box<ChapAnswer>)> = vec![
-        ("CHAP_N of 6000 bytes", Box::new(move |id, c| vec![kv("CHAP_N", "u".repeat(6000)), kv("CHAP_R", good(id, c))])),
-        ("CHAP_R of 3000 hex bytes", Box::new(|_, _| vec![kv("CHAP_N", CHAP_USER.into()), kv("CHAP_R", format!("0x{}", "ab".repeat(3000)))])),
-        ("CHAP_R odd-length hex", Box::new(|_, _| vec![kv("CHAP_N", CHAP_USER.into()), kv("CHAP_R", format!("0x{}", "a".repeat(33)))])),
-        ("CHAP_R huge base64", Box::new(|_, _| vec![kv("CHAP_N", CHAP_USER.into()), kv("CHAP_R", format!("0b{}", "QUJD".repeat(1900)))])),
+        (
+            "CHAP_N of 6000 bytes",
+            Box::new(move |id, c| vec![kv("CHAP_N", "u".repeat(6000)), kv("CHAP_R", good(id, c))]),
+        ),
+        (
+            "CHAP_R of 3000 hex bytes",
+            Box::new(|_, _| vec![kv("CHAP_N", CHAP_USER.into()), kv("CHAP_R", format!("0x{}", "ab".repeat(3000)))]),
+        ),
+        (
+            "CHAP_R odd-length hex",
+            Box::new(|_, _| vec![kv("CHAP_N", CHAP_USER.into()), kv("CHAP_R", format!("0x{}", "a".repeat(33)))]),
+        ),
+        (
+            "CHAP_R huge base64",
+            Box::new(|_, _| vec![kv("CHAP_N", CHAP_USER.into()), kv("CHAP_R", format!("0b{}", "QUJD".repeat(1900)))]),
+        ),
         (
             "mutual CHAP_C of 3000 hex bytes",
             Box::new(move |id, c| {
@@ -118,7 +130,12 @@ fn oversized_chap_values_are_refused_cve_2018_14633() {
             "mutual CHAP_C odd-length hex over the bound",
             Box::new(move |id, c| {
                 let challenge = format!("0x{}", "c".repeat(2049));
-                vec![kv("CHAP_N", CHAP_USER.into()), kv("CHAP_R", good(id, c)), kv("CHAP_I", "9".into()), kv("CHAP_C", challenge)]
+                vec![
+                    kv("CHAP_N", CHAP_USER.into()),
+                    kv("CHAP_R", good(id, c)),
+                    kv("CHAP_I", "9".into()),
+                    kv("CHAP_C", challenge),
+                ]
             }),
         ),
     ];
@@ -128,7 +145,10 @@ fn oversized_chap_values_are_refused_cve_2018_14633() {
         assert_healthy(&mut t);
     }
     // The same exchange with sane values logs in: the refusals above were about the values.
-    let mut ini = RawInitiator::login_ok(&t.portal(), &LoginOptions::normal(INITIATOR, DEFAULT_IQN).chap(CHAP_USER, CHAP_SECRET).mutual("tgt", MUTUAL_SECRET));
+    let mut ini = RawInitiator::login_ok(
+        &t.portal(),
+        &LoginOptions::normal(INITIATOR, DEFAULT_IQN).chap(CHAP_USER, CHAP_SECRET).mutual("tgt", MUTUAL_SECRET),
+    );
     ini.ping(b"after the oversized CHAP values");
     // Secrets never reach the log, not even at debug level (in clear or as hex).
     let log = t.log();
@@ -145,7 +165,6 @@ fn rss_kib(t: &TargetProcess) -> u64 {
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
-
 
 /// tgt (iscsi_rx_handler) allocated whatever data segment length a pre-login PDU announced,
 /// and accumulated continued login text without a bound. Palisade refuses a Login Request
@@ -261,22 +280,43 @@ fn malformed_transport_ids_are_refused_with_parameter_list_errors() {
         ("ADDITIONAL LENGTH past the list", spec_i_pt_list(1, &tid(0, 0x0400, &padded(name, 36)), 40), invalid_field),
         ("ADDITIONAL LENGTH 0xfffc", spec_i_pt_list(1, &tid(0, 0xfffc, &padded(name, 36)), 40), invalid_field),
         ("unterminated name", spec_i_pt_list(1, &tid(0, 36, &[b'a'; 36]), 40), invalid_field),
-        ("name of 1000 bytes", spec_i_pt_list(1, &tid(0, 1004, &padded(&format!("iqn.{}", "n".repeat(996)), 1004)), 1008), invalid_field),
+        (
+            "name of 1000 bytes",
+            spec_i_pt_list(1, &tid(0, 1004, &padded(&format!("iqn.{}", "n".repeat(996)), 1004)), 1008),
+            invalid_field,
+        ),
         ("ADDITIONAL LENGTH not a multiple of 4", spec_i_pt_list(1, &tid(0, 35, &padded(name, 35)), 39), invalid_field),
         ("truncated header", spec_i_pt_list(1, &[0x05, 0], 2), invalid_field),
         ("port format without ISID", spec_i_pt_list(1, &tid(1, 36, &padded(name, 36)), 40), invalid_field),
-        ("port format with bad ISID", spec_i_pt_list(1, &tid(1, 48, &padded(&format!("{name},i,0xZZ"), 48)), 52), invalid_field),
-        ("not iSCSI (FC protocol id)", spec_i_pt_list(1, &[&[0x00u8, 0, 0, 36][..], &padded(name, 36)].concat(), 40), invalid_field),
+        (
+            "port format with bad ISID",
+            spec_i_pt_list(1, &tid(1, 48, &padded(&format!("{name},i,0xZZ"), 48)), 52),
+            invalid_field,
+        ),
+        (
+            "not iSCSI (FC protocol id)",
+            spec_i_pt_list(1, &[&[0x00u8, 0, 0, 36][..], &padded(name, 36)].concat(), 40),
+            invalid_field,
+        ),
         ("list length past the list", spec_i_pt_list(1, &good, 0xffff_fff0), list_length),
         ("list length short of the TransportID", spec_i_pt_list(1, &good, 4), invalid_field),
-        ("list length missing", { let mut p = spec_i_pt_list(1, &[], 0); p.truncate(26); p }, list_length),
+        (
+            "list length missing",
+            {
+                let mut p = spec_i_pt_list(1, &[], 0);
+                p.truncate(26);
+                p
+            },
+            list_length,
+        ),
     ];
     for (what, param, expected) in &cases {
         let out = ini.exec(0, &pr_out_cdb(0x00, param.len() as u32), 0, param);
         assert_eq!(out.status, CHECK_CONDITION, "{what}: {out:?}");
         let got = out.sense_triple().unwrap();
         // A list length that disagrees with the TransportIDs may be judged either way.
-        let acceptable = got == *expected || (what.starts_with("list length") && [invalid_field, list_length].contains(&got));
+        let acceptable =
+            got == *expected || (what.starts_with("list length") && [invalid_field, list_length].contains(&got));
         assert!(acceptable, "{what}: sense {got:02x?}, expected {expected:02x?}");
     }
     // A PARAMETER LIST LENGTH of 4 GiB - 1 is refused before any data is asked for.
@@ -333,7 +373,9 @@ fn abandon_command(portal: &str, isid_tail: u8, write: bool) {
 /// outlives its connection.
 #[test]
 fn teardown_races_leave_no_task_or_buffer_behind() {
-    let mut t = plain_target("[limits]\nmax_connections_per_address = 1000\nmax_sessions = 2000\nmax_sessions_per_target = 2000\n");
+    let mut t = plain_target(
+        "[limits]\nmax_connections_per_address = 1000\nmax_sessions = 2000\nmax_sessions_per_target = 2000\n",
+    );
     let done = Arc::new(AtomicBool::new(false));
     let portal = t.portal();
     let mut workers = Vec::new();
@@ -382,7 +424,8 @@ fn teardown_races_leave_no_task_or_buffer_behind() {
         std::thread::sleep(Duration::from_millis(300));
         let log = t.log();
         let log = strip_ansi(&log);
-        let last = log.lines().rev().find(|l| l.contains("connection closed")).expect("a connection closed line").to_string();
+        let last =
+            log.lines().rev().find(|l| l.contains("connection closed")).expect("a connection closed line").to_string();
         if last.contains("live_tasks=0") && last.contains("held_data_bytes=0") {
             break;
         }

@@ -79,9 +79,16 @@ fn linux_initiator_recovers_the_session_across_a_target_restart_without_corrupti
     let key: Vec<&str> = log
         .lines()
         .filter(|l| {
-            ["login complete", "asking the initiator to log out", "connection closed", "shutting down", "stopped", "session reinstatement"]
-                .iter()
-                .any(|k| l.contains(k))
+            [
+                "login complete",
+                "asking the initiator to log out",
+                "connection closed",
+                "shutting down",
+                "stopped",
+                "session reinstatement",
+            ]
+            .iter()
+            .any(|k| l.contains(k))
         })
         .collect();
     println!("----- target log, key lines -----\n{}", key.join("\n"));

@@ -40,7 +40,10 @@ fn check_config(config: &Config) {
             assert!(lun.id <= MAX_LUN_ID && ids.insert(lun.id), "LUN id {} out of range or reused", lun.id);
             assert!(matches!(lun.block_size, 512 | 4096), "block size {}", lun.block_size);
             if let BackendConfig::Memory { size } = lun.backend {
-                assert!(size > 0 && size <= MAX_MEMORY_LUN_SIZE && size % lun.block_size as u64 == 0, "memory size {size}");
+                assert!(
+                    size > 0 && size <= MAX_MEMORY_LUN_SIZE && size % lun.block_size as u64 == 0,
+                    "memory size {size}"
+                );
             }
             if let Some(product) = &lun.product {
                 assert!(product.len() <= 16 && product.is_ascii());

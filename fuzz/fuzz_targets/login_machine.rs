@@ -201,14 +201,13 @@ fn observe(req: &LoginRequest, reply: &LoginReply, seen: &mut Observed) {
 fuzz_target!(|data: &[u8]| {
     let limits = TargetLimits::default();
     let mut counter = 0u8;
-    let mut machine = LoginMachine::new(limits.clone(), Arc::new(Policy)).with_random_source(Box::new(
-        move |buf: &mut [u8]| {
+    let mut machine =
+        LoginMachine::new(limits.clone(), Arc::new(Policy)).with_random_source(Box::new(move |buf: &mut [u8]| {
             for b in buf {
                 counter = counter.wrapping_mul(31).wrapping_add(7);
                 *b = counter;
             }
-        },
-    ));
+        }));
     let mut seen = Observed::default();
     let mut ended = false;
     let mut rest = data;

@@ -73,15 +73,15 @@ fn is_write(op: u8) -> bool {
 /// Most data-in the CDB allows (SPC-4 allocation length fields; SBC-3 transfer lengths).
 fn data_in_allowed(cdb: &[u8; 16], block_size: u64) -> u64 {
     match cdb[0] {
-        0x03 | 0x1a => cdb[4] as u64,                // REQUEST SENSE, MODE SENSE(6)
-        0x12 => be16(&cdb[3..5]),                    // INQUIRY
-        0x5a | 0x5e => be16(&cdb[7..9]),             // MODE SENSE(10), PERSISTENT RESERVE IN
-        0x37 => be16(&cdb[7..9]),                    // READ DEFECT DATA(10)
-        0xb7 => be32(&cdb[6..10]),                   // READ DEFECT DATA(12)
-        0x84 => be32(&cdb[10..14]),                  // RECEIVE COPY RESULTS
-        0x25 => 8,                                   // READ CAPACITY(10)
-        0x9e => be32(&cdb[10..14]),                  // SERVICE ACTION IN(16): READ CAPACITY(16)
-        0xa0 | 0xa3 => be32(&cdb[6..10]),            // REPORT LUNS, MAINTENANCE IN (RSOC)
+        0x03 | 0x1a => cdb[4] as u64,     // REQUEST SENSE, MODE SENSE(6)
+        0x12 => be16(&cdb[3..5]),         // INQUIRY
+        0x5a | 0x5e => be16(&cdb[7..9]),  // MODE SENSE(10), PERSISTENT RESERVE IN
+        0x37 => be16(&cdb[7..9]),         // READ DEFECT DATA(10)
+        0xb7 => be32(&cdb[6..10]),        // READ DEFECT DATA(12)
+        0x84 => be32(&cdb[10..14]),       // RECEIVE COPY RESULTS
+        0x25 => 8,                        // READ CAPACITY(10)
+        0x9e => be32(&cdb[10..14]),       // SERVICE ACTION IN(16): READ CAPACITY(16)
+        0xa0 | 0xa3 => be32(&cdb[6..10]), // REPORT LUNS, MAINTENANCE IN (RSOC)
         op if is_read(op) => rw_range(cdb).map_or(0, |(_, n)| n * block_size),
         _ => 0,
     }
@@ -107,7 +107,12 @@ fn lun(id: u64, block_size: u32, blocks: u64) -> Arc<Lun> {
 }
 
 fn nexus(n: u8) -> Arc<ItNexus> {
-    Arc::new(ItNexus::new(format!("iqn.2026-11.io.palisade:fuzz{n}"), [0x80, 0, 0, 0, 0, n], "iqn.2026-11.io.palisade:fuzz".into(), 1))
+    Arc::new(ItNexus::new(
+        format!("iqn.2026-11.io.palisade:fuzz{n}"),
+        [0x80, 0, 0, 0, 0, n],
+        "iqn.2026-11.io.palisade:fuzz".into(),
+        1,
+    ))
 }
 
 async fn run(data: &[u8]) {
@@ -171,8 +176,7 @@ async fn run(data: &[u8]) {
             }
         }
         if let (Some(lun), GOOD) = (lun, completion.status) {
-            check_medium(lun, &cdb, &completion, &data_out[..data_out.len().min(wanted.unwrap_or(0) as usize)])
-                .await;
+            check_medium(lun, &cdb, &completion, &data_out[..data_out.len().min(wanted.unwrap_or(0) as usize)]).await;
         }
         if control & 0x40 != 0 {
             target.nexus_lost(nexus);

@@ -37,9 +37,7 @@ impl DecodeError {
         match self {
             DecodeError::UnknownOpcode(_) => reject_reason::COMMAND_NOT_SUPPORTED,
             DecodeError::InvalidField(_) | DecodeError::BadText(_) => reject_reason::INVALID_PDU_FIELD,
-            DecodeError::DataSegmentTooLong { .. } | DecodeError::HeaderDigest => {
-                reject_reason::PROTOCOL_ERROR
-            }
+            DecodeError::DataSegmentTooLong { .. } | DecodeError::HeaderDigest => reject_reason::PROTOCOL_ERROR,
         }
     }
 }

@@ -156,12 +156,6 @@ impl Framer {
             let want = u32::from_le_bytes(raw[at..at + 4].try_into().unwrap());
             data_digest_ok = crc32c::crc32c(&raw[data_off..at]) == want;
         }
-        Ok(Some(Pdu {
-            raw,
-            ahs_len: layout.ahs_len,
-            data_off,
-            data_len: layout.data_len,
-            data_digest_ok,
-        }))
+        Ok(Some(Pdu { raw, ahs_len: layout.ahs_len, data_off, data_len: layout.data_len, data_digest_ok }))
     }
 }

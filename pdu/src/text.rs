@@ -40,8 +40,7 @@ pub fn parse(data: &[u8]) -> Result<Vec<(String, String)>, DecodeError> {
             rest = &rest[1..];
             continue;
         }
-        let (after, (key, value)) =
-            pair(rest).map_err(|_| DecodeError::BadText("expected key=value"))?;
+        let (after, (key, value)) = pair(rest).map_err(|_| DecodeError::BadText("expected key=value"))?;
         if key.len() > MAX_KEY_LEN {
             return Err(DecodeError::BadText("key longer than 63 bytes"));
         }
@@ -50,8 +49,7 @@ pub fn parse(data: &[u8]) -> Result<Vec<(String, String)>, DecodeError> {
         }
         let key = std::str::from_utf8(key).map_err(|_| DecodeError::BadText("key not UTF-8"))?;
         // RFC 7143 §6.1: values are UTF-8 text.
-        let value =
-            std::str::from_utf8(value).map_err(|_| DecodeError::BadText("value not UTF-8"))?;
+        let value = std::str::from_utf8(value).map_err(|_| DecodeError::BadText("value not UTF-8"))?;
         out.push((key.to_owned(), value.to_owned()));
         rest = after;
     }
@@ -88,11 +86,7 @@ pub struct TextAccumulator {
 
 impl TextAccumulator {
     /// Adds a piece. Returns the whole parsed list when `more` is false.
-    pub fn push(
-        &mut self,
-        piece: &[u8],
-        more: bool,
-    ) -> Result<Option<Vec<(String, String)>>, DecodeError> {
+    pub fn push(&mut self, piece: &[u8], more: bool) -> Result<Option<Vec<(String, String)>>, DecodeError> {
         if self.buf.len() + piece.len() > MAX_TEXT_TOTAL {
             self.buf.clear();
             return Err(DecodeError::BadText("text exchange exceeds 64 KiB"));

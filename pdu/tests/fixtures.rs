@@ -156,8 +156,12 @@ fn every_captured_pdu_round_trips_byte_for_byte() {
         let pdu = frame_one(&fx.bytes, digests, fx.bytes.len());
         let decoded = Decoded::of(&pdu, fx.initiator_to_target);
         let again = decoded.encode().to_bytes(digests);
-        assert!(again[..] == fx.bytes[..], "{name}: re-encoded bytes differ\n got {:02x?}\nwant {:02x?}",
-            &again[..again.len().min(64)], &fx.bytes[..fx.bytes.len().min(64)]);
+        assert!(
+            again[..] == fx.bytes[..],
+            "{name}: re-encoded bytes differ\n got {:02x?}\nwant {:02x?}",
+            &again[..again.len().min(64)],
+            &fx.bytes[..fx.bytes.len().min(64)]
+        );
         // Same PDU fed 5 bytes at a time (boundaries inside every field).
         let chunked = frame_one(&fx.bytes, digests, 5);
         assert_eq!(chunked.header_bytes(), pdu.header_bytes(), "{name}");

@@ -12,11 +12,19 @@ fn data() -> impl Strategy<Value = Bytes> {
 }
 
 fn seq() -> impl Strategy<Value = TargetSeq> {
-    (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(a, b, c)| TargetSeq { stat_sn: a, exp_cmd_sn: b, max_cmd_sn: c })
+    (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(a, b, c)| TargetSeq {
+        stat_sn: a,
+        exp_cmd_sn: b,
+        max_cmd_sn: c,
+    })
 }
 
 fn residual() -> impl Strategy<Value = Residual> {
-    prop_oneof![Just(Residual::None), any::<u32>().prop_map(Residual::Overflow), any::<u32>().prop_map(Residual::Underflow)]
+    prop_oneof![
+        Just(Residual::None),
+        any::<u32>().prop_map(Residual::Overflow),
+        any::<u32>().prop_map(Residual::Underflow)
+    ]
 }
 
 fn stage() -> impl Strategy<Value = Stage> {

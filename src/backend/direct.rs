@@ -86,10 +86,7 @@ impl DirectFile {
         if !block_size.is_multiple_of(self.offset_align) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!(
-                    "direct_io needs a block_size that is a multiple of {} on this file system",
-                    self.offset_align
-                ),
+                format!("direct_io needs a block_size that is a multiple of {} on this file system", self.offset_align),
             ));
         }
         Ok(())
@@ -128,9 +125,7 @@ impl DirectFile {
 }
 
 async fn blocking<T: Send + 'static>(job: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
-    tokio::task::spawn_blocking(job)
-        .await
-        .map_err(|join| io::Error::other(format!("I/O worker failed: {join}")))?
+    tokio::task::spawn_blocking(job).await.map_err(|join| io::Error::other(format!("I/O worker failed: {join}")))?
 }
 
 /// (memory alignment, offset alignment) from statx(STATX_DIOALIGN), Linux 6.1+.

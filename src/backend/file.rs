@@ -23,12 +23,7 @@ impl FileBackend {
     /// shorter than `size` is extended (sparsely); a longer one keeps its data and its length
     /// is used as is.
     pub fn open(path: &Path, size: u64, read_only: bool) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(!read_only)
-            .create(!read_only)
-            .truncate(false)
-            .open(path)?;
+        let file = OpenOptions::new().read(true).write(!read_only).create(!read_only).truncate(false).open(path)?;
         let current = file.metadata()?.len();
         let size = if current < size {
             if read_only {
@@ -83,9 +78,7 @@ impl FileBackend {
             .with_file(move |file| {
                 let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
                 // SAFETY: plain syscall on a descriptor we own; no pointers involved.
-                let rc = unsafe {
-                    libc::fallocate(file.as_raw_fd(), mode, offset as libc::off_t, len as libc::off_t)
-                };
+                let rc = unsafe { libc::fallocate(file.as_raw_fd(), mode, offset as libc::off_t, len as libc::off_t) };
                 if rc == 0 {
                     return Ok(());
                 }
@@ -173,10 +166,7 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let backend = FileBackend::open(&path, 1 << 20, false).unwrap();
         assert_eq!(backend.size_bytes(), 1 << 20);
-        backend
-            .write(4096, &[Bytes::from_static(b"hello "), Bytes::from_static(b"world")], true)
-            .await
-            .unwrap();
+        backend.write(4096, &[Bytes::from_static(b"hello "), Bytes::from_static(b"world")], true).await.unwrap();
         assert_eq!(&backend.read(4096, 11).await.unwrap()[..], b"hello world");
         backend.flush().await.unwrap();
         backend.unmap(4096, 4096).await.unwrap();

@@ -13,12 +13,8 @@ pub(crate) struct PositionalFile {
     file: Arc<File>,
 }
 
-async fn blocking<T: Send + 'static>(
-    job: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    tokio::task::spawn_blocking(job)
-        .await
-        .map_err(|join| io::Error::other(format!("I/O worker failed: {join}")))?
+async fn blocking<T: Send + 'static>(job: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    tokio::task::spawn_blocking(job).await.map_err(|join| io::Error::other(format!("I/O worker failed: {join}")))?
 }
 
 impl PositionalFile {
@@ -71,9 +67,18 @@ impl PositionalFile {
             .with_file(move |file| {
                 // SAFETY: plain syscall on a descriptor we own; no pointers involved.
                 let rc = unsafe {
-                    libc::posix_fadvise(file.as_raw_fd(), offset as libc::off_t, len as libc::off_t, libc::POSIX_FADV_WILLNEED)
+                    libc::posix_fadvise(
+                        file.as_raw_fd(),
+                        offset as libc::off_t,
+                        len as libc::off_t,
+                        libc::POSIX_FADV_WILLNEED,
+                    )
                 };
-                if rc == 0 { Ok(()) } else { Err(io::Error::from_raw_os_error(rc)) }
+                if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::from_raw_os_error(rc))
+                }
             })
             .await;
         if let Err(e) = advised {

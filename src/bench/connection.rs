@@ -131,7 +131,12 @@ impl Connection {
 
     /// Adds a connection with ID `cid` to this connection's session (RFC 7143 §5.3.1). The
     /// session must have negotiated MaxConnections above its current connection count.
-    pub async fn add_connection(&self, url: &IscsiUrl, opts: &LoginOptions, cid: u16) -> Result<Connection, BenchError> {
+    pub async fn add_connection(
+        &self,
+        url: &IscsiUrl,
+        opts: &LoginOptions,
+        cid: u16,
+    ) -> Result<Connection, BenchError> {
         let add = AddConnection {
             tsih: self.tsih,
             cid,
@@ -161,7 +166,11 @@ impl Connection {
             writer: WireWriter::new(),
             out: VecDeque::new(),
             lun: url.lun_field(),
-            window: Arc::new(Mutex::new(Window { cmd_sn: done.cmd_sn, exp_cmd_sn: done.exp_cmd_sn, max_cmd_sn: done.max_cmd_sn })),
+            window: Arc::new(Mutex::new(Window {
+                cmd_sn: done.cmd_sn,
+                exp_cmd_sn: done.exp_cmd_sn,
+                max_cmd_sn: done.max_cmd_sn,
+            })),
             tsih: done.tsih,
             cid: add.map_or(0, |a| a.cid),
             exp_stat_sn: done.exp_stat_sn,
@@ -327,9 +336,12 @@ impl Connection {
                 return Ok(());
             }
             let interest = if pending_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-            let ready = tokio::time::timeout(self.io_timeout, self.stream.ready(interest))
-                .await
-                .map_err(|_| BenchError(format!("target silent for {:?} with {} commands outstanding", self.io_timeout, self.outstanding)))??;
+            let ready = tokio::time::timeout(self.io_timeout, self.stream.ready(interest)).await.map_err(|_| {
+                BenchError(format!(
+                    "target silent for {:?} with {} commands outstanding",
+                    self.io_timeout, self.outstanding
+                ))
+            })??;
             if ready.is_readable() {
                 self.receive(done)?;
             }
@@ -382,7 +394,15 @@ impl Connection {
         self.free.push(slot);
         self.outstanding -= 1;
         let data = if task.collect { assemble(task.pieces, task.received) } else { Bytes::new() };
-        done.push(Completion { tag: task.tag, status, sense, data, received: task.received, residual, started: task.started });
+        done.push(Completion {
+            tag: task.tag,
+            status,
+            sense,
+            data,
+            received: task.received,
+            residual,
+            started: task.started,
+        });
     }
 
     fn handle(&mut self, p: Pdu, done: &mut Vec<Completion>) -> Result<(), BenchError> {
@@ -413,7 +433,10 @@ impl Connection {
                 self.status_seen(r.seq.stat_sn);
                 self.task_mut(r.itt)?;
                 if r.response != 0 {
-                    return Err(BenchError(format!("target reported iSCSI response {:#04x} (command failed in the target)", r.response)));
+                    return Err(BenchError(format!(
+                        "target reported iSCSI response {:#04x} (command failed in the target)",
+                        r.response
+                    )));
                 }
                 let sense = r.sense();
                 self.complete(r.itt, r.status, sense, r.residual, done);
@@ -459,7 +482,10 @@ impl Connection {
             TargetPdu::Async(a) => {
                 self.update_window(&a.seq);
                 if a.event != pdu::msg::async_msg::event::SCSI_ASYNC_EVENT {
-                    return Err(BenchError(format!("target sent asynchronous event {} (logout/drop requested)", a.event)));
+                    return Err(BenchError(format!(
+                        "target sent asynchronous event {} (logout/drop requested)",
+                        a.event
+                    )));
                 }
             }
             TargetPdu::Reject(r) => {

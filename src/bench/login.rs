@@ -206,9 +206,15 @@ fn get<'k>(keys: &'k [(String, String)], name: &str) -> Option<&'k str> {
 
 /// Logs in on `stream`, opening a new session or (`add`) adding a connection to one. Returns the
 /// negotiated parameters and the sequence numbers to continue with.
-pub async fn login(stream: &mut TcpStream, url: &IscsiUrl, opts: &LoginOptions, add: Option<&AddConnection>) -> Result<LoggedIn, BenchError> {
+pub async fn login(
+    stream: &mut TcpStream,
+    url: &IscsiUrl,
+    opts: &LoginOptions,
+    add: Option<&AddConnection>,
+) -> Result<LoggedIn, BenchError> {
     let (tsih, cid, cmd_sn) = add.map_or((0, 0, 1), |a| (a.tsih, a.cid, a.cmd_sn));
-    let mut ex = Exchange { stream, rx: BytesMut::with_capacity(8192), opts, itt: 0, cid, cmd_sn, exp_stat_sn: 0, tsih };
+    let mut ex =
+        Exchange { stream, rx: BytesMut::with_capacity(8192), opts, itt: 0, cid, cmd_sn, exp_stat_sn: 0, tsih };
     let auth = if url.chap.is_some() { "CHAP,None" } else { "None" };
     let mut keys = pairs(&[
         ("InitiatorName", &opts.initiator_name),
@@ -221,12 +227,15 @@ pub async fn login(stream: &mut TcpStream, url: &IscsiUrl, opts: &LoginOptions, 
     let mut stage_done = rsp.transit;
     match get(&answer, "AuthMethod") {
         Some("CHAP") => {
-            let (user, secret) = url.chap.as_ref().ok_or_else(|| BenchError::new("target demands CHAP; put user%secret@ in the URL"))?;
+            let (user, secret) =
+                url.chap.as_ref().ok_or_else(|| BenchError::new("target demands CHAP; put user%secret@ in the URL"))?;
             rsp = chap(&mut ex, user, secret).await?;
             stage_done = rsp.transit;
         }
         Some("None") | None => {}
-        Some(other) => return Err(BenchError(format!("target chose AuthMethod={other}, which the bench does not speak"))),
+        Some(other) => {
+            return Err(BenchError(format!("target chose AuthMethod={other}, which the bench does not speak")))
+        }
     }
     let mut rounds = 0;
     while !stage_done && rsp.csg == Stage::Security {
@@ -324,8 +333,14 @@ fn apply(p: &mut SessionParams, answer: &[(String, String)]) -> Result<Vec<(Stri
             "HeaderDigest" => p.digests.header = v == "CRC32C",
             "DataDigest" => p.digests.data = v == "CRC32C",
             // Declarations and answers that change nothing for the bench.
-            "TargetAlias" | "TargetPortalGroupTag" | "TargetAddress" | "ErrorRecoveryLevel"
-            | "DataPDUInOrder" | "DataSequenceInOrder" | "DefaultTime2Wait" | "DefaultTime2Retain" => {}
+            "TargetAlias"
+            | "TargetPortalGroupTag"
+            | "TargetAddress"
+            | "ErrorRecoveryLevel"
+            | "DataPDUInOrder"
+            | "DataSequenceInOrder"
+            | "DefaultTime2Wait"
+            | "DefaultTime2Retain" => {}
             // A key the target offers that we never sent: RFC 7143 §6.2 says answer it.
             _ => replies.push((k.clone(), "NotUnderstood".to_string())),
         }

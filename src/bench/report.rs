@@ -146,11 +146,19 @@ impl Report {
             human_bytes(self.block_size),
             self.queue_depth,
             self.sessions,
-            if self.connections_per_session > 1 { format!(" of {} connections", self.connections_per_session) } else { String::new() },
+            if self.connections_per_session > 1 {
+                format!(" of {} connections", self.connections_per_session)
+            } else {
+                String::new()
+            },
             self.seconds
         );
         for t in &self.targets {
-            let _ = writeln!(s, "  target {}: {} blocks of {} B, {} units from LBA {}", t.url, t.blocks, t.block_len, t.units, t.first_lba);
+            let _ = writeln!(
+                s,
+                "  target {}: {} blocks of {} B, {} units from LBA {}",
+                t.url, t.blocks, t.block_len, t.units, t.first_lba
+            );
         }
         let _ = writeln!(s, "  total  {:>10.0} IOPS {:>9.1} MiB/s  {} I/Os", self.iops, self.mib_per_s, self.ios);
         for (name, d) in [("read", &self.read), ("write", &self.write)] {

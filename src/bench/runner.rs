@@ -10,12 +10,12 @@ use bytes::Bytes;
 
 use super::args::{parse_lba_range, BenchArgs};
 use super::cdb::{self, Capacity};
+use super::connection::{Connection, Request};
 use super::error::BenchError;
 use super::histogram::Histogram;
 use super::login::LoginOptions;
 use super::pattern::{self, XorShift};
 use super::report::{self, Cpu, MismatchRecord, Report, TargetInfo, VerifyReport};
-use super::connection::{Connection, Request};
 use super::url::IscsiUrl;
 use super::workload::{self, Generations, LunState, Pattern, Region};
 
@@ -94,7 +94,9 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         return Err(BenchError::new("--sessions, --connections and --queue-depth must be at least 1"));
     }
     if args.queue_depth < args.connections {
-        return Err(BenchError::new("--queue-depth is per session and spread over its connections: it must be at least --connections"));
+        return Err(BenchError::new(
+            "--queue-depth is per session and spread over its connections: it must be at least --connections",
+        ));
     }
     if args.connections > u16::MAX as usize {
         return Err(BenchError::new("--connections must fit a 16-bit connection ID"));
@@ -137,9 +139,18 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         let cap = read_capacity(session).await.map_err(|e| BenchError(format!("{url}: {e}")))?;
         let region = region_for(cap, args.block_size, lba_range).map_err(|e| BenchError(format!("{url}: {e}")))?;
         if args.verify && (region.units > workload::MAX_VERIFY_UNITS || cap.block_len < 512) {
-            return Err(BenchError(format!("{url}: --verify needs blocks of at least 512 B and at most {} I/O units", workload::MAX_VERIFY_UNITS)));
+            return Err(BenchError(format!(
+                "{url}: --verify needs blocks of at least 512 B and at most {} I/O units",
+                workload::MAX_VERIFY_UNITS
+            )));
         }
-        targets.push(TargetInfo { url: url.to_string(), block_len: cap.block_len, blocks: cap.blocks, first_lba: region.first_lba, units: region.units });
+        targets.push(TargetInfo {
+            url: url.to_string(),
+            block_len: cap.block_len,
+            blocks: cap.blocks,
+            first_lba: region.first_lba,
+            units: region.units,
+        });
         luns.push(Arc::new(LunState::new(region, cap.block_len, args.verify)));
     }
 
@@ -169,7 +180,9 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
             let seed = seeds.next_u64();
             // The session's queue depth, spread over its connections.
             let qd = args.queue_depth / n + usize::from(i < args.queue_depth % n);
-            tasks.spawn(async move { drive(connection, qd, ctx, lun, url, seed).await.map(|(r, c)| (session_index, r, c)) });
+            tasks.spawn(
+                async move { drive(connection, qd, ctx, lun, url, seed).await.map(|(r, c)| (session_index, r, c)) },
+            );
         }
     }
     let progress = std::io::stderr().is_terminal().then(|| tokio::spawn(progress_line(ctx.clone(), start)));
@@ -227,14 +240,23 @@ async fn logout_all(sessions: Vec<Vec<Connection>>, urls: Vec<String>) -> Result
 }
 
 fn clock_seed() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) ^ std::process::id() as u64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+        ^ std::process::id() as u64
 }
 
 /// The first command of a new I_T nexus usually gets a UNIT ATTENTION (SPC-4 §5.14); TEST UNIT
 /// READY takes it so the measured I/O does not.
 async fn clear_unit_attention(s: &mut Connection) -> Result<(), BenchError> {
     for _ in 0..8 {
-        let c = s.execute(Request { cdb: cdb::test_unit_ready(), write_data: Bytes::new(), read_len: 0, collect: false, tag: 0 }).await?;
+        let c = s
+            .execute(Request {
+                cdb: cdb::test_unit_ready(),
+                write_data: Bytes::new(),
+                read_len: 0,
+                collect: false,
+                tag: 0,
+            })
+            .await?;
         if c.status == cdb::GOOD {
             return Ok(());
         }
@@ -247,11 +269,21 @@ async fn clear_unit_attention(s: &mut Connection) -> Result<(), BenchError> {
 }
 
 async fn read_capacity(s: &mut Connection) -> Result<Capacity, BenchError> {
-    let c = s.execute(Request { cdb: cdb::read_capacity16(32), write_data: Bytes::new(), read_len: 32, collect: true, tag: 0 }).await?;
+    let c = s
+        .execute(Request {
+            cdb: cdb::read_capacity16(32),
+            write_data: Bytes::new(),
+            read_len: 32,
+            collect: true,
+            tag: 0,
+        })
+        .await?;
     if c.status == cdb::GOOD {
         return cdb::parse_capacity16(&c.data).ok_or_else(|| BenchError::new("short READ CAPACITY (16) data"));
     }
-    let c = s.execute(Request { cdb: cdb::read_capacity10(), write_data: Bytes::new(), read_len: 8, collect: true, tag: 0 }).await?;
+    let c = s
+        .execute(Request { cdb: cdb::read_capacity10(), write_data: Bytes::new(), read_len: 8, collect: true, tag: 0 })
+        .await?;
     if c.status != cdb::GOOD {
         return Err(BenchError(format!("READ CAPACITY: {}", cdb::describe_status(c.status, c.sense.as_deref()))));
     }
@@ -355,7 +387,11 @@ async fn drive(
                 res.errors += 1;
                 if res.error_samples.len() < report::MAX_ERRORS_LISTED {
                     let what = if io.write { "WRITE" } else { "READ" };
-                    res.error_samples.push(format!("{what} LBA {}: {}", region.lba_of(io.unit), cdb::describe_status(c.status, c.sense.as_deref())));
+                    res.error_samples.push(format!(
+                        "{what} LBA {}: {}",
+                        region.lba_of(io.unit),
+                        cdb::describe_status(c.status, c.sense.as_deref())
+                    ));
                 }
             } else if io.write {
                 res.write.record(latency);
@@ -369,7 +405,15 @@ async fn drive(
                     v.written(io.unit, io.generation.expect("verify writes carry a generation"));
                     res.written_blocks += region.io_blocks;
                 } else if good {
-                    check_read(&mut res, &url, region.lba_of(io.unit), block_len, region.io_blocks, &c.data, io.generation);
+                    check_read(
+                        &mut res,
+                        &url,
+                        region.lba_of(io.unit),
+                        block_len,
+                        region.io_blocks,
+                        &c.data,
+                        io.generation,
+                    );
                 }
                 v.release(io.unit);
             }
@@ -385,7 +429,15 @@ async fn drive(
     Ok((res, s))
 }
 
-fn check_read(res: &mut SessionResult, url: &str, lba: u64, block_len: usize, blocks: u64, data: &[u8], expected: Option<u64>) {
+fn check_read(
+    res: &mut SessionResult,
+    url: &str,
+    lba: u64,
+    block_len: usize,
+    blocks: u64,
+    data: &[u8],
+    expected: Option<u64>,
+) {
     let record = |res: &mut SessionResult, lba: u64, problem: String| {
         res.mismatch_count += 1;
         if res.mismatches.len() < report::MAX_MISMATCHES_LISTED {
@@ -405,7 +457,8 @@ fn check_read(res: &mut SessionResult, url: &str, lba: u64, block_len: usize, bl
 }
 
 async fn progress_line(ctx: Arc<RunContext>, start: Instant) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_secs(1), Duration::from_secs(1));
     let (mut ios0, mut bytes0, mut lat0) = (0, 0, 0);
     loop {
         tick.tick().await;
@@ -426,7 +479,14 @@ async fn progress_line(ctx: Arc<RunContext>, start: Instant) {
     }
 }
 
-fn build_report(args: &BenchArgs, targets: Vec<TargetInfo>, results: Vec<SessionResult>, seconds: f64, before: (f64, f64), after: (f64, f64)) -> Report {
+fn build_report(
+    args: &BenchArgs,
+    targets: Vec<TargetInfo>,
+    results: Vec<SessionResult>,
+    seconds: f64,
+    before: (f64, f64),
+    after: (f64, f64),
+) -> Report {
     let mut read = Histogram::default();
     let mut write = Histogram::default();
     let (mut read_bytes, mut write_bytes, mut errors, mut pings) = (0, 0, 0, 0);
@@ -469,7 +529,12 @@ fn build_report(args: &BenchArgs, targets: Vec<TargetInfo>, results: Vec<Session
         latency: report::Latency::of(&all),
         read: report::direction(&read, read_bytes, seconds),
         write: report::direction(&write, write_bytes, seconds),
-        client_cpu: Cpu { user_s, system_s, total_s: user_s + system_s, s_per_gib: if gib > 0.0 { (user_s + system_s) / gib } else { 0.0 } },
+        client_cpu: Cpu {
+            user_s,
+            system_s,
+            total_s: user_s + system_s,
+            s_per_gib: if gib > 0.0 { (user_s + system_s) / gib } else { 0.0 },
+        },
         errors,
         error_samples,
         verify: args.verify.then_some(verify),
@@ -485,7 +550,10 @@ mod tests {
     fn regions_align_to_io_size() {
         let cap = Capacity { block_len: 512, blocks: 2048 };
         assert_eq!(region_for(cap, 4096, None), Ok(Region { first_lba: 0, io_blocks: 8, units: 256 }));
-        assert_eq!(region_for(cap, 4096, Some((100, Some(117)))), Ok(Region { first_lba: 100, io_blocks: 8, units: 2 }));
+        assert_eq!(
+            region_for(cap, 4096, Some((100, Some(117)))),
+            Ok(Region { first_lba: 100, io_blocks: 8, units: 2 })
+        );
         assert!(region_for(cap, 1000, None).is_err(), "not a multiple of 512");
         assert!(region_for(cap, 4096, Some((0, Some(4096)))).is_err(), "beyond the LUN");
         assert!(region_for(cap, 4096, Some((0, Some(4)))).is_err(), "smaller than one I/O");

@@ -19,17 +19,14 @@ pub struct IscsiUrl {
 
 impl IscsiUrl {
     pub fn parse(text: &str) -> Result<IscsiUrl, String> {
-        let rest = text
-            .strip_prefix("iscsi://")
-            .ok_or_else(|| format!("`{text}`: an iSCSI URL starts with iscsi://"))?;
-        let (authority, path) = rest
-            .split_once('/')
-            .ok_or_else(|| format!("`{text}`: expected iscsi://HOST[:PORT]/TARGET/LUN"))?;
+        let rest =
+            text.strip_prefix("iscsi://").ok_or_else(|| format!("`{text}`: an iSCSI URL starts with iscsi://"))?;
+        let (authority, path) =
+            rest.split_once('/').ok_or_else(|| format!("`{text}`: expected iscsi://HOST[:PORT]/TARGET/LUN"))?;
         let (chap, hostport) = match authority.rsplit_once('@') {
             Some((cred, hostport)) => {
-                let (user, secret) = cred
-                    .split_once('%')
-                    .ok_or_else(|| format!("`{text}`: credentials are written user%secret@"))?;
+                let (user, secret) =
+                    cred.split_once('%').ok_or_else(|| format!("`{text}`: credentials are written user%secret@"))?;
                 if user.is_empty() || secret.is_empty() {
                     return Err(format!("`{text}`: empty CHAP user or secret"));
                 }
@@ -38,16 +35,13 @@ impl IscsiUrl {
             None => (None, authority),
         };
         let (host, port) = split_host_port(hostport).map_err(|e| format!("`{text}`: {e}"))?;
-        let (target, lun) = path
-            .split_once('/')
-            .ok_or_else(|| format!("`{text}`: the LUN is missing (…/TARGET/LUN)"))?;
+        let (target, lun) =
+            path.split_once('/').ok_or_else(|| format!("`{text}`: the LUN is missing (…/TARGET/LUN)"))?;
         if target.is_empty() {
             return Err(format!("`{text}`: empty target name"));
         }
-        let lun = lun
-            .trim_end_matches('/')
-            .parse::<u64>()
-            .map_err(|_| format!("`{text}`: LUN `{lun}` is not a number"))?;
+        let lun =
+            lun.trim_end_matches('/').parse::<u64>().map_err(|_| format!("`{text}`: LUN `{lun}` is not a number"))?;
         // SAM-5 flat addressing reaches 16383; beyond that the LUN field encoding differs.
         if lun > 16383 {
             return Err(format!("`{text}`: LUN {lun} is above 16383"));
@@ -139,7 +133,9 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["http://h/t/0", "iscsi://h/t", "iscsi://h:x/t/0", "iscsi://h/t/abc", "iscsi://bob@h/t/0", "iscsi:///t/0"] {
+        for bad in
+            ["http://h/t/0", "iscsi://h/t", "iscsi://h:x/t/0", "iscsi://h/t/abc", "iscsi://bob@h/t/0", "iscsi:///t/0"]
+        {
             assert!(IscsiUrl::parse(bad).is_err(), "{bad} accepted");
         }
     }

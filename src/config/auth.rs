@@ -25,16 +25,11 @@ impl Validator<'_> {
         let mutual = mutual.and_then(|raw| self.chap(&mutual_field, raw));
         if let Some(mutual_credentials) = &mutual {
             match &chap {
-                None => self.problem(
-                    &mutual_field,
-                    "mutual CHAP needs `chap` too: the initiator authenticates first",
-                ),
+                None => self.problem(&mutual_field, "mutual CHAP needs `chap` too: the initiator authenticates first"),
                 // RFC 7143 §9.2.1: a secret used to authenticate initiators MUST NOT be
                 // configured for authenticating targets.
-                Some(initiator) if initiator.secret == mutual_credentials.secret => self.problem(
-                    format!("{mutual_field}.secret"),
-                    "must differ from the `chap` secret (RFC 7143 §9.2.1)",
-                ),
+                Some(initiator) if initiator.secret == mutual_credentials.secret => self
+                    .problem(format!("{mutual_field}.secret"), "must differ from the `chap` secret (RFC 7143 §9.2.1)"),
                 Some(_) => {}
             }
         }
@@ -44,16 +39,10 @@ impl Validator<'_> {
     fn chap(&mut self, field: &str, raw: &RawChap) -> Option<ChapConfig> {
         let user = &raw.user;
         let user_ok = if user.is_empty() || user.len() > 255 {
-            self.problem(
-                format!("{field}.user"),
-                format!("must be 1..=255 bytes (RFC 7143 §6.1), got {}", user.len()),
-            );
+            self.problem(format!("{field}.user"), format!("must be 1..=255 bytes (RFC 7143 §6.1), got {}", user.len()));
             false
         } else if user.chars().any(char::is_control) {
-            self.problem(
-                format!("{field}.user"),
-                "must not contain control characters",
-            );
+            self.problem(format!("{field}.user"), "must not contain control characters");
             false
         } else {
             true
@@ -65,10 +54,7 @@ impl Validator<'_> {
                 match read_bounded(&resolved) {
                     // Editors add a final newline; it is never part of the secret.
                     Ok(text) => Some(
-                        text.strip_suffix('\n')
-                            .map(|t| t.strip_suffix('\r').unwrap_or(t))
-                            .unwrap_or(&text)
-                            .to_string(),
+                        text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_string(),
                     ),
                     Err(error) => {
                         self.problem(
@@ -80,25 +66,15 @@ impl Validator<'_> {
                 }
             }
             (Some(_), Some(_)) => {
-                self.problem(
-                    format!("{field}.secret"),
-                    "give `secret` or `secret_file`, not both",
-                );
+                self.problem(format!("{field}.secret"), "give `secret` or `secret_file`, not both");
                 None
             }
             (None, None) => {
-                self.problem(
-                    format!("{field}.secret"),
-                    "missing: give `secret` or `secret_file`",
-                );
+                self.problem(format!("{field}.secret"), "missing: give `secret` or `secret_file`");
                 None
             }
         }?;
-        let secret_field = if raw.secret.is_some() {
-            "secret"
-        } else {
-            "secret_file"
-        };
+        let secret_field = if raw.secret.is_some() { "secret" } else { "secret_file" };
         if !(MIN_CHAP_SECRET_BYTES..=MAX_CHAP_SECRET_BYTES).contains(&secret.len()) {
             self.problem(
                 format!("{field}.{secret_field}"),
@@ -115,30 +91,17 @@ impl Validator<'_> {
                 secret.len()
             ));
         }
-        user_ok.then(|| ChapConfig {
-            user: user.clone(),
-            secret,
-        })
+        user_ok.then(|| ChapConfig { user: user.clone(), secret })
     }
 
-    pub(super) fn acl(
-        &mut self,
-        field: &str,
-        raw: &[RawAclEntry],
-        lun_ids: &[u64],
-    ) -> Vec<AclEntry> {
+    pub(super) fn acl(&mut self, field: &str, raw: &[RawAclEntry], lun_ids: &[u64]) -> Vec<AclEntry> {
         if raw.is_empty() {
-            self.problem(
-                field,
-                "an empty ACL admits nobody; omit `acl` to admit every initiator",
-            );
+            self.problem(field, "an empty ACL admits nobody; omit `acl` to admit every initiator");
         }
         let mut entries: Vec<AclEntry> = Vec::new();
         for (index, raw_entry) in raw.iter().enumerate() {
             let entry_field = format!("{field}[{index}]");
-            let Some(initiator) =
-                self.iscsi_name(&format!("{entry_field}.initiator"), &raw_entry.initiator)
-            else {
+            let Some(initiator) = self.iscsi_name(&format!("{entry_field}.initiator"), &raw_entry.initiator) else {
                 continue;
             };
             if let Some(other) = entries.iter().position(|e| e.initiator == initiator) {
@@ -148,10 +111,8 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            let luns = raw_entry
-                .luns
-                .as_ref()
-                .map(|masked| self.masking(&format!("{entry_field}.luns"), masked, lun_ids));
+            let luns =
+                raw_entry.luns.as_ref().map(|masked| self.masking(&format!("{entry_field}.luns"), masked, lun_ids));
             entries.push(AclEntry { initiator, luns });
         }
         entries
@@ -160,10 +121,7 @@ impl Validator<'_> {
     /// LUN masking list: each id must name one of the target's LUNs, once.
     fn masking(&mut self, field: &str, masked: &[i64], lun_ids: &[u64]) -> Vec<u64> {
         if masked.is_empty() {
-            self.problem(
-                field,
-                "an empty list hides every LUN; remove the initiator or list LUN ids",
-            );
+            self.problem(field, "an empty list hides every LUN; remove the initiator or list LUN ids");
         }
         if let Some(duplicate) = first_duplicate(masked.iter().copied()) {
             self.problem(field, format!("LUN {duplicate} is listed twice"));
@@ -173,40 +131,24 @@ impl Validator<'_> {
             match u64::try_from(id).ok().filter(|id| lun_ids.contains(id)) {
                 Some(id) if !visible.contains(&id) => visible.push(id),
                 Some(_) => {}
-                None => self.problem(
-                    format!("{field}[{index}]"),
-                    format!("the target has no LUN {id}"),
-                ),
+                None => self.problem(format!("{field}[{index}]"), format!("the target has no LUN {id}")),
             }
         }
         visible
     }
 
     pub(super) fn discovery(&mut self, raw: &RawDiscovery) -> DiscoveryConfig {
-        let (chap, mutual_chap) =
-            self.chap_pair("discovery", raw.chap.as_ref(), raw.mutual_chap.as_ref());
-        DiscoveryConfig {
-            chap,
-            mutual_chap,
-            acl_filter: raw.acl_filter.unwrap_or(true),
-        }
+        let (chap, mutual_chap) = self.chap_pair("discovery", raw.chap.as_ref(), raw.mutual_chap.as_ref());
+        DiscoveryConfig { chap, mutual_chap, acl_filter: raw.acl_filter.unwrap_or(true) }
     }
 
     /// RFC 7143 §9.2.1: any secret that authenticates initiators MUST NOT also authenticate
     /// a target, anywhere in the configuration.
-    pub(super) fn check_secret_roles(
-        &mut self,
-        targets: &[TargetConfig],
-        discovery: &DiscoveryConfig,
-    ) {
+    pub(super) fn check_secret_roles(&mut self, targets: &[TargetConfig], discovery: &DiscoveryConfig) {
         let mut owners: Vec<(String, &Option<ChapConfig>, &Option<ChapConfig>)> =
             vec![("discovery".into(), &discovery.chap, &discovery.mutual_chap)];
         for (index, target) in targets.iter().enumerate() {
-            owners.push((
-                format!("targets[{index}]"),
-                &target.chap,
-                &target.mutual_chap,
-            ));
+            owners.push((format!("targets[{index}]"), &target.chap, &target.mutual_chap));
         }
         let mut initiator_secrets: Vec<(String, &str)> = Vec::new();
         let mut target_secrets: Vec<(String, &str)> = Vec::new();
@@ -221,15 +163,12 @@ impl Validator<'_> {
         let mut clashes = Vec::new();
         for (target_field, target_secret) in &target_secrets {
             for (initiator_field, initiator_secret) in &initiator_secrets {
-                let same_pair = target_field.strip_suffix(".mutual_chap")
-                    == initiator_field.strip_suffix(".chap");
+                let same_pair = target_field.strip_suffix(".mutual_chap") == initiator_field.strip_suffix(".chap");
                 // The same-entry clash is already reported by chap_pair.
                 if target_secret == initiator_secret && !same_pair {
                     clashes.push((
                         format!("{target_field}.secret"),
-                        format!(
-                            "equals the initiator secret of {initiator_field} (RFC 7143 §9.2.1)"
-                        ),
+                        format!("equals the initiator secret of {initiator_field} (RFC 7143 §9.2.1)"),
                     ));
                 }
             }

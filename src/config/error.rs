@@ -26,11 +26,7 @@ impl ConfigError {
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError {
             file: None,
-            problems: vec![ConfigProblem {
-                field: field.into(),
-                line_column: None,
-                message: message.into(),
-            }],
+            problems: vec![ConfigProblem { field: field.into(), line_column: None, message: message.into() }],
         }
     }
 
@@ -58,12 +54,9 @@ impl ConfigError {
 
     /// True when some problem concerns `field` exactly or something inside it.
     pub fn mentions_field(&self, field: &str) -> bool {
-        self.problems.iter().any(|p| {
-            p.field == field
-                || p.field
-                    .strip_prefix(field)
-                    .is_some_and(|rest| rest.starts_with(['.', '[']))
-        })
+        self.problems
+            .iter()
+            .any(|p| p.field == field || p.field.strip_prefix(field).is_some_and(|rest| rest.starts_with(['.', '['])))
     }
 }
 
@@ -88,11 +81,7 @@ impl fmt::Display for ConfigProblem {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let prefix = self
-            .file
-            .as_ref()
-            .map(|p| format!("{}: ", p.display()))
-            .unwrap_or_default();
+        let prefix = self.file.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default();
         for (index, problem) in self.problems.iter().enumerate() {
             if index > 0 {
                 writeln!(f)?;
@@ -116,14 +105,8 @@ mod tests {
         let error = ConfigError::from_toml(&toml_error, text).with_file("x.toml".into());
         let shown = error.to_string();
         assert!(shown.starts_with("x.toml: line "), "{shown}");
-        let field_error = ConfigError::field(
-            "targets[1].luns[0].block_size",
-            "must be 512 or 4096, got 1000",
-        );
-        assert_eq!(
-            field_error.to_string(),
-            "targets[1].luns[0].block_size: must be 512 or 4096, got 1000"
-        );
+        let field_error = ConfigError::field("targets[1].luns[0].block_size", "must be 512 or 4096, got 1000");
+        assert_eq!(field_error.to_string(), "targets[1].luns[0].block_size: must be 512 or 4096, got 1000");
     }
 
     #[test]

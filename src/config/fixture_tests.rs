@@ -9,10 +9,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn chap(user: &str, secret: &str) -> Option<ChapConfig> {
-    Some(ChapConfig {
-        user: user.into(),
-        secret: secret.into(),
-    })
+    Some(ChapConfig { user: user.into(), secret: secret.into() })
 }
 
 #[test]
@@ -21,16 +18,8 @@ fn full_example_parses_to_expected_values() {
     let both = vec!["storage-a".to_string(), "storage-b".to_string()];
     let expected = Config {
         portals: vec![
-            Portal {
-                name: "storage-a".into(),
-                listen: "10.0.1.10:3260".parse().unwrap(),
-                tpgt: 1,
-            },
-            Portal {
-                name: "storage-b".into(),
-                listen: "10.0.2.10:3260".parse().unwrap(),
-                tpgt: 2,
-            },
+            Portal { name: "storage-a".into(), listen: "10.0.1.10:3260".parse().unwrap(), tpgt: 1 },
+            Portal { name: "storage-b".into(), listen: "10.0.2.10:3260".parse().unwrap(), tpgt: 2 },
         ],
         targets: vec![
             TargetConfig {
@@ -56,9 +45,7 @@ fn full_example_parses_to_expected_values() {
                         write_cache: false,
                         ..LunConfig::new(
                             1,
-                            BackendConfig::BlockDevice {
-                                path: "/dev/disk/by-id/nvme-eui.0025388b91c1a2b3".into(),
-                            },
+                            BackendConfig::BlockDevice { path: "/dev/disk/by-id/nvme-eui.0025388b91c1a2b3".into() },
                         )
                     },
                     LunConfig {
@@ -75,18 +62,9 @@ fn full_example_parses_to_expected_values() {
                     },
                 ],
                 acl: Some(vec![
-                    AclEntry {
-                        initiator: "iqn.2026-11.com.example:node1".into(),
-                        luns: None,
-                    },
-                    AclEntry {
-                        initiator: "iqn.2026-11.com.example:node2".into(),
-                        luns: None,
-                    },
-                    AclEntry {
-                        initiator: "iqn.1991-05.com.microsoft:backup-host".into(),
-                        luns: Some(vec![2]),
-                    },
+                    AclEntry { initiator: "iqn.2026-11.com.example:node1".into(), luns: None },
+                    AclEntry { initiator: "iqn.2026-11.com.example:node2".into(), luns: None },
+                    AclEntry { initiator: "iqn.1991-05.com.microsoft:backup-host".into(), luns: Some(vec![2]) },
                 ]),
                 chap: chap("cluster-node", "node-Secret-2026"),
                 // Read from secrets/array-chap.secret; the file's trailing newline is dropped.
@@ -105,11 +83,7 @@ fn full_example_parses_to_expected_values() {
                 mutual_chap: None,
             },
         ],
-        discovery: DiscoveryConfig {
-            chap: chap("discovery", "disc0very-Secret"),
-            mutual_chap: None,
-            acl_filter: true,
-        },
+        discovery: DiscoveryConfig { chap: chap("discovery", "disc0very-Secret"), mutual_chap: None, acl_filter: true },
         session: SessionConfig {
             nop_interval_secs: 10,
             nop_timeout_secs: 20,
@@ -133,18 +107,13 @@ fn full_example_parses_to_expected_values() {
 #[test]
 fn full_example_acl_masking_behaves() {
     let config = Config::load(&fixtures().join("full.toml")).unwrap();
-    let shared = config
-        .target("IQN.2026-11.io.palisade:cluster-shared")
-        .unwrap();
+    let shared = config.target("IQN.2026-11.io.palisade:cluster-shared").unwrap();
     assert!(shared.admits("iqn.2026-11.com.example:node1"));
     assert!(!shared.admits("iqn.2026-11.com.example:intruder"));
     assert!(shared.lun_visible("iqn.2026-11.com.example:node2", 1));
     assert!(shared.lun_visible("iqn.1991-05.com.microsoft:backup-host", 2));
     assert!(!shared.lun_visible("iqn.1991-05.com.microsoft:backup-host", 0));
-    assert!(
-        !shared.lun_visible("iqn.2026-11.com.example:node1", 7),
-        "no such LUN"
-    );
+    assert!(!shared.lun_visible("iqn.2026-11.com.example:node1", 7), "no such LUN");
     let scratch = config.target("iqn.2026-11.io.palisade:scratch").unwrap();
     assert!(scratch.admits("iqn.2026-11.com.example:anyone"));
     assert!(scratch.lun_visible("iqn.2026-11.com.example:anyone", 0));
@@ -161,55 +130,27 @@ fn every_bad_fixture_is_rejected_naming_its_field() {
         .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
         .collect();
     files.sort();
-    assert!(
-        files.len() >= 30,
-        "expected the full set of bad fixtures, found {}",
-        files.len()
-    );
+    assert!(files.len() >= 30, "expected the full set of bad fixtures, found {}", files.len());
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
-        let expect_fields: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("# expect-field:"))
-            .map(str::trim)
-            .collect();
-        let expect_texts: Vec<&str> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("# expect-text:"))
-            .map(str::trim)
-            .collect();
-        assert!(
-            !expect_fields.is_empty() || !expect_texts.is_empty(),
-            "{} states no expectation",
-            file.display()
-        );
+        let expect_fields: Vec<&str> =
+            text.lines().filter_map(|l| l.strip_prefix("# expect-field:")).map(str::trim).collect();
+        let expect_texts: Vec<&str> =
+            text.lines().filter_map(|l| l.strip_prefix("# expect-text:")).map(str::trim).collect();
+        assert!(!expect_fields.is_empty() || !expect_texts.is_empty(), "{} states no expectation", file.display());
         let error = match Config::load(&file) {
             Ok(_) => panic!("{} was accepted", file.display()),
             Err(error) => error,
         };
         let shown = error.to_string();
         for field in expect_fields {
-            assert!(
-                error.mentions_field(field),
-                "{}: error does not name `{field}`:\n{shown}",
-                file.display()
-            );
-            assert!(
-                shown.contains(&format!("{field}: ")) || shown.contains(&format!("{field}[")),
-                "{shown}"
-            );
+            assert!(error.mentions_field(field), "{}: error does not name `{field}`:\n{shown}", file.display());
+            assert!(shown.contains(&format!("{field}: ")) || shown.contains(&format!("{field}[")), "{shown}");
         }
         for expected in expect_texts {
-            assert!(
-                shown.contains(expected),
-                "{}: error lacks `{expected}`:\n{shown}",
-                file.display()
-            );
+            assert!(shown.contains(expected), "{}: error lacks `{expected}`:\n{shown}", file.display());
         }
-        assert!(
-            shown.contains(&file.display().to_string()),
-            "error should name the file: {shown}"
-        );
+        assert!(shown.contains(&file.display().to_string()), "error should name the file: {shown}");
     }
 }
 

@@ -19,14 +19,10 @@ impl Validator<'_> {
     pub(super) fn limits(&mut self, raw: &RawLimits) -> LimitsConfig {
         let d = LimitsConfig::default();
         let count = |v: &mut Self, key: &str, value: Option<i64>, default: u32| -> u32 {
-            value
-                .and_then(|n| v.ranged::<u32>(&format!("limits.{key}"), n, COUNT_RANGE))
-                .unwrap_or(default)
+            value.and_then(|n| v.ranged::<u32>(&format!("limits.{key}"), n, COUNT_RANGE)).unwrap_or(default)
         };
         let secs = |v: &mut Self, key: &str, value: Option<i64>, default: u64| -> u64 {
-            value
-                .and_then(|n| v.ranged::<u64>(&format!("limits.{key}"), n, TIMER_RANGE_SECS))
-                .unwrap_or(default)
+            value.and_then(|n| v.ranged::<u64>(&format!("limits.{key}"), n, TIMER_RANGE_SECS)).unwrap_or(default)
         };
         let bytes = |v: &mut Self,
                      key: &str,
@@ -42,24 +38,12 @@ impl Validator<'_> {
                 .unwrap_or(default)
         };
         let max_sessions = count(self, "max_sessions", raw.max_sessions, d.max_sessions);
-        let max_sessions_per_target = count(
-            self,
-            "max_sessions_per_target",
-            raw.max_sessions_per_target,
-            d.max_sessions_per_target,
-        );
-        let max_connections_per_address = count(
-            self,
-            "max_connections_per_address",
-            raw.max_connections_per_address,
-            d.max_connections_per_address,
-        );
-        let login_idle_timeout_secs = secs(
-            self,
-            "login_idle_timeout_secs",
-            raw.login_idle_timeout_secs,
-            d.login_idle_timeout_secs,
-        );
+        let max_sessions_per_target =
+            count(self, "max_sessions_per_target", raw.max_sessions_per_target, d.max_sessions_per_target);
+        let max_connections_per_address =
+            count(self, "max_connections_per_address", raw.max_connections_per_address, d.max_connections_per_address);
+        let login_idle_timeout_secs =
+            secs(self, "login_idle_timeout_secs", raw.login_idle_timeout_secs, d.login_idle_timeout_secs);
         let max_session_data_bytes = bytes(
             self,
             "max_session_data_bytes",
@@ -67,19 +51,9 @@ impl Validator<'_> {
             SESSION_DATA_RANGE,
             d.max_session_data_bytes,
         );
-        let max_send_queue_bytes = bytes(
-            self,
-            "max_send_queue_bytes",
-            raw.max_send_queue_bytes,
-            SEND_QUEUE_RANGE,
-            d.max_send_queue_bytes,
-        );
-        let send_timeout_secs = secs(
-            self,
-            "send_timeout_secs",
-            raw.send_timeout_secs,
-            d.send_timeout_secs,
-        );
+        let max_send_queue_bytes =
+            bytes(self, "max_send_queue_bytes", raw.max_send_queue_bytes, SEND_QUEUE_RANGE, d.max_send_queue_bytes);
+        let send_timeout_secs = secs(self, "send_timeout_secs", raw.send_timeout_secs, d.send_timeout_secs);
         LimitsConfig {
             max_sessions,
             max_sessions_per_target,

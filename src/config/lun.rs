@@ -9,20 +9,14 @@ use std::path::Path;
 impl Validator<'_> {
     pub(super) fn luns(&mut self, target_field: &str, raw: &[RawLun]) -> Vec<LunConfig> {
         if raw.is_empty() {
-            self.problem(
-                format!("{target_field}.luns"),
-                "a target needs at least one [[targets.luns]] entry",
-            );
+            self.problem(format!("{target_field}.luns"), "a target needs at least one [[targets.luns]] entry");
         }
         let mut luns: Vec<LunConfig> = Vec::new();
         for (index, raw_lun) in raw.iter().enumerate() {
             let field = format!("{target_field}.luns[{index}]");
             if let Some(lun) = self.lun(&field, raw_lun) {
                 if let Some(other) = luns.iter().position(|other| other.id == lun.id) {
-                    self.problem(
-                        format!("{field}.id"),
-                        format!("LUN {} is already defined by luns[{other}]", lun.id),
-                    );
+                    self.problem(format!("{field}.id"), format!("LUN {} is already defined by luns[{other}]", lun.id));
                 }
                 luns.push(lun);
             }
@@ -35,10 +29,7 @@ impl Validator<'_> {
         let block_size = match raw.block_size.unwrap_or(512) {
             size @ (512 | 4096) => Some(size as u32),
             other => {
-                self.problem(
-                    format!("{field}.block_size"),
-                    format!("must be 512 or 4096, got {other}"),
-                );
+                self.problem(format!("{field}.block_size"), format!("must be 512 or 4096, got {other}"));
                 None
             }
         };
@@ -46,18 +37,13 @@ impl Validator<'_> {
         let backend = self.backend(field, raw, block_size.unwrap_or(512));
         let serial = raw.serial.as_ref().and_then(|serial| {
             // SPC-4 §7.8.15: the unit serial number is ASCII data; 64 bytes keeps VPD 80h small.
-            self.ascii_text(&format!("{field}.serial"), serial, 64)
-                .then(|| serial.clone())
+            self.ascii_text(&format!("{field}.serial"), serial, 64).then(|| serial.clone())
         });
         let product = raw.product.as_ref().and_then(|product| {
             // SPC-4 §6.6.2: PRODUCT IDENTIFICATION is 16 bytes of ASCII data.
-            self.ascii_text(&format!("{field}.product"), product, 16)
-                .then(|| product.clone())
+            self.ascii_text(&format!("{field}.product"), product, 16).then(|| product.clone())
         });
-        let naa = raw
-            .naa
-            .as_ref()
-            .and_then(|naa| self.naa(&format!("{field}.naa"), naa));
+        let naa = raw.naa.as_ref().and_then(|naa| self.naa(&format!("{field}.naa"), naa));
         Some(LunConfig {
             id: id?,
             backend: backend?,
@@ -93,10 +79,7 @@ impl Validator<'_> {
     /// SPC-4 §4.3.1: ASCII data fields hold printable characters 20h..7Eh.
     fn ascii_text(&mut self, field: &str, text: &str, max_len: usize) -> bool {
         if text.trim().is_empty() || text.len() > max_len {
-            self.problem(
-                field,
-                format!("must be 1..={max_len} characters, got {}", text.len()),
-            );
+            self.problem(field, format!("must be 1..={max_len} characters, got {}", text.len()));
             false
         } else if !text.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
             self.problem(field, "must contain printable ASCII characters only");
@@ -113,25 +96,20 @@ impl Validator<'_> {
             RawNaa::Number(n) => u64::try_from(*n).ok(),
             RawNaa::Text(text) => {
                 let lower = text.trim().to_ascii_lowercase();
-                let hex = lower
-                    .strip_prefix("naa.")
-                    .or_else(|| lower.strip_prefix("0x"))
-                    .unwrap_or(&lower);
-                (hex.len() == 16)
-                    .then(|| u64::from_str_radix(hex, 16).ok())
-                    .flatten()
+                let hex = lower.strip_prefix("naa.").or_else(|| lower.strip_prefix("0x")).unwrap_or(&lower);
+                (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok()).flatten()
             }
         };
         let Some(value) = value else {
-            self.problem(
-                field,
-                "must be a 64-bit NAA identifier: 16 hex digits, e.g. 0x5001405abcdef012",
-            );
+            self.problem(field, "must be a 64-bit NAA identifier: 16 hex digits, e.g. 0x5001405abcdef012");
             return None;
         };
         let naa_type = value >> 60;
         if !matches!(naa_type, 2 | 3 | 5) {
-            self.problem(field, format!("NAA type {naa_type:X} (first hex digit) must be 2, 3 or 5 for an 8-byte designator"));
+            self.problem(
+                field,
+                format!("NAA type {naa_type:X} (first hex digit) must be 2, 3 or 5 for an 8-byte designator"),
+            );
             return None;
         }
         Some(value)
@@ -147,20 +125,13 @@ impl Validator<'_> {
                 };
                 let path = self.resolve(path);
                 let size = self.file_size(field, &path, size, block_size)?;
-                Some(BackendConfig::File {
-                    path,
-                    size,
-                    direct_io: raw.direct_io.unwrap_or(false),
-                })
+                Some(BackendConfig::File { path, size, direct_io: raw.direct_io.unwrap_or(false) })
             }
             "memory" => {
                 self.refuse(field, "path", raw.path.is_some(), "memory");
                 self.refuse(field, "direct_io", raw.direct_io.is_some(), "memory");
                 let Some(size) = size else {
-                    self.problem(
-                        format!("{field}.size"),
-                        "a memory backend needs `size`, e.g. \"1GiB\"",
-                    );
+                    self.problem(format!("{field}.size"), "a memory backend needs `size`, e.g. \"1GiB\"");
                     return None;
                 };
                 if size > MAX_MEMORY_LUN_SIZE {
@@ -174,22 +145,16 @@ impl Validator<'_> {
                     );
                     return None;
                 }
-                self.block_multiple(field, size, block_size)
-                    .then_some(BackendConfig::Memory { size })
+                self.block_multiple(field, size, block_size).then_some(BackendConfig::Memory { size })
             }
             "block" => {
                 self.refuse(field, "size", size.is_some(), "block");
                 self.refuse(field, "direct_io", raw.direct_io.is_some(), "block");
                 let Some(path) = raw.path.as_deref() else {
-                    self.problem(
-                        format!("{field}.path"),
-                        "a block backend needs `path`, e.g. \"/dev/sdb\"",
-                    );
+                    self.problem(format!("{field}.path"), "a block backend needs `path`, e.g. \"/dev/sdb\"");
                     return None;
                 };
-                Some(BackendConfig::BlockDevice {
-                    path: self.resolve(path),
-                })
+                Some(BackendConfig::BlockDevice { path: self.resolve(path) })
             }
             other => {
                 self.problem(
@@ -203,10 +168,7 @@ impl Validator<'_> {
 
     fn refuse(&mut self, field: &str, key: &str, present: bool, backend: &str) {
         if present {
-            self.problem(
-                format!("{field}.{key}"),
-                format!("not used by a {backend} backend; remove it"),
-            );
+            self.problem(format!("{field}.{key}"), format!("not used by a {backend} backend; remove it"));
         }
     }
 
@@ -223,22 +185,13 @@ impl Validator<'_> {
 
     /// A configured size is checked against the block size and any existing file (never
     /// shrink data silently); without a size the file must already exist.
-    fn file_size(
-        &mut self,
-        field: &str,
-        path: &Path,
-        size: Option<u64>,
-        block_size: u32,
-    ) -> Option<Option<u64>> {
+    fn file_size(&mut self, field: &str, path: &Path, size: Option<u64>, block_size: u32) -> Option<Option<u64>> {
         let existing = std::fs::metadata(path).ok();
         if let Some(meta) = &existing {
             if !meta.is_file() {
                 self.problem(
                     format!("{field}.path"),
-                    format!(
-                        "{} is not a regular file (use backend = \"block\" for devices)",
-                        path.display()
-                    ),
+                    format!("{} is not a regular file (use backend = \"block\" for devices)", path.display()),
                 );
                 return None;
             }
@@ -278,10 +231,7 @@ impl Validator<'_> {
             (None, None) => {
                 self.problem(
                     format!("{field}.size"),
-                    format!(
-                        "{} does not exist; give `size` so it can be created",
-                        path.display()
-                    ),
+                    format!("{} does not exist; give `size` so it can be created", path.display()),
                 );
                 None
             }

@@ -41,22 +41,14 @@ impl Config {
         let mut warnings = Vec::new();
         let admin = AdminConfig::for_zero_config(&data_dir, &mut warnings);
         Config {
-            portals: vec![Portal {
-                name: "default".into(),
-                listen,
-                tpgt: 1,
-            }],
+            portals: vec![Portal { name: "default".into(), listen, tpgt: 1 }],
             targets: vec![TargetConfig {
                 name: DEFAULT_TARGET_NAME.into(),
                 alias: Some("palisade".into()),
                 portals: vec!["default".into()],
                 luns: vec![LunConfig::new(
                     0,
-                    BackendConfig::File {
-                        path: image,
-                        size: Some(DEFAULT_LUN_SIZE),
-                        direct_io: false,
-                    },
+                    BackendConfig::File { path: image, size: Some(DEFAULT_LUN_SIZE), direct_io: false },
                 )],
                 acl: None,
                 chap: None,
@@ -79,16 +71,14 @@ impl Config {
     /// Parses and validates a configuration. Relative paths (data_dir, LUN files,
     /// secret files) resolve against `base_dir`, normally the file's folder.
     pub fn from_toml_str(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
-        let raw: raw::RawConfig =
-            toml::from_str(text).map_err(|error| ConfigError::from_toml(&error, text))?;
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|error| ConfigError::from_toml(&error, text))?;
         validate::Validator::new(base_dir).finish(raw)
     }
 
     /// Reads, parses and validates the file at `path`; errors carry the file name.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            ConfigError::field("", format!("cannot read: {error}")).with_file(path.to_path_buf())
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| ConfigError::field("", format!("cannot read: {error}")).with_file(path.to_path_buf()))?;
         let base_dir = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
             _ => PathBuf::from("."),
@@ -97,9 +87,7 @@ impl Config {
     }
 
     pub fn target(&self, name: &str) -> Option<&TargetConfig> {
-        self.targets
-            .iter()
-            .find(|target| target.name.eq_ignore_ascii_case(name))
+        self.targets.iter().find(|target| target.name.eq_ignore_ascii_case(name))
     }
 
     pub fn portal(&self, name: &str) -> Option<&Portal> {

@@ -80,10 +80,7 @@ impl fmt::Debug for ChapConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChapConfig")
             .field("user", &self.user)
-            .field(
-                "secret",
-                &format_args!("<{} bytes hidden>", self.secret.len()),
-            )
+            .field("secret", &format_args!("<{} bytes hidden>", self.secret.len()))
             .finish()
     }
 }
@@ -112,11 +109,7 @@ pub struct LunConfig {
 pub enum BackendConfig {
     /// A regular file. `size`: grow/create the file to this many bytes; `None` = use the
     /// existing file's length (validated to exist at load).
-    File {
-        path: PathBuf,
-        size: Option<u64>,
-        direct_io: bool,
-    },
+    File { path: PathBuf, size: Option<u64>, direct_io: bool },
     /// Volatile RAM disk of `size` bytes.
     Memory { size: u64 },
     /// A block device; its size comes from the device.
@@ -135,11 +128,7 @@ pub struct DiscoveryConfig {
 
 impl Default for DiscoveryConfig {
     fn default() -> Self {
-        DiscoveryConfig {
-            chap: None,
-            mutual_chap: None,
-            acl_filter: true,
-        }
+        DiscoveryConfig { chap: None, mutual_chap: None, acl_filter: true }
     }
 }
 
@@ -244,10 +233,7 @@ impl LunConfig {
 impl TargetConfig {
     fn acl_entry(&self, initiator: &str) -> Option<&AclEntry> {
         // RFC 7143 §4.2.7: names compare case-insensitively; ours are stored lowercase.
-        self.acl
-            .as_ref()?
-            .iter()
-            .find(|entry| entry.initiator.eq_ignore_ascii_case(initiator))
+        self.acl.as_ref()?.iter().find(|entry| entry.initiator.eq_ignore_ascii_case(initiator))
     }
 
     /// True when `initiator` may log in to this target (always, without an ACL).

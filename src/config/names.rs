@@ -20,9 +20,8 @@ pub fn normalize_iscsi_name(raw: &str) -> Result<String, String> {
         ));
     }
     let name = raw.to_ascii_lowercase();
-    if let Some(bad) = name
-        .chars()
-        .find(|&c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | ':')))
+    if let Some(bad) =
+        name.chars().find(|&c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | ':')))
     {
         return Err(format!(
             "iSCSI name `{raw}` contains `{bad}`; only letters, digits, '-', '.' and ':' are allowed (RFC 3722 §6.1)"
@@ -33,16 +32,12 @@ pub fn normalize_iscsi_name(raw: &str) -> Result<String, String> {
     } else if let Some(hex) = name.strip_prefix("eui.") {
         // RFC 7143 §4.2.7.3: "eui." followed by an EUI-64 in 16 hex digits.
         if hex.len() != 16 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(format!(
-                "`{raw}`: an eui name is \"eui.\" followed by exactly 16 hex digits"
-            ));
+            return Err(format!("`{raw}`: an eui name is \"eui.\" followed by exactly 16 hex digits"));
         }
     } else if let Some(hex) = name.strip_prefix("naa.") {
         // RFC 7143 §4.2.7.4: "naa." followed by a 64-bit or 128-bit NAA identifier in hex.
         if !matches!(hex.len(), 16 | 32) || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(format!(
-                "`{raw}`: an naa name is \"naa.\" followed by 16 or 32 hex digits"
-            ));
+            return Err(format!("`{raw}`: an naa name is \"naa.\" followed by 16 or 32 hex digits"));
         }
     } else {
         return Err(format!(
@@ -54,9 +49,7 @@ pub fn normalize_iscsi_name(raw: &str) -> Result<String, String> {
 
 /// RFC 7143 §4.2.7.2: iqn.<yyyy-mm>.<reversed domain name>[:<unique string>].
 fn check_iqn(rest: &str) -> Result<(), String> {
-    let (date, after_date) = rest
-        .split_once('.')
-        .ok_or("expected iqn.yyyy-mm.reversed.domain[:identifier]")?;
+    let (date, after_date) = rest.split_once('.').ok_or("expected iqn.yyyy-mm.reversed.domain[:identifier]")?;
     let date_bytes = date.as_bytes();
     let date_shape_ok = date_bytes.len() == 7
         && date_bytes[4] == b'-'
@@ -81,9 +74,7 @@ fn check_iqn(rest: &str) -> Result<(), String> {
             return Err(format!("empty label in domain `{authority}`"));
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!(
-                "domain label `{label}` must not start or end with '-'"
-            ));
+            return Err(format!("domain label `{label}` must not start or end with '-'"));
         }
     }
     if unique == Some("") {
@@ -113,28 +104,16 @@ mod tests {
 
     #[test]
     fn normalizes_case_to_lowercase() {
-        assert_eq!(
-            normalize_iscsi_name("IQN.2026-11.IO.Palisade:Disk1").unwrap(),
-            "iqn.2026-11.io.palisade:disk1"
-        );
-        assert_eq!(
-            normalize_iscsi_name("eui.02004567A425678D").unwrap(),
-            "eui.02004567a425678d"
-        );
+        assert_eq!(normalize_iscsi_name("IQN.2026-11.IO.Palisade:Disk1").unwrap(), "iqn.2026-11.io.palisade:disk1");
+        assert_eq!(normalize_iscsi_name("eui.02004567A425678D").unwrap(), "eui.02004567a425678d");
     }
 
     #[test]
     fn rejects_bad_prefixes_and_characters() {
         assert!(normalize_iscsi_name("").is_err());
-        assert!(normalize_iscsi_name("target0")
-            .unwrap_err()
-            .contains("must start with"));
-        assert!(normalize_iscsi_name("iqn.2026-11.io.pal isade")
-            .unwrap_err()
-            .contains("` `"));
-        assert!(normalize_iscsi_name("iqn.2026-11.io.palisade:a_b")
-            .unwrap_err()
-            .contains("`_`"));
+        assert!(normalize_iscsi_name("target0").unwrap_err().contains("must start with"));
+        assert!(normalize_iscsi_name("iqn.2026-11.io.pal isade").unwrap_err().contains("` `"));
+        assert!(normalize_iscsi_name("iqn.2026-11.io.palisade:a_b").unwrap_err().contains("`_`"));
         assert!(normalize_iscsi_name("iqn.2026-11.io.palisadé").is_err());
     }
 
@@ -161,14 +140,9 @@ mod tests {
     #[test]
     fn enforces_223_byte_limit() {
         let prefix = "iqn.2026-11.io.palisade:";
-        let fits = format!(
-            "{prefix}{}",
-            "a".repeat(MAX_ISCSI_NAME_BYTES - prefix.len())
-        );
+        let fits = format!("{prefix}{}", "a".repeat(MAX_ISCSI_NAME_BYTES - prefix.len()));
         assert!(normalize_iscsi_name(&fits).is_ok());
         let too_long = format!("{fits}a");
-        assert!(normalize_iscsi_name(&too_long)
-            .unwrap_err()
-            .contains("at most 223"));
+        assert!(normalize_iscsi_name(&too_long).unwrap_err().contains("at most 223"));
     }
 }

@@ -18,8 +18,7 @@ impl Validator<'_> {
                 None => default,
                 Some(SizeValue(bytes)) => {
                     let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
-                    v.ranged(&format!("session.{key}"), bytes, DATA_LENGTH_RANGE)
-                        .unwrap_or(default)
+                    v.ranged(&format!("session.{key}"), bytes, DATA_LENGTH_RANGE).unwrap_or(default)
                 }
             }
         };
@@ -29,18 +28,9 @@ impl Validator<'_> {
             raw.max_recv_data_segment_length,
             defaults.max_recv_data_segment_length,
         );
-        let max_burst_length = length(
-            self,
-            "max_burst_length",
-            raw.max_burst_length,
-            defaults.max_burst_length,
-        );
-        let first_burst_length = length(
-            self,
-            "first_burst_length",
-            raw.first_burst_length,
-            defaults.first_burst_length,
-        );
+        let max_burst_length = length(self, "max_burst_length", raw.max_burst_length, defaults.max_burst_length);
+        let first_burst_length =
+            length(self, "first_burst_length", raw.first_burst_length, defaults.first_burst_length);
         // RFC 7143 §13.14: FirstBurstLength MUST NOT exceed MaxBurstLength.
         if first_burst_length > max_burst_length {
             self.problem(
@@ -48,30 +38,14 @@ impl Validator<'_> {
                 format!("{first_burst_length} exceeds max_burst_length {max_burst_length} (RFC 7143 §13.14)"),
             );
         }
-        let number = |v: &mut Self,
-                      key: &str,
-                      value: Option<i64>,
-                      range: std::ops::RangeInclusive<i64>,
-                      default: u64|
-         -> u64 {
-            value
-                .and_then(|n| v.ranged::<u64>(&format!("session.{key}"), n, range))
-                .unwrap_or(default)
-        };
-        let nop_interval_secs = number(
-            self,
-            "nop_interval_secs",
-            raw.nop_interval_secs,
-            0..=TIMER_RANGE_SECS,
-            defaults.nop_interval_secs,
-        );
-        let nop_timeout_secs = number(
-            self,
-            "nop_timeout_secs",
-            raw.nop_timeout_secs,
-            1..=TIMER_RANGE_SECS,
-            defaults.nop_timeout_secs,
-        );
+        let number =
+            |v: &mut Self, key: &str, value: Option<i64>, range: std::ops::RangeInclusive<i64>, default: u64| -> u64 {
+                value.and_then(|n| v.ranged::<u64>(&format!("session.{key}"), n, range)).unwrap_or(default)
+            };
+        let nop_interval_secs =
+            number(self, "nop_interval_secs", raw.nop_interval_secs, 0..=TIMER_RANGE_SECS, defaults.nop_interval_secs);
+        let nop_timeout_secs =
+            number(self, "nop_timeout_secs", raw.nop_timeout_secs, 1..=TIMER_RANGE_SECS, defaults.nop_timeout_secs);
         let login_timeout_secs = number(
             self,
             "login_timeout_secs",
@@ -88,13 +62,8 @@ impl Validator<'_> {
             defaults.max_outstanding_r2t.into(),
         ) as u32;
         // Each queued command may hold buffers; 4096 bounds memory per session.
-        let max_cmdsn_window = number(
-            self,
-            "max_cmdsn_window",
-            raw.max_cmdsn_window,
-            1..=4096,
-            defaults.max_cmdsn_window.into(),
-        ) as u32;
+        let max_cmdsn_window =
+            number(self, "max_cmdsn_window", raw.max_cmdsn_window, 1..=4096, defaults.max_cmdsn_window.into()) as u32;
         SessionConfig {
             nop_interval_secs,
             nop_timeout_secs,

@@ -29,53 +29,33 @@ const UNITS: &[(&str, u64)] = &[
 /// Parses "1GiB", "512 MiB", "4096", "10GB" (decimal), case-insensitively, into bytes.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
-    let digits_end = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '_'))
-        .unwrap_or(trimmed.len());
+    let digits_end = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '_')).unwrap_or(trimmed.len());
     let (number_text, unit_text) = trimmed.split_at(digits_end);
     let number_text: String = number_text.chars().filter(|&c| c != '_').collect();
     if number_text.is_empty() {
-        return Err(format!(
-            "`{text}` is not a size; write e.g. \"1GiB\", \"512MiB\" or a byte count"
-        ));
+        return Err(format!("`{text}` is not a size; write e.g. \"1GiB\", \"512MiB\" or a byte count"));
     }
     if unit_text.starts_with('.') {
-        return Err(format!(
-            "`{text}`: fractional sizes are not accepted; use a smaller unit, e.g. \"1536MiB\""
-        ));
+        return Err(format!("`{text}`: fractional sizes are not accepted; use a smaller unit, e.g. \"1536MiB\""));
     }
-    let number: u64 = number_text
-        .parse()
-        .map_err(|_| format!("`{text}`: number too large"))?;
+    let number: u64 = number_text.parse().map_err(|_| format!("`{text}`: number too large"))?;
     let unit_key = unit_text.trim().to_ascii_lowercase();
     let multiplier = if unit_key.is_empty() {
         1
     } else {
-        UNITS
-            .iter()
-            .find(|(name, _)| *name == unit_key)
-            .map(|&(_, factor)| factor)
-            .ok_or_else(|| {
-                format!(
-                    "`{text}`: unknown unit `{}`; use B, KiB, MiB, GiB, TiB (binary) or kB, MB, GB, TB (decimal)",
-                    unit_text.trim()
-                )
-            })?
+        UNITS.iter().find(|(name, _)| *name == unit_key).map(|&(_, factor)| factor).ok_or_else(|| {
+            format!(
+                "`{text}`: unknown unit `{}`; use B, KiB, MiB, GiB, TiB (binary) or kB, MB, GB, TB (decimal)",
+                unit_text.trim()
+            )
+        })?
     };
-    number
-        .checked_mul(multiplier)
-        .ok_or_else(|| format!("`{text}`: size overflows 64 bits"))
+    number.checked_mul(multiplier).ok_or_else(|| format!("`{text}`: size overflows 64 bits"))
 }
 
 /// Formats a byte count with the largest binary unit that divides it exactly.
 pub fn format_size(bytes: u64) -> String {
-    for (name, factor) in [
-        ("PiB", PIB),
-        ("TiB", TIB),
-        ("GiB", GIB),
-        ("MiB", MIB),
-        ("KiB", KIB),
-    ] {
+    for (name, factor) in [("PiB", PIB), ("TiB", TIB), ("GiB", GIB), ("MiB", MIB), ("KiB", KIB)] {
         if bytes >= factor && bytes.is_multiple_of(factor) {
             return format!("{}{}", bytes / factor, name);
         }
@@ -142,9 +122,7 @@ mod tests {
         assert!(parse_size("").is_err());
         assert!(parse_size("-1GiB").is_err());
         assert!(parse_size("20000000PiB").unwrap_err().contains("overflows"));
-        assert!(parse_size("99999999999999999999")
-            .unwrap_err()
-            .contains("too large"));
+        assert!(parse_size("99999999999999999999").unwrap_err().contains("too large"));
     }
 
     #[test]
@@ -169,9 +147,7 @@ mod tests {
         assert_eq!(from_text.size, SizeValue(2 * MIB));
         let negative = toml::from_str::<Holder>("size = -5").err().unwrap();
         assert!(negative.to_string().contains("must not be negative"));
-        let bad = toml::from_str::<Holder>("size = \"3 parsecs\"")
-            .err()
-            .unwrap();
+        let bad = toml::from_str::<Holder>("size = \"3 parsecs\"").err().unwrap();
         assert!(bad.to_string().contains("unknown unit"));
     }
 }

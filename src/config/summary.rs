@@ -10,11 +10,7 @@ impl Config {
         let _ = writeln!(out, "data dir: {}", self.data_dir.display());
         out.push_str("portals:\n");
         for portal in &self.portals {
-            let _ = writeln!(
-                out,
-                "  {} {} (TPGT {})",
-                portal.name, portal.listen, portal.tpgt
-            );
+            let _ = writeln!(out, "  {} {} (TPGT {})", portal.name, portal.listen, portal.tpgt);
         }
         out.push_str("targets:\n");
         for target in &self.targets {
@@ -24,11 +20,7 @@ impl Config {
             out,
             "discovery: {}; SendTargets {}",
             describe_auth(&self.discovery.chap, &self.discovery.mutual_chap),
-            if self.discovery.acl_filter {
-                "filtered by ACL"
-            } else {
-                "lists every target"
-            }
+            if self.discovery.acl_filter { "filtered by ACL" } else { "lists every target" }
         );
         let s = &self.session;
         let _ = writeln!(
@@ -42,7 +34,11 @@ impl Config {
             yes_no(s.immediate_data),
             yes_no(s.initial_r2t),
             s.max_cmdsn_window,
-            if s.nop_interval_secs == 0 { "never".to_string() } else { format!("{}s (timeout {}s)", s.nop_interval_secs, s.nop_timeout_secs) },
+            if s.nop_interval_secs == 0 {
+                "never".to_string()
+            } else {
+                format!("{}s (timeout {}s)", s.nop_interval_secs, s.nop_timeout_secs)
+            },
             s.login_timeout_secs,
         );
         let _ = writeln!(
@@ -69,31 +65,17 @@ impl Config {
 }
 
 fn describe_target(out: &mut String, target: &TargetConfig) {
-    let alias = target
-        .alias
-        .as_ref()
-        .map(|a| format!(" \"{a}\""))
-        .unwrap_or_default();
+    let alias = target.alias.as_ref().map(|a| format!(" \"{a}\"")).unwrap_or_default();
     let _ = writeln!(out, "  {}{alias}", target.name);
     let _ = writeln!(out, "    portals: {}", target.portals.join(", "));
-    let _ = writeln!(
-        out,
-        "    auth: {}",
-        describe_auth(&target.chap, &target.mutual_chap)
-    );
+    let _ = writeln!(out, "    auth: {}", describe_auth(&target.chap, &target.mutual_chap));
     match &target.acl {
         None => out.push_str("    access: any initiator\n"),
         Some(entries) => {
             for entry in entries {
                 let luns = match &entry.luns {
                     None => "all LUNs".to_string(),
-                    Some(ids) => format!(
-                        "LUNs {}",
-                        ids.iter()
-                            .map(u64::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                    Some(ids) => format!("LUNs {}", ids.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")),
                 };
                 let _ = writeln!(out, "    access: {} ({luns})", entry.initiator);
             }
@@ -101,15 +83,10 @@ fn describe_target(out: &mut String, target: &TargetConfig) {
     }
     for lun in &target.luns {
         let backend = match &lun.backend {
-            BackendConfig::File {
-                path,
-                size,
-                direct_io,
-            } => format!(
+            BackendConfig::File { path, size, direct_io } => format!(
                 "file {} ({}{})",
                 path.display(),
-                size.map(format_size)
-                    .unwrap_or_else(|| "existing size".into()),
+                size.map(format_size).unwrap_or_else(|| "existing size".into()),
                 if *direct_io { ", direct I/O" } else { "" }
             ),
             BackendConfig::Memory { size } => format!("memory ({})", format_size(*size)),
@@ -121,11 +98,7 @@ fn describe_target(out: &mut String, target: &TargetConfig) {
             lun.id,
             lun.block_size,
             if lun.read_only { ", read-only" } else { "" },
-            if lun.write_cache {
-                ""
-            } else {
-                ", write-through"
-            }
+            if lun.write_cache { "" } else { ", write-through" }
         );
     }
 }
@@ -134,10 +107,7 @@ fn describe_auth(chap: &Option<ChapConfig>, mutual: &Option<ChapConfig>) -> Stri
     match (chap, mutual) {
         (None, _) => "none".into(),
         (Some(c), None) => format!("CHAP (user \"{}\")", c.user),
-        (Some(c), Some(m)) => format!(
-            "mutual CHAP (initiator user \"{}\", target user \"{}\")",
-            c.user, m.user
-        ),
+        (Some(c), Some(m)) => format!("mutual CHAP (initiator user \"{}\", target user \"{}\")", c.user, m.user),
     }
 }
 
@@ -160,10 +130,7 @@ mod tests {
         let text = config.summary();
         assert!(text.contains("default 127.0.0.1:3260 (TPGT 1)"), "{text}");
         assert!(text.contains("iqn.2026-11.io.palisade:default"), "{text}");
-        assert!(
-            text.contains("LUN 0: file /srv/pal/lun0.img (1GiB), 512-byte blocks"),
-            "{text}"
-        );
+        assert!(text.contains("LUN 0: file /srv/pal/lun0.img (1GiB), 512-byte blocks"), "{text}");
         assert!(text.contains("access: any initiator"), "{text}");
         assert!(text.contains("auth: none"), "{text}");
     }
@@ -171,10 +138,7 @@ mod tests {
     #[test]
     fn summary_never_prints_secrets() {
         let mut config = Config::zero_config(Config::default_listen(), PathBuf::from("d"));
-        config.targets[0].chap = Some(ChapConfig {
-            user: "alice".into(),
-            secret: "supersecret123".into(),
-        });
+        config.targets[0].chap = Some(ChapConfig { user: "alice".into(), secret: "supersecret123".into() });
         let text = config.summary();
         assert!(text.contains("CHAP (user \"alice\")"));
         assert!(!text.contains("supersecret123"));

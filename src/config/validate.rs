@@ -18,37 +18,17 @@ pub(super) struct Validator<'a> {
 
 impl<'a> Validator<'a> {
     pub(super) fn new(base_dir: &'a Path) -> Self {
-        Validator {
-            base_dir,
-            problems: Vec::new(),
-            warnings: Vec::new(),
-        }
+        Validator { base_dir, problems: Vec::new(), warnings: Vec::new() }
     }
 
     pub(super) fn problem(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(ConfigProblem {
-            field: field.into(),
-            line_column: None,
-            message: message.into(),
-        });
+        self.problems.push(ConfigProblem { field: field.into(), line_column: None, message: message.into() });
     }
 
     /// Checks `value` lies in `range`, converting it to the target integer type.
-    pub(super) fn ranged<T: TryFrom<i64>>(
-        &mut self,
-        field: &str,
-        value: i64,
-        range: RangeInclusive<i64>,
-    ) -> Option<T> {
+    pub(super) fn ranged<T: TryFrom<i64>>(&mut self, field: &str, value: i64, range: RangeInclusive<i64>) -> Option<T> {
         if !range.contains(&value) {
-            self.problem(
-                field,
-                format!(
-                    "must be in {}..={}, got {value}",
-                    range.start(),
-                    range.end()
-                ),
-            );
+            self.problem(field, format!("must be in {}..={}, got {value}", range.start(), range.end()));
             return None;
         }
         T::try_from(value).ok()
@@ -67,9 +47,8 @@ impl<'a> Validator<'a> {
         match normalize_iscsi_name(raw) {
             Ok(name) => {
                 if name != raw {
-                    self.warnings.push(format!(
-                        "{field}: iSCSI names are case-insensitive (RFC 7143 §4.2.7); using `{name}`"
-                    ));
+                    self.warnings
+                        .push(format!("{field}: iSCSI names are case-insensitive (RFC 7143 §4.2.7); using `{name}`"));
                 }
                 Some(name)
             }
@@ -83,15 +62,9 @@ impl<'a> Validator<'a> {
     pub(super) fn finish(mut self, raw: RawConfig) -> Result<Config, ConfigError> {
         let config = self.config(raw);
         if self.problems.is_empty() {
-            Ok(Config {
-                warnings: self.warnings,
-                ..config
-            })
+            Ok(Config { warnings: self.warnings, ..config })
         } else {
-            Err(ConfigError {
-                file: None,
-                problems: self.problems,
-            })
+            Err(ConfigError { file: None, problems: self.problems })
         }
     }
 
@@ -120,22 +93,9 @@ impl<'a> Validator<'a> {
         self.check_secret_roles(&targets, &discovery);
         let session = self.session(&raw.session);
         let limits = self.limits(&raw.limits);
-        let data_dir = self.resolve(
-            raw.data_dir
-                .as_deref()
-                .unwrap_or(Path::new(DEFAULT_DATA_DIR)),
-        );
+        let data_dir = self.resolve(raw.data_dir.as_deref().unwrap_or(Path::new(DEFAULT_DATA_DIR)));
         let admin = self.admin(&raw.admin, &data_dir);
-        Config {
-            portals,
-            targets,
-            discovery,
-            session,
-            admin,
-            limits,
-            data_dir,
-            warnings: Vec::new(),
-        }
+        Config { portals, targets, discovery, session, admin, limits, data_dir, warnings: Vec::new() }
     }
 
     fn portals(&mut self, raw: &[RawPortal]) -> Vec<Portal> {
@@ -145,10 +105,7 @@ impl<'a> Validator<'a> {
         let mut portals: Vec<Portal> = Vec::new();
         for (index, raw_portal) in raw.iter().enumerate() {
             let field = format!("portals[{index}]");
-            let name = raw_portal
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("portal{index}"));
+            let name = raw_portal.name.clone().unwrap_or_else(|| format!("portal{index}"));
             if name.trim().is_empty() {
                 self.problem(format!("{field}.name"), "must not be empty");
             }
@@ -162,11 +119,9 @@ impl<'a> Validator<'a> {
             // RFC 7143 §13.9: TargetPortalGroupTag is a 16-bit value; 0 is avoided because
             // several initiators treat it as "unset".
             let default_tpgt = i64::try_from(index + 1).unwrap_or(i64::MAX);
-            let Some(tpgt) = self.ranged::<u16>(
-                &format!("{field}.tpgt"),
-                raw_portal.tpgt.unwrap_or(default_tpgt),
-                1..=65535,
-            ) else {
+            let Some(tpgt) =
+                self.ranged::<u16>(&format!("{field}.tpgt"), raw_portal.tpgt.unwrap_or(default_tpgt), 1..=65535)
+            else {
                 continue;
             };
             for (other_index, other) in portals.iter().enumerate() {
@@ -179,10 +134,7 @@ impl<'a> Validator<'a> {
                 if listen_overlaps(other.listen, listen) {
                     self.problem(
                         format!("{field}.listen"),
-                        format!(
-                            "{listen} overlaps portals[{other_index}] ({})",
-                            other.listen
-                        ),
+                        format!("{listen} overlaps portals[{other_index}] ({})", other.listen),
                     );
                 }
                 if other.tpgt == tpgt {
@@ -197,12 +149,7 @@ impl<'a> Validator<'a> {
         portals
     }
 
-    fn target(
-        &mut self,
-        field: &str,
-        raw: &RawTarget,
-        portal_names: &[String],
-    ) -> Option<TargetConfig> {
+    fn target(&mut self, field: &str, raw: &RawTarget, portal_names: &[String]) -> Option<TargetConfig> {
         let name = self.iscsi_name(&format!("{field}.name"), &raw.name);
         let alias = raw.alias.as_ref().and_then(|alias| {
             // RFC 7143 §13.6: TargetAlias is a UTF-8 text value of at most 255 bytes.
@@ -225,59 +172,29 @@ impl<'a> Validator<'a> {
         let luns = self.luns(field, &raw.luns);
         // Masking is checked against every LUN id written, so a LUN rejected for another
         // reason (say its backend) does not also produce "no such LUN" noise.
-        let lun_ids: Vec<u64> = raw
-            .luns
-            .iter()
-            .filter_map(|lun| u64::try_from(lun.id).ok())
-            .collect();
-        let acl = raw
-            .acl
-            .as_ref()
-            .map(|entries| self.acl(&format!("{field}.acl"), entries, &lun_ids));
-        let (chap, mutual_chap) =
-            self.chap_pair(field, raw.chap.as_ref(), raw.mutual_chap.as_ref());
-        Some(TargetConfig {
-            name: name?,
-            alias,
-            portals,
-            luns,
-            acl,
-            chap,
-            mutual_chap,
-        })
+        let lun_ids: Vec<u64> = raw.luns.iter().filter_map(|lun| u64::try_from(lun.id).ok()).collect();
+        let acl = raw.acl.as_ref().map(|entries| self.acl(&format!("{field}.acl"), entries, &lun_ids));
+        let (chap, mutual_chap) = self.chap_pair(field, raw.chap.as_ref(), raw.mutual_chap.as_ref());
+        Some(TargetConfig { name: name?, alias, portals, luns, acl, chap, mutual_chap })
     }
 
-    fn target_portals(
-        &mut self,
-        field: &str,
-        requested: Option<&[String]>,
-        portal_names: &[String],
-    ) -> Vec<String> {
+    fn target_portals(&mut self, field: &str, requested: Option<&[String]>, portal_names: &[String]) -> Vec<String> {
         let Some(requested) = requested else {
             return portal_names.to_vec();
         };
         let field = format!("{field}.portals");
         if requested.is_empty() {
-            self.problem(
-                &field,
-                "must name at least one portal (omit the key to use all portals)",
-            );
+            self.problem(&field, "must name at least one portal (omit the key to use all portals)");
         }
         let mut chosen = Vec::new();
         for (index, name) in requested.iter().enumerate() {
             if !portal_names.contains(name) {
                 self.problem(
                     format!("{field}[{index}]"),
-                    format!(
-                        "no portal named `{name}` (known: {})",
-                        portal_names.join(", ")
-                    ),
+                    format!("no portal named `{name}` (known: {})", portal_names.join(", ")),
                 );
             } else if chosen.contains(name) {
-                self.problem(
-                    format!("{field}[{index}]"),
-                    format!("`{name}` is listed twice"),
-                );
+                self.problem(format!("{field}[{index}]"), format!("`{name}` is listed twice"));
             } else {
                 chosen.push(name.clone());
             }
@@ -297,10 +214,7 @@ impl<'a> Validator<'a> {
                 };
                 let field = format!("targets[{target_index}].luns[{lun_index}].path");
                 if let Some(first) = owners.get(path) {
-                    clashes.push((
-                        field,
-                        format!("{} is already used by {first}", path.display()),
-                    ));
+                    clashes.push((field, format!("{} is already used by {first}", path.display())));
                 } else {
                     owners.insert(path.clone(), field);
                 }
@@ -318,13 +232,10 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = trimmed.parse::<SocketAddr>() {
         return Ok(addr);
     }
-    let bare = trimmed
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .unwrap_or(trimmed);
-    bare.parse::<IpAddr>()
-        .map(|ip| SocketAddr::new(ip, DEFAULT_ISCSI_PORT))
-        .map_err(|_| format!("`{text}` is not an IP address with optional port, e.g. \"0.0.0.0:3260\" or \"[::1]:3260\""))
+    let bare = trimmed.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(trimmed);
+    bare.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, DEFAULT_ISCSI_PORT)).map_err(|_| {
+        format!("`{text}` is not an IP address with optional port, e.g. \"0.0.0.0:3260\" or \"[::1]:3260\"")
+    })
 }
 
 /// Same address, or the same port where one side is the wildcard of the same family:
@@ -337,9 +248,7 @@ fn listen_overlaps(a: SocketAddr, b: SocketAddr) -> bool {
 }
 
 /// Unique-name check shared by ACL and LUN lists.
-pub(super) fn first_duplicate<T: Eq + std::hash::Hash + Clone>(
-    items: impl IntoIterator<Item = T>,
-) -> Option<T> {
+pub(super) fn first_duplicate<T: Eq + std::hash::Hash + Clone>(items: impl IntoIterator<Item = T>) -> Option<T> {
     let mut seen = HashSet::new();
     items.into_iter().find(|item| !seen.insert(item.clone()))
 }

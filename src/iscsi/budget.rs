@@ -180,7 +180,8 @@ impl FullFeature {
                     Ok(p) => next = Some(p),
                     Err(_) => {
                         let units = front.units;
-                        self.admission.head = Some(Mutex::new(Box::pin(self.budget.pool.clone().acquire_many_owned(units))));
+                        self.admission.head =
+                            Some(Mutex::new(Box::pin(self.budget.pool.clone().acquire_many_owned(units))));
                     }
                 }
                 break;

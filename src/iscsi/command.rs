@@ -56,7 +56,8 @@ impl FullFeature {
             self.session.seq.accept_command();
         }
         // Metrics (src/metrics): timed and counted against its LUN until answered or dropped.
-        let probe = CommandProbe::start(target.scsi.addressed_lun(&nexus, cmd.lun).map(|l| l.stats().clone()), &cmd.cdb);
+        let probe =
+            CommandProbe::start(target.scsi.addressed_lun(&nexus, cmd.lun).map(|l| l.stats().clone()), &cmd.cdb);
         let task_attr = match cmd.attr {
             attr::UNTAGGED => TaskAttr::Untagged,
             attr::ORDERED => TaskAttr::Ordered,

@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::io::AsyncReadExt;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::full_feature::FullFeature;

@@ -15,8 +15,7 @@ use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use super::login::{
-    LoginMachine, LoginProgress, LoginReply, LoginRequest, LoginResult, LoginStatus, SessionType,
-    Stage,
+    LoginMachine, LoginProgress, LoginReply, LoginRequest, LoginResult, LoginStatus, SessionType, Stage,
 };
 use super::registry::{PortalAddr, PortalPolicy, Registry};
 use super::session::{NewSession, Session, SessionOrigin};
@@ -77,11 +76,7 @@ pub async fn run(
             send_failure(stream, &req, stat_sn, LoginStatus::INITIATOR_ERROR).await;
             return Err(LoginEnd::Refused);
         }
-        let seq = TargetSeq {
-            stat_sn,
-            exp_cmd_sn: req.cmd_sn,
-            max_cmd_sn: req.cmd_sn.wrapping_add(window - 1),
-        };
+        let seq = TargetSeq { stat_sn, exp_cmd_sn: req.cmd_sn, max_cmd_sn: req.cmd_sn.wrapping_add(window - 1) };
         let keys = match text.push(&req.data, req.cont) {
             Ok(Some(keys)) => keys,
             Ok(None) => {
@@ -153,11 +148,7 @@ pub async fn run(
                 max_outstanding_r2t = p.max_outstanding_r2t,
                 "login complete"
             );
-            return Ok(Established {
-                session,
-                next_stat_sn: stat_sn,
-                cid: req.cid,
-            });
+            return Ok(Established { session, next_stat_sn: stat_sn, cid: req.cid });
         }
     }
 }
@@ -194,9 +185,9 @@ async fn open_session(
         info!(session = %old.log_id(), "session reinstatement: closing the old session");
         old.terminate(REINSTATE_WAIT).await;
     }
-    let nexus = target.as_ref().map(|t| {
-        Arc::new(ItNexus::new(result.initiator_name.to_ascii_lowercase(), result.isid, t.name.clone(), tpgt))
-    });
+    let nexus = target
+        .as_ref()
+        .map(|t| Arc::new(ItNexus::new(result.initiator_name.to_ascii_lowercase(), result.isid, t.name.clone(), tpgt)));
     let new = NewSession {
         kind: result.session_type,
         initiator_name: result.initiator_name.clone(),

@@ -36,10 +36,7 @@ impl FullFeature {
             self.transfers.clear();
             // What this batch already answered goes out before we wait.
             self.writer.end_batch();
-            let drained = tokio::time::timeout(DRAIN, async {
-                while self.tasks.join_next().await.is_some() {}
-            })
-            .await;
+            let drained = tokio::time::timeout(DRAIN, async { while self.tasks.join_next().await.is_some() {} }).await;
             if drained.is_err() {
                 self.session.abort_tasks(|_, _| true);
             }

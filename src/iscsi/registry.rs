@@ -43,9 +43,7 @@ impl TargetEntry {
 
     pub fn allows(&self, initiator: &str) -> bool {
         // RFC 7143 §4.2.7.1: iSCSI names compare case-insensitively (normalised lowercase).
-        self.allowed_initiators
-            .as_ref()
-            .is_none_or(|set| set.contains(&initiator.to_ascii_lowercase()))
+        self.allowed_initiators.as_ref().is_none_or(|set| set.contains(&initiator.to_ascii_lowercase()))
     }
 }
 
@@ -153,7 +151,10 @@ impl Registry {
 
 /// What a session's Full Feature Phase treats as "log out now": the server shutting down, or
 /// its target removed by a reload. Both end the same way (Async logout request, drain, close).
-pub fn shutdown_or_retired(shutdown: watch::Receiver<bool>, target: Option<&Arc<TargetEntry>>) -> watch::Receiver<bool> {
+pub fn shutdown_or_retired(
+    shutdown: watch::Receiver<bool>,
+    target: Option<&Arc<TargetEntry>>,
+) -> watch::Receiver<bool> {
     let Some(target) = target else { return shutdown };
     let mut retired = target.retired.subscribe();
     let mut server = shutdown;

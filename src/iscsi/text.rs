@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use pdu::error::reject_reason;
-use pdu::msg::{TextRequest, TextResponse, TargetSeq};
+use pdu::msg::{TargetSeq, TextRequest, TextResponse};
 use pdu::text::{self, TextAccumulator};
 use pdu::{Pdu, RESERVED_TAG};
 

@@ -2,7 +2,7 @@
 //! response goes out after the tasks it affects have been stopped.
 
 use pdu::msg::task_mgmt::{function, response};
-use pdu::msg::{TaskMgmtRequest, TaskMgmtResponse, TargetSeq};
+use pdu::msg::{TargetSeq, TaskMgmtRequest, TaskMgmtResponse};
 use tracing::info;
 
 use super::full_feature::FullFeature;
@@ -33,8 +33,7 @@ impl FullFeature {
         let lun = tmf.lun;
         match tmf.function {
             function::ABORT_TASK => {
-                let victims =
-                    self.session.abort_tasks(|itt, t| itt == tmf.referenced_task_tag && t.lun == lun);
+                let victims = self.session.abort_tasks(|itt, t| itt == tmf.referenced_task_tag && t.lun == lun);
                 self.drop_transfers(&victims);
                 if !victims.is_empty() {
                     return response::COMPLETE;
@@ -42,8 +41,8 @@ impl FullFeature {
                 // §11.5.1 c: the task is unknown. If its CmdSN is in the window and before this
                 // TMF, it is treated as received and aborted; otherwise it does not exist.
                 let (exp, max) = self.session.seq.get();
-                let not_yet_arrived = pdu::serial::in_window(tmf.ref_cmd_sn, exp, max)
-                    && pdu::serial::lt(tmf.ref_cmd_sn, tmf.cmd_sn);
+                let not_yet_arrived =
+                    pdu::serial::in_window(tmf.ref_cmd_sn, exp, max) && pdu::serial::lt(tmf.ref_cmd_sn, tmf.cmd_sn);
                 if not_yet_arrived {
                     self.consider_received(tmf.ref_cmd_sn, tmf.referenced_task_tag);
                     response::COMPLETE

@@ -18,9 +18,15 @@ use crate::scsi::{DataOut, SenseReason};
 
 /// What the command task receives once its data is in.
 pub enum TransferResult {
-    Complete { data: DataOut, r2t_count: u32 },
+    Complete {
+        data: DataOut,
+        r2t_count: u32,
+    },
     /// The data cannot be trusted: a digest failed (RFC 7143 §7.8 b) or a sequence rule broke.
-    Failed { reason: SenseReason, r2t_count: u32 },
+    Failed {
+        reason: SenseReason,
+        r2t_count: u32,
+    },
 }
 
 /// An R2T the initiator still owes data for.

@@ -261,7 +261,8 @@ impl Shared {
                 }
                 return;
             }
-            let mut pending = Pending { chunks: st.wire.take_chunks(), idx: 0, offset: 0, units: std::mem::take(&mut st.wire_units) };
+            let mut pending =
+                Pending { chunks: st.wire.take_chunks(), idx: 0, offset: 0, units: std::mem::take(&mut st.wire_units) };
             drop(st);
             match self.write_now(&mut pending) {
                 Written::All => self.room.add_permits(pending.units as usize),
@@ -301,9 +302,11 @@ impl Shared {
             match self.write_now(pending) {
                 Written::All => return Ok(()),
                 Written::Failed(e) => return Err(e),
-                Written::WouldBlock => tokio::time::timeout(timeout, self.socket.writable())
-                    .await
-                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "peer took no data within the send timeout"))??,
+                Written::WouldBlock => {
+                    tokio::time::timeout(timeout, self.socket.writable()).await.map_err(|_| {
+                        io::Error::new(io::ErrorKind::TimedOut, "peer took no data within the send timeout")
+                    })??
+                }
             }
         }
     }

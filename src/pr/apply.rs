@@ -88,7 +88,8 @@ impl State {
                     for (i, id) in ids.iter().enumerate() {
                         // SPC-4 §6.15.3: a TransportID naming an already registered I_T nexus
                         // (or one named twice) is an invalid field.
-                        let clash = self.registrants.iter().any(|r| r.id.overlaps(id)) || ids[..i].iter().any(|o| o.overlaps(id));
+                        let clash = self.registrants.iter().any(|r| r.id.overlaps(id))
+                            || ids[..i].iter().any(|o| o.overlaps(id));
                         if clash {
                             let byte = if i == 0 { 20 } else { 28 };
                             return Err(PrError::InvalidParamField { byte, bit: None });
@@ -250,7 +251,9 @@ fn preempt(
             next.reservation = Some(Reservation { holder: own.id.clone(), kind });
         }
         // §5.13.11.4.3: the holder's key preempts the reservation too.
-        Some(res) if !res.kind.all_registrants() && old.registrants.iter().any(|r| r.id == res.holder && r.key == victim) => {
+        Some(res)
+            if !res.kind.all_registrants() && old.registrants.iter().any(|r| r.id == res.holder && r.key == victim) =>
+        {
             remove(next, fx, &|r| r.key == victim);
             next.reservation = Some(Reservation { holder: own.id.clone(), kind });
             if res.kind != kind {

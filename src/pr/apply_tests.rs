@@ -165,7 +165,10 @@ fn spc4_5_13_11_4_2_preempting_a_non_holder_removes_registrations_only() {
     assert!(!next.is_registered(&nexus("c", 1)));
     assert!(next.is_holder(&nexus("a", 1)));
     assert_eq!(fx.abort, vec![RegistrantId::of(&nexus("c", 1), false)]);
-    assert_eq!(s.apply(&nexus("a", 1), &preempt(1, 0, PrType::WriteExclusive, false)).unwrap_err(), PrError::InvalidParamField { byte: 8, bit: None });
+    assert_eq!(
+        s.apply(&nexus("a", 1), &preempt(1, 0, PrType::WriteExclusive, false)).unwrap_err(),
+        PrError::InvalidParamField { byte: 8, bit: None }
+    );
     assert_eq!(s.apply(&nexus("a", 1), &preempt(1, 99, PrType::WriteExclusive, false)).unwrap_err(), PrError::Conflict);
     // No reservation at all: same rules.
     let plain = ok(&State::default(), &nexus("a", 1), register(0, 1)).0;
@@ -216,7 +219,14 @@ fn fence_scsi_preempts_its_own_stale_key_left_by_an_old_isid() {
 #[test]
 fn spc4_6_15_3_spec_i_pt_registers_every_named_port_or_none() {
     let spec = vec![nexus("b", 1).initiator(), InitiatorId::device("iqn.1994-05.com.example:c")];
-    let req = Request::Register { key: 0, new_key: 5, ignore_existing: false, all_tg_pt: false, aptpl: false, spec: spec.clone() };
+    let req = Request::Register {
+        key: 0,
+        new_key: 5,
+        ignore_existing: false,
+        all_tg_pt: false,
+        aptpl: false,
+        spec: spec.clone(),
+    };
     let (s, _) = ok(&State::default(), &nexus("a", 1), req.clone());
     assert_eq!(s.registrants.len(), 3);
     assert!(s.is_registered(&nexus("b", 1)) && s.is_registered(&nexus("c", 4)) && !s.is_registered(&nexus("b", 2)));
@@ -225,13 +235,15 @@ fn spc4_6_15_3_spec_i_pt_registers_every_named_port_or_none() {
     let one = ok(&State::default(), &nexus("b", 1), rie(9)).0;
     assert_eq!(one.apply(&nexus("a", 1), &req).unwrap_err(), PrError::InvalidParamField { byte: 28, bit: None });
     // SPEC_I_PT from a registered nexus is invalid.
-    let spec_req = Request::Register { key: 5, new_key: 5, ignore_existing: false, all_tg_pt: false, aptpl: false, spec };
+    let spec_req =
+        Request::Register { key: 5, new_key: 5, ignore_existing: false, all_tg_pt: false, aptpl: false, spec };
     assert_eq!(s.apply(&nexus("a", 1), &spec_req).unwrap_err(), PrError::InvalidParamField { byte: 20, bit: Some(3) });
 }
 
 #[test]
 fn spc4_6_15_3_all_tg_pt_registers_through_every_target_port() {
-    let req = Request::Register { key: 0, new_key: 5, ignore_existing: false, all_tg_pt: true, aptpl: false, spec: vec![] };
+    let req =
+        Request::Register { key: 0, new_key: 5, ignore_existing: false, all_tg_pt: true, aptpl: false, spec: vec![] };
     let (s, _) = ok(&State::default(), &nexus("a", 1), req);
     let mut other_port = nexus("a", 1);
     other_port.target.tpgt = 9;
@@ -257,8 +269,14 @@ fn spc4_5_13_8_register_and_move_hands_the_reservation_over() {
     assert_eq!(next.generation, s.generation + 1);
     // Only the holder; not to itself; only known target ports; never all-registrants.
     assert_eq!(s.apply(&nexus("b", 1), &mv(2, false, 1, &dest)).unwrap_err(), PrError::Conflict);
-    assert_eq!(s.apply(&nexus("a", 1), &mv(1, false, 1, &nexus("a", 1))).unwrap_err(), PrError::InvalidParamField { byte: 24, bit: None });
-    assert_eq!(s.apply(&nexus("a", 1), &mv(1, false, 5, &dest)).unwrap_err(), PrError::InvalidParamField { byte: 18, bit: None });
+    assert_eq!(
+        s.apply(&nexus("a", 1), &mv(1, false, 1, &nexus("a", 1))).unwrap_err(),
+        PrError::InvalidParamField { byte: 24, bit: None }
+    );
+    assert_eq!(
+        s.apply(&nexus("a", 1), &mv(1, false, 5, &dest)).unwrap_err(),
+        PrError::InvalidParamField { byte: 18, bit: None }
+    );
     let ar = a_reserves(PrType::WriteExclusiveAllRegistrants);
     assert_eq!(ar.apply(&nexus("a", 1), &mv(1, false, 1, &dest)).unwrap_err(), PrError::Conflict);
 }
@@ -274,7 +292,8 @@ fn registrations_are_bounded_with_insufficient_registration_resources() {
 
 #[test]
 fn spc4_5_13_4_aptpl_changes_are_persisted_including_switching_it_off() {
-    let on = Request::Register { key: 0, new_key: 1, ignore_existing: true, all_tg_pt: false, aptpl: true, spec: vec![] };
+    let on =
+        Request::Register { key: 0, new_key: 1, ignore_existing: true, all_tg_pt: false, aptpl: true, spec: vec![] };
     let (s, fx) = ok(&State::default(), &nexus("a", 1), on);
     assert!(fx.persist && s.aptpl);
     let (s2, fx) = ok(&s, &nexus("a", 1), reserve(1, PrType::WriteExclusive));

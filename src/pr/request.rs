@@ -140,8 +140,8 @@ fn decode_move(param: &[u8], key: u64, new_key: u64) -> Result<Request, PrError>
     if 24 + tid_len > param.len() || tid_len < 24 {
         return Err(PrError::ParamListLength);
     }
-    let (dest, len) =
-        transport_id::decode(&param[24..24 + tid_len]).map_err(|e| PrError::InvalidParamField { byte: 24 + e.byte, bit: None })?;
+    let (dest, len) = transport_id::decode(&param[24..24 + tid_len])
+        .map_err(|e| PrError::InvalidParamField { byte: 24 + e.byte, bit: None })?;
     if len != tid_len {
         return Err(PrError::InvalidParamField { byte: 20, bit: None });
     }
@@ -190,7 +190,14 @@ mod tests {
         let req = decode(sa::REGISTER, 0, &basic(0, 0xAB, 0x05)).unwrap();
         assert_eq!(
             req,
-            Request::Register { key: 0, new_key: 0xAB, ignore_existing: false, all_tg_pt: true, aptpl: true, spec: vec![] }
+            Request::Register {
+                key: 0,
+                new_key: 0xAB,
+                ignore_existing: false,
+                all_tg_pt: true,
+                aptpl: true,
+                spec: vec![]
+            }
         );
     }
 
@@ -207,7 +214,10 @@ mod tests {
     #[test]
     fn spc4_6_15_3_spec_i_pt_only_with_register() {
         let p = with_spec(0, 5, 0, &[InitiatorId::port("iqn.x:y", [1, 2, 3, 4, 5, 6])]);
-        assert_eq!(decode(sa::REGISTER_AND_IGNORE_EXISTING_KEY, 0, &p), Err(PrError::InvalidParamField { byte: 20, bit: Some(3) }));
+        assert_eq!(
+            decode(sa::REGISTER_AND_IGNORE_EXISTING_KEY, 0, &p),
+            Err(PrError::InvalidParamField { byte: 20, bit: Some(3) })
+        );
         match decode(sa::REGISTER, 0, &p).unwrap() {
             Request::Register { spec, .. } => assert_eq!(spec, vec![InitiatorId::port("iqn.x:y", [1, 2, 3, 4, 5, 6])]),
             other => panic!("{other:?}"),

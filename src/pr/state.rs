@@ -137,7 +137,8 @@ impl RegistrantId {
     }
 
     pub fn covers(&self, nexus: &Nexus) -> bool {
-        self.initiator.covers(&nexus.initiator_name, nexus.isid) && self.target.as_ref().is_none_or(|t| *t == nexus.target)
+        self.initiator.covers(&nexus.initiator_name, nexus.isid)
+            && self.target.as_ref().is_none_or(|t| *t == nexus.target)
     }
 
     /// Whether some I_T nexus would match both.

@@ -112,7 +112,9 @@ mod tests {
         let (a, b) = (nexus("a", 1), nexus("b", 1));
         unit.change(&a, &register(1), |_, _| {}).await.unwrap();
         unit.change(&b, &register(2), |_, _| {}).await.unwrap();
-        unit.change(&a, &Request::Reserve { key: 1, kind: PrType::WriteExclusiveRegistrantsOnly }, |_, _| {}).await.unwrap();
+        unit.change(&a, &Request::Reserve { key: 1, kind: PrType::WriteExclusiveRegistrantsOnly }, |_, _| {})
+            .await
+            .unwrap();
 
         let io = unit.read().await; // a write of B is "in the backend"
         let committed = Arc::new(AtomicBool::new(false));

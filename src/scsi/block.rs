@@ -89,12 +89,7 @@ pub(crate) fn check_writable(lun: &Lun) -> Result<(), Sense> {
     Ok(())
 }
 
-pub(crate) fn prepare_io(
-    command: Command,
-    cdb: &[u8],
-    lun: &Lun,
-    expected_data_out_len: u32,
-) -> Result<IoOp, Sense> {
+pub(crate) fn prepare_io(command: Command, cdb: &[u8], lun: &Lun, expected_data_out_len: u32) -> Result<IoOp, Sense> {
     use Command::*;
     let (lba, blocks, length_at) = lba_and_length(command, cdb);
     let bs = lun.block_size() as u64;
@@ -191,7 +186,13 @@ impl IoOp {
             IoOp::Verify { len, check: ByteCheck::Range, .. } => len as u32,
             IoOp::Verify { check: ByteCheck::OneBlock, .. } => block_size,
             IoOp::CompareAndWrite { len, .. } => 2 * len as u32,
-            IoOp::WriteSame { ndob, .. } => if ndob { 0 } else { block_size },
+            IoOp::WriteSame { ndob, .. } => {
+                if ndob {
+                    0
+                } else {
+                    block_size
+                }
+            }
             IoOp::Unmap { param_len } => param_len as u32,
             _ => 0,
         }

@@ -97,7 +97,13 @@ pub(crate) async fn write_and_verify(lun: &Lun, offset: u64, data: &DataOut) -> 
 
 /// COMPARE AND WRITE: atomically, if the blocks equal the verify instance, write the write
 /// instance; otherwise MISCOMPARE and nothing is written (SBC-3 §5.3).
-pub(crate) async fn compare_and_write(lun: &Lun, offset: u64, len: usize, data: &DataOut, durable: bool) -> Result<(), Sense> {
+pub(crate) async fn compare_and_write(
+    lun: &Lun,
+    offset: u64,
+    len: usize,
+    data: &DataOut,
+    durable: bool,
+) -> Result<(), Sense> {
     if len == 0 {
         return Ok(());
     }

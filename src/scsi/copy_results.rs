@@ -55,7 +55,14 @@ impl CopyResults {
                 records.remove(i);
             }
         }
-        records.push_back(Record { port: port.to_string(), list_id, hold, state: State::InProgress, segments: 0, bytes: 0 });
+        records.push_back(Record {
+            port: port.to_string(),
+            list_id,
+            hold,
+            state: State::InProgress,
+            segments: 0,
+            bytes: 0,
+        });
         Ok(())
     }
 

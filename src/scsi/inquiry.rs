@@ -1,10 +1,10 @@
 //! INQUIRY (SPC-4 §6.6): standard data and the VPD pages 00h, 80h, 83h, B0h, B1h, B2h.
 
 use super::limits;
-use super::xcopy;
 use super::lun::{Lun, VENDOR_ID};
 use super::sense::{Sense, SenseReason};
 use super::task::ItNexus;
+use super::xcopy;
 
 const VPD_SUPPORTED: u8 = 0x00;
 const VPD_UNIT_SERIAL: u8 = 0x80;
@@ -50,9 +50,7 @@ pub(crate) fn inquiry(cdb: &[u8], lun: Option<&Lun>, nexus: &ItNexus) -> Result<
     let lun = lun.ok_or(Sense::from(SenseReason::LunNotSupported))?;
     let body = match page {
         VPD_SUPPORTED => VPD_PAGES.to_vec(),
-        VPD_UNIT_SERIAL => {
-            lun.identity().serial.bytes().filter(|b| (0x20..0x7F).contains(b)).take(252).collect()
-        }
+        VPD_UNIT_SERIAL => lun.identity().serial.bytes().filter(|b| (0x20..0x7F).contains(b)).take(252).collect(),
         VPD_DEVICE_ID => device_identification(lun, nexus),
         VPD_THIRD_PARTY_COPY => third_party_copy(),
         VPD_BLOCK_LIMITS => block_limits(lun),

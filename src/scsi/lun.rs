@@ -40,9 +40,7 @@ impl LunIdentity {
     /// [`LOCAL_COMPANY_ID`]: locally administered, so it cannot collide with an assigned OUI.
     pub fn new(product: &str, revision: &str, serial: &str) -> Self {
         // FNV-1a: stable across builds and platforms, unlike std's hasher.
-        let hash = serial
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+        let hash = serial.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
         LunIdentity {
             product: product.to_string(),
             revision: revision.to_string(),
@@ -87,13 +85,7 @@ pub struct Lun {
 impl Lun {
     /// `block_size` must be 512 or 4096 (SBC-3 §4.5); the capacity is the backend size in
     /// whole blocks.
-    pub fn new(
-        id: u64,
-        backend: Backend,
-        block_size: u32,
-        identity: LunIdentity,
-        read_only: bool,
-    ) -> io::Result<Self> {
+    pub fn new(id: u64, backend: Backend, block_size: u32, identity: LunIdentity, read_only: bool) -> io::Result<Self> {
         let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
         if id > MAX_LUN {
             return Err(invalid(format!("LUN {id} exceeds {MAX_LUN}")));

@@ -22,8 +22,8 @@ mod xcopy;
 
 pub use lun::{Lun, LunIdentity};
 pub use mode::ModePages;
-pub use sense::{Sense, SenseReason};
 pub use pr_out::TaskAborter;
+pub use sense::{Sense, SenseReason};
 pub use target::{LunMasking, Prepared, ScsiTarget};
 pub use task::{Completion, DataOut, ItNexus, ScsiTask, TaskAttr};
 

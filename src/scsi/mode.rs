@@ -100,12 +100,8 @@ pub(crate) fn mode_sense(cdb: &[u8], lun: &Lun, ten: bool) -> Result<Vec<u8>, Se
                 pages.extend(page_bytes(code, values, control));
             }
         }
-        (code, 0x00) | (code, 0xFF) if PAGES.contains(&code) => {
-            pages.extend(page_bytes(code, values, control))
-        }
-        (code, 0x00) | (code, 0xFF) if !PAGES.contains(&code) => {
-            return Err(Sense::invalid_cdb_field(2, Some(5)))
-        }
+        (code, 0x00) | (code, 0xFF) if PAGES.contains(&code) => pages.extend(page_bytes(code, values, control)),
+        (code, 0x00) | (code, 0xFF) if !PAGES.contains(&code) => return Err(Sense::invalid_cdb_field(2, Some(5))),
         _ => return Err(Sense::invalid_cdb_field(3, Some(7))),
     }
 

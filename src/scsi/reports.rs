@@ -186,7 +186,10 @@ mod tests {
         assert_eq!(extended.len(), 16);
         assert_eq!(extended[4], 0x0C);
         assert_eq!(read_defect_data(&[0x37, 0, 0x18 | 4, 0, 0, 0, 0, 0, 32, 0], false), vec![0, 0x1C, 0, 0]);
-        assert_eq!(read_defect_data(&[0xB7, 0x08, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0], true), vec![0, 0x08, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            read_defect_data(&[0xB7, 0x08, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0], true),
+            vec![0, 0x08, 0, 0, 0, 0, 0, 0]
+        );
     }
 
     #[test]

@@ -256,10 +256,7 @@ mod tests {
     #[test]
     fn fixed_format_invalid_field_in_cdb_with_bit_pointer() {
         let sense = Sense::invalid_cdb_field(1, Some(3)).encode(false);
-        assert_eq!(
-            &sense[..],
-            &[0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0x00, 0, 0xC8 | 3, 0x00, 0x01]
-        );
+        assert_eq!(&sense[..], &[0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0x00, 0, 0xC8 | 3, 0x00, 0x01]);
     }
 
     #[test]

@@ -3,13 +3,13 @@
 
 use super::block::{prepare_io, IoOp};
 use super::commands::{allowed_when_reserved, answers_without_lun, check_usage, lookup, pr_class, Command};
-use super::pr_out::{pr_nexus, PrOut, TaskAborter};
-use super::{pr_in, pr_out};
-use crate::pr::{self, PrClass, Spc2Outcome};
 use super::lun::{decode_lun, Lun};
+use super::pr_out::{pr_nexus, PrOut, TaskAborter};
 use super::sense::{Sense, SenseReason};
 use super::task::{Completion, DataOut, ItNexus, ScsiTask};
 use super::{copy_results, inquiry, mode, reports, xcopy};
+use super::{pr_in, pr_out};
+use crate::pr::{self, PrClass, Spc2Outcome};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -61,11 +61,20 @@ enum Op {
     Io(IoOp),
     /// RESERVATION CONFLICT status (SPC-2 §5.5.1), no sense data.
     Conflict,
-    ModeSelect { ten: bool, param_len: usize },
-    PrIn { action: u8, allocation_length: usize },
+    ModeSelect {
+        ten: bool,
+        param_len: usize,
+    },
+    PrIn {
+        action: u8,
+        allocation_length: usize,
+    },
     PrOut(PrOut),
     /// SPC-4 §6.4: with the LUNs this nexus may access (the only ones a copy may touch).
-    ExtendedCopy { param_len: usize, visible: Vec<Arc<Lun>> },
+    ExtendedCopy {
+        param_len: usize,
+        visible: Vec<Arc<Lun>>,
+    },
 }
 
 /// A validated command, ready for its data-out and execution.
@@ -366,7 +375,13 @@ pub(crate) fn pr_conflict(state: &pr::State, nexus: &ItNexus, class: PrClass) ->
     state.reservation.is_some() && pr::conflicts(state, &pr_nexus(nexus), class)
 }
 
-fn mode_select(lun: &Lun, nexus: &ItNexus, data: &DataOut, ten: bool, param_len: usize) -> Result<Option<Bytes>, Sense> {
+fn mode_select(
+    lun: &Lun,
+    nexus: &ItNexus,
+    data: &DataOut,
+    ten: bool,
+    param_len: usize,
+) -> Result<Option<Bytes>, Sense> {
     // SPC-4 §6.9: a zero parameter list length transfers nothing and is not an error.
     if param_len == 0 {
         return Ok(None);

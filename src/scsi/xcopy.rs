@@ -7,11 +7,11 @@
 //! write a logical unit the initiator could not address directly.
 
 use super::block::{be16, be32, be64, check_writable};
-use super::target::pr_conflict;
-use crate::pr::PrClass;
 use super::lun::Lun;
 use super::sense::{Sense, SenseReason};
+use super::target::pr_conflict;
 use super::task::ItNexus;
+use crate::pr::PrClass;
 use std::sync::Arc;
 
 /// Limits reported in OPERATING PARAMETERS and VPD page 8Fh (SPC-4 §6.18.4, §7.8.17).
@@ -178,8 +178,8 @@ fn parse_segments(list: &[u8], cscds: &[Option<Arc<Lun>>]) -> Result<Vec<Segment
         let (source_lba, destination_lba) = (be64(&d[12..20]), be64(&d[20..28]));
         let fits = |lun: &Lun, lba: u64, at: usize| {
             let bs = lun.block_size() as u64;
-            let in_range = bytes.is_multiple_of(bs)
-                && lba.checked_add(bytes / bs).is_some_and(|end| end <= lun.block_count());
+            let in_range =
+                bytes.is_multiple_of(bs) && lba.checked_add(bytes / bs).is_some_and(|end| end <= lun.block_count());
             // §6.4.3.6: a segment reaching past the end of a copy target aborts the copy;
             // the segment pointer names the offending LBA field in the parameter list.
             if in_range {
@@ -198,7 +198,12 @@ fn parse_segments(list: &[u8], cscds: &[Option<Arc<Lun>>]) -> Result<Vec<Segment
 
 /// Runs an EXTENDED COPY received by `manager` from `nexus`; `visible` are the LUNs that
 /// nexus may access. The outcome is recorded for RECEIVE COPY RESULTS.
-pub(crate) async fn extended_copy(manager: &Lun, nexus: &ItNexus, visible: &[Arc<Lun>], param: &[u8]) -> Result<(), Sense> {
+pub(crate) async fn extended_copy(
+    manager: &Lun,
+    nexus: &ItNexus,
+    visible: &[Arc<Lun>],
+    param: &[u8],
+) -> Result<(), Sense> {
     // SPC-4 §6.4.1: a zero PARAMETER LIST LENGTH copies nothing and is not an error.
     if param.is_empty() {
         return Ok(());

@@ -125,9 +125,8 @@ impl TargetProcess {
     /// replaced by the chosen port and the temp data directory. `iqn` is what `url()` uses.
     pub fn start_with_config(toml_template: &str, iqn: &str) -> Self {
         let (port, data_dir) = (free_port(), unique_temp_dir("palisade-test"));
-        let toml = toml_template
-            .replace("{PORT}", &port.to_string())
-            .replace("{DATA_DIR}", &data_dir.to_string_lossy());
+        let toml =
+            toml_template.replace("{PORT}", &port.to_string()).replace("{DATA_DIR}", &data_dir.to_string_lossy());
         Self::start_config_in(port, data_dir, iqn, &toml)
     }
 
@@ -268,7 +267,11 @@ impl Drop for TargetProcess {
     fn drop(&mut self) {
         self.stop();
         if std::thread::panicking() && !self.is_external() {
-            eprintln!("----- palisade log ({}) -----\n{}----- end of palisade log -----", self.log_path.display(), self.log());
+            eprintln!(
+                "----- palisade log ({}) -----\n{}----- end of palisade log -----",
+                self.log_path.display(),
+                self.log()
+            );
         }
         let _ = fs::remove_dir_all(&self.data_dir);
         let _ = fs::remove_file(&self.log_path);
@@ -301,7 +304,8 @@ pub fn free_port() -> u16 {
 /// A new, empty directory under std::env::temp_dir(), unique per process and call.
 pub fn unique_temp_dir(prefix: &str) -> PathBuf {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}-{nanos}", std::process::id()));
     fs::create_dir_all(&dir).expect("create temp dir");
@@ -367,7 +371,8 @@ pub fn repo_root() -> PathBuf {
 
 /// `../shared` beside the repository (CI layout: shared/ next to the clone).
 pub fn shared_dir() -> PathBuf {
-    let dir = std::env::var_os("SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("..").join("shared"));
+    let dir =
+        std::env::var_os("SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("..").join("shared"));
     assert!(dir.join("peers").is_dir(), "shared harness not found at {} (set SHARED_DIR)", dir.display());
     dir
 }

@@ -168,4 +168,3 @@ pub fn stamp(round: u32, seq: u32, lba: u32) -> Vec<u8> {
     b[508..].copy_from_slice(&crc.to_be_bytes());
     b
 }
-

@@ -84,8 +84,13 @@ impl Client {
         opts.initial_r2t = true;
         let mut stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let done = login::login(&mut stream, &url, &opts, None).await.map_err(|e| std::io::Error::other(e.to_string()))?;
-        assert!(!done.params.immediate_data && done.params.initial_r2t, "writes must be R2T-solicited: {:?}", done.params);
+        let done =
+            login::login(&mut stream, &url, &opts, None).await.map_err(|e| std::io::Error::other(e.to_string()))?;
+        assert!(
+            !done.params.immediate_data && done.params.initial_r2t,
+            "writes must be R2T-solicited: {:?}",
+            done.params
+        );
         let framer = Framer { digests: Digests::default(), max_data_segment: opts.max_recv_data_segment_length };
         let (rd, wr) = stream.into_split();
         let inner = Arc::new(Inner {
@@ -286,7 +291,8 @@ async fn read_loop(inner: Arc<Inner>, mut rd: tokio::net::tcp::OwnedReadHalf, mu
                         let ms = rand::random::<u64>() % (delay.as_millis() as u64 + 1);
                         tokio::time::sleep(Duration::from_millis(ms)).await;
                     }
-                    let (start, end) = (r2t.buffer_offset as usize, (r2t.buffer_offset + r2t.desired_data_transfer_length) as usize);
+                    let (start, end) =
+                        (r2t.buffer_offset as usize, (r2t.buffer_offset + r2t.desired_data_transfer_length) as usize);
                     let mut at = start;
                     let mut data_sn = 0;
                     while at < end.min(data.len()) {

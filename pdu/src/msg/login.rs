@@ -63,7 +63,11 @@ impl LoginRequest {
             cont,
             csg: Stage::from_bits((flags >> 2) & 0x03)?,
             // NSG is only meaningful with T; a reserved value without T is ignored.
-            nsg: if transit { Stage::from_bits(flags & 0x03)? } else { Stage::from_bits(flags & 0x03).unwrap_or(Stage::Security) },
+            nsg: if transit {
+                Stage::from_bits(flags & 0x03)?
+            } else {
+                Stage::from_bits(flags & 0x03).unwrap_or(Stage::Security)
+            },
             version_max: b.byte(2),
             version_min: b.byte(3),
             isid: b.bytes()[8..14].try_into().unwrap(),

@@ -70,13 +70,7 @@ const AUTH_FAILED: LoginStatus = LoginStatus::AUTHENTICATION_FAILURE;
 
 impl ChapExchange {
     pub fn new(expected: ChapCredentials, mutual: Option<ChapCredentials>) -> Self {
-        ChapExchange {
-            phase: Phase::AwaitAlgorithm,
-            expected,
-            mutual,
-            id: 0,
-            challenge: Vec::new(),
-        }
+        ChapExchange { phase: Phase::AwaitAlgorithm, expected, mutual, id: 0, challenge: Vec::new() }
     }
 
     pub fn is_done(&self) -> bool {
@@ -94,11 +88,7 @@ impl ChapExchange {
         match self.phase {
             Phase::AwaitAlgorithm => {
                 let algorithms = keys.algorithms.ok_or(AUTH_FAILED)?;
-                if keys.id.is_some()
-                    || keys.challenge.is_some()
-                    || keys.name.is_some()
-                    || keys.response.is_some()
-                {
+                if keys.id.is_some() || keys.challenge.is_some() || keys.name.is_some() || keys.response.is_some() {
                     return Err(AUTH_FAILED);
                 }
                 // RFC 7143 §12.1.3: the target picks one of the proposed algorithms; MD5 only.
@@ -154,16 +144,9 @@ impl ChapExchange {
     }
 
     /// Mutual CHAP: the initiator challenged us in the same request (RFC 7143 §12.1.3).
-    fn answer_mutual(
-        &self,
-        id: &str,
-        challenge: &str,
-        out: &mut Vec<(String, String)>,
-    ) -> Result<(), LoginStatus> {
+    fn answer_mutual(&self, id: &str, challenge: &str, out: &mut Vec<(String, String)>) -> Result<(), LoginStatus> {
         let mutual = self.mutual.as_ref().ok_or(AUTH_FAILED)?;
-        let id = parse_number(id)
-            .and_then(|n| u8::try_from(n).ok())
-            .ok_or(AUTH_FAILED)?;
+        let id = parse_number(id).and_then(|n| u8::try_from(n).ok()).ok_or(AUTH_FAILED)?;
         let challenge = decode_binary(challenge, MAX_BINARY_LEN).ok_or(AUTH_FAILED)?;
         // RFC 7143 §9.2.1: a challenge equal to the one we sent is a reflection attack.
         if challenge == self.challenge {
@@ -174,10 +157,7 @@ impl ChapExchange {
             return Err(AUTH_FAILED);
         }
         out.push(("CHAP_N".into(), mutual.user.clone()));
-        out.push((
-            "CHAP_R".into(),
-            encode_hex(&chap_response(id, &mutual.secret, &challenge)),
-        ));
+        out.push(("CHAP_R".into(), encode_hex(&chap_response(id, &mutual.secret, &challenge))));
         Ok(())
     }
 }

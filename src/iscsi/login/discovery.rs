@@ -11,10 +11,7 @@
 ///
 /// Each target is a `TargetName` followed by its `TargetAddress` keys, the grouping
 /// Appendix C prescribes.
-pub fn send_targets_response(
-    request_value: &str,
-    targets: &[(String, Vec<String>)],
-) -> Vec<(String, String)> {
+pub fn send_targets_response(request_value: &str, targets: &[(String, Vec<String>)]) -> Vec<(String, String)> {
     let selected = targets.iter().filter(|(name, _)| match request_value {
         "All" | "" => true,
         wanted => name == wanted,
@@ -35,14 +32,8 @@ mod tests {
 
     fn targets() -> Vec<(String, Vec<String>)> {
         vec![
-            (
-                "iqn.2024-01.org.example:disk1".into(),
-                vec!["127.0.0.1:3260,1".into(), "[::1]:3260,1".into()],
-            ),
-            (
-                "iqn.2024-01.org.example:disk2".into(),
-                vec!["127.0.0.1:3260,1".into()],
-            ),
+            ("iqn.2024-01.org.example:disk1".into(), vec!["127.0.0.1:3260,1".into(), "[::1]:3260,1".into()]),
+            ("iqn.2024-01.org.example:disk2".into(), vec!["127.0.0.1:3260,1".into()]),
         ]
     }
 
@@ -68,20 +59,14 @@ mod tests {
     fn a_name_selects_one_target() {
         assert_eq!(
             send_targets_response("iqn.2024-01.org.example:disk2", &targets()),
-            vec![
-                pair("TargetName", "iqn.2024-01.org.example:disk2"),
-                pair("TargetAddress", "127.0.0.1:3260,1")
-            ]
+            vec![pair("TargetName", "iqn.2024-01.org.example:disk2"), pair("TargetAddress", "127.0.0.1:3260,1")]
         );
     }
 
     #[test]
     fn unknown_name_gives_nothing() {
         assert!(send_targets_response("iqn.2024-01.org.example:nope", &targets()).is_empty());
-        assert!(
-            send_targets_response("all", &targets()).is_empty(),
-            "All is case-sensitive"
-        );
+        assert!(send_targets_response("all", &targets()).is_empty(), "All is case-sensitive");
     }
 
     #[test]

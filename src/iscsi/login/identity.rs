@@ -4,12 +4,7 @@
 use super::{ChapCredentials, LoginPolicy, LoginStatus, SessionType};
 
 /// Keys that identify the login; declared in the first request.
-pub const IDENTITY_KEYS: &[&str] = &[
-    "InitiatorName",
-    "InitiatorAlias",
-    "TargetName",
-    "SessionType",
-];
+pub const IDENTITY_KEYS: &[&str] = &["InitiatorName", "InitiatorAlias", "TargetName", "SessionType"];
 
 pub struct Identity {
     pub initiator_name: String,
@@ -28,15 +23,10 @@ pub struct Access {
 }
 
 /// Read the identity from the first request and ask the policy about it.
-pub fn resolve(
-    keys: &[(String, String)],
-    policy: &dyn LoginPolicy,
-) -> Result<(Identity, Access), LoginStatus> {
+pub fn resolve(keys: &[(String, String)], policy: &dyn LoginPolicy) -> Result<(Identity, Access), LoginStatus> {
     let get = |name: &str| keys.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     // RFC 7143 §13.5: InitiatorName MUST be in the first Login Request.
-    let initiator_name = get("InitiatorName")
-        .filter(|n| !n.is_empty())
-        .ok_or(LoginStatus::MISSING_PARAMETER)?;
+    let initiator_name = get("InitiatorName").filter(|n| !n.is_empty()).ok_or(LoginStatus::MISSING_PARAMETER)?;
     // RFC 7143 §13.21: SessionType defaults to Normal; other values are not supported (02/09).
     let session_type = match get("SessionType").as_deref() {
         None | Some("Normal") => SessionType::Normal,
@@ -47,13 +37,9 @@ pub fn resolve(
     let access = match session_type {
         SessionType::Normal => {
             // RFC 7143 §13.4: TargetName is required in the first request of a Normal session.
-            let target = target_name
-                .as_deref()
-                .ok_or(LoginStatus::MISSING_PARAMETER)?;
+            let target = target_name.as_deref().ok_or(LoginStatus::MISSING_PARAMETER)?;
             // RFC 7143 §11.13.5 (02/03): the target does not exist here.
-            let access = policy
-                .target(target, &initiator_name)
-                .ok_or(LoginStatus::NOT_FOUND)?;
+            let access = policy.target(target, &initiator_name).ok_or(LoginStatus::NOT_FOUND)?;
             Access {
                 allowed: access.initiator_allowed,
                 chap: access.chap,
@@ -62,19 +48,11 @@ pub fn resolve(
             }
         }
         // Discovery names no target; its only gate is the optional discovery CHAP.
-        SessionType::Discovery => Access {
-            allowed: true,
-            chap: policy.discovery_auth(),
-            mutual_chap: None,
-            alias: None,
-        },
+        SessionType::Discovery => {
+            Access { allowed: true, chap: policy.discovery_auth(), mutual_chap: None, alias: None }
+        }
     };
-    let identity = Identity {
-        initiator_name,
-        initiator_alias: get("InitiatorAlias"),
-        target_name,
-        session_type,
-    };
+    let identity = Identity { initiator_name, initiator_alias: get("InitiatorAlias"), target_name, session_type };
     Ok((identity, access))
 }
 

@@ -10,8 +10,7 @@ use super::identity::{self, Access, Identity, IDENTITY_KEYS};
 use super::negotiate::{is_operational_key, Negotiator};
 use super::text::pair_is_well_formed;
 use super::{
-    LoginPolicy, LoginProgress, LoginReply, LoginRequest, LoginResult, LoginStatus, SessionType,
-    Stage, TargetLimits,
+    LoginPolicy, LoginProgress, LoginReply, LoginRequest, LoginResult, LoginStatus, SessionType, Stage, TargetLimits,
 };
 
 /// Fills a buffer with unpredictable bytes (CHAP identifiers and challenges). A seam so
@@ -222,9 +221,7 @@ impl LoginMachine {
                 self.stage = req.csg;
             }
             // §6.3: ISID, TSIH and CID stay fixed for the whole login.
-            Some(first) if first != (req.isid, req.tsih, req.cid) => {
-                return Err(LoginStatus::INITIATOR_ERROR)
-            }
+            Some(first) if first != (req.isid, req.tsih, req.cid) => return Err(LoginStatus::INITIATOR_ERROR),
             Some(_) if req.csg != self.stage => return Err(LoginStatus::INVALID_DURING_LOGIN),
             Some(_) => {}
         }
@@ -233,11 +230,7 @@ impl LoginMachine {
 
     /// §11.12.2: each C=1 request gets an empty response; the text is kept for the final one.
     fn buffer_continuation(&mut self, req: &LoginRequest) -> Result<LoginReply, LoginStatus> {
-        self.buffered_bytes += req
-            .keys
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 2)
-            .sum::<usize>();
+        self.buffered_bytes += req.keys.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
         if self.buffered_bytes > MAX_BUFFERED_TEXT {
             return Err(LoginStatus::OUT_OF_RESOURCES);
         }
@@ -246,11 +239,7 @@ impl LoginMachine {
     }
 
     /// First request: identity and policy verdict, then the negotiator for this session type.
-    fn establish_identity(
-        &mut self,
-        keys: &[(String, String)],
-        csg: Stage,
-    ) -> Result<(), LoginStatus> {
+    fn establish_identity(&mut self, keys: &[(String, String)], csg: Stage) -> Result<(), LoginStatus> {
         let (identity, access) = identity::resolve(keys, self.policy.as_ref())?;
         self.negotiator = Some(Negotiator::new(self.limits.clone(), identity.session_type));
         let chap_required = access.chap.is_some();
@@ -270,18 +259,12 @@ impl LoginMachine {
     /// Keys the target sends in its first Login Response of a Normal session (the first one
     /// answering keys: a C-bit acknowledgement carries none).
     fn first_response_declarations(&self, out: &mut Keys) {
-        let normal = self
-            .identity
-            .as_ref()
-            .is_some_and(|i| i.session_type == SessionType::Normal);
+        let normal = self.identity.as_ref().is_some_and(|i| i.session_type == SessionType::Normal);
         if !normal {
             return;
         }
         // RFC 7143 §13.9: TargetPortalGroupTag MUST be in the first Login Response.
-        out.push((
-            "TargetPortalGroupTag".into(),
-            self.portal_group_tag.to_string(),
-        ));
+        out.push(("TargetPortalGroupTag".into(), self.portal_group_tag.to_string()));
         // RFC 7143 §13.6: TargetAlias may be declared by the target.
         if let Some(alias) = self.access.as_ref().and_then(|a| a.alias.clone()) {
             out.push(("TargetAlias".into(), alias));
@@ -299,11 +282,7 @@ impl LoginMachine {
         if let Some(methods) = auth_method {
             let access = self.access.as_ref().expect("set with identity");
             // §12.1 and §6.2.1: we accept exactly one method, chosen by configuration.
-            let wanted = if access.chap.is_some() {
-                "CHAP"
-            } else {
-                "None"
-            };
+            let wanted = if access.chap.is_some() { "CHAP" } else { "None" };
             if !methods.split(',').any(|m| m == wanted) {
                 return Err(LoginStatus::AUTHENTICATION_FAILURE);
             }
@@ -311,10 +290,7 @@ impl LoginMachine {
             just_selected = true;
             match &access.chap {
                 Some(expected) => {
-                    self.auth = Auth::Chap(ChapExchange::new(
-                        expected.clone(),
-                        access.mutual_chap.clone(),
-                    ))
+                    self.auth = Auth::Chap(ChapExchange::new(expected.clone(), access.mutual_chap.clone()))
                 }
                 None => self.authorize()?,
             }
@@ -361,9 +337,7 @@ impl LoginMachine {
                     self.authorize()?;
                 }
                 // Mid-CHAP: we do not agree to transit yet.
-                Auth::Chap(_) => {
-                    return Ok(self.reply(false, self.stage, out, LoginProgress::Continue))
-                }
+                Auth::Chap(_) => return Ok(self.reply(false, self.stage, out, LoginProgress::Continue)),
             },
             _ => {
                 let negotiator = self.negotiator.as_mut().expect("set with identity");
@@ -393,11 +367,7 @@ impl LoginMachine {
     fn finish(&self) -> Result<LoginResult, LoginStatus> {
         let identity = self.identity.as_ref().expect("set with identity");
         let (isid, tsih, cid) = self.connection.expect("set by the first request");
-        let params = self
-            .negotiator
-            .as_ref()
-            .expect("set with identity")
-            .finish()?;
+        let params = self.negotiator.as_ref().expect("set with identity").finish()?;
         Ok(LoginResult {
             session_type: identity.session_type,
             initiator_name: identity.initiator_name.clone(),

@@ -96,10 +96,7 @@ pub struct LoginReply {
 
 impl LoginReply {
     pub fn status(&self) -> LoginStatus {
-        LoginStatus {
-            class: self.status_class,
-            detail: self.status_detail,
-        }
+        LoginStatus { class: self.status_class, detail: self.status_detail }
     }
 }
 
@@ -111,70 +108,22 @@ pub struct LoginStatus {
 }
 
 impl LoginStatus {
-    pub const SUCCESS: LoginStatus = LoginStatus {
-        class: 0,
-        detail: 0,
-    };
-    pub const INITIATOR_ERROR: LoginStatus = LoginStatus {
-        class: 2,
-        detail: 0x00,
-    };
-    pub const AUTHENTICATION_FAILURE: LoginStatus = LoginStatus {
-        class: 2,
-        detail: 0x01,
-    };
-    pub const AUTHORIZATION_FAILURE: LoginStatus = LoginStatus {
-        class: 2,
-        detail: 0x02,
-    };
-    pub const NOT_FOUND: LoginStatus = LoginStatus {
-        class: 2,
-        detail: 0x03,
-    };
-    pub const TARGET_REMOVED: LoginStatus = LoginStatus {
-        class: 2,
-        detail: 0x04,
-    };
-    pub const UNSUPPORTED_VERSION: LoginStatus = LoginStatus {
-        class: 2,
-        detail: 0x05,
-    };
-    pub const TOO_MANY_CONNECTIONS: LoginStatus = LoginStatus {
-        class: 2,
-        detail: 0x06,
-    };
-    pub const MISSING_PARAMETER: LoginStatus = LoginStatus {
-        class: 2,
-        detail: 0x07,
-    };
-    pub const CANT_INCLUDE_IN_SESSION: LoginStatus = LoginStatus {
-        class: 2,
-        detail: 0x08,
-    };
-    pub const SESSION_TYPE_NOT_SUPPORTED: LoginStatus = LoginStatus {
-        class: 2,
-        detail: 0x09,
-    };
-    pub const SESSION_DOES_NOT_EXIST: LoginStatus = LoginStatus {
-        class: 2,
-        detail: 0x0a,
-    };
-    pub const INVALID_DURING_LOGIN: LoginStatus = LoginStatus {
-        class: 2,
-        detail: 0x0b,
-    };
-    pub const TARGET_ERROR: LoginStatus = LoginStatus {
-        class: 3,
-        detail: 0x00,
-    };
-    pub const SERVICE_UNAVAILABLE: LoginStatus = LoginStatus {
-        class: 3,
-        detail: 0x01,
-    };
-    pub const OUT_OF_RESOURCES: LoginStatus = LoginStatus {
-        class: 3,
-        detail: 0x02,
-    };
+    pub const SUCCESS: LoginStatus = LoginStatus { class: 0, detail: 0 };
+    pub const INITIATOR_ERROR: LoginStatus = LoginStatus { class: 2, detail: 0x00 };
+    pub const AUTHENTICATION_FAILURE: LoginStatus = LoginStatus { class: 2, detail: 0x01 };
+    pub const AUTHORIZATION_FAILURE: LoginStatus = LoginStatus { class: 2, detail: 0x02 };
+    pub const NOT_FOUND: LoginStatus = LoginStatus { class: 2, detail: 0x03 };
+    pub const TARGET_REMOVED: LoginStatus = LoginStatus { class: 2, detail: 0x04 };
+    pub const UNSUPPORTED_VERSION: LoginStatus = LoginStatus { class: 2, detail: 0x05 };
+    pub const TOO_MANY_CONNECTIONS: LoginStatus = LoginStatus { class: 2, detail: 0x06 };
+    pub const MISSING_PARAMETER: LoginStatus = LoginStatus { class: 2, detail: 0x07 };
+    pub const CANT_INCLUDE_IN_SESSION: LoginStatus = LoginStatus { class: 2, detail: 0x08 };
+    pub const SESSION_TYPE_NOT_SUPPORTED: LoginStatus = LoginStatus { class: 2, detail: 0x09 };
+    pub const SESSION_DOES_NOT_EXIST: LoginStatus = LoginStatus { class: 2, detail: 0x0a };
+    pub const INVALID_DURING_LOGIN: LoginStatus = LoginStatus { class: 2, detail: 0x0b };
+    pub const TARGET_ERROR: LoginStatus = LoginStatus { class: 3, detail: 0x00 };
+    pub const SERVICE_UNAVAILABLE: LoginStatus = LoginStatus { class: 3, detail: 0x01 };
+    pub const OUT_OF_RESOURCES: LoginStatus = LoginStatus { class: 3, detail: 0x02 };
 }
 
 impl fmt::Display for LoginStatus {
@@ -216,9 +165,7 @@ pub struct ChapCredentials {
 impl fmt::Debug for ChapCredentials {
     // Secrets never reach logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChapCredentials")
-            .field("user", &self.user)
-            .finish_non_exhaustive()
+        f.debug_struct("ChapCredentials").field("user", &self.user).finish_non_exhaustive()
     }
 }
 

@@ -193,25 +193,15 @@ impl Negotiator {
     /// Answer the initiator's operational keys of one request. FirstBurstLength is handled
     /// after MaxBurstLength so its answer can respect "FirstBurstLength MUST NOT exceed
     /// MaxBurstLength" (RFC 7143 §13.14).
-    pub fn respond(
-        &mut self,
-        keys: &[(&str, &str)],
-        out: &mut Vec<(String, String)>,
-    ) -> Result<(), LoginStatus> {
-        let (first_burst, others): (Vec<_>, Vec<_>) =
-            keys.iter().partition(|(k, _)| *k == "FirstBurstLength");
+    pub fn respond(&mut self, keys: &[(&str, &str)], out: &mut Vec<(String, String)>) -> Result<(), LoginStatus> {
+        let (first_burst, others): (Vec<_>, Vec<_>) = keys.iter().partition(|(k, _)| *k == "FirstBurstLength");
         for (key, value) in others.into_iter().chain(first_burst) {
             self.respond_one(key, value, out)?;
         }
         Ok(())
     }
 
-    fn respond_one(
-        &mut self,
-        key: &str,
-        value: &str,
-        out: &mut Vec<(String, String)>,
-    ) -> Result<(), LoginStatus> {
+    fn respond_one(&mut self, key: &str, value: &str, out: &mut Vec<(String, String)>) -> Result<(), LoginStatus> {
         let rule = rule(key).expect("caller passes operational keys only");
         if let Some(offered) = self.pending.remove(rule.key) {
             return self.take_answer(rule, offered, value);
@@ -228,8 +218,7 @@ impl Negotiator {
                     _ => self.limits.data_digest_crc32c,
                 };
                 // §6.2.1: the responder picks the first value it supports, in offer order.
-                let pick =
-                    list_items(value).find(|v| *v == "None" || (*v == "CRC32C" && allow_crc));
+                let pick = list_items(value).find(|v| *v == "None" || (*v == "CRC32C" && allow_crc));
                 match pick {
                     Some(choice) => {
                         self.set_bool(rule.param, choice == "CRC32C");
@@ -256,11 +245,7 @@ impl Negotiator {
             Kind::And | Kind::Or => match parse_bool(value) {
                 Some(b) => {
                     let ours = self.our_bool(rule.param);
-                    let answer = if matches!(rule.kind, Kind::And) {
-                        b && ours
-                    } else {
-                        b || ours
-                    };
+                    let answer = if matches!(rule.kind, Kind::And) { b && ours } else { b || ours };
                     self.set_bool(rule.param, answer);
                     reply(bool_text(answer).into());
                 }
@@ -307,11 +292,7 @@ impl Negotiator {
             Kind::And | Kind::Or => {
                 let b = parse_bool(value).ok_or(LoginStatus::INITIATOR_ERROR)?;
                 let ours = offered != 0;
-                let result = if matches!(rule.kind, Kind::And) {
-                    b && ours
-                } else {
-                    b || ours
-                };
+                let result = if matches!(rule.kind, Kind::And) { b && ours } else { b || ours };
                 self.set_bool(rule.param, result);
             }
             _ => return Err(LoginStatus::INITIATOR_ERROR),
@@ -332,10 +313,7 @@ impl Negotiator {
         if out.iter().any(|(k, _)| k == "MaxRecvDataSegmentLength") {
             return;
         }
-        let mrdsl = self
-            .limits
-            .max_recv_data_segment_length
-            .clamp(512, 16_777_215);
+        let mrdsl = self.limits.max_recv_data_segment_length.clamp(512, 16_777_215);
         self.result.max_recv_data_segment_length_target = mrdsl;
         out.push(("MaxRecvDataSegmentLength".into(), mrdsl.to_string()));
     }
@@ -343,11 +321,7 @@ impl Negotiator {
     /// Offer keys the initiator never offered when the default differs from what we want.
     /// Called once, when the initiator first asks to leave the Operational stage; returns
     /// true when offers were added (the reply must then keep T=0, RFC 7143 §6.2).
-    pub fn make_offers(
-        &mut self,
-        settled: &dyn Fn(&str) -> bool,
-        out: &mut Vec<(String, String)>,
-    ) -> bool {
+    pub fn make_offers(&mut self, settled: &dyn Fn(&str) -> bool, out: &mut Vec<(String, String)>) -> bool {
         if self.offers_made {
             return false;
         }
@@ -355,29 +329,20 @@ impl Negotiator {
         let defaults = Negotiator::new(self.limits.clone(), self.session_type);
         for key in OFFERABLE {
             let rule = rule(key).expect("offerable keys are in the table");
-            if settled(key)
-                || (rule.irrelevant_in_discovery && self.session_type == SessionType::Discovery)
-            {
+            if settled(key) || (rule.irrelevant_in_discovery && self.session_type == SessionType::Discovery) {
                 continue;
             }
             let offer = match rule.kind {
                 Kind::Min { .. } => {
-                    let (ours, default) = (
-                        self.our_number(rule.param),
-                        defaults.current_number(rule.param),
-                    );
+                    let (ours, default) = (self.our_number(rule.param), defaults.current_number(rule.param));
                     (ours < default).then(|| (ours, ours.to_string()))
                 }
                 Kind::Max { .. } => {
-                    let (ours, default) = (
-                        self.our_number(rule.param),
-                        defaults.current_number(rule.param),
-                    );
+                    let (ours, default) = (self.our_number(rule.param), defaults.current_number(rule.param));
                     (ours > default).then(|| (ours, ours.to_string()))
                 }
                 Kind::And | Kind::Or => {
-                    let (ours, default) =
-                        (self.our_bool(rule.param), defaults.current_bool(rule.param));
+                    let (ours, default) = (self.our_bool(rule.param), defaults.current_bool(rule.param));
                     (ours != default).then(|| (u64::from(ours), bool_text(ours).to_string()))
                 }
                 _ => None,
@@ -409,11 +374,9 @@ impl Negotiator {
             Param::MaxConnections => u64::from(l.max_connections.max(1)),
             Param::MaxBurstLength => u64::from(l.max_burst_length),
             // Also bounded by MaxBurstLength, ours and the one in force (§13.14).
-            Param::FirstBurstLength => u64::from(
-                l.first_burst_length
-                    .min(l.max_burst_length)
-                    .min(self.result.max_burst_length),
-            ),
+            Param::FirstBurstLength => {
+                u64::from(l.first_burst_length.min(l.max_burst_length).min(self.result.max_burst_length))
+            }
             Param::DefaultTime2Wait => u64::from(l.default_time2wait),
             Param::DefaultTime2Retain => u64::from(l.default_time2retain),
             Param::MaxOutstandingR2T => u64::from(l.max_outstanding_r2t.max(1)),

@@ -20,11 +20,7 @@ fn is_key_char(c: u8) -> bool {
 
 /// Syntax and size check of one pair; false means the request is malformed.
 pub fn pair_is_well_formed(key: &str, value: &str) -> bool {
-    let value_limit = if is_large_binary_key(key) {
-        MAX_LARGE_VALUE_LEN
-    } else {
-        MAX_VALUE_LEN
-    };
+    let value_limit = if is_large_binary_key(key) { MAX_LARGE_VALUE_LEN } else { MAX_VALUE_LEN };
     !key.is_empty()
         && key.len() <= MAX_KEY_LEN
         && key.bytes().all(is_key_char)
@@ -34,10 +30,7 @@ pub fn pair_is_well_formed(key: &str, value: &str) -> bool {
 
 /// numerical-value: decimal or 0x-hex constant, below 2^64 (RFC 7143 §6.1).
 pub fn parse_number(value: &str) -> Option<u64> {
-    if let Some(hex) = value
-        .strip_prefix("0x")
-        .or_else(|| value.strip_prefix("0X"))
-    {
+    if let Some(hex) = value.strip_prefix("0x").or_else(|| value.strip_prefix("0X")) {
         if hex.is_empty() || hex.len() > 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
@@ -74,15 +67,9 @@ pub fn list_items(value: &str) -> impl Iterator<Item = &str> {
 /// Decode a large-binary-value: "0x"/"0X" hex or "0b"/"0B" base64 (RFC 7143 §6.1).
 /// Returns None when malformed, empty, or longer than `max_decoded` bytes.
 pub fn decode_binary(value: &str, max_decoded: usize) -> Option<Vec<u8>> {
-    let bytes = if let Some(hex) = value
-        .strip_prefix("0x")
-        .or_else(|| value.strip_prefix("0X"))
-    {
+    let bytes = if let Some(hex) = value.strip_prefix("0x").or_else(|| value.strip_prefix("0X")) {
         decode_hex(hex, max_decoded)?
-    } else if let Some(b64) = value
-        .strip_prefix("0b")
-        .or_else(|| value.strip_prefix("0B"))
-    {
+    } else if let Some(b64) = value.strip_prefix("0b").or_else(|| value.strip_prefix("0B")) {
         decode_base64(b64, max_decoded)?
     } else {
         return None;
@@ -213,11 +200,7 @@ mod tests {
         assert_eq!(decode_binary("0bAQ==", 1024), Some(vec![1]));
         assert_eq!(decode_binary("0BAQ==", 1024), Some(vec![1]));
         assert_eq!(decode_binary("0bAR==", 1024), None, "non-zero pad bits");
-        assert_eq!(
-            decode_binary("0bAQ=", 1024),
-            None,
-            "length not a multiple of 4"
-        );
+        assert_eq!(decode_binary("0bAQ=", 1024), None, "length not a multiple of 4");
         assert_eq!(decode_binary("0bA===", 1024), None);
         assert_eq!(decode_binary("0bAQID", 2), None, "over the decoded bound");
     }

@@ -15,7 +15,12 @@ const BS: u32 = 512;
 const BLOCKS: u64 = 2048;
 
 fn nexus(isid: u8) -> Arc<ItNexus> {
-    Arc::new(ItNexus::new(format!("iqn.2026-01.test:init{isid}"), [0x80, 0, 0, 0, 0, isid], "iqn.2026-01.org.palisade:t".into(), 1))
+    Arc::new(ItNexus::new(
+        format!("iqn.2026-01.test:init{isid}"),
+        [0x80, 0, 0, 0, 0, isid],
+        "iqn.2026-01.org.palisade:t".into(),
+        1,
+    ))
 }
 
 fn memory_lun(id: u64) -> Arc<Lun> {
@@ -247,7 +252,8 @@ async fn read_only_lun_refuses_writes() {
 #[tokio::test]
 async fn report_luns_with_flat_addressing_and_masking() {
     let luns = vec![memory_lun(0), memory_lun(300)];
-    let masking = LunMasking::from(std::collections::HashMap::from([("iqn.2026-01.test:init2".to_string(), vec![300])]));
+    let masking =
+        LunMasking::from(std::collections::HashMap::from([("iqn.2026-01.test:init2".to_string(), vec![300])]));
     assert!(masking.permits("iqn.other", 0) && !masking.permits("iqn.2026-01.test:init2", 0));
     let t = ScsiTarget::new("t".into(), luns, masking);
     let a = nexus(1);

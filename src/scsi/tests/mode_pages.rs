@@ -114,7 +114,7 @@ async fn mode_select_rejects_bad_parameter_lists() {
     let c = select_page(&t, &n, &bad).await;
     assert_eq!(sense_code(&c), (5, 0x26, 0));
     assert_eq!(&c.sense.as_ref().unwrap()[15..18], &[0x8C, 0, 7]); // param byte 4+3, bit 4
-    // Wrong page length, unknown page, truncated page.
+                                                                   // Wrong page length, unknown page, truncated page.
     let mut bad = control.clone();
     bad[1] = 0x0B;
     assert_eq!(sense_code(&select_page(&t, &n, &bad).await), (5, 0x26, 0));

@@ -57,7 +57,16 @@ async fn compare_and_write_cdb_errors() {
     // Beyond the end, WRPROTECT, write-protected LUN.
     assert_eq!(sense_code(&run_exact(&t, &n, &caw(BLOCKS - 1, 2, 0), &[0; 4 * BS as usize]).await), (5, 0x21, 0));
     assert_eq!(sense_code(&run_exact(&t, &n, &caw(0, 1, 0x20), &two).await), (5, 0x24, 0));
-    let ro = Arc::new(Lun::new(0, Backend::Memory(MemoryBackend::new(BLOCKS * BS as u64)), BS, LunIdentity::new("ro", "1", "R"), true).unwrap());
+    let ro = Arc::new(
+        Lun::new(
+            0,
+            Backend::Memory(MemoryBackend::new(BLOCKS * BS as u64)),
+            BS,
+            LunIdentity::new("ro", "1", "R"),
+            true,
+        )
+        .unwrap(),
+    );
     let t = target(vec![ro]);
     let n = fresh(&t, 0).await;
     assert_eq!(sense_code(&run_exact(&t, &n, &caw(0, 1, 0), &two).await), (7, 0x27, 0));
@@ -107,7 +116,7 @@ async fn orwrite_write_and_verify_and_verify_one_block() {
     good(&run(&t, &n, 0, &[0xAE, 0x02, 0, 0, 0, 12, 0, 0, 0, 1, 0, 0], &[0x33; BS as usize]).await);
     good(&run(&t, &n, 0, &rw16(0x8E, 0, 13, 1), &[0x33; BS as usize]).await);
     assert_eq!(sense_code(&run(&t, &n, 0, &rw16(0x8E, 0x08, 13, 1), &[]).await), (5, 0x24, 0)); // no FUA bit
-    // VERIFY BYTCHK 11b: one block of data-out compared with each block of the range.
+                                                                                                // VERIFY BYTCHK 11b: one block of data-out compared with each block of the range.
     let v11 = rw10(0x2F, 0x06, 10, 4);
     assert_eq!(t.prepare(task(&n, 0, &v11, BS)).unwrap().data_out_len(), BS);
     good(&run(&t, &n, 0, &v11, &[0x33; BS as usize]).await);
@@ -140,13 +149,21 @@ fn get_lba_status(lba: u64, alloc: u32) -> Vec<u8> {
 #[tokio::test]
 async fn get_lba_status_reports_memory_chunks() {
     // 4 MiB memory LUN: chunks of 1 MiB = 2048 blocks.
-    let lun = Arc::new(Lun::new(0, Backend::Memory(MemoryBackend::new(4 << 20)), BS, LunIdentity::new("m", "1", "M"), false).unwrap());
+    let lun = Arc::new(
+        Lun::new(0, Backend::Memory(MemoryBackend::new(4 << 20)), BS, LunIdentity::new("m", "1", "M"), false).unwrap(),
+    );
     let t = target(vec![lun]);
     let n = fresh(&t, 0).await;
     good(&run(&t, &n, 0, &rw10(0x2A, 0, 2048 + 5, 1), &[1; BS as usize]).await);
     let d = good(&run(&t, &n, 0, &get_lba_status(0, 1024), &[]).await);
     assert_eq!(&d[..4], &(4 + 3 * 16u32).to_be_bytes());
-    let desc = |i: usize| (u64::from_be_bytes(d[8 + 16 * i..16 + 16 * i].try_into().unwrap()), u32::from_be_bytes(d[16 + 16 * i..20 + 16 * i].try_into().unwrap()), d[20 + 16 * i]);
+    let desc = |i: usize| {
+        (
+            u64::from_be_bytes(d[8 + 16 * i..16 + 16 * i].try_into().unwrap()),
+            u32::from_be_bytes(d[16 + 16 * i..20 + 16 * i].try_into().unwrap()),
+            d[20 + 16 * i],
+        )
+    };
     assert_eq!(desc(0), (0, 2048, 1));
     assert_eq!(desc(1), (2048, 2048, 0));
     assert_eq!(desc(2), (4096, 4096, 1));
@@ -177,7 +194,9 @@ async fn write_same_ndob_and_anchor() {
     assert_eq!(t.prepare(task(&n, 0, &ndob, 0)).unwrap().data_out_len(), 0);
     good(&run(&t, &n, 0, &ndob, &[]).await);
     let r = good(&run(&t, &n, 0, &rw10(0x28, 0, 20, 4), &[]).await);
-    assert!(r[..512].iter().all(|&b| b == 9) && r[512..1536].iter().all(|&b| b == 0) && r[1536..].iter().all(|&b| b == 9));
+    assert!(
+        r[..512].iter().all(|&b| b == 9) && r[512..1536].iter().all(|&b| b == 0) && r[1536..].iter().all(|&b| b == 9)
+    );
     // ANCHOR is not supported (ANC_SUP 0): INVALID FIELD IN CDB, byte 1 bit 4.
     let c = run(&t, &n, 0, &rw16(0x93, 0x18, 21, 2), &[0; BS as usize]).await;
     assert_eq!(&c.sense.as_ref().unwrap()[15..18], &[0xCC, 0, 1]);

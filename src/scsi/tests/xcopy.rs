@@ -75,7 +75,7 @@ async fn a_masked_lun_is_unreachable_for_copies() {
     let masking = LunMasking::allow_all().restrict("iqn.2026-01.test:init9", [0]);
     let t = ScsiTarget::new("t".into(), vec![a.clone(), secret.clone()], masking);
     let n = fresh(&t, 0).await; // nexus 9: sees LUN 0 only
-    // Neither reading from nor writing to the hidden LUN is possible (CVE-2020-28374).
+                                // Neither reading from nor writing to the hidden LUN is possible (CVE-2020-28374).
     for seg in [segment(0, 1, 1, 0, 0), segment(1, 0, 1, 0, 0)] {
         let p = param(1, 2, &[cscd(&a), cscd(&secret)], &[seg]);
         assert_eq!(sense_code(&run(&t, &n, 0, &xcopy_cdb(p.len()), &p).await), (0x0A, 0x0D, 0x02));
@@ -116,7 +116,7 @@ async fn parameter_list_errors() {
     let c = run(&t, &n, 0, &xcopy_cdb(p.len()), &p).await;
     assert_eq!(sense_code(&c), (0x0A, 0, 0));
     assert_eq!(&c.sense.as_ref().unwrap()[15..18], &[0x80, 0, 16 + 32 + 20]); // segment pointer
-    // Wrong DISK BLOCK LENGTH, reserved LIST ID USAGE.
+                                                                              // Wrong DISK BLOCK LENGTH, reserved LIST ID USAGE.
     let mut wrong = cscd(&a);
     wrong[30] = 0x10;
     let p = param(1, 0, &[wrong], &[segment(0, 0, 1, 0, 1)]);

@@ -23,95 +23,46 @@ fn version_range_including_zero_is_accepted() {
 fn missing_initiator_name() {
     let mut m = machine(TestPolicy::open());
     let k = without_key(fixture("open_iscsi_secneg_none"), "InitiatorName");
-    assert_failed(
-        &m.step(&sec(true, Stage::Operational, k)),
-        LoginStatus::MISSING_PARAMETER,
-    );
+    assert_failed(&m.step(&sec(true, Stage::Operational, k)), LoginStatus::MISSING_PARAMETER);
 }
 
 #[test]
 fn missing_target_name_in_normal_session() {
     let mut m = machine(TestPolicy::open());
     let k = without_key(fixture("open_iscsi_secneg_none"), "TargetName");
-    assert_failed(
-        &m.step(&sec(true, Stage::Operational, k)),
-        LoginStatus::MISSING_PARAMETER,
-    );
+    assert_failed(&m.step(&sec(true, Stage::Operational, k)), LoginStatus::MISSING_PARAMETER);
 }
 
 #[test]
 fn session_type_defaults_to_normal() {
     let mut m = machine(TestPolicy::open());
     let k = without_key(fixture("libiscsi_opneg_first"), "SessionType");
-    assert_eq!(
-        completed(&m.step(&op(true, k))).session_type,
-        SessionType::Normal
-    );
+    assert_eq!(completed(&m.step(&op(true, k))).session_type, SessionType::Normal);
 }
 
 #[test]
 fn unknown_session_type() {
     let mut m = machine(TestPolicy::open());
     let k = with_key(fixture("open_iscsi_secneg_none"), "SessionType", "Bogus");
-    assert_failed(
-        &m.step(&sec(true, Stage::Operational, k)),
-        LoginStatus::SESSION_TYPE_NOT_SUPPORTED,
-    );
+    assert_failed(&m.step(&sec(true, Stage::Operational, k)), LoginStatus::SESSION_TYPE_NOT_SUPPORTED);
 }
 
 #[test]
 fn unknown_target_is_not_found() {
     let mut m = machine(TestPolicy::open());
-    let k = with_key(
-        fixture("open_iscsi_secneg_none"),
-        "TargetName",
-        "iqn.2024-01.org.palisade:nope",
-    );
-    assert_failed(
-        &m.step(&sec(true, Stage::Operational, k)),
-        LoginStatus::NOT_FOUND,
-    );
+    let k = with_key(fixture("open_iscsi_secneg_none"), "TargetName", "iqn.2024-01.org.palisade:nope");
+    assert_failed(&m.step(&sec(true, Stage::Operational, k)), LoginStatus::NOT_FOUND);
 }
 
 #[test]
 fn reserved_and_backward_stages_are_initiator_errors() {
     let cases = [
-        request(
-            Stage::Reserved,
-            false,
-            Stage::Reserved,
-            fixture("open_iscsi_secneg_none"),
-        ),
-        request(
-            Stage::FullFeature,
-            false,
-            Stage::FullFeature,
-            fixture("open_iscsi_secneg_none"),
-        ),
-        request(
-            Stage::Security,
-            true,
-            Stage::Reserved,
-            fixture("open_iscsi_secneg_none"),
-        ),
-        request(
-            Stage::Security,
-            true,
-            Stage::Security,
-            fixture("open_iscsi_secneg_none"),
-        ),
-        request(
-            Stage::Operational,
-            true,
-            Stage::Security,
-            fixture("libiscsi_opneg_first"),
-        ),
-        request(
-            Stage::Operational,
-            true,
-            Stage::Operational,
-            fixture("libiscsi_opneg_first"),
-        ),
+        request(Stage::Reserved, false, Stage::Reserved, fixture("open_iscsi_secneg_none")),
+        request(Stage::FullFeature, false, Stage::FullFeature, fixture("open_iscsi_secneg_none")),
+        request(Stage::Security, true, Stage::Reserved, fixture("open_iscsi_secneg_none")),
+        request(Stage::Security, true, Stage::Security, fixture("open_iscsi_secneg_none")),
+        request(Stage::Operational, true, Stage::Security, fixture("libiscsi_opneg_first")),
+        request(Stage::Operational, true, Stage::Operational, fixture("libiscsi_opneg_first")),
     ];
     for req in cases {
         let mut m = machine(TestPolicy::open());
@@ -130,11 +81,7 @@ fn continue_with_transit_is_initiator_error() {
 #[test]
 fn request_in_the_wrong_stage_is_invalid_during_login() {
     let mut m = machine(TestPolicy::open());
-    assert_ok(&m.step(&sec(
-        true,
-        Stage::Operational,
-        fixture("open_iscsi_secneg_none"),
-    )));
+    assert_ok(&m.step(&sec(true, Stage::Operational, fixture("open_iscsi_secneg_none"))));
     // Back to the Security stage after the target agreed to leave it.
     let reply = m.step(&sec(false, Stage::Security, Vec::new()));
     assert_failed(&reply, LoginStatus::INVALID_DURING_LOGIN);
@@ -145,35 +92,20 @@ fn request_in_the_wrong_stage_is_invalid_during_login() {
 fn requests_after_the_end_are_invalid_during_login() {
     let mut m = machine(TestPolicy::open());
     completed(&m.step(&op(true, fixture("libiscsi_opneg_first"))));
-    assert_failed(
-        &m.step(&op(true, Vec::new())),
-        LoginStatus::INVALID_DURING_LOGIN,
-    );
+    assert_failed(&m.step(&op(true, Vec::new())), LoginStatus::INVALID_DURING_LOGIN);
 
     let mut m = machine(TestPolicy::open());
-    m.step(&op(
-        true,
-        without_key(fixture("libiscsi_opneg_first"), "InitiatorName"),
-    ));
-    assert_failed(
-        &m.step(&op(true, fixture("libiscsi_opneg_first"))),
-        LoginStatus::INVALID_DURING_LOGIN,
-    );
+    m.step(&op(true, without_key(fixture("libiscsi_opneg_first"), "InitiatorName")));
+    assert_failed(&m.step(&op(true, fixture("libiscsi_opneg_first"))), LoginStatus::INVALID_DURING_LOGIN);
 }
 
 #[test]
 fn changing_isid_tsih_or_cid_mid_login_is_initiator_error() {
-    for change in [
-        |r: &mut LoginRequest| r.isid[5] = 1,
-        |r: &mut LoginRequest| r.tsih = 9,
-        |r: &mut LoginRequest| r.cid = 2,
-    ] {
+    for change in
+        [|r: &mut LoginRequest| r.isid[5] = 1, |r: &mut LoginRequest| r.tsih = 9, |r: &mut LoginRequest| r.cid = 2]
+    {
         let mut m = machine(TestPolicy::open());
-        m.step(&sec(
-            true,
-            Stage::Operational,
-            fixture("open_iscsi_secneg_none"),
-        ));
+        m.step(&sec(true, Stage::Operational, fixture("open_iscsi_secneg_none")));
         let mut req = op(true, fixture("open_iscsi_opneg_normal"));
         change(&mut req);
         assert_failed(&m.step(&req), LoginStatus::INITIATOR_ERROR);
@@ -197,15 +129,8 @@ fn oversized_key_or_value_is_initiator_error() {
     let k = with_key(fixture("libiscsi_opneg_first"), &"K".repeat(64), "1");
     assert_failed(&m.step(&op(true, k)), LoginStatus::INITIATOR_ERROR);
     let mut m = machine(TestPolicy::open());
-    let k = with_key(
-        fixture("open_iscsi_secneg_none"),
-        "InitiatorAlias",
-        &"a".repeat(256),
-    );
-    assert_failed(
-        &m.step(&sec(true, Stage::Operational, k)),
-        LoginStatus::INITIATOR_ERROR,
-    );
+    let k = with_key(fixture("open_iscsi_secneg_none"), "InitiatorAlias", &"a".repeat(256));
+    assert_failed(&m.step(&sec(true, Stage::Operational, k)), LoginStatus::INITIATOR_ERROR);
 }
 
 #[test]
@@ -218,34 +143,18 @@ fn security_keys_in_operational_stage_are_initiator_errors() {
 #[test]
 fn identity_redeclared_with_another_value_is_initiator_error() {
     let mut m = machine(TestPolicy::open());
-    m.step(&sec(
-        true,
-        Stage::Operational,
-        fixture("libiscsi_secneg_offer_chap"),
-    ));
-    let k = with_key(
-        fixture("libiscsi_opneg_after_authmethod_none"),
-        "TargetName",
-        "iqn.2024-01.org.palisade:disk2",
-    );
+    m.step(&sec(true, Stage::Operational, fixture("libiscsi_secneg_offer_chap")));
+    let k = with_key(fixture("libiscsi_opneg_after_authmethod_none"), "TargetName", "iqn.2024-01.org.palisade:disk2");
     assert_failed(&m.step(&op(true, k)), LoginStatus::INITIATOR_ERROR);
 }
 
 #[test]
 fn endless_login_is_cut_off() {
     let mut m = machine(TestPolicy::open());
-    let ids = keys(&[
-        ("InitiatorName", "iqn.1994-05.com.example:a"),
-        ("TargetName", TARGET),
-    ]);
+    let ids = keys(&[("InitiatorName", "iqn.1994-05.com.example:a"), ("TargetName", TARGET)]);
     assert_ok(&m.step(&op(false, ids)));
-    let last = (0..100)
-        .map(|_| m.step(&op(false, Vec::new())))
-        .find(|r| r.outcome == LoginProgress::Failed);
-    assert_failed(
-        &last.expect("login must be cut off"),
-        LoginStatus::INITIATOR_ERROR,
-    );
+    let last = (0..100).map(|_| m.step(&op(false, Vec::new()))).find(|r| r.outcome == LoginProgress::Failed);
+    assert_failed(&last.expect("login must be cut off"), LoginStatus::INITIATOR_ERROR);
 }
 
 #[test]
@@ -260,20 +169,13 @@ fn stage_bits_round_trip() {
 fn operational_keys_in_security_stage_are_initiator_errors() {
     let mut m = machine(TestPolicy::open());
     let k = with_key(fixture("open_iscsi_secneg_none"), "MaxBurstLength", "65536");
-    assert_failed(
-        &m.step(&sec(true, Stage::Operational, k)),
-        LoginStatus::INITIATOR_ERROR,
-    );
+    assert_failed(&m.step(&sec(true, Stage::Operational, k)), LoginStatus::INITIATOR_ERROR);
 }
 
 #[test]
 fn unknown_keys_in_security_stage_are_not_understood() {
     let mut m = machine(TestPolicy::open());
-    let k = with_key(
-        fixture("open_iscsi_secneg_none"),
-        "X-com.example.Hello",
-        "1",
-    );
+    let k = with_key(fixture("open_iscsi_secneg_none"), "X-com.example.Hello", "1");
     let reply = m.step(&sec(true, Stage::Operational, k));
     assert_eq!(get(&reply, "X-com.example.Hello"), Some("NotUnderstood"));
     assert!(reply.transit);

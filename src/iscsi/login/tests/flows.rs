@@ -28,19 +28,11 @@ fn libiscsi_normal_login_in_one_operational_exchange() {
     for (key, value) in expected {
         assert_eq!(get(&reply, key), Some(value), "{key} in {:?}", reply.keys);
     }
-    assert_eq!(
-        reply.keys.len(),
-        expected.len(),
-        "no other keys: {:?}",
-        reply.keys
-    );
+    assert_eq!(reply.keys.len(), expected.len(), "no other keys: {:?}", reply.keys);
     assert_eq!(reply.csg, Stage::Operational);
     let result = completed(&reply);
     assert_eq!(result.session_type, SessionType::Normal);
-    assert_eq!(
-        result.initiator_name,
-        "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test"
-    );
+    assert_eq!(result.initiator_name, "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test");
     assert_eq!(result.target_name.as_deref(), Some(TARGET));
     assert_eq!(result.isid, ISID);
     assert_eq!(result.tsih_requested, 0);
@@ -48,20 +40,10 @@ fn libiscsi_normal_login_in_one_operational_exchange() {
     assert!(!p.header_digest && !p.data_digest);
     assert_eq!(p.max_recv_data_segment_length_target, 262_144);
     assert_eq!(p.max_recv_data_segment_length_initiator, 262_144);
-    assert_eq!(
-        (p.max_burst_length, p.first_burst_length),
-        (262_144, 262_144)
-    );
+    assert_eq!((p.max_burst_length, p.first_burst_length), (262_144, 262_144));
     assert!(!p.initial_r2t && p.immediate_data);
     assert_eq!((p.default_time2wait, p.default_time2retain), (2, 0));
-    assert_eq!(
-        (
-            p.max_outstanding_r2t,
-            p.max_connections,
-            p.error_recovery_level
-        ),
-        (1, 1, 0)
-    );
+    assert_eq!((p.max_outstanding_r2t, p.max_connections, p.error_recovery_level), (1, 1, 0));
     assert!(p.data_pdu_in_order && p.data_sequence_in_order);
 }
 
@@ -84,38 +66,21 @@ fn libiscsi_discovery_answers_normal_only_keys_irrelevant() {
     assert_eq!(get(&reply, "HeaderDigest"), Some("None"));
     assert_eq!(get(&reply, "ErrorRecoveryLevel"), Some("0"));
     assert_eq!(get(&reply, "MaxRecvDataSegmentLength"), Some("262144"));
-    assert_eq!(
-        get(&reply, "TargetPortalGroupTag"),
-        None,
-        "TPGT is for normal sessions"
-    );
+    assert_eq!(get(&reply, "TargetPortalGroupTag"), None, "TPGT is for normal sessions");
     let result = completed(&reply);
     assert_eq!(result.session_type, SessionType::Discovery);
     assert_eq!(result.target_name, None);
-    assert_eq!(
-        result.params.max_burst_length, 262_144,
-        "irrelevant keys keep defaults"
-    );
+    assert_eq!(result.params.max_burst_length, 262_144, "irrelevant keys keep defaults");
 }
 
 #[test]
 fn open_iscsi_normal_login_security_then_operational() {
     let mut m = machine(TestPolicy::open());
-    let first = m.step(&sec(
-        true,
-        Stage::Operational,
-        fixture("open_iscsi_secneg_none"),
-    ));
+    let first = m.step(&sec(true, Stage::Operational, fixture("open_iscsi_secneg_none")));
     assert_ok(&first);
-    assert_eq!(
-        first.keys,
-        keys(&[("TargetPortalGroupTag", "7"), ("AuthMethod", "None")])
-    );
+    assert_eq!(first.keys, keys(&[("TargetPortalGroupTag", "7"), ("AuthMethod", "None")]));
     assert!(first.transit);
-    assert_eq!(
-        (first.csg, first.nsg),
-        (Stage::Security, Stage::Operational)
-    );
+    assert_eq!((first.csg, first.nsg), (Stage::Security, Stage::Operational));
     assert_eq!(first.outcome, LoginProgress::Continue);
     assert_eq!(m.stage(), Stage::Operational);
 
@@ -139,44 +104,21 @@ fn open_iscsi_normal_login_security_then_operational() {
         "DataSequenceInOrder",
         "MaxRecvDataSegmentLength",
     ];
-    assert!(
-        second.keys.iter().all(|(k, _)| known.contains(&k.as_str())),
-        "{:?}",
-        second.keys
-    );
-    assert_eq!(
-        get(&second, "MaxBurstLength"),
-        Some("1048576"),
-        "min(16776192, our 1 MiB)"
-    );
-    assert_eq!(
-        get(&second, "MaxConnections"),
-        Some("1"),
-        "open-iscsi requires exactly 1"
-    );
-    assert_eq!(
-        get(&second, "ErrorRecoveryLevel"),
-        Some("0"),
-        "open-iscsi requires exactly 0"
-    );
+    assert!(second.keys.iter().all(|(k, _)| known.contains(&k.as_str())), "{:?}", second.keys);
+    assert_eq!(get(&second, "MaxBurstLength"), Some("1048576"), "min(16776192, our 1 MiB)");
+    assert_eq!(get(&second, "MaxConnections"), Some("1"), "open-iscsi requires exactly 1");
+    assert_eq!(get(&second, "ErrorRecoveryLevel"), Some("0"), "open-iscsi requires exactly 0");
     let result = completed(&second);
     assert_eq!(result.initiator_alias.as_deref(), Some("vm1"));
     assert_eq!(result.params.max_burst_length, 1_048_576);
     assert_eq!(result.params.first_burst_length, 262_144);
-    assert_eq!(
-        result.params.max_recv_data_segment_length_initiator,
-        262_144
-    );
+    assert_eq!(result.params.max_recv_data_segment_length_initiator, 262_144);
 }
 
 #[test]
 fn open_iscsi_discovery_login() {
     let mut m = machine(TestPolicy::open());
-    let first = m.step(&sec(
-        true,
-        Stage::Operational,
-        fixture("open_iscsi_secneg_discovery"),
-    ));
+    let first = m.step(&sec(true, Stage::Operational, fixture("open_iscsi_secneg_discovery")));
     assert_eq!(first.keys, keys(&[("AuthMethod", "None")]));
     assert!(first.transit);
     let second = m.step(&op(true, fixture("open_iscsi_opneg_discovery")));
@@ -190,11 +132,7 @@ fn open_iscsi_discovery_login() {
 fn security_straight_to_full_feature_keeps_default_segment_length() {
     // open-iscsi discovery with default settings may skip the Operational stage.
     let mut m = machine(TestPolicy::open());
-    let reply = m.step(&sec(
-        true,
-        Stage::FullFeature,
-        fixture("open_iscsi_secneg_discovery"),
-    ));
+    let reply = m.step(&sec(true, Stage::FullFeature, fixture("open_iscsi_secneg_discovery")));
     let result = completed(&reply);
     assert_eq!(reply.csg, Stage::Security);
     // We could not declare our MaxRecvDataSegmentLength, so the RFC default holds.
@@ -204,11 +142,7 @@ fn security_straight_to_full_feature_keeps_default_segment_length() {
 #[test]
 fn libiscsi_chap_offer_answered_none_then_identity_repeated() {
     let mut m = machine(TestPolicy::open());
-    let first = m.step(&sec(
-        true,
-        Stage::Operational,
-        fixture("libiscsi_secneg_offer_chap"),
-    ));
+    let first = m.step(&sec(true, Stage::Operational, fixture("libiscsi_secneg_offer_chap")));
     assert_eq!(get(&first, "AuthMethod"), Some("None"));
     assert!(first.transit);
     let second = m.step(&op(true, fixture("libiscsi_opneg_after_authmethod_none")));
@@ -219,10 +153,7 @@ fn libiscsi_chap_offer_answered_none_then_identity_repeated() {
 #[test]
 fn security_transit_without_authmethod_when_none_required() {
     let mut m = machine(TestPolicy::open());
-    let ids = keys(&[
-        ("InitiatorName", "iqn.1994-05.com.example:a"),
-        ("TargetName", TARGET),
-    ]);
+    let ids = keys(&[("InitiatorName", "iqn.1994-05.com.example:a"), ("TargetName", TARGET)]);
     let reply = m.step(&sec(true, Stage::Operational, ids));
     assert_ok(&reply);
     assert!(reply.transit);
@@ -234,11 +165,7 @@ fn target_alias_is_declared_in_first_response() {
     let mut policy = TestPolicy::open();
     policy.access.alias = Some("disk one".into());
     let mut m = machine(policy);
-    let reply = m.step(&sec(
-        true,
-        Stage::Operational,
-        fixture("open_iscsi_secneg_none"),
-    ));
+    let reply = m.step(&sec(true, Stage::Operational, fixture("open_iscsi_secneg_none")));
     assert_eq!(get(&reply, "TargetAlias"), Some("disk one"));
     let second = m.step(&op(true, fixture("open_iscsi_opneg_normal")));
     assert_eq!(get(&second, "TargetAlias"), None, "declared once");
@@ -251,18 +178,11 @@ fn acl_refusal_without_authentication_is_authorization_failure() {
     policy.allowed = vec!["iqn.1994-05.com.example:someone-else".into()];
     let mut m = machine(policy.clone());
     assert_failed(
-        &m.step(&sec(
-            true,
-            Stage::Operational,
-            fixture("open_iscsi_secneg_none"),
-        )),
+        &m.step(&sec(true, Stage::Operational, fixture("open_iscsi_secneg_none"))),
         LoginStatus::AUTHORIZATION_FAILURE,
     );
     let mut m = machine(policy);
-    assert_failed(
-        &m.step(&op(true, fixture("libiscsi_opneg_first"))),
-        LoginStatus::AUTHORIZATION_FAILURE,
-    );
+    assert_failed(&m.step(&op(true, fixture("libiscsi_opneg_first"))), LoginStatus::AUTHORIZATION_FAILURE);
 }
 
 #[test]
@@ -279,11 +199,7 @@ fn discovery_with_required_chap_refuses_none() {
     policy.discovery = Some(creds("disc", "discovery-secret"));
     let mut m = machine(policy);
     assert_failed(
-        &m.step(&sec(
-            true,
-            Stage::Operational,
-            fixture("open_iscsi_secneg_discovery"),
-        )),
+        &m.step(&sec(true, Stage::Operational, fixture("open_iscsi_secneg_discovery"))),
         LoginStatus::AUTHENTICATION_FAILURE,
     );
 }
@@ -301,15 +217,8 @@ fn continued_text_is_buffered_until_the_final_request() {
     assert_eq!(partial.outcome, LoginProgress::Continue);
     let reply = m.step(&op(true, tail.to_vec()));
     let result = completed(&reply);
-    assert_eq!(
-        result.initiator_name,
-        "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test"
-    );
-    assert_eq!(
-        get(&reply, "HeaderDigest"),
-        Some("None"),
-        "keys of the continued part answered"
-    );
+    assert_eq!(result.initiator_name, "iqn.2007-10.com.github:sahlberg:libiscsi:iscsi-test");
+    assert_eq!(get(&reply, "HeaderDigest"), Some("None"), "keys of the continued part answered");
 }
 
 #[test]

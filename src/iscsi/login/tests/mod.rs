@@ -63,10 +63,7 @@ pub fn fixture(name: &str) -> Vec<(String, String)> {
 }
 
 pub fn keys(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
 /// Replace or append one key of a key list.
@@ -108,10 +105,7 @@ pub fn op(transit: bool, keys: Vec<(String, String)>) -> LoginRequest {
 }
 
 pub fn creds(user: &str, secret: &str) -> ChapCredentials {
-    ChapCredentials {
-        user: user.into(),
-        secret: secret.as_bytes().to_vec(),
-    }
+    ChapCredentials { user: user.into(), secret: secret.as_bytes().to_vec() }
 }
 
 #[derive(Clone)]
@@ -125,12 +119,7 @@ pub struct TestPolicy {
 impl TestPolicy {
     pub fn open() -> Self {
         TestPolicy {
-            access: TargetAccess {
-                initiator_allowed: true,
-                chap: None,
-                mutual_chap: None,
-                alias: None,
-            },
+            access: TargetAccess { initiator_allowed: true, chap: None, mutual_chap: None, alias: None },
             allowed: Vec::new(),
             discovery: None,
         }
@@ -146,8 +135,7 @@ impl TestPolicy {
 impl LoginPolicy for TestPolicy {
     fn target(&self, target_name: &str, initiator_name: &str) -> Option<TargetAccess> {
         (target_name == TARGET).then(|| TargetAccess {
-            initiator_allowed: self.allowed.is_empty()
-                || self.allowed.iter().any(|i| i == initiator_name),
+            initiator_allowed: self.allowed.is_empty() || self.allowed.iter().any(|i| i == initiator_name),
             ..self.access.clone()
         })
     }
@@ -169,9 +157,7 @@ pub fn counting_source() -> RandomSource {
 }
 
 pub fn machine_with(policy: TestPolicy, limits: TargetLimits) -> LoginMachine {
-    LoginMachine::new(limits, Arc::new(policy))
-        .with_portal_group_tag(7)
-        .with_random_source(counting_source())
+    LoginMachine::new(limits, Arc::new(policy)).with_portal_group_tag(7).with_random_source(counting_source())
 }
 
 pub fn machine(policy: TestPolicy) -> LoginMachine {
@@ -179,11 +165,7 @@ pub fn machine(policy: TestPolicy) -> LoginMachine {
 }
 
 pub fn get<'a>(reply: &'a LoginReply, key: &str) -> Option<&'a str> {
-    reply
-        .keys
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
+    reply.keys.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
 pub fn assert_failed(reply: &LoginReply, status: LoginStatus) {
@@ -199,10 +181,7 @@ pub fn assert_ok(reply: &LoginReply) {
 
 pub fn completed(reply: &LoginReply) -> &LoginResult {
     assert_ok(reply);
-    assert!(
-        reply.transit && reply.nsg == Stage::FullFeature,
-        "reply: {reply:?}"
-    );
+    assert!(reply.transit && reply.nsg == Stage::FullFeature, "reply: {reply:?}");
     match &reply.outcome {
         LoginProgress::Complete(result) => result,
         other => panic!("login not complete: {other:?}"),
