@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh — the project's one test command (also what CI runs through .ci/run):
 #   1. scripts/install-deps.sh    tools and the VM image (fast when present)
-#   2. cargo build                 the workspace with its tests (debug)
+#   2. cargo build                 the workspace with its tests (debug); then cargo fmt --check
+#                                  (workspace + fuzz/) and cargo clippy --all-targets -D warnings
 #   3. cargo test --workspace      unit tests + integration tests of the real binary:
 #                                  libiscsi clients, iscsi-test-cu conformance, Linux initiator in a VM
 #   4. scripts/fuzz-smoke.sh       if present (short fuzz run; the hook is filled by the fuzz work)
@@ -29,6 +30,9 @@ phase() {  # phase NAME LOGFILE COMMAND... : runs, tees output, records time and
 
 phase "install-deps" "$LOGS/install-deps.log" bash scripts/install-deps.sh || { printf '%s\n' "${SUMMARY[@]}"; exit 1; }
 phase "cargo build" "$LOGS/build.log" cargo build --workspace --all-targets || { printf '%s\n' "${SUMMARY[@]}"; exit 1; }
+# Style and lints fail the run but do not stop the tests: one report shows everything wrong.
+phase "cargo fmt --check" "$LOGS/fmt.log" bash -c 'cargo fmt --all --check && cd fuzz && cargo fmt --all --check'
+phase "cargo clippy" "$LOGS/clippy.log" cargo clippy --workspace --all-targets -- -D warnings
 rm -f target/conformance/palisade.tsv  # only this run's conformance results count
 phase "cargo test" "$LOGS/cargo-test.log" cargo test --workspace --no-fail-fast
 if [ -f scripts/fuzz-smoke.sh ]; then
