@@ -6,7 +6,8 @@
 //!
 //! The disk-full and I/O-error tests mount a size-limited tmpfs and a loop-mounted ext4 (which
 //! is then shut down with EXT4_IOC_SHUTDOWN, so every read and write of the file fails with
-//! EIO); they need root and skip, saying why, only when the mount itself is refused.
+//! EIO); they need root (CI and the test machines run as root) and fail, saying why, when a
+//! mount or mkfs is refused: a fault test that did not run must not pass.
 
 mod common;
 mod hardening;
@@ -120,24 +121,20 @@ fn resets_mid_write_and_mid_read_leak_nothing_and_lose_no_acknowledged_write() {
     assert!(!s.log().contains("panicked"));
 }
 
-/// Mounts `fstype` at `at` with `options`; None (with the reason printed) when refused.
+/// A file system mounted at a test folder, unmounted on drop.
 struct Mount(PathBuf);
 
 impl Mount {
-    fn new(args: &[&str], at: &Path) -> Option<Mount> {
+    /// Mounts with `mount ARGS AT`; panics with mount's reason when refused (needs root).
+    fn new(args: &[&str], at: &Path) -> Mount {
         std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount").args(args).arg(at).output();
-        match out {
-            Ok(o) if o.status.success() => Some(Mount(at.to_path_buf())),
-            Ok(o) => {
-                eprintln!("SKIP: mount {args:?} refused: {}", String::from_utf8_lossy(&o.stderr).trim());
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIP: cannot run mount: {e}");
-                None
-            }
-        }
+        let out = Command::new("mount").args(args).arg(at).output().expect("cannot run mount");
+        assert!(
+            out.status.success(),
+            "mount {args:?} refused (this test needs root): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Mount(at.to_path_buf())
     }
 }
 
@@ -165,7 +162,7 @@ fn other_lun_works(ini: &mut RawInitiator, round: u32) {
 #[test]
 fn disk_full_is_space_allocation_failed_and_the_server_keeps_serving() {
     let dir = unique_dir("palisade-diskfull");
-    let Some(mount) = Mount::new(&["-t", "tmpfs", "-o", "size=4m", "tmpfs"], &dir.join("small")) else { return };
+    let mount = Mount::new(&["-t", "tmpfs", "-o", "size=4m", "tmpfs"], &dir.join("small"));
     let lun_path = mount.0.join("lun0.img");
     let mut s = Server::start(&target_toml(&two_luns(&lun_path.to_string_lossy()), ""), free_port(), &dir);
     let mut ini = RawInitiator::login_ok(&s.portal(), &opts(1));
@@ -218,11 +215,8 @@ fn backing_file_io_errors_are_medium_errors_and_the_server_keeps_serving() {
     let image = dir.join("ext4.img");
     std::fs::File::create(&image).unwrap().set_len(128 << 20).unwrap();
     let mkfs = Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image).output();
-    if !mkfs.as_ref().is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIP: mkfs.ext4 unavailable or failed: {mkfs:?}");
-        return;
-    }
-    let Some(mount) = Mount::new(&["-o", "loop", &image.to_string_lossy()], &dir.join("disk")) else { return };
+    assert!(mkfs.as_ref().is_ok_and(|o| o.status.success()), "mkfs.ext4 (e2fsprogs) failed: {mkfs:?}");
+    let mount = Mount::new(&["-o", "loop", &image.to_string_lossy()], &dir.join("disk"));
     let lun_path = mount.0.join("lun0.img");
     let mut s = Server::start(&target_toml(&two_luns(&lun_path.to_string_lossy()), ""), free_port(), &dir);
     let mut ini = RawInitiator::login_ok(&s.portal(), &opts(1));
