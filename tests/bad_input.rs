@@ -240,6 +240,44 @@ fn data_digest_error_on_unsolicited_data_out_aborts_the_command_and_writes_nothi
 }
 
 #[test]
+fn a_failed_data_out_is_reported_in_the_luns_sense_format() {
+    let mut t = start("[session]\ninitial_r2t = false\nimmediate_data = true\n");
+    let mut ini = login(&t, plain().digests(true, true).key("InitialR2T", "No").key("ImmediateData", "Yes"));
+    // D_SENSE=1 in the control mode page (SPC-4 §7.5.8, byte 2 bit 2): MODE SENSE(6) with DBD,
+    // set the bit, MODE SELECT(6) with PF and the mode data length zeroed.
+    let sensed = ini.exec_good(0, &[0x1a, 0x08, 0x0a, 0, 255, 0], 255, &[]);
+    let page_at = 4 + sensed[3] as usize;
+    let mut param = sensed[..page_at + 12].to_vec();
+    param[0] = 0;
+    param[page_at + 2] |= 0x04;
+    ini.exec_good(0, &[0x15, 0x10, 0, 0, param.len() as u8, 0], 0, &param);
+    // A write whose unsolicited Data-Out fails its digest ends with CHECK CONDITION, ABORTED
+    // COMMAND, 47h/05h (RFC 7143 §7.8 b), now in descriptor format (SPC-4 §4.5.2): the SCSI
+    // layer encodes every sense, with the LUN's setting.
+    let data = vec![0xcdu8; 1024];
+    let mut cmd = ini.command(0, &write10_cdb(300, 2), 0, 1024, &data[..512]);
+    cmd.final_bit = false;
+    ini.send(&cmd.encode());
+    let dout = DataOut {
+        final_bit: true,
+        lun: 0,
+        itt: cmd.itt,
+        ttt: RESERVED_TAG,
+        exp_stat_sn: ini.exp_stat_sn,
+        data_sn: 0,
+        buffer_offset: 512,
+        data: Bytes::copy_from_slice(&data[512..]),
+    };
+    let wire = corrupt_data_digest(ini.wire(&dout.encode()));
+    send_expecting_reject(&mut ini, &wire, reject_reason::DATA_DIGEST_ERROR);
+    let out = ini.complete(cmd.itt, 0, &[]);
+    assert_sense(&out, ABORTED_COMMAND, 0x47, 0x05);
+    assert_eq!(out.sense.as_ref().expect("sense")[0] & 0x7f, 0x72, "descriptor format: {:02x?}", out.sense);
+    assert_eq!(ini.read10(0, 300, 2), vec![0u8; 1024], "nothing of the failed write landed");
+    assert_healthy(&mut t);
+}
+
+#[test]
 fn data_segment_over_max_recv_data_segment_length_is_rejected_and_the_connection_closed() {
     let mut t = start("[session]\nmax_recv_data_segment_length = 4096\n");
     let mut ini = login(&t, plain());

@@ -24,7 +24,7 @@ use super::session::{RunningTask, Session};
 use super::transfer::{Transfer, TransferResult};
 use super::writer::{StatSn, WriterHandle};
 use crate::metrics::CommandProbe;
-use crate::scsi::{Completion, DataOut, Prepared, ScsiTask, Sense, SenseReason, TaskAttr};
+use crate::scsi::{Completion, DataOut, Prepared, ScsiTask, TaskAttr};
 
 /// What the command task will run once its data is in.
 enum Exec {
@@ -74,17 +74,12 @@ impl FullFeature {
             expected_data_in_len: if cmd.read { cmd.expected_data_transfer_length } else { 0 },
             expected_data_out_len: if cmd.write { cmd.expected_data_transfer_length } else { 0 },
         };
-        let (exec, needed) = if !cmd.extended_cdb.is_empty() {
-            // CDBs longer than 16 bytes (variable-length, opcode 0x7f) are not implemented.
-            (Exec::Answered(Completion::check_condition(Sense::from(SenseReason::InvalidOpcode).encode(false))), 0)
-        } else {
-            match target.scsi.prepare(task) {
-                Ok(p) => {
-                    let n = p.data_out_len();
-                    (Exec::Ready(p), n)
-                }
-                Err(c) => (Exec::Answered(c), 0),
+        let (exec, needed) = match target.scsi.prepare(task) {
+            Ok(p) => {
+                let n = p.data_out_len();
+                (Exec::Ready(p), n)
             }
+            Err(c) => (Exec::Answered(c), 0),
         };
         let shape = ResponseShape {
             lun: cmd.lun,
@@ -271,7 +266,10 @@ async fn run_command(
                 // CHECK CONDITION, ABORTED COMMAND; nothing of its data is written.
                 debug!(?reason, "write data sequence failed");
                 shape.r2t_count = r2t_count;
-                let c = Completion::check_condition(Sense::from(reason).encode(false));
+                let session = &guard.session;
+                // Commands run only in normal sessions, which have both (on_command checks).
+                let (Some(target), Some(nexus)) = (&session.target, &session.nexus) else { return };
+                let c = target.scsi.data_out_failed(nexus, shape.lun, reason);
                 guard.release_slot();
                 record(&mut guard.probe, &shape, &c);
                 if guard.claim_response() {

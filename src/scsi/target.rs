@@ -148,6 +148,13 @@ impl ScsiTarget {
         self.luns.get(&id).filter(|_| self.masking.permits(&nexus.initiator_name, id))
     }
 
+    /// The answer to a command whose Data-Out could not be trusted (a digest failed, a
+    /// sequence rule broke): CHECK CONDITION with `reason`, in the LUN's sense format.
+    pub fn data_out_failed(&self, nexus: &ItNexus, lun_field: u64, reason: SenseReason) -> Completion {
+        let d_sense = self.visible_lun(nexus, lun_field).is_some_and(|l| l.mode().d_sense);
+        Completion::check_condition(Sense::from(reason).encode(d_sense))
+    }
+
     /// LUN ids visible to this nexus, ascending.
     pub fn visible_luns(&self, nexus: &ItNexus) -> Vec<u64> {
         self.luns.keys().copied().filter(|&id| self.masking.permits(&nexus.initiator_name, id)).collect()
@@ -158,8 +165,12 @@ impl ScsiTarget {
         let lun = self.visible_lun(&task.nexus, task.lun).cloned();
         let d_sense = lun.as_ref().is_some_and(|l| l.mode().d_sense);
         let fail = |sense: Sense| Completion::check_condition(sense.encode(d_sense));
-        if task.cdb_len == 0 || task.cdb_len > task.cdb.len() {
-            // CDBs longer than 16 bytes (extended CDB AHS) are not supported.
+        if task.cdb_len > task.cdb.len() {
+            // CDBs longer than 16 bytes (RFC 7143 §11.3.1 extended CDB AHS; SPC-4 §4.2.3
+            // variable-length CDBs, opcode 7Fh) are not implemented.
+            return Err(fail(SenseReason::InvalidOpcode.into()));
+        }
+        if task.cdb_len == 0 {
             return Err(fail(Sense::invalid_cdb_field(0, None)));
         }
         let cdb = &task.cdb[..task.cdb_len];

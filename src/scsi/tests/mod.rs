@@ -147,10 +147,11 @@ async fn unknown_opcode_lun_and_cdb_errors() {
     let c = run(&t, &n, 0, &rw10(0x28, 0x20, 0, 1), &[]).await;
     assert_eq!(sense_code(&c), (5, 0x24, 0));
     assert_eq!(&c.sense.as_ref().unwrap()[15..18], &[0xCD, 0, 1]);
-    // A CDB claiming more than 16 bytes.
-    let mut long = task(&n, 0, &[0; 6], 0);
+    // A CDB of more than 16 bytes (an extended CDB AHS, e.g. a variable-length 7Fh CDB): not
+    // implemented, INVALID COMMAND OPERATION CODE, as the transport used to answer it.
+    let mut long = task(&n, 0, &[0x7F; 6], 0);
     long.cdb_len = 32;
-    assert_eq!(sense_code(&t.prepare(long).unwrap_err()), (5, 0x24, 0));
+    assert_eq!(sense_code(&t.prepare(long).unwrap_err()), (5, 0x20, 0));
 }
 
 #[tokio::test]
