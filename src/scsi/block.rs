@@ -2,7 +2,7 @@
 //! `IoOp::execute` does the backend I/O under the LUN's range lock (see range_lock.rs).
 //! Read-compare-write commands live in compare.rs, provisioning commands in provisioning.rs.
 
-use super::commands::Command;
+use super::commands::{Command, CommandInfo};
 use super::compare;
 use super::limits;
 use super::lun::Lun;
@@ -49,27 +49,6 @@ pub(crate) fn be64(b: &[u8]) -> u64 {
     u64::from_be_bytes(b[..8].try_into().expect("8 bytes"))
 }
 
-/// (LBA, transfer length, byte offset of the transfer length field) per CDB layout.
-fn lba_and_length(command: Command, cdb: &[u8]) -> (u64, u64, usize) {
-    use Command::*;
-    match command {
-        // SBC-3 §5.9/§5.35: 21-bit LBA; transfer length 0 means 256 blocks.
-        Read6 | Write6 => {
-            let lba = (((cdb[1] & 0x1F) as u64) << 16) | be16(&cdb[2..4]);
-            let len = if cdb[4] == 0 { 256 } else { cdb[4] as u64 };
-            (lba, len, 4)
-        }
-        Read10 | Write10 | Verify10 | WriteVerify10 | SynchronizeCache10 | WriteSame10 | PreFetch10 => {
-            (be32(&cdb[2..6]), be16(&cdb[7..9]), 7)
-        }
-        Unmap => (0, 0, 7),
-        Read12 | Write12 | Verify12 | WriteVerify12 => (be32(&cdb[2..6]), be32(&cdb[6..10]), 6),
-        // SBC-3 §5.3: NUMBER OF LOGICAL BLOCKS is byte 13.
-        CompareAndWrite => (be64(&cdb[2..10]), cdb[13] as u64, 13),
-        _ => (be64(&cdb[2..10]), be32(&cdb[10..14]), 10),
-    }
-}
-
 /// SBC-3 §4.5: the range [lba, lba + blocks) must lie within the medium.
 pub(crate) fn check_range(lun: &Lun, lba: u64, blocks: u64) -> Result<(), Sense> {
     match lba.checked_add(blocks) {
@@ -89,9 +68,10 @@ pub(crate) fn check_writable(lun: &Lun) -> Result<(), Sense> {
     Ok(())
 }
 
-pub(crate) fn prepare_io(command: Command, cdb: &[u8], lun: &Lun, expected_data_out_len: u32) -> Result<IoOp, Sense> {
+pub(crate) fn prepare_io(info: &CommandInfo, cdb: &[u8], lun: &Lun, expected_data_out_len: u32) -> Result<IoOp, Sense> {
     use Command::*;
-    let (lba, blocks, length_at) = lba_and_length(command, cdb);
+    let command = info.command;
+    let (lba, blocks, length_at) = info.layout.read(cdb);
     let bs = lun.block_size() as u64;
     let fua = cdb[1] & 0x08 != 0 && !matches!(command, Read6 | Write6);
     // SBC-3 §6.5.3 MAXIMUM TRANSFER LENGTH: larger transfers are refused, never allocated.

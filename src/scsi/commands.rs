@@ -1,7 +1,13 @@
-//! The command table: every implemented opcode with its CDB usage mask (SPC-4 §6.35.3, the
-//! same bits REPORT SUPPORTED OPERATION CODES reports), so CDB validation is generic.
+//! The command table: one row per implemented opcode (and service action) carrying the
+//! command's policy as data — CDB usage mask (SPC-4 §6.35.3, the same bits REPORT SUPPORTED
+//! OPERATION CODES reports), how it fares under another nexus' reservation, whether it is
+//! answered without a logical unit, where its LBA and transfer length sit — and the handler
+//! that runs it, so adding a command touches one row (FreeBSD CTL's command table is the model).
+//! Lookups go through a per-opcode index built at compile time.
 
+use super::block::{be16, be32, be64};
 use super::sense::{Sense, SenseReason};
+use crate::pr::PrClass;
 
 /// Which handler runs a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,195 +62,318 @@ pub(crate) enum Command {
     PersistentReserveOut,
 }
 
+/// How a command fares under a persistent reservation held by another I_T nexus (SPC-4
+/// §5.13.1 Table 66, SBC-3 §4.17 Table 13), before the reservation type is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PrPolicy {
+    Allowed,
+    Reads,
+    Writes,
+    /// SPC-2 RESERVE/RELEASE: decided by SPC-4 §5.13.3 (CRH = 1), not by the conflict table.
+    Spc2,
+    /// SBC-3 Table 13: START STOP UNIT with START=1 and no power condition is allowed, any
+    /// other form is treated as a write.
+    StartStop,
+}
+
+impl PrPolicy {
+    fn class(self, cdb: &[u8]) -> PrClass {
+        match self {
+            PrPolicy::Allowed => PrClass::Allowed,
+            PrPolicy::Reads => PrClass::Read,
+            PrPolicy::Writes => PrClass::Write,
+            PrPolicy::Spc2 => PrClass::Spc2,
+            PrPolicy::StartStop if cdb[4] & 0x01 != 0 && cdb[4] >> 4 == 0 => PrClass::Allowed,
+            PrPolicy::StartStop => PrClass::Write,
+        }
+    }
+}
+
+/// Where a block command keeps its LOGICAL BLOCK ADDRESS and TRANSFER LENGTH (SBC-3 §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LbaLayout {
+    NoLba,
+    /// SBC-3 §5.9/§5.35: 21-bit LBA in bytes 1-3; transfer length byte 4, zero meaning 256.
+    Lba6,
+    /// 32-bit LBA in bytes 2-5, 16-bit length in bytes 7-8.
+    Lba10,
+    /// 32-bit LBA in bytes 2-5, 32-bit length in bytes 6-9.
+    Lba12,
+    /// 64-bit LBA in bytes 2-9, 32-bit length in bytes 10-13.
+    Lba16,
+    /// SBC-3 §5.3 COMPARE AND WRITE: 64-bit LBA, NUMBER OF LOGICAL BLOCKS in byte 13.
+    Lba16Count8,
+}
+
+impl LbaLayout {
+    /// (LBA, transfer length in blocks, CDB byte of the transfer length field).
+    pub(crate) fn read(self, cdb: &[u8]) -> (u64, u64, usize) {
+        match self {
+            LbaLayout::NoLba => (0, 0, 0),
+            LbaLayout::Lba6 => {
+                let lba = (((cdb[1] & 0x1F) as u64) << 16) | be16(&cdb[2..4]);
+                (lba, if cdb[4] == 0 { 256 } else { cdb[4] as u64 }, 4)
+            }
+            LbaLayout::Lba10 => (be32(&cdb[2..6]), be16(&cdb[7..9]), 7),
+            LbaLayout::Lba12 => (be32(&cdb[2..6]), be32(&cdb[6..10]), 6),
+            LbaLayout::Lba16 => (be64(&cdb[2..10]), be32(&cdb[10..14]), 10),
+            LbaLayout::Lba16Count8 => (be64(&cdb[2..10]), cdb[13] as u64, 13),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct CommandInfo {
     pub opcode: u8,
     /// Service action (CDB byte 1 bits 4..0) for commands that have one.
     pub service_action: Option<u8>,
+    /// The handler that runs it.
     pub command: Command,
     /// CDB usage data: byte 0 is the opcode, every other byte the bits this target accepts.
     pub usage: &'static [u8],
+    pub pr: PrPolicy,
+    pub layout: LbaLayout,
+    /// INQUIRY (SPC-4 §6.6), REPORT LUNS (§6.33) and REQUEST SENSE (§6.39) are answered for any
+    /// LUN, present or not, and (SAM-5 §5.14) neither report nor clear unit attentions.
+    pub without_lun: bool,
+    /// SPC-2 §5.5.1: runs while another I_T nexus holds an SPC-2 reservation; RELEASE from a
+    /// non-holder succeeds without effect (SPC-2 §7.17).
+    pub under_spc2_reservation: bool,
 }
 
-/// INQUIRY (SPC-4 §6.6), REPORT LUNS (§6.33) and REQUEST SENSE (§6.39) are answered for any
-/// LUN, present or not, and (SAM-5 §5.14) neither report nor clear unit attentions.
-pub(crate) fn answers_without_lun(opcode: u8) -> bool {
-    matches!(opcode, 0x12 | 0xA0 | 0x03)
+impl CommandInfo {
+    /// SPC-4 §5.13.1 class of this CDB, re-checked under the fencing gate at execution.
+    pub(crate) fn pr_class(&self, cdb: &[u8]) -> PrClass {
+        self.pr.class(cdb)
+    }
 }
 
-/// SPC-2 §5.5.1 (reservations): commands another I_T nexus may still run while the logical
-/// unit is reserved; RELEASE from a non-holder succeeds without effect (SPC-2 §7.17).
-pub(crate) fn allowed_when_reserved(command: Command) -> bool {
-    matches!(
+const fn row(opcode: u8, command: Command, pr: PrPolicy, layout: LbaLayout, usage: &'static [u8]) -> CommandInfo {
+    CommandInfo {
+        opcode,
+        service_action: None,
         command,
-        Command::Inquiry | Command::ReportLuns | Command::RequestSense | Command::Release6 | Command::Release10
-    )
+        usage,
+        pr,
+        layout,
+        without_lun: false,
+        under_spc2_reservation: false,
+    }
 }
 
-const fn cmd(opcode: u8, command: Command, usage: &'static [u8]) -> CommandInfo {
-    CommandInfo { opcode, service_action: None, command, usage }
-}
-
-const fn cmd_sa(opcode: u8, sa: u8, command: Command, usage: &'static [u8]) -> CommandInfo {
-    CommandInfo { opcode, service_action: Some(sa), command, usage }
+impl CommandInfo {
+    const fn service_action(mut self, sa: u8) -> Self {
+        self.service_action = Some(sa);
+        self
+    }
+    const fn without_lun(mut self) -> Self {
+        self.without_lun = true;
+        self
+    }
+    const fn under_spc2_reservation(mut self) -> Self {
+        self.under_spc2_reservation = true;
+        self
+    }
 }
 
 use Command::*;
+use LbaLayout::*;
+use PrPolicy::*;
 
 /// Sorted by opcode then service action; REPORT SUPPORTED OPERATION CODES lists it as is.
 /// Usage masks: DPO|FUA = 0x18 in READ/WRITE byte 1; group number bits accepted and ignored;
 /// protection fields (RDPROTECT/WRPROTECT/VRPROTECT/ORPROTECT) rejected since no protection is
 /// offered; ANCHOR (WRITE SAME, UNMAP) rejected since ANC_SUP is zero (SBC-3 §6.6.4).
 pub(crate) static COMMANDS: &[CommandInfo] = &[
-    cmd(0x00, TestUnitReady, &[0x00, 0, 0, 0, 0, 0]),
-    cmd(0x03, RequestSense, &[0x03, 0x01, 0, 0, 0xFF, 0]),
-    cmd(0x08, Read6, &[0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0]),
-    cmd(0x0A, Write6, &[0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0]),
-    cmd(0x12, Inquiry, &[0x12, 0x01, 0xFF, 0xFF, 0xFF, 0]),
-    cmd(0x15, ModeSelect6, &[0x15, 0x10, 0, 0, 0xFF, 0]),
-    cmd(0x16, Reserve6, &[0x16, 0, 0, 0, 0, 0]),
-    cmd(0x17, Release6, &[0x17, 0, 0, 0, 0, 0]),
-    cmd(0x1A, ModeSense6, &[0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0]),
-    cmd(0x1B, StartStopUnit, &[0x1B, 0x01, 0, 0x0F, 0xF7, 0]),
-    cmd(0x25, ReadCapacity10, &[0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0]),
-    cmd(0x28, Read10, &[0x28, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
-    cmd(0x2A, Write10, &[0x2A, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
-    cmd(0x2E, WriteVerify10, &[0x2E, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
-    cmd(0x2F, Verify10, &[0x2F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
-    cmd(0x34, PreFetch10, &[0x34, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
-    cmd(0x35, SynchronizeCache10, &[0x35, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
-    cmd(0x37, ReadDefectData10, &[0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
-    cmd(0x41, WriteSame10, &[0x41, 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
-    cmd(0x42, Unmap, &[0x42, 0, 0, 0, 0, 0, 0x1F, 0xFF, 0xFF, 0]),
-    cmd(0x55, ModeSelect10, &[0x55, 0x10, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
-    cmd(0x56, Reserve10, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-    cmd(0x57, Release10, &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-    cmd(0x5A, ModeSense10, &[0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0]),
+    row(0x00, TestUnitReady, Allowed, NoLba, &[0x00, 0, 0, 0, 0, 0]),
+    row(0x03, RequestSense, Allowed, NoLba, &[0x03, 0x01, 0, 0, 0xFF, 0]).without_lun().under_spc2_reservation(),
+    row(0x08, Read6, Reads, Lba6, &[0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0]),
+    row(0x0A, Write6, Writes, Lba6, &[0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0]),
+    row(0x12, Inquiry, Allowed, NoLba, &[0x12, 0x01, 0xFF, 0xFF, 0xFF, 0]).without_lun().under_spc2_reservation(),
+    row(0x15, ModeSelect6, Writes, NoLba, &[0x15, 0x10, 0, 0, 0xFF, 0]),
+    row(0x16, Reserve6, Spc2, NoLba, &[0x16, 0, 0, 0, 0, 0]),
+    row(0x17, Release6, Spc2, NoLba, &[0x17, 0, 0, 0, 0, 0]).under_spc2_reservation(),
+    row(0x1A, ModeSense6, Reads, NoLba, &[0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0]),
+    row(0x1B, StartStopUnit, StartStop, NoLba, &[0x1B, 0x01, 0, 0x0F, 0xF7, 0]),
+    row(0x25, ReadCapacity10, Allowed, NoLba, &[0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0]),
+    row(0x28, Read10, Reads, Lba10, &[0x28, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
+    row(0x2A, Write10, Writes, Lba10, &[0x2A, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
+    row(0x2E, WriteVerify10, Writes, Lba10, &[0x2E, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
+    row(0x2F, Verify10, Reads, Lba10, &[0x2F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
+    row(0x34, PreFetch10, Reads, Lba10, &[0x34, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
+    row(0x35, SynchronizeCache10, Writes, Lba10, &[0x35, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
+    row(0x37, ReadDefectData10, Reads, NoLba, &[0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
+    row(0x41, WriteSame10, Writes, Lba10, &[0x41, 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
+    row(0x42, Unmap, Writes, NoLba, &[0x42, 0, 0, 0, 0, 0, 0x1F, 0xFF, 0xFF, 0]),
+    row(0x55, ModeSelect10, Writes, NoLba, &[0x55, 0x10, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
+    row(0x56, Reserve10, Spc2, NoLba, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    row(0x57, Release10, Spc2, NoLba, &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0]).under_spc2_reservation(),
+    row(0x5A, ModeSense10, Reads, NoLba, &[0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0]),
     // SPC-4 §6.14 PERSISTENT RESERVE IN: READ KEYS, READ RESERVATION, REPORT CAPABILITIES,
-    // READ FULL STATUS. §6.15 PERSISTENT RESERVE OUT: service actions 0-7, SCOPE/TYPE byte 2.
-    cmd_sa(0x5E, 0x00, PersistentReserveIn, PRIN_USAGE),
-    cmd_sa(0x5E, 0x01, PersistentReserveIn, PRIN_USAGE),
-    cmd_sa(0x5E, 0x02, PersistentReserveIn, PRIN_USAGE),
-    cmd_sa(0x5E, 0x03, PersistentReserveIn, PRIN_USAGE),
-    cmd_sa(0x5F, 0x00, PersistentReserveOut, PROUT_USAGE),
-    cmd_sa(0x5F, 0x01, PersistentReserveOut, PROUT_USAGE),
-    cmd_sa(0x5F, 0x02, PersistentReserveOut, PROUT_USAGE),
-    cmd_sa(0x5F, 0x03, PersistentReserveOut, PROUT_USAGE),
-    cmd_sa(0x5F, 0x04, PersistentReserveOut, PROUT_USAGE),
-    cmd_sa(0x5F, 0x05, PersistentReserveOut, PROUT_USAGE),
-    cmd_sa(0x5F, 0x06, PersistentReserveOut, PROUT_USAGE),
-    cmd_sa(0x5F, 0x07, PersistentReserveOut, PROUT_USAGE),
-    cmd_sa(0x83, 0x00, ExtendedCopy, &[0x83, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
-    cmd_sa(0x84, 0x00, ReceiveCopyStatus, &[0x84, 0x1F, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
-    cmd_sa(
+    // READ FULL STATUS. §6.15 PERSISTENT RESERVE OUT: service actions 0-7, SCOPE/TYPE byte 2;
+    // its service actions decide their own conflicts (SPC-4 §5.13.2, pr/apply.rs).
+    row(0x5E, PersistentReserveIn, Allowed, NoLba, PRIN_USAGE).service_action(0x00),
+    row(0x5E, PersistentReserveIn, Allowed, NoLba, PRIN_USAGE).service_action(0x01),
+    row(0x5E, PersistentReserveIn, Allowed, NoLba, PRIN_USAGE).service_action(0x02),
+    row(0x5E, PersistentReserveIn, Allowed, NoLba, PRIN_USAGE).service_action(0x03),
+    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x00),
+    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x01),
+    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x02),
+    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x03),
+    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x04),
+    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x05),
+    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x06),
+    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x07),
+    // EXTENDED COPY is judged as a write here and again for each LU it touches.
+    row(0x83, ExtendedCopy, Writes, NoLba, &[0x83, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0])
+        .service_action(0x00),
+    // SPC-4 Table 66: RECEIVE COPY RESULTS reads the copy manager's state of this LU.
+    row(0x84, ReceiveCopyStatus, Reads, NoLba, &[0x84, 0x1F, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0])
+        .service_action(0x00),
+    row(
         0x84,
-        0x03,
         ReceiveCopyOperatingParameters,
+        Reads,
+        NoLba,
         &[0x84, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0],
+    )
+    .service_action(0x03),
+    row(
+        0x88,
+        Read16,
+        Reads,
+        Lba16,
+        &[0x88, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0],
     ),
-    cmd(0x88, Read16, &[0x88, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
-    cmd(0x89, CompareAndWrite, &[0x89, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x1F, 0]),
-    cmd(0x8A, Write16, &[0x8A, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
-    cmd(
+    row(
+        0x89,
+        CompareAndWrite,
+        Writes,
+        Lba16Count8,
+        &[0x89, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x1F, 0],
+    ),
+    row(
+        0x8A,
+        Write16,
+        Writes,
+        Lba16,
+        &[0x8A, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0],
+    ),
+    row(
         0x8B,
         OrWrite16,
+        Writes,
+        Lba16,
         &[0x8B, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0],
     ),
-    cmd(
+    row(
         0x8E,
         WriteVerify16,
+        Writes,
+        Lba16,
         &[0x8E, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0],
     ),
-    cmd(0x8F, Verify16, &[0x8F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
-    cmd(
+    row(
+        0x8F,
+        Verify16,
+        Reads,
+        Lba16,
+        &[0x8F, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0],
+    ),
+    row(
         0x90,
         PreFetch16,
+        Reads,
+        Lba16,
         &[0x90, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0],
     ),
-    cmd(
+    row(
         0x91,
         SynchronizeCache16,
+        Writes,
+        Lba16,
         &[0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0],
     ),
-    cmd(
+    row(
         0x93,
         WriteSame16,
+        Writes,
+        Lba16,
         &[0x93, 0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0],
     ),
-    cmd_sa(
+    row(
         0x9E,
-        0x10,
         ReadCapacity16,
+        Allowed,
+        NoLba,
         &[0x9E, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0],
-    ),
-    cmd_sa(
+    )
+    .service_action(0x10),
+    row(
         0x9E,
-        0x12,
         GetLbaStatus,
+        Reads,
+        Lba16,
         &[0x9E, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0],
-    ),
-    cmd(0xA0, ReportLuns, &[0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
-    cmd_sa(0xA3, 0x0C, ReportSupportedOpcodes, &[0xA3, 0x1F, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
-    cmd_sa(0xA3, 0x0D, ReportSupportedTmf, &[0xA3, 0x1F, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
-    cmd(0xA8, Read12, &[0xA8, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
-    cmd(0xAA, Write12, &[0xAA, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
-    cmd(0xAE, WriteVerify12, &[0xAE, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
-    cmd(0xAF, Verify12, &[0xAF, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
-    cmd(0xB7, ReadDefectData12, &[0xB7, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
+    )
+    .service_action(0x12),
+    row(0xA0, ReportLuns, Allowed, NoLba, &[0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0])
+        .without_lun()
+        .under_spc2_reservation(),
+    row(
+        0xA3,
+        ReportSupportedOpcodes,
+        Allowed,
+        NoLba,
+        &[0xA3, 0x1F, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0],
+    )
+    .service_action(0x0C),
+    row(0xA3, ReportSupportedTmf, Allowed, NoLba, &[0xA3, 0x1F, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0])
+        .service_action(0x0D),
+    row(0xA8, Read12, Reads, Lba12, &[0xA8, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
+    row(0xAA, Write12, Writes, Lba12, &[0xAA, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
+    row(0xAE, WriteVerify12, Writes, Lba12, &[0xAE, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
+    row(0xAF, Verify12, Reads, Lba12, &[0xAF, 0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
+    row(0xB7, ReadDefectData12, Reads, NoLba, &[0xB7, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
 ];
 
 const PRIN_USAGE: &[u8] = &[0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0];
 const PROUT_USAGE: &[u8] = &[0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0];
 
-/// How each command fares under a persistent reservation held by another I_T nexus (SPC-4
-/// §5.13.1 Table 66, SBC-3 §4.17 Table 13). Exhaustive on purpose: a new command must be
-/// classified before it compiles.
-pub(crate) fn pr_class(command: Command, cdb: &[u8]) -> crate::pr::PrClass {
-    use crate::pr::PrClass::*;
-    match command {
-        Inquiry
-        | ReportLuns
-        | RequestSense
-        | TestUnitReady
-        | ReadCapacity10
-        | ReadCapacity16
-        | ReportSupportedOpcodes
-        | ReportSupportedTmf
-        | PersistentReserveIn => Allowed,
-        // PR OUT service actions decide their own conflicts (SPC-4 §5.13.2, apply.rs).
-        PersistentReserveOut => Allowed,
-        // SBC-3 Table 13: START STOP UNIT with START=1 and no power condition is allowed.
-        StartStopUnit if cdb[4] & 0x01 != 0 && cdb[4] >> 4 == 0 => Allowed,
-        Read6 | Read10 | Read12 | Read16 | Verify10 | Verify12 | Verify16 | ModeSense6 | ModeSense10 | PreFetch10
-        | PreFetch16 | GetLbaStatus | ReadDefectData10 | ReadDefectData12 => Read,
-        // SPC-4 Table 66: RECEIVE COPY RESULTS reads the copy manager's state of this LU.
-        ReceiveCopyStatus | ReceiveCopyOperatingParameters => Read,
-        Write6 | Write10 | Write12 | Write16 | WriteSame10 | WriteSame16 | Unmap | SynchronizeCache10
-        | SynchronizeCache16 | ModeSelect6 | ModeSelect10 | StartStopUnit => Write,
-        // Every command that may modify the medium (SBC-3 Table 13); EXTENDED COPY is judged as
-        // a write here and again for each LU it touches.
-        WriteVerify10 | WriteVerify12 | WriteVerify16 | CompareAndWrite | OrWrite16 | ExtendedCopy => Write,
-        Reserve6 | Reserve10 | Release6 | Release10 => Spc2,
+/// For each opcode, 1 + the index of its first row in COMMANDS (0: not implemented).
+static FIRST_ROW: [u8; 256] = {
+    let mut index = [0u8; 256];
+    let mut i = COMMANDS.len();
+    while i > 0 {
+        i -= 1;
+        index[COMMANDS[i].opcode as usize] = i as u8 + 1;
     }
-}
+    index
+};
 
-/// True when some entry for `opcode` is selected by a service action.
-pub(crate) fn has_service_actions(opcode: u8) -> bool {
-    COMMANDS.iter().any(|c| c.opcode == opcode && c.service_action.is_some())
+/// The rows of one opcode (several when it has service actions).
+pub(crate) fn rows_of(opcode: u8) -> &'static [CommandInfo] {
+    match FIRST_ROW[opcode as usize] {
+        0 => &[],
+        first => {
+            let rows = &COMMANDS[first as usize - 1..];
+            let n = rows.iter().take_while(|c| c.opcode == opcode).count();
+            &rows[..n]
+        }
+    }
 }
 
 /// Looks the CDB up: unknown opcode → INVALID COMMAND OPERATION CODE (SPC-4 Annex D),
 /// unknown service action → INVALID FIELD IN CDB on the service action field.
 pub(crate) fn lookup(cdb: &[u8]) -> Result<&'static CommandInfo, Sense> {
-    let opcode = cdb[0];
-    if has_service_actions(opcode) {
-        let sa = cdb[1] & 0x1F;
-        return COMMANDS
-            .iter()
-            .find(|c| c.opcode == opcode && c.service_action == Some(sa))
-            .ok_or(Sense::invalid_cdb_field(1, Some(4)));
+    match rows_of(cdb[0]) {
+        [] => Err(SenseReason::InvalidOpcode.into()),
+        [only] if only.service_action.is_none() => Ok(only),
+        rows => {
+            let sa = cdb[1] & 0x1F;
+            rows.iter().find(|c| c.service_action == Some(sa)).ok_or(Sense::invalid_cdb_field(1, Some(4)))
+        }
     }
-    COMMANDS.iter().find(|c| c.opcode == opcode).ok_or(SenseReason::InvalidOpcode.into())
 }
 
 /// Rejects any CDB bit outside the usage mask (SPC-4 §6.35.3: a set bit the device server does
@@ -272,6 +401,38 @@ mod tests {
             assert_eq!(c.usage[0], c.opcode);
             assert!(matches!(c.usage.len(), 6 | 10 | 12 | 16));
         }
+    }
+
+    #[test]
+    fn every_row_is_found_through_the_opcode_index() {
+        for c in COMMANDS {
+            let mut cdb = c.usage.to_vec();
+            cdb[1] = c.service_action.unwrap_or(0);
+            assert!(std::ptr::eq(lookup(&cdb).unwrap(), c), "{:?}", c.command);
+        }
+        let implemented = (0..=255u8).filter(|&op| !rows_of(op).is_empty()).count();
+        let mut opcodes: Vec<u8> = COMMANDS.iter().map(|c| c.opcode).collect();
+        opcodes.dedup();
+        assert_eq!(implemented, opcodes.len());
+    }
+
+    #[test]
+    fn policy_columns() {
+        let info = |cdb: &[u8]| lookup(cdb).unwrap();
+        assert_eq!(info(&[0x28, 0]).pr_class(&[0x28; 10]), PrClass::Read);
+        assert_eq!(info(&[0x2A, 0]).pr_class(&[0x2A; 10]), PrClass::Write);
+        assert_eq!(info(&[0x16, 0]).pr_class(&[0x16; 6]), PrClass::Spc2);
+        // START STOP UNIT: START=1 without a power condition is allowed, STOP is a write.
+        assert_eq!(info(&[0x1B, 0]).pr_class(&[0x1B, 0, 0, 0, 0x01, 0]), PrClass::Allowed);
+        assert_eq!(info(&[0x1B, 0]).pr_class(&[0x1B, 0, 0, 0, 0x00, 0]), PrClass::Write);
+        assert!(info(&[0x12, 0]).without_lun && info(&[0x12, 0]).under_spc2_reservation);
+        assert!(!info(&[0x16, 0]).under_spc2_reservation && info(&[0x17, 0]).under_spc2_reservation);
+        // READ(6) transfer length 0 means 256 blocks; COMPARE AND WRITE counts in byte 13.
+        assert_eq!(info(&[0x08, 0]).layout.read(&[0x08, 0x01, 0x02, 0x03, 0, 0]), (0x010203, 256, 4));
+        let mut caw = [0u8; 16];
+        caw[9] = 7;
+        caw[13] = 2;
+        assert_eq!(info(&[0x89, 0]).layout.read(&caw), (7, 2, 13));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Informational commands: REPORT LUNS, REPORT SUPPORTED OPERATION CODES, READ CAPACITY(10/16)
 //! and REQUEST SENSE.
 
-use super::commands::{CommandInfo, COMMANDS};
+use super::commands::{rows_of, CommandInfo, COMMANDS};
 use super::lun::{encode_lun, Lun};
 use super::sense::{Sense, SenseReason};
 use super::task::ItNexus;
@@ -55,8 +55,9 @@ pub(crate) fn report_supported_opcodes(cdb: &[u8]) -> Result<Vec<u8>, Sense> {
     let rctd = cdb[2] & 0x80 != 0;
     let opcode = cdb[3];
     let sa = u16::from_be_bytes([cdb[4], cdb[5]]);
-    let with_sa = COMMANDS.iter().any(|c| c.opcode == opcode && c.service_action.is_some());
-    let find = |sa: Option<u8>| COMMANDS.iter().find(|c| c.opcode == opcode && c.service_action == sa);
+    let rows = rows_of(opcode);
+    let with_sa = rows.iter().any(|c| c.service_action.is_some());
+    let find = |sa: Option<u8>| rows.iter().find(|c| c.service_action == sa);
     let sa_u8 = u8::try_from(sa).ok();
     let mut out = Vec::new();
     match cdb[2] & 0x07 {

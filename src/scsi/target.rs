@@ -2,7 +2,7 @@
 //! (lookup, CDB validation, unit attentions) and the asynchronous `execute` step.
 
 use super::block::{prepare_io, IoOp};
-use super::commands::{allowed_when_reserved, answers_without_lun, check_usage, lookup, pr_class, Command};
+use super::commands::{check_usage, lookup, Command, CommandInfo};
 use super::lun::{decode_lun, Lun};
 use super::pr_out::{pr_nexus, PrOut, TaskAborter};
 use super::sense::{Sense, SenseReason};
@@ -174,7 +174,8 @@ impl ScsiTarget {
             return Err(fail(Sense::invalid_cdb_field(0, None)));
         }
         let cdb = &task.cdb[..task.cdb_len];
-        let answers_without_lun = answers_without_lun(cdb[0]);
+        let info = lookup(cdb);
+        let answers_without_lun = info.as_ref().is_ok_and(|i| i.without_lun);
         if let Some(lun) = &lun {
             // SAM-5 §5.14: all other commands report (and so clear) the oldest unit attention.
             if !answers_without_lun {
@@ -186,7 +187,7 @@ impl ScsiTarget {
             // SPC-4 Annex D 25h/00h: an absent or masked LUN.
             return Err(fail(SenseReason::LunNotSupported.into()));
         }
-        let info = lookup(cdb).map_err(fail)?;
+        let info = info.map_err(fail)?;
         if cdb.len() < info.usage.len() {
             return Err(fail(Sense::invalid_cdb_field(0, None)));
         }
@@ -195,11 +196,11 @@ impl ScsiTarget {
         if let Some(lun) = &lun {
             // SPC-2 §5.5.1: a logical unit reserved by another I_T nexus answers RESERVATION
             // CONFLICT, without sense data, to everything but a few informational commands.
-            if !allowed_when_reserved(info.command) && lun.reserved_by_other(&task.nexus) {
+            if !info.under_spc2_reservation && lun.reserved_by_other(&task.nexus) {
                 return Err(Completion::reservation_conflict());
             }
         }
-        let class = pr_class(info.command, cdb);
+        let class = info.pr_class(cdb);
         if let Some(lun) = &lun {
             // SPC-4 §5.13.1: checked on arrival, and for data commands again under the fencing
             // gate when they execute (the state may change while Data-Out is in flight).
@@ -207,7 +208,7 @@ impl ScsiTarget {
                 return Err(Completion::reservation_conflict());
             }
         }
-        let op = self.prepare_command(info.command, cdb, lun.as_deref(), &task).map_err(fail)?;
+        let op = self.prepare_command(info, cdb, lun.as_deref(), &task).map_err(fail)?;
         let data_out_len = match &op {
             Op::Conflict => return Err(Completion::reservation_conflict()),
             Op::Respond(_) => 0,
@@ -220,8 +221,9 @@ impl ScsiTarget {
         Ok(Prepared { lun, nexus: task.nexus, d_sense, data_out_len, op, pr_class: class })
     }
 
-    fn prepare_command(&self, command: Command, cdb: &[u8], lun: Option<&Lun>, task: &ScsiTask) -> Result<Op, Sense> {
+    fn prepare_command(&self, info: &CommandInfo, cdb: &[u8], lun: Option<&Lun>, task: &ScsiTask) -> Result<Op, Sense> {
         use Command::*;
+        let command = info.command;
         let nexus = &task.nexus;
         let respond = |data: Vec<u8>, alloc: usize| Ok(Op::Respond(truncate(data, alloc)));
         // Commands below `works_without_lun` got a LUN or were rejected above.
@@ -294,7 +296,7 @@ impl ScsiTarget {
                 }
                 Ok(Op::ModeSelect { ten, param_len })
             }
-            _ => Ok(Op::Io(prepare_io(command, cdb, need_lun()?, task.expected_data_out_len)?)),
+            _ => Ok(Op::Io(prepare_io(info, cdb, need_lun()?, task.expected_data_out_len)?)),
         }
     }
 
