@@ -91,8 +91,6 @@ impl Server {
             config.discovery.acl_filter,
         );
         let registry = Arc::new(registry);
-        // PREEMPT AND ABORT reaches the sessions' tasks through the registry.
-        crate::iscsi::pr_aborter::install(&registry);
         let admin = crate::admin::Admin::bind(config).await.map_err(StartError)?;
         let served = Arc::new(Mutex::new(Served { config: config.clone(), portals, luns }));
         Ok(Server { registry, listeners, served, admin })
@@ -451,8 +449,6 @@ impl ReloadHandle {
             served.config = new.clone();
             (summary, dropped)
         };
-        // New ScsiTargets need the PREEMPT AND ABORT path too.
-        crate::iscsi::pr_aborter::install(&self.registry);
         for lun in dropped_luns {
             if let Err(e) = lun.backend().flush().await {
                 error!(lun = lun.id(), error = %e, "flush of a LUN removed by reload failed");

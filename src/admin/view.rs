@@ -161,7 +161,10 @@ fn session_view(s: &Session) -> SessionView {
         cid: origin.map(|o| o.cid),
         login_time: rfc3339(login_unix_secs),
         login_unix_secs,
-        commands_in_flight: s.tasks.lock().unwrap_or_else(|p| p.into_inner()).len(),
+        commands_in_flight: match (&s.target, &s.nexus) {
+            (Some(target), Some(nexus)) => target.scsi.running_tasks(nexus),
+            _ => 0,
+        },
         params: ParamsView {
             header_digest: digest(p.header_digest),
             data_digest: digest(p.data_digest),

@@ -4,7 +4,6 @@
 //! through `prepare` and `execute`.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Waker};
 
@@ -18,13 +17,13 @@ use tracing::debug;
 use super::budget::{DataBudget, Ticket};
 use super::full_feature::{Flow, FullFeature};
 use super::limits::LiveTask;
-use super::ordering::{Finished, Gate};
 use super::response::{self, ResponseShape};
-use super::session::{RunningTask, Session};
+use super::session::Session;
 use super::transfer::{Transfer, TransferResult};
 use super::writer::{StatSn, WriterHandle};
 use crate::metrics::CommandProbe;
-use crate::scsi::{Completion, DataOut, Prepared, ScsiTask, TaskAttr};
+use crate::scsi::task_set::Registration;
+use crate::scsi::{Admitted, Completion, DataOut, NexusTasks, Prepared, ScsiTask, TaskAttr};
 
 /// What the command task will run once its data is in.
 enum Exec {
@@ -44,7 +43,7 @@ impl FullFeature {
             return Flow::Continue;
         };
         let Some(target) = self.session.target.clone() else { return Flow::Continue };
-        if self.transfers.contains_key(&cmd.itt) || self.session.tasks.lock().unwrap().contains_key(&cmd.itt) {
+        if self.transfers.contains_key(&cmd.itt) || self.lun_tasks.values().any(|t| t.is_running(cmd.itt)) {
             // §11.17.1: reusing the ITT of a task still in progress.
             if ordered {
                 self.session.seq.accept_other();
@@ -65,6 +64,7 @@ impl FullFeature {
             attr::ACA => TaskAttr::Aca,
             _ => TaskAttr::Simple,
         };
+        let lun_tasks = self.nexus_tasks(&target, &nexus, cmd.lun);
         let task = ScsiTask {
             nexus,
             lun: cmd.lun,
@@ -114,20 +114,34 @@ impl FullFeature {
         } else {
             None
         };
-        let (gate, finished) = self.ordering.admit(cmd.lun, task_attr);
+        // SAM-5 §8.6: the task takes its place in its nexus' task set on the LU (a command to
+        // an absent LU is in no task set and is answered at once).
+        let admitted = lun_tasks.map(|tasks| tasks.admit(cmd.itt, task_attr));
         let guard = TaskGuard {
             session: self.session.clone(),
             budget: self.budget.clone(),
-            itt: cmd.itt,
-            task_id: 0,
             counted: ordered,
-            _finished: finished,
+            admitted,
             _live: LiveTask::default(),
             probe,
-            responded: Arc::new(AtomicBool::new(false)),
         };
-        self.spawn_command(guard, cmd.lun, cmd.cmd_sn, gate, exec, (ticket, data_rx), shape);
+        self.spawn_command(guard, exec, (ticket, data_rx), shape);
         Flow::Continue
+    }
+
+    /// This nexus' task set on the LU `lun` addresses, joined on first use (None: no such LU).
+    fn nexus_tasks(
+        &mut self,
+        target: &super::registry::TargetEntry,
+        nexus: &Arc<crate::scsi::ItNexus>,
+        lun: u64,
+    ) -> Option<Arc<NexusTasks>> {
+        if let Some(tasks) = self.lun_tasks.get(&lun) {
+            return Some(tasks.clone());
+        }
+        let tasks = target.scsi.join_task_set(nexus, lun, self.session.clone())?;
+        self.lun_tasks.insert(lun, tasks.clone());
+        Some(tasks)
     }
 
     /// Sends the R2Ts the transfer wants now; returns true once it is complete.
@@ -171,23 +185,15 @@ impl FullFeature {
         Flow::Continue
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn spawn_command(
         &mut self,
-        mut guard: TaskGuard,
-        lun: u64,
-        cmd_sn: u32,
-        gate: Gate,
+        guard: TaskGuard,
         exec: Exec,
         data: (Ticket, Option<oneshot::Receiver<TransferResult>>),
         shape: ResponseShape,
     ) {
-        let task_id = self.next_task_id;
-        self.next_task_id += 1;
-        guard.task_id = task_id;
-        let itt = guard.itt;
-        let responded = guard.responded.clone();
-        let mut command = Box::pin(run_command(guard, self.writer.clone(), gate, exec, data, shape));
+        let registration: Option<Registration> = guard.admitted.as_ref().map(Admitted::registration);
+        let mut command = Box::pin(run_command(guard, self.writer.clone(), exec, data, shape));
         // Fast path: a command that needs nothing it would wait for (no budget wait, its data
         // in, no earlier ORDERED task, a RAM backend, room in the send queue) runs to its
         // response right here, without a task spawn, a task-table entry or a thread hand-off.
@@ -196,28 +202,27 @@ impl FullFeature {
         if command.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_ready() {
             return;
         }
-        // Holding the task table while spawning means the task cannot finish (and remove
-        // itself) before its entry exists.
-        let mut tasks = self.session.tasks.lock().unwrap();
-        let handle = self.tasks.spawn(command);
-        tasks.insert(itt, RunningTask { task_id, lun, cmd_sn, abort: handle, responded });
+        // From here task management can reach it: the task set registers it before it can end.
+        match registration {
+            Some(registration) => Admitted::register(registration, || self.tasks.spawn(command)),
+            None => {
+                self.tasks.spawn(command);
+            }
+        }
     }
 }
 
-/// Returns the command's window slot and task-table entry however the task ends, including
-/// when it is aborted.
+/// Returns the command's window slot and its place in the task set however the task ends,
+/// including when it is aborted.
 struct TaskGuard {
     session: Arc<Session>,
     budget: Arc<DataBudget>,
-    itt: u32,
-    task_id: u64,
     counted: bool,
-    /// Dropped with the guard: tasks ordered after this one may then run.
-    _finished: Finished,
+    /// Its place in the LU's task set (None: no such LU); dropped with the guard, so tasks
+    /// ordered after this one may then run.
+    admitted: Option<Admitted>,
     probe: CommandProbe,
     _live: LiveTask,
-    /// Shared with the task-table entry: the task answers only if no abort answered for it.
-    responded: Arc<AtomicBool>,
 }
 
 impl TaskGuard {
@@ -231,13 +236,12 @@ impl TaskGuard {
 
     /// Claims the task's one response; false when an abort already answered TASK ABORTED.
     fn claim_response(&self) -> bool {
-        !self.responded.swap(true, Ordering::AcqRel)
+        self.admitted.as_ref().is_none_or(Admitted::claim_response)
     }
 }
 
 impl Drop for TaskGuard {
     fn drop(&mut self) {
-        self.session.finish_task(self.itt, self.task_id);
         if self.counted {
             self.budget.release_slot(&self.session.seq);
         }
@@ -247,7 +251,6 @@ impl Drop for TaskGuard {
 async fn run_command(
     mut guard: TaskGuard,
     writer: WriterHandle,
-    gate: Gate,
     exec: Exec,
     (ticket, data_rx): (Ticket, Option<oneshot::Receiver<TransferResult>>),
     mut shape: ResponseShape,
@@ -282,7 +285,9 @@ async fn run_command(
         },
     };
     // SAM-5 §8.6: wait for the tasks this one is ordered after.
-    gate.wait().await;
+    if let Some(admitted) = &guard.admitted {
+        admitted.ordered().await;
+    }
     let completion = match exec {
         Exec::Ready(prepared) => prepared.execute(data).await,
         Exec::Answered(c) => c,

@@ -19,7 +19,6 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::budget::{Admission, DataBudget};
-use super::ordering::TaskOrdering;
 use super::registry::Registry;
 use super::session::{CmdSnClass, Session};
 use super::transfer::{self, Transfer};
@@ -72,9 +71,10 @@ pub struct FullFeature {
     plugged: BTreeSet<u32>,
     pub(super) text: super::text::TextState,
     pub(super) ttts: TagAllocator,
+    /// The connection's spawned command tasks (inline ones never get here).
     pub(super) tasks: JoinSet<()>,
-    pub(super) ordering: TaskOrdering,
-    pub(super) next_task_id: u64,
+    /// This nexus' task set on each LU it has addressed (SCSI layer, SAM-5 §4.8).
+    pub(super) lun_tasks: HashMap<u64, Arc<crate::scsi::NexusTasks>>,
     ping: Option<(u32, Instant)>,
     last_rx: Instant,
     /// Command data this session may hold, and the commands waiting for it.
@@ -112,8 +112,7 @@ impl FullFeature {
             text: Default::default(),
             ttts: TagAllocator::default(),
             tasks: JoinSet::new(),
-            ordering: TaskOrdering::default(),
-            next_task_id: 1,
+            lun_tasks: HashMap::new(),
             ping: None,
             last_rx: Instant::now(),
         }
@@ -186,9 +185,19 @@ impl FullFeature {
     /// Ends every task of the session (ERL 0: a lost connection ends its tasks, §6.1.5) and
     /// waits for them, so nothing of this nexus runs once the connection is gone.
     async fn finish(&mut self) {
-        self.session.abort_tasks(|_, _| true);
+        let _ = self.abort_all_tasks();
         self.transfers.clear();
         while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Aborts every task of this nexus on every LU (no responses); the drain says when they
+    /// have ended.
+    pub(super) fn abort_all_tasks(&self) -> crate::scsi::Drain {
+        let mut drain = crate::scsi::Drain::default();
+        for tasks in self.lun_tasks.values() {
+            drain.merge(tasks.abort_all());
+        }
+        drain
     }
 
     /// Target-initiated NOP-In pings on an idle connection (§11.19) and their timeout.

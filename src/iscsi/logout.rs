@@ -38,7 +38,8 @@ impl FullFeature {
             self.writer.end_batch();
             let drained = tokio::time::timeout(DRAIN, async { while self.tasks.join_next().await.is_some() {} }).await;
             if drained.is_err() {
-                self.session.abort_tasks(|_, _| true);
+                // What is still running is ended without a response (§11.14).
+                let _ = self.abort_all_tasks();
             }
         }
         let p = &self.session.params;

@@ -1,6 +1,7 @@
 //! The iSCSI transport (RFC 7143): per-connection login, then Full Feature Phase. It owns
 //! sequencing (CmdSN, StatSN, DataSN), data transfer (R2T, Data-In/Out) and task management,
-//! and hands SCSI tasks to `crate::scsi` without knowing what they do.
+//! and hands SCSI tasks to `crate::scsi` without knowing what they do: the SCSI layer's task
+//! sets order them and decide task management; the transport delivers the answers.
 
 mod budget;
 mod command;
@@ -10,8 +11,6 @@ pub mod limits;
 pub mod login;
 mod login_phase;
 mod logout;
-mod ordering;
-pub mod pr_aborter;
 pub mod registry;
 mod response;
 pub mod session;

@@ -1,13 +1,13 @@
-//! Sessions (RFC 7143 §4.2.7, §5.3): identity, negotiated parameters, the tasks in flight, and
-//! the table that allocates TSIHs and performs session reinstatement (§6.3.5).
+//! Sessions (RFC 7143 §4.2.7, §5.3): identity, negotiated parameters, the command window, and
+//! the table that allocates TSIHs and performs session reinstatement (§6.3.5). Their SCSI
+//! tasks live in the logical units' task sets (crate::scsi::task_set).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::task::AbortHandle;
 
 use super::limits::ResourceLimits;
 use super::login::{LoginStatus, Negotiated, SessionType};
@@ -72,17 +72,6 @@ pub enum CmdSnClass {
     Outside,
 }
 
-/// A SCSI task running for this session, found again by ITT for task management.
-pub struct RunningTask {
-    pub task_id: u64,
-    pub lun: u64,
-    pub cmd_sn: u32,
-    pub abort: AbortHandle,
-    /// Taken by whoever sends the task's one response: the task itself, or an abort that
-    /// reports TASK ABORTED (`abort_tasks_reporting`).
-    pub responded: Arc<AtomicBool>,
-}
-
 /// Where a session's connection came from, for operators (src/admin). Set once after login.
 #[derive(Clone, Debug)]
 pub struct SessionOrigin {
@@ -101,8 +90,6 @@ pub struct Session {
     pub nexus: Option<Arc<ItNexus>>,
     pub params: Negotiated,
     pub seq: SeqState,
-    /// Tasks keyed by ITT; `task_id` tells a reused ITT's entry from its predecessor's.
-    pub tasks: Mutex<HashMap<u32, RunningTask>>,
     /// Set to true to make the session's connection close (reinstatement, cold reset).
     kill: watch::Sender<bool>,
     /// Becomes true once the connection has ended and its tasks are gone.
@@ -155,61 +142,25 @@ impl Session {
     pub fn mark_done(&self) {
         self.done.send_replace(true);
     }
+}
 
-    /// Removes the entry of a task that ended by itself (not one that reused its ITT since).
-    pub fn finish_task(&self, itt: u32, task_id: u64) {
-        let mut tasks = self.tasks.lock().unwrap();
-        if tasks.get(&itt).is_some_and(|t| t.task_id == task_id) {
-            tasks.remove(&itt);
-        }
-    }
-
-    /// Aborts the tasks `select` picks (SAM-5 §7: ABORT TASK SET, LOGICAL UNIT RESET, ...);
-    /// returns their ITTs. An aborted task sends no response.
-    pub fn abort_tasks(&self, select: impl FnMut(u32, &RunningTask) -> bool) -> Vec<u32> {
-        self.abort_tasks_reporting(select, |_| false)
-    }
-
-    /// Aborts the tasks `select` picks on behalf of another I_T nexus (LOGICAL UNIT RESET,
-    /// PREEMPT AND ABORT): a task whose logical unit has TAS set in its control mode page is
-    /// ended with TASK ABORTED status (SAM-5 §5.6, SPC-4 §7.5.8), the others silently.
-    pub fn abort_tasks_reporting(
-        &self,
-        mut select: impl FnMut(u32, &RunningTask) -> bool,
-        task_aborted_status: impl Fn(&RunningTask) -> bool,
-    ) -> Vec<u32> {
-        let mut report = Vec::new();
-        let victims = {
-            let mut tasks = self.tasks.lock().unwrap();
-            let victims: Vec<u32> = tasks.iter().filter(|(itt, t)| select(**itt, t)).map(|(i, _)| *i).collect();
-            for itt in &victims {
-                if let Some(t) = tasks.remove(itt) {
-                    t.abort.abort();
-                    // The claim keeps a task that is answering right now from answering twice.
-                    if task_aborted_status(&t) && !t.responded.swap(true, Ordering::AcqRel) {
-                        report.push(*itt);
-                    }
-                }
-            }
-            victims
+/// SAM-5 §5.6: a task of this session that task management ended on behalf of another I_T
+/// nexus, with TAS set, is answered TASK ABORTED.
+impl crate::scsi::StatusSink for Session {
+    fn task_aborted(&self, itt: u32) {
+        let (Some(writer), Ok(runtime)) = (self.writer.get(), tokio::runtime::Handle::try_current()) else { return };
+        let rsp = pdu::msg::ScsiResponse {
+            residual: pdu::msg::Residual::None,
+            bidi_residual: pdu::msg::Residual::None,
+            response: 0,
+            status: crate::scsi::task::status::TASK_ABORTED,
+            itt,
+            seq: pdu::msg::TargetSeq::default(),
+            exp_data_sn: 0,
+            data: bytes::Bytes::new(),
         };
-        if let (Some(writer), Ok(runtime)) = (self.writer.get(), tokio::runtime::Handle::try_current()) {
-            for itt in report {
-                let rsp = pdu::msg::ScsiResponse {
-                    residual: pdu::msg::Residual::None,
-                    bidi_residual: pdu::msg::Residual::None,
-                    response: 0,
-                    status: crate::scsi::task::status::TASK_ABORTED,
-                    itt,
-                    seq: pdu::msg::TargetSeq::default(),
-                    exp_data_sn: 0,
-                    data: bytes::Bytes::new(),
-                };
-                let writer = writer.clone();
-                runtime.spawn(async move { writer.send(rsp.encode(), super::writer::StatSn::Advance).await });
-            }
-        }
-        victims
+        let writer = writer.clone();
+        runtime.spawn(async move { writer.send(rsp.encode(), super::writer::StatSn::Advance).await });
     }
 }
 
@@ -308,7 +259,6 @@ impl SessionTable {
             nexus: new.nexus,
             params: new.params,
             seq: SeqState::new(new.exp_cmd_sn, new.cmd_window),
-            tasks: Mutex::new(HashMap::new()),
             kill: watch::channel(false).0,
             done: watch::channel(false).0,
             login_time: std::time::SystemTime::now(),

@@ -33,9 +33,10 @@ impl FullFeature {
         let lun = tmf.lun;
         match tmf.function {
             function::ABORT_TASK => {
-                let victims = self.session.abort_tasks(|itt, t| itt == tmf.referenced_task_tag && t.lun == lun);
-                self.drop_transfers(&victims);
-                if !victims.is_empty() {
+                let aborted = self.lun_tasks.get(&lun).and_then(|tasks| tasks.abort_task(tmf.referenced_task_tag));
+                if let Some(drain) = aborted {
+                    self.transfers.remove(&tmf.referenced_task_tag);
+                    drain.wait().await;
                     return response::COMPLETE;
                 }
                 // §11.5.1 c: the task is unknown. If its CmdSN is in the window and before this
@@ -52,47 +53,31 @@ impl FullFeature {
             }
             function::ABORT_TASK_SET | function::CLEAR_TASK_SET => {
                 // The control mode page reports TST=001b (a task set per I_T nexus), so both
-                // act on this session's tasks for the LUN only (SAM-5 §7.3, §7.5).
+                // act on this nexus' tasks for the LUN only (SAM-5 §7.3, §7.5).
                 if !target.scsi.has_lun(lun, &nexus) {
                     return response::LUN_DOES_NOT_EXIST;
                 }
-                let victims = self.session.abort_tasks(|_, t| t.lun == lun);
-                self.drop_transfers(&victims);
+                if let Some(tasks) = self.lun_tasks.get(&lun).cloned() {
+                    let drain = tasks.abort_all();
+                    self.drop_transfers(&drain.tags_of(&tasks));
+                    drain.wait().await;
+                }
                 response::COMPLETE
             }
             function::LOGICAL_UNIT_RESET => {
-                if !target.scsi.has_lun(lun, &nexus) {
+                // SAM-5 §7.7, done by the SCSI layer: every task of the LU from every nexus.
+                if !target.scsi.logical_unit_reset(lun, &nexus).await {
                     return response::LUN_DOES_NOT_EXIST;
                 }
-                // SAM-5 §7.7: abort every task of the LUN from every I_T nexus, then reset it;
-                // other nexuses' tasks end with TASK ABORTED when the LUN has TAS set (§5.6).
-                let tas = target.scsi.reports_aborted_tasks(lun);
-                for s in self.registry.sessions.of_target(&target.name) {
-                    if std::sync::Arc::ptr_eq(&s, &self.session) {
-                        let victims = s.abort_tasks(|_, t| t.lun == lun);
-                        self.drop_transfers(&victims);
-                    } else {
-                        s.abort_tasks_reporting(|_, t| t.lun == lun, |_| tas);
-                    }
-                }
-                target.scsi.logical_unit_reset(lun, &nexus);
+                self.transfers.retain(|_, t| t.lun != lun);
                 info!(lun, "logical unit reset");
                 response::COMPLETE
             }
             function::TARGET_WARM_RESET | function::TARGET_COLD_RESET => {
-                for s in self.registry.sessions.of_target(&target.name) {
-                    if std::sync::Arc::ptr_eq(&s, &self.session) {
-                        let victims = s.abort_tasks(|_, _| true);
-                        self.drop_transfers(&victims);
-                    } else {
-                        // A cold reset drops those connections next; a warm one leaves them, so
-                        // TAS decides per logical unit whether their tasks are answered (§5.6).
-                        let warm = tmf.function == function::TARGET_WARM_RESET;
-                        s.abort_tasks_reporting(|_, _| true, |t| warm && target.scsi.reports_aborted_tasks(t.lun));
-                    }
-                }
-                target.scsi.target_reset(&nexus);
-                info!(cold = tmf.function == function::TARGET_COLD_RESET, "target reset");
+                let warm = tmf.function == function::TARGET_WARM_RESET;
+                self.transfers.clear();
+                target.scsi.target_reset(&nexus, warm).await;
+                info!(cold = !warm, "target reset");
                 response::COMPLETE
             }
             // §11.5.1: TASK REASSIGN needs ErrorRecoveryLevel 2.

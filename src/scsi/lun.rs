@@ -80,6 +80,8 @@ pub struct Lun {
     pr: crate::pr::Unit,
     /// Metrics (src/metrics): command counters, fed by the transport's response path.
     stats: std::sync::Arc<crate::metrics::LunStats>,
+    /// SAM-5 §4.8: the tasks of every I_T nexus on this LU.
+    tasks: super::task_set::TaskSet,
 }
 
 impl Lun {
@@ -114,7 +116,13 @@ impl Lun {
             }),
             pr: crate::pr::Unit::volatile(),
             stats: Default::default(),
+            tasks: Default::default(),
         })
+    }
+
+    /// The LU's task set (SAM-5 §4.8).
+    pub fn task_set(&self) -> &super::task_set::TaskSet {
+        &self.tasks
     }
 
     pub fn id(&self) -> u64 {

@@ -1,6 +1,9 @@
-//! The transport-agnostic SCSI task layer (SAM-5, SPC-4, SBC-3): a transport builds a
-//! `ScsiTask`, calls `ScsiTarget::prepare`, fetches `Prepared::data_out_len()` bytes of
-//! data-out and awaits `Prepared::execute`.
+//! The transport-agnostic SCSI task layer (SAM-5, SPC-4, SBC-3): a transport joins each
+//! logical unit's task set for its I_T nexus (`ScsiTarget::join_task_set`), builds a
+//! `ScsiTask`, calls `ScsiTarget::prepare`, admits the task (`NexusTasks::admit`), fetches
+//! `Prepared::data_out_len()` bytes of data-out, waits its turn and awaits `Prepared::execute`.
+//! Task management (TMF, resets, PREEMPT AND ABORT) ends tasks here; the transport only sends
+//! the TASK ABORTED status it is told to (`task_set::StatusSink`).
 
 mod block;
 mod commands;
@@ -18,14 +21,15 @@ mod reports;
 pub mod sense;
 pub mod target;
 pub mod task;
+pub mod task_set;
 mod xcopy;
 
 pub use lun::{Lun, LunIdentity};
 pub use mode::ModePages;
-pub use pr_out::TaskAborter;
 pub use sense::{Sense, SenseReason};
 pub use target::{LunMasking, Prepared, ScsiTarget};
 pub use task::{Completion, DataOut, ItNexus, ScsiTask, TaskAttr};
+pub use task_set::{Admitted, Drain, NexusTasks, StatusSink};
 
 #[cfg(test)]
 mod tests;

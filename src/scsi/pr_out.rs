@@ -1,21 +1,14 @@
 //! PERSISTENT RESERVE OUT (SPC-4 §6.15): CDB checks at admission; at execution the parameter
 //! list is decoded and applied through the LU's fencing gate (pr::Unit::change), whose commit
-//! step aborts the preempted nexuses' tasks through the transport's `TaskAborter` and queues
-//! the unit attentions, all before GOOD is returned.
+//! step aborts the preempted nexuses' tasks in the LU's task set and queues the unit
+//! attentions; GOOD is returned once those tasks have ended.
 
 use super::lun::Lun;
 use super::sense::{Sense, SenseReason};
 use super::task::{Completion, DataOut, ItNexus};
+use super::task_set::Drain;
 use crate::pr::{self, PrError, PrUnitAttention};
-use std::sync::Arc;
 use tracing::{debug, info};
-
-/// Implemented by the transport, which alone knows the running tasks (SAM-5 §5.6): aborts
-/// every task on logical unit `lun` of target `target` whose I_T nexus `select` picks. When it
-/// returns, none of those tasks runs any further; aborted tasks send no status (TAS = 0).
-pub trait TaskAborter: Send + Sync + std::fmt::Debug {
-    fn abort_tasks(&self, target: &str, lun: u64, select: &dyn Fn(&ItNexus) -> bool);
-}
 
 /// The reservation manager's view of an I_T nexus.
 pub(crate) fn pr_nexus(n: &ItNexus) -> pr::Nexus {
@@ -39,15 +32,13 @@ pub(crate) struct PrOut {
     action: u8,
     scope_type: u8,
     pub param_len: usize,
-    target_name: String,
-    aborter: Option<Arc<dyn TaskAborter>>,
 }
 
 /// SPC-4 §6.15.1: PARAMETER LIST LENGTH is checked before any data-out is solicited.
-pub(crate) fn prepare(cdb: &[u8], target_name: &str, aborter: Option<Arc<dyn TaskAborter>>) -> Result<PrOut, Sense> {
+pub(crate) fn prepare(cdb: &[u8]) -> Result<PrOut, Sense> {
     let param_len = u32::from_be_bytes([cdb[5], cdb[6], cdb[7], cdb[8]]) as usize;
     pr::request::check_param_len(param_len).map_err(to_sense)?;
-    Ok(PrOut { action: cdb[1] & 0x1F, scope_type: cdb[2], param_len, target_name: target_name.to_string(), aborter })
+    Ok(PrOut { action: cdb[1] & 0x1F, scope_type: cdb[2], param_len })
 }
 
 /// Maps every reservation error but RESERVATION CONFLICT to its sense (SPC-4 §6.15, Annex D).
@@ -84,25 +75,25 @@ impl PrOut {
             Err(e) => return fail(e),
         };
         let me = pr_nexus(nexus);
+        let mut aborted = Drain::default();
         let result = lun
             .pr()
             .change(&me, &request, |_, fx| {
                 for (id, ua) in &fx.ua {
                     lun.establish_unit_attention_where(ua_reason(*ua), |port| port_matches(id, port));
                 }
-                if fx.abort.is_empty() {
-                    return;
-                }
-                match &self.aborter {
-                    Some(aborter) => aborter.abort_tasks(&self.target_name, lun.id(), &|n: &ItNexus| {
-                        n != nexus && fx.abort.iter().any(|id| id.covers(&pr_nexus(n)))
-                    }),
-                    // Without a transport (unit tests) nothing runs concurrently; the gate's
-                    // re-check still refuses the preempted nexuses' later I/O.
-                    None => debug!("no task aborter installed"),
+                if !fx.abort.is_empty() {
+                    // SPC-4 §5.13.11.4.4: the preempted nexuses' tasks are aborted (TASK ABORTED
+                    // with TAS set, SAM-5 §5.6), all but this PERSISTENT RESERVE OUT itself.
+                    let covered = |n: &ItNexus| n != nexus && fx.abort.iter().any(|id| id.covers(&pr_nexus(n)));
+                    aborted = lun.task_set().abort(covered, Some(nexus), lun.mode().tas);
                 }
             })
             .await;
+        // Under the fencing gate none of them can reach the backend any more; waiting for them
+        // to end means none is still running when GOOD goes out.
+        let aborted_tasks = aborted.len();
+        aborted.wait().await;
         match result {
             Ok(t) => {
                 info!(
@@ -112,7 +103,8 @@ impl PrOut {
                     generation = t.next.generation,
                     registrants = t.next.registrants.len(),
                     reservation = ?t.next.reservation.as_ref().map(|r| (r.kind, r.holder.initiator.display_name())),
-                    aborted = t.effects.abort.len(),
+                    aborted_nexuses = t.effects.abort.len(),
+                    aborted_tasks,
                     "persistent reservation changed"
                 );
                 Completion::good()

@@ -4,9 +4,10 @@
 use super::block::{prepare_io, IoOp};
 use super::commands::{check_usage, lookup, Command, CommandInfo};
 use super::lun::{decode_lun, Lun};
-use super::pr_out::{pr_nexus, PrOut, TaskAborter};
+use super::pr_out::{pr_nexus, PrOut};
 use super::sense::{Sense, SenseReason};
 use super::task::{Completion, DataOut, ItNexus, ScsiTask};
+use super::task_set::{Drain, NexusTasks, StatusSink};
 use super::{copy_results, inquiry, mode, reports, xcopy};
 use super::{pr_in, pr_out};
 use crate::pr::{self, PrClass, Spc2Outcome};
@@ -49,8 +50,6 @@ pub struct ScsiTarget {
     name: String,
     luns: BTreeMap<u64, Arc<Lun>>,
     masking: LunMasking,
-    /// How PREEMPT AND ABORT reaches the transport's tasks (set once by the transport).
-    aborter: std::sync::OnceLock<Arc<dyn TaskAborter>>,
 }
 
 /// What `execute` has left to do.
@@ -105,12 +104,7 @@ impl ScsiTarget {
     /// Builds a target; a later LUN with a duplicate id replaces an earlier one.
     pub fn new(name: String, luns: Vec<Arc<Lun>>, masking: LunMasking) -> Self {
         let luns = luns.into_iter().map(|lun| (lun.id(), lun)).collect();
-        ScsiTarget { name, luns, masking, aborter: std::sync::OnceLock::new() }
-    }
-
-    /// Installs the transport's task aborter (PREEMPT AND ABORT); later calls are ignored.
-    pub fn set_task_aborter(&self, aborter: Arc<dyn TaskAborter>) {
-        let _ = self.aborter.set(aborter);
+        ScsiTarget { name, luns, masking }
     }
 
     /// The logical units, for operator tools (`palisade pr show`).
@@ -137,10 +131,20 @@ impl ScsiTarget {
         self.visible_lun(nexus, lun_field)
     }
 
-    /// Whether the logical unit a task addressed (wire LUN field) has TAS set in its control
-    /// mode page: its tasks that another I_T nexus aborts end with TASK ABORTED (SAM-5 §5.6).
-    pub fn reports_aborted_tasks(&self, lun_field: u64) -> bool {
-        decode_lun(lun_field).and_then(|id| self.luns.get(&id)).is_some_and(|l| l.mode().tas)
+    /// The task set of `nexus` on the logical unit it addresses with `lun_field` (None: no
+    /// such LU for it); TASK ABORTED answers for its tasks go through `sink`.
+    pub fn join_task_set(
+        &self,
+        nexus: &Arc<ItNexus>,
+        lun_field: u64,
+        sink: Arc<dyn StatusSink>,
+    ) -> Option<Arc<NexusTasks>> {
+        Some(self.visible_lun(nexus, lun_field)?.task_set().join(nexus.clone(), sink))
+    }
+
+    /// Tasks of `nexus` registered on any logical unit (operators' view).
+    pub fn running_tasks(&self, nexus: &ItNexus) -> usize {
+        self.luns.values().map(|l| l.task_set().running_of(nexus)).sum()
     }
 
     fn visible_lun(&self, nexus: &ItNexus, lun_field: u64) -> Option<&Arc<Lun>> {
@@ -285,7 +289,7 @@ impl ScsiTarget {
             }
             PersistentReserveOut => {
                 need_lun()?;
-                Ok(Op::PrOut(pr_out::prepare(cdb, &self.name, self.aborter.get().cloned())?))
+                Ok(Op::PrOut(pr_out::prepare(cdb)?))
             }
             ModeSelect6 | ModeSelect10 => {
                 let ten = command == ModeSelect10;
@@ -300,19 +304,25 @@ impl ScsiTarget {
         }
     }
 
-    /// SAM-5 §6.4 LOGICAL UNIT RESET; false when the nexus addresses no such LUN.
-    pub fn logical_unit_reset(&self, lun: u64, by: &ItNexus) -> bool {
-        match self.visible_lun(by, lun) {
-            Some(lun) => {
-                lun.reset();
-                true
-            }
-            None => false,
-        }
+    /// SAM-5 §7.7 LOGICAL UNIT RESET: every task of the LU, from every I_T nexus, is aborted
+    /// (other nexuses' tasks end with TASK ABORTED when the LU has TAS set, §5.6) and has ended
+    /// before the LU is reset. False when the nexus addresses no such LUN.
+    pub async fn logical_unit_reset(&self, lun_field: u64, by: &ItNexus) -> bool {
+        let Some(lun) = self.visible_lun(by, lun_field) else { return false };
+        lun.task_set().abort(|_| true, Some(by), lun.mode().tas).wait().await;
+        lun.reset();
+        true
     }
 
-    /// SAM-5 §6.3 TARGET RESET (hard reset): every logical unit is reset.
-    pub fn target_reset(&self, _by: &ItNexus) {
+    /// SAM-5 §6.3 TARGET RESET (hard reset): every task of every logical unit is aborted and
+    /// every LU reset. After a warm reset the other nexuses' connections stay, so TAS decides
+    /// per LU whether their tasks are answered; a cold reset drops them next (RFC 7143 §11.5.1).
+    pub async fn target_reset(&self, by: &ItNexus, warm: bool) {
+        let mut drain = Drain::default();
+        for lun in self.luns.values() {
+            drain.merge(lun.task_set().abort(|_| true, Some(by), warm && lun.mode().tas));
+        }
+        drain.wait().await;
         for lun in self.luns.values() {
             lun.reset();
         }

@@ -122,12 +122,12 @@ async fn power_on_unit_attention_once_per_nexus_and_not_for_inquiry() {
 async fn lun_reset_and_nexus_loss_unit_attentions() {
     let t = target(vec![memory_lun(0)]);
     let a = fresh(&t, 0).await;
-    assert!(t.logical_unit_reset(lun_field(0), &a));
-    assert!(!t.logical_unit_reset(lun_field(7), &a));
+    assert!(t.logical_unit_reset(lun_field(0), &a).await);
+    assert!(!t.logical_unit_reset(lun_field(7), &a).await);
     assert_eq!(sense_code(&run(&t, &a, 0, &[0; 6], &[]).await), (6, 0x29, 0x03));
     t.nexus_lost(&a);
     assert_eq!(sense_code(&run(&t, &a, 0, &[0; 6], &[]).await), (6, 0x29, 0x07));
-    t.target_reset(&a);
+    t.target_reset(&a, true).await;
     assert_eq!(sense_code(&run(&t, &a, 0, &[0; 6], &[]).await), (6, 0x29, 0x03));
     good(&run(&t, &a, 0, &[0; 6], &[]).await);
 }

@@ -149,7 +149,7 @@ async fn spc2_reserve_release_between_two_nexuses() {
     // Nexus loss and LUN reset both release the reservation.
     t.nexus_lost(&b);
     good(&run(&t, &a, 0, &[0x16, 0, 0, 0, 0, 0], &[]).await);
-    assert!(t.logical_unit_reset(lun_field(0), &a));
+    assert!(t.logical_unit_reset(lun_field(0), &a).await);
     let c = run(&t, &b, 0, &[0x16, 0, 0, 0, 0, 0], &[]).await;
     assert_eq!(sense_code(&c), (6, 0x29, 0x03)); // the reset supersedes the nexus-loss UA
     good(&run(&t, &b, 0, &[0x16, 0, 0, 0, 0, 0], &[]).await);
