@@ -17,7 +17,6 @@ use std::task::Poll;
 
 use tokio::sync::{oneshot, AcquireError, OwnedSemaphorePermit, Semaphore};
 
-use super::full_feature::FullFeature;
 use super::limits;
 use super::session::SeqState;
 
@@ -141,68 +140,66 @@ impl Admission {
     }
 }
 
-impl FullFeature {
-    /// Budget for a command that will hold `bytes` of data; its R2Ts, if any, wait for it.
-    pub(super) fn admit_data(&mut self, itt: u32, bytes: u64) -> Ticket {
+impl Admission {
+    /// Budget for a command that will hold `bytes` of data: granted now when nothing waits
+    /// and it fits, else queued behind the commands already waiting.
+    pub fn admit(&mut self, budget: &DataBudget, itt: u32, bytes: u64, seq: &SeqState) -> Ticket {
         if bytes == 0 {
             return Ticket::None;
         }
-        let units = self.budget.units(bytes);
-        if self.admission.waiting.is_empty() {
-            if let Ok(p) = self.budget.pool.clone().try_acquire_many_owned(units) {
+        let units = budget.units(bytes);
+        if self.waiting.is_empty() {
+            if let Ok(p) = budget.pool.clone().try_acquire_many_owned(units) {
                 return Ticket::Granted(DataBudget::wrap(p));
             }
         }
         let (grant, rx) = oneshot::channel();
-        self.admission.waiting.push_back(Waiting { itt, units, grant });
-        self.budget.set_pressure(true, &self.session.seq);
-        if self.admission.head.is_none() {
-            self.admission.head = Some(Mutex::new(Box::pin(self.budget.pool.clone().acquire_many_owned(units))));
+        self.waiting.push_back(Waiting { itt, units, grant });
+        budget.set_pressure(true, seq);
+        if self.head.is_none() {
+            self.head = Some(Mutex::new(Box::pin(budget.pool.clone().acquire_many_owned(units))));
         }
         Ticket::Wait(rx)
     }
 
-    /// The head of the queue got its permit: hand it over, then serve whoever else fits.
-    pub(super) async fn on_granted(&mut self, permit: Result<OwnedSemaphorePermit, AcquireError>) {
-        self.admission.head = None;
-        let Ok(permit) = permit else { return };
+    /// The head of the queue got its permit: hands it over, then serves whoever else fits.
+    /// Returns the ITTs granted, in order.
+    pub fn on_granted(
+        &mut self,
+        budget: &DataBudget,
+        permit: Result<OwnedSemaphorePermit, AcquireError>,
+        seq: &SeqState,
+    ) -> Vec<u32> {
+        self.head = None;
+        let mut granted = Vec::new();
+        let Ok(permit) = permit else { return granted };
         let mut next = Some(permit);
         while let Some(permit) = next.take() {
-            let Some(w) = self.admission.waiting.pop_front() else { break };
-            self.hand_over(w, permit).await;
-            while let Some(front) = self.admission.waiting.front() {
+            let Some(w) = self.waiting.pop_front() else { break };
+            // An error: the task was aborted while it waited; the permit went back.
+            if w.grant.send(DataBudget::wrap(permit)).is_ok() {
+                granted.push(w.itt);
+            }
+            while let Some(front) = self.waiting.front() {
                 if front.grant.is_closed() {
                     // Aborted while waiting.
-                    self.admission.waiting.pop_front();
+                    self.waiting.pop_front();
                     continue;
                 }
-                match self.budget.pool.clone().try_acquire_many_owned(front.units) {
+                match budget.pool.clone().try_acquire_many_owned(front.units) {
                     Ok(p) => next = Some(p),
                     Err(_) => {
                         let units = front.units;
-                        self.admission.head =
-                            Some(Mutex::new(Box::pin(self.budget.pool.clone().acquire_many_owned(units))));
+                        self.head = Some(Mutex::new(Box::pin(budget.pool.clone().acquire_many_owned(units))));
                     }
                 }
                 break;
             }
         }
-        if self.admission.waiting.is_empty() {
-            self.budget.set_pressure(false, &self.session.seq);
+        if self.waiting.is_empty() {
+            budget.set_pressure(false, seq);
         }
-    }
-
-    async fn hand_over(&mut self, w: Waiting, permit: OwnedSemaphorePermit) {
-        if w.grant.send(DataBudget::wrap(permit)).is_err() {
-            return; // the task was aborted while it waited; the permit went back
-        }
-        // A write (or bidirectional) command's solicitation starts now.
-        if let Some(mut transfer) = self.transfers.remove(&w.itt) {
-            transfer.granted = true;
-            if !self.advance_transfer(w.itt, &mut transfer).await {
-                self.transfers.insert(w.itt, transfer);
-            }
-        }
+        granted
     }
 }
 

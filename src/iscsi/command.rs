@@ -9,17 +9,18 @@ use std::task::{Context, Waker};
 
 use pdu::error::reject_reason;
 use pdu::msg::scsi::attr;
-use pdu::msg::{DataOut as DataOutPdu, R2t, ScsiCommand, TargetSeq};
+use pdu::msg::{DataOut as DataOutPdu, ScsiCommand};
 use pdu::Pdu;
 use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::budget::{DataBudget, Ticket};
+use super::data_transfers::WriteCommand;
 use super::full_feature::{Flow, FullFeature};
 use super::limits::LiveTask;
 use super::response::{self, ResponseShape};
 use super::session::Session;
-use super::transfer::{Transfer, TransferResult};
+use super::transfer::TransferResult;
 use super::writer::{StatSn, WriterHandle};
 use crate::metrics::CommandProbe;
 use crate::scsi::task_set::Registration;
@@ -43,7 +44,7 @@ impl FullFeature {
             return Flow::Continue;
         };
         let Some(target) = self.session.target.clone() else { return Flow::Continue };
-        if self.transfers.contains_key(&cmd.itt) || self.lun_tasks.values().any(|t| t.is_running(cmd.itt)) {
+        if self.data.is_open(cmd.itt) || self.lun_tasks.values().any(|t| t.is_running(cmd.itt)) {
             // §11.17.1: reusing the ITT of a task still in progress.
             if ordered {
                 self.session.seq.accept_other();
@@ -99,18 +100,18 @@ impl FullFeature {
             (Exec::Ready(_), true) => cmd.expected_data_transfer_length,
             (Exec::Ready(_), false) => needed.min(cmd.expected_data_transfer_length),
         };
-        let ticket = self.admit_data(cmd.itt, held as u64);
+        let ticket = self.data.admit(cmd.itt, held as u64, &self.session.seq);
         let wants_data = cmd.write && (!cmd.data.is_empty() || !cmd.final_bit || needed > 0);
         let data_rx = if wants_data {
-            let (tx, rx) = oneshot::channel();
-            let edtl = cmd.expected_data_transfer_length;
-            let mut transfer =
-                Transfer::start(cmd.lun, edtl, needed, cmd.data.clone(), cmd.final_bit, &self.limits, tx);
-            transfer.granted = !matches!(ticket, Ticket::Wait(_));
-            if !self.advance_transfer(cmd.itt, &mut transfer).await {
-                self.transfers.insert(cmd.itt, transfer);
-            }
-            Some(rx)
+            let write = WriteCommand {
+                itt: cmd.itt,
+                lun: cmd.lun,
+                edtl: cmd.expected_data_transfer_length,
+                needed,
+                immediate: cmd.data.clone(),
+                final_bit: cmd.final_bit,
+            };
+            Some(self.data.start(write, &ticket).await)
         } else {
             None
         };
@@ -119,7 +120,7 @@ impl FullFeature {
         let admitted = lun_tasks.map(|tasks| tasks.admit(cmd.itt, task_attr));
         let guard = TaskGuard {
             session: self.session.clone(),
-            budget: self.budget.clone(),
+            budget: self.data.budget.clone(),
             counted: ordered,
             admitted,
             _live: LiveTask::default(),
@@ -144,43 +145,16 @@ impl FullFeature {
         Some(tasks)
     }
 
-    /// Sends the R2Ts the transfer wants now; returns true once it is complete.
-    pub(super) async fn advance_transfer(&mut self, itt: u32, transfer: &mut Transfer) -> bool {
-        let ttts = &mut self.ttts;
-        let r2ts = transfer.solicit(&self.limits, &mut || ttts.next());
-        for r in r2ts {
-            let r2t = R2t {
-                lun: transfer.lun,
-                itt,
-                ttt: r.ttt,
-                seq: TargetSeq::default(),
-                r2t_sn: r.r2t_sn,
-                buffer_offset: r.offset,
-                desired_data_transfer_length: r.len,
-            };
-            self.writer.send(r2t.encode(), StatSn::Current).await;
-        }
-        transfer.finish_if_complete()
-    }
-
     pub(super) async fn on_data_out(&mut self, d: DataOutPdu, pdu: &Pdu) -> Flow {
         let digest_ok = pdu.data_digest_ok();
-        let Some(mut transfer) = self.transfers.remove(&d.itt) else {
-            // Data for a task that ended or was aborted: discard, as at ERL 0 nothing can be
-            // recovered for it (§11.7).
-            debug!(itt = d.itt, "discarding Data-Out for no active transfer");
-            return Flow::Continue;
-        };
-        if transfer.abandoned() {
-            return Flow::Continue;
-        }
-        if !digest_ok {
+        if !digest_ok && self.data.wants(d.itt) {
             // §7.8: Reject the PDU; the task ends with a CRC error once its data is in.
             self.send_reject(reject_reason::DATA_DIGEST_ERROR, pdu.header_bytes()).await;
         }
-        transfer.data_out(&d, digest_ok);
-        if !self.advance_transfer(d.itt, &mut transfer).await {
-            self.transfers.insert(d.itt, transfer);
+        if !self.data.data_out(&d, digest_ok).await {
+            // Data for a task that ended or was aborted: discard, as at ERL 0 nothing can be
+            // recovered for it (§11.7).
+            debug!(itt = d.itt, "discarding Data-Out for no active transfer");
         }
         Flow::Continue
     }

@@ -3,7 +3,7 @@
 //! they complete without waiting, else as their own tasks), and answers NOP, Text, TMF and
 //! Logout. It never waits for the backend: a command that would wait is spawned.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,10 +18,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use super::budget::{Admission, DataBudget};
+use super::budget::DataBudget;
+use super::cmd_window::CmdWindow;
+use super::data_transfers::DataTransfers;
 use super::registry::Registry;
 use super::session::{CmdSnClass, Session};
-use super::transfer::{self, Transfer};
+use super::transfer;
 use super::writer::{StatSn, WriterHandle};
 
 /// Why the connection ended (logged through `Debug` when the connection closes).
@@ -35,23 +37,6 @@ pub enum End {
     Fatal(String),
 }
 
-/// Target Transfer Tags for R2Ts, pings and text continuations.
-#[derive(Default)]
-pub struct TagAllocator {
-    last: u32,
-}
-
-impl TagAllocator {
-    /// A fresh tag, never the reserved value 0xffffffff (§11.8.2).
-    pub fn next(&mut self) -> u32 {
-        self.last = self.last.wrapping_add(1);
-        if self.last == RESERVED_TAG {
-            self.last = 1;
-        }
-        self.last
-    }
-}
-
 pub(super) enum Flow {
     Continue,
     Stop(End),
@@ -62,24 +47,18 @@ pub struct FullFeature {
     pub(super) registry: Arc<Registry>,
     pub(super) writer: WriterHandle,
     pub(super) framer: Framer,
-    pub(super) limits: transfer::Limits,
     pub(super) cid: u16,
-    pub(super) transfers: HashMap<u32, Transfer>,
-    /// Non-immediate PDUs ahead of ExpCmdSN, waiting for the gap to fill (§4.2.2.1).
-    held: BTreeMap<u32, (Pdu, InitiatorPdu)>,
-    /// CmdSNs that never arrived but count as received (ABORT TASK, §11.5.1).
-    plugged: BTreeSet<u32>,
+    /// Write data, R2Ts, Target Transfer Tags and the data budget.
+    pub(super) data: DataTransfers,
+    /// PDUs waiting for their turn in CmdSN order.
+    pub(super) window: CmdWindow,
     pub(super) text: super::text::TextState,
-    pub(super) ttts: TagAllocator,
     /// The connection's spawned command tasks (inline ones never get here).
     pub(super) tasks: JoinSet<()>,
     /// This nexus' task set on each LU it has addressed (SCSI layer, SAM-5 §4.8).
     pub(super) lun_tasks: HashMap<u64, Arc<crate::scsi::NexusTasks>>,
     ping: Option<(u32, Instant)>,
     last_rx: Instant,
-    /// Command data this session may hold, and the commands waiting for it.
-    pub(super) budget: Arc<DataBudget>,
-    pub(super) admission: Admission,
 }
 
 impl FullFeature {
@@ -98,28 +77,19 @@ impl FullFeature {
         };
         let budget = Arc::new(DataBudget::new(registry.settings.resources.max_session_data_bytes));
         FullFeature {
-            budget,
-            admission: Admission::default(),
+            data: DataTransfers::new(writer.clone(), limits, budget),
+            window: CmdWindow::default(),
             session,
             registry,
             writer,
             framer,
-            limits,
             cid,
-            transfers: HashMap::new(),
-            held: BTreeMap::new(),
-            plugged: BTreeSet::new(),
             text: Default::default(),
-            ttts: TagAllocator::default(),
             tasks: JoinSet::new(),
             lun_tasks: HashMap::new(),
             ping: None,
             last_rx: Instant::now(),
         }
-    }
-
-    pub(super) fn new_ttt(&mut self) -> u32 {
-        self.ttts.next()
     }
 
     pub async fn run(mut self, mut rd: OwnedReadHalf, mut buf: BytesMut, mut shutdown: watch::Receiver<bool>) -> End {
@@ -175,7 +145,7 @@ impl FullFeature {
                     }
                 }
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
-                permit = self.admission.next_grant() => self.on_granted(permit).await,
+                permit = self.data.admission.next_grant() => self.data.on_granted(permit, &self.session.seq).await,
             }
         };
         self.finish().await;
@@ -186,7 +156,7 @@ impl FullFeature {
     /// waits for them, so nothing of this nexus runs once the connection is gone.
     async fn finish(&mut self) {
         let _ = self.abort_all_tasks();
-        self.transfers.clear();
+        self.data.forget_all();
         while self.tasks.join_next().await.is_some() {}
     }
 
@@ -212,7 +182,7 @@ impl FullFeature {
         }
         let interval = settings.nop_interval?;
         if self.last_rx.elapsed() >= interval {
-            let ttt = self.new_ttt();
+            let ttt = self.data.next_ttt();
             let ping = NopIn { lun: 0, itt: RESERVED_TAG, ttt, seq: TargetSeq::default(), data: Bytes::new() };
             self.ping = Some((ttt, Instant::now()));
             self.writer.send(ping.encode(), StatSn::Current).await;
@@ -274,7 +244,7 @@ impl FullFeature {
                 self.release_held().await
             }
             CmdSnClass::Later => {
-                self.held.insert(cmd_sn, (pdu, msg));
+                self.window.hold(cmd_sn, pdu, msg);
                 Flow::Continue
             }
             CmdSnClass::Outside => {
@@ -287,34 +257,12 @@ impl FullFeature {
 
     /// Delivers held PDUs that are now next in line, stepping over plugged CmdSNs.
     async fn release_held(&mut self) -> Flow {
-        loop {
-            let (exp, _) = self.session.seq.get();
-            if self.plugged.remove(&exp) {
-                // Considered received: a late copy of it is a duplicate (§4.2.2.1).
-                self.held.remove(&exp);
-                self.session.seq.accept_other();
-                continue;
-            }
-            let Some((pdu, msg)) = self.held.remove(&exp) else { return Flow::Continue };
+        while let Some((pdu, msg)) = self.window.next_in_line(&self.session.seq) {
             if let Flow::Stop(end) = self.deliver(pdu, msg, true).await {
                 return Flow::Stop(end);
             }
         }
-    }
-
-    /// RFC 7143 §11.5.1: ABORT TASK of a task not found whose RefCmdSN is in the window and
-    /// before the TMF: the target considers that CmdSN received, which plugs the gap (§7.2.1).
-    /// A command with that CmdSN and ITT still held behind a gap is dropped as aborted.
-    pub(super) fn consider_received(&mut self, cmd_sn: u32, itt: u32) {
-        match self.held.get(&cmd_sn) {
-            Some((_, InitiatorPdu::ScsiCommand(c))) if c.itt == itt => {
-                self.held.remove(&cmd_sn);
-            }
-            // Something else arrived with that CmdSN: it is received already.
-            Some(_) => return,
-            None => {}
-        }
-        self.plugged.insert(cmd_sn);
+        Flow::Continue
     }
 
     /// Hands one in-order PDU to its handler. `ordered` says it consumed a CmdSN.

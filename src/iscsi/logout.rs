@@ -33,7 +33,7 @@ impl FullFeature {
             // Commands still waiting for Data-Out can never finish: nothing reads the connection
             // while we drain. They end here without a response (§11.14: the target terminates
             // the pending commands of a closing connection or session).
-            self.transfers.clear();
+            self.data.forget_all();
             // What this batch already answered goes out before we wait.
             self.writer.end_batch();
             let drained = tokio::time::timeout(DRAIN, async { while self.tasks.join_next().await.is_some() {} }).await;

@@ -4,8 +4,10 @@
 //! sets order them and decide task management; the transport delivers the answers.
 
 mod budget;
+mod cmd_window;
 mod command;
 pub mod connection;
+mod data_transfers;
 mod full_feature;
 pub mod limits;
 pub mod login;

@@ -39,7 +39,7 @@ impl FullFeature {
             Ok(Some(keys)) => keys,
             Ok(None) => {
                 // §11.10.2: acknowledge a continued request with an empty response.
-                let ttt = self.new_ttt();
+                let ttt = self.data.next_ttt();
                 self.text.request_ttt = Some(ttt);
                 let rsp = TextResponse {
                     final_bit: false,
@@ -90,7 +90,7 @@ impl FullFeature {
     async fn send_text_pieces(&mut self, itt: u32, lun: u64, mut pieces: Vec<Bytes>) {
         let first = if pieces.is_empty() { Bytes::new() } else { pieces.remove(0) };
         let more = !pieces.is_empty();
-        let ttt = if more { self.new_ttt() } else { RESERVED_TAG };
+        let ttt = if more { self.data.next_ttt() } else { RESERVED_TAG };
         let rsp = TextResponse { final_bit: !more, cont: more, lun, itt, ttt, seq: TargetSeq::default(), data: first };
         if more {
             self.text.pending = Some((ttt, pieces));

@@ -35,7 +35,7 @@ impl FullFeature {
             function::ABORT_TASK => {
                 let aborted = self.lun_tasks.get(&lun).and_then(|tasks| tasks.abort_task(tmf.referenced_task_tag));
                 if let Some(drain) = aborted {
-                    self.transfers.remove(&tmf.referenced_task_tag);
+                    self.data.forget(tmf.referenced_task_tag);
                     drain.wait().await;
                     return response::COMPLETE;
                 }
@@ -45,7 +45,7 @@ impl FullFeature {
                 let not_yet_arrived =
                     pdu::serial::in_window(tmf.ref_cmd_sn, exp, max) && pdu::serial::lt(tmf.ref_cmd_sn, tmf.cmd_sn);
                 if not_yet_arrived {
-                    self.consider_received(tmf.ref_cmd_sn, tmf.referenced_task_tag);
+                    self.window.consider_received(tmf.ref_cmd_sn, tmf.referenced_task_tag);
                     response::COMPLETE
                 } else {
                     response::TASK_DOES_NOT_EXIST
@@ -59,7 +59,9 @@ impl FullFeature {
                 }
                 if let Some(tasks) = self.lun_tasks.get(&lun).cloned() {
                     let drain = tasks.abort_all();
-                    self.drop_transfers(&drain.tags_of(&tasks));
+                    for itt in drain.tags_of(&tasks) {
+                        self.data.forget(itt);
+                    }
                     drain.wait().await;
                 }
                 response::COMPLETE
@@ -69,13 +71,13 @@ impl FullFeature {
                 if !target.scsi.logical_unit_reset(lun, &nexus).await {
                     return response::LUN_DOES_NOT_EXIST;
                 }
-                self.transfers.retain(|_, t| t.lun != lun);
+                self.data.forget_lun(lun);
                 info!(lun, "logical unit reset");
                 response::COMPLETE
             }
             function::TARGET_WARM_RESET | function::TARGET_COLD_RESET => {
                 let warm = tmf.function == function::TARGET_WARM_RESET;
-                self.transfers.clear();
+                self.data.forget_all();
                 target.scsi.target_reset(&nexus, warm).await;
                 info!(cold = !warm, "target reset");
                 response::COMPLETE
@@ -84,12 +86,6 @@ impl FullFeature {
             function::TASK_REASSIGN => response::REASSIGNMENT_NOT_SUPPORTED,
             // CLEAR ACA: we never establish ACA (NACA=0 is the only value accepted).
             _ => response::NOT_SUPPORTED,
-        }
-    }
-
-    fn drop_transfers(&mut self, itts: &[u32]) {
-        for itt in itts {
-            self.transfers.remove(itt);
         }
     }
 }
