@@ -1,16 +1,22 @@
-//! Positional I/O on a file descriptor shared by the file and block-device backends. Every call
-//! runs inside `spawn_blocking` so runtime threads never block on the disk.
+//! Positional I/O on a file descriptor shared by the file and block-device backends. Runtime
+//! threads never block on the disk: a read first takes what the page cache holds on the calling
+//! thread with preadv2(RWF_NOWAIT), which fails with EAGAIN rather than wait for the device, and
+//! only the rest goes to `spawn_blocking`; every other call runs inside `spawn_blocking`.
 
 use bytes::{Bytes, BytesMut};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub(crate) struct PositionalFile {
     file: Arc<File>,
+    /// Cleared once the file system refuses RWF_NOWAIT (EOPNOTSUPP): reads then go straight to
+    /// a blocking thread instead of trying first.
+    nowait_reads: Arc<AtomicBool>,
 }
 
 async fn blocking<T: Send + 'static>(job: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
@@ -19,12 +25,30 @@ async fn blocking<T: Send + 'static>(job: impl FnOnce() -> io::Result<T> + Send 
 
 impl PositionalFile {
     pub(crate) fn new(file: File) -> Self {
-        PositionalFile { file: Arc::new(file) }
+        PositionalFile { file: Arc::new(file), nowait_reads: Arc::new(AtomicBool::new(true)) }
     }
 
+    /// Reads exactly `len` bytes at `offset`. What the page cache holds is copied here, without
+    /// a thread hand-off (the command can then complete inline); the rest, if any, is read on a
+    /// blocking thread.
     pub(crate) async fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        let mut buf = BytesMut::with_capacity(len);
+        if self.nowait_reads.load(Ordering::Relaxed) {
+            match fill(&self.file, &mut buf, offset, len, libc::RWF_NOWAIT) {
+                Ok(()) => return Ok(buf.freeze()),
+                Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                    self.nowait_reads.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let file = self.file.clone();
-        blocking(move || read_into_new(&file, offset, len)).await
+        blocking(move || {
+            fill(&file, &mut buf, offset, len, 0)?;
+            Ok(buf.freeze())
+        })
+        .await
     }
 
     /// Writes each segment at its own offset (no coalescing copy); `fua` adds an fdatasync.
@@ -100,27 +124,22 @@ pub(crate) fn write_zeros(file: &File, offset: u64, len: u64) -> io::Result<()> 
     Ok(())
 }
 
-/// Reads exactly `len` bytes at `offset` into a fresh buffer without zero-filling it first:
-/// `pread` writes straight into the buffer's spare capacity.
-fn read_into_new(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
-    use std::os::unix::io::AsRawFd;
-    let mut buf = BytesMut::with_capacity(len);
+/// Fills `buf` up to `len` bytes with the file's data from `offset + buf.len()` on, with
+/// preadv2(2) `flags`, writing straight into the spare capacity (no zero-fill first). With
+/// RWF_NOWAIT it stops with EAGAIN at the first byte the page cache does not hold, keeping
+/// what it already read; `buf` must have capacity for `len`.
+fn fill(file: &File, buf: &mut BytesMut, offset: u64, len: usize, flags: libc::c_int) -> io::Result<()> {
+    debug_assert!(buf.capacity() >= len);
     while buf.len() < len {
         let done = buf.len();
         let spare = buf.spare_capacity_mut();
-        // SAFETY: pread writes at most `len - done` bytes, which fit in the spare capacity
-        // (capacity >= len); it only writes through the pointer, never reads.
-        let n = unsafe {
-            libc::pread(
-                file.as_raw_fd(),
-                spare.as_mut_ptr().cast::<libc::c_void>(),
-                len - done,
-                (offset + done as u64) as libc::off_t,
-            )
-        };
+        let iov = libc::iovec { iov_base: spare.as_mut_ptr().cast::<libc::c_void>(), iov_len: len - done };
+        // SAFETY: the one iovec covers `len - done` bytes of spare capacity (capacity >= len),
+        // which preadv2 only writes; the descriptor is open for the call's duration.
+        let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, (offset + done as u64) as libc::off_t, flags) };
         match n {
             n if n > 0 => {
-                // SAFETY: pread initialised the next `n` bytes.
+                // SAFETY: preadv2 initialised the next `n` bytes.
                 unsafe { buf.set_len(done + n as usize) };
             }
             0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
@@ -132,5 +151,5 @@ fn read_into_new(file: &File, offset: u64, len: usize) -> io::Result<Bytes> {
             }
         }
     }
-    Ok(buf.freeze())
+    Ok(())
 }
