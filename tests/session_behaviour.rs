@@ -282,3 +282,24 @@ fn lun_reset_by_another_nexus_ends_its_tasks_with_task_aborted_only_when_tas_is_
     b.ping(b"B is still logged in");
     assert_healthy(&mut t);
 }
+
+#[test]
+fn a_logged_out_nexus_has_released_its_reservation_when_the_logout_response_arrives() {
+    let mut t = start("");
+    let mut b = login(&t, ISID_B);
+    b.clear_unit_attention(0);
+    // SAM-5 §6.3.4 / SPC-2 §5.5.1: the session's end is an I_T nexus loss, which releases its
+    // RESERVE(6). The initiator learns of the end from the Logout Response, so by then the
+    // reservation must be gone: B, waiting for nothing else, reserves at once. Repeated, since
+    // a release that merely races the response would pass now and then.
+    for round in 0..30 {
+        let mut a = login(&t, ISID_A);
+        a.clear_unit_attention(0);
+        a.exec_good(0, &[0x16, 0, 0, 0, 0, 0], 0, &[]);
+        a.logout();
+        let out = b.exec(0, &[0x16, 0, 0, 0, 0, 0], 0, &[]);
+        assert_eq!(out.status, GOOD, "round {round}: B's RESERVE(6) right after A's logout: {:?}", out.sense_triple());
+        b.exec_good(0, &[0x17, 0, 0, 0, 0, 0], 0, &[]);
+    }
+    assert_healthy(&mut t);
+}

@@ -75,10 +75,7 @@ pub async fn serve(
         writer.close().await;
         drop(writer);
         let _ = writer_task.await;
-        // I_T nexus loss (SAM-5 §6.3.4): the SCSI layer drops what belonged to this nexus.
-        if let (Some(target), Some(nexus)) = (&session.target, &session.nexus) {
-            target.scsi.nexus_lost(nexus);
-        }
+        // The reader handed the I_T nexus loss to the SCSI layer when it ended (SAM-5 §6.3.4).
         registry.sessions.remove_if_same(&session);
         session.mark_done();
         info!(

@@ -59,6 +59,8 @@ pub struct FullFeature {
     pub(super) lun_tasks: HashMap<u64, Arc<crate::scsi::NexusTasks>>,
     ping: Option<(u32, Instant)>,
     last_rx: Instant,
+    /// Set once the I_T nexus loss has been handed to the SCSI layer.
+    nexus_ended: bool,
 }
 
 impl FullFeature {
@@ -89,6 +91,7 @@ impl FullFeature {
             lun_tasks: HashMap::new(),
             ping: None,
             last_rx: Instant::now(),
+            nexus_ended: false,
         }
     }
 
@@ -158,6 +161,18 @@ impl FullFeature {
         let _ = self.abort_all_tasks();
         self.data.forget_all();
         while self.tasks.join_next().await.is_some() {}
+        self.end_nexus();
+    }
+
+    /// I_T nexus loss (SAM-5 §6.3.4): the SCSI layer drops what belonged to this nexus (SPC-2
+    /// reservation, unit attentions). Once per connection: at logout, or when it ends otherwise.
+    pub(super) fn end_nexus(&mut self) {
+        if std::mem::replace(&mut self.nexus_ended, true) {
+            return;
+        }
+        if let (Some(target), Some(nexus)) = (&self.session.target, &self.session.nexus) {
+            target.scsi.nexus_lost(nexus);
+        }
     }
 
     /// Aborts every task of this nexus on every LU (no responses); the drain says when they

@@ -39,8 +39,12 @@ impl FullFeature {
             let drained = tokio::time::timeout(DRAIN, async { while self.tasks.join_next().await.is_some() {} }).await;
             if drained.is_err() {
                 // What is still running is ended without a response (§11.14).
-                let _ = self.abort_all_tasks();
+                self.abort_all_tasks().wait().await;
             }
+            // The session's only connection is closing: the I_T nexus ends (SAM-5 §6.3.4) before
+            // the initiator is told, so its SPC-2 reservation is already released when another
+            // initiator acts on the Logout Response.
+            self.end_nexus();
         }
         let p = &self.session.params;
         let rsp = LogoutResponse {
