@@ -54,28 +54,38 @@ peer_vars() {
   URL="iscsi://127.0.0.1:$PORT/$IQN/$LUN"
 }
 
-# running_pid: the recorded pid if that process is alive and still our program (a recycled pid
-# belongs to someone else: never signal it).
+# is_ours PID: PID is alive (not a zombie waiting for its parent) and runs our program; a
+# recycled pid belongs to someone else and is never signalled.
+is_ours() {
+  [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$COMM" ] || return 1
+  [ "$(sed -E 's/^[0-9]+ \(.*\) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" != Z ]
+}
+
+# running_pid: the recorded pid, if it is still ours.
 running_pid() {
   local pid
   [ -s "$DIR/pid" ] || return 1
   pid="$(cat "$DIR/pid")"
-  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$COMM" ] || return 1
+  is_ours "$pid" || return 1
   echo "$pid"
 }
 
+# kill_recorded PID: TERM, and KILL after 5 s, to that pid only. tgtd ignores TERM while it
+# has targets (its README's shutdown is "kill -9"; its LUN is a scratch file), so it gets KILL.
 kill_recorded() {
-  local pid="$1" i
-  kill -TERM "$pid" 2>/dev/null || return 0
+  local pid="$1" i sig=TERM
+  [ "$COMM" = tgtd ] && sig=KILL
+  kill -"$sig" "$pid" 2>/dev/null || return 0
   for i in $(seq 50); do
-    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$COMM" ] || return 0
+    is_ours "$pid" || return 0
     sleep 0.1
   done
   kill -KILL "$pid" 2>/dev/null || true
   for i in $(seq 20); do
-    [ -d "/proc/$pid" ] || return 0
+    is_ours "$pid" || return 0
     sleep 0.1
   done
+  die "pid $pid ($COMM) survived SIGKILL"
 }
 
 prepare_backing() {
