@@ -73,3 +73,23 @@ round_order() {
     for ((i = ${#names[@]} - 1; i >= 0; i--)); do echo "${names[$i]}"; done
   fi
 }
+
+# ensure_qemu_iscsi: qemu-img with its libiscsi block driver (package qemu-block-extra), which
+# must be the very version of the installed qemu-utils. This machine kind ships qemu from
+# bookworm-backports; Debian bookworm itself has 7.2, so backports is added when needed.
+ensure_qemu_iscsi() {
+  local ver
+  ensure_debs qemu-utils
+  ver="$(dpkg-query -W -f='${Version}' qemu-utils)"
+  [ "$(dpkg-query -W -f='${Version}' qemu-block-extra 2>/dev/null)" = "$ver" ] && return 0
+  echo "installing qemu-block-extra $ver (apt-get)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq "qemu-block-extra=$ver" </dev/null >/dev/null 2>&1 && return 0
+  if [[ "$ver" == *bpo12* ]] && ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      >/etc/apt/sources.list.d/palisade-peers-backports.sources
+  fi
+  apt-get update -qq </dev/null >/dev/null 2>&1 || true
+  apt-get install -y -qq "qemu-block-extra=$ver" </dev/null >/dev/null ||
+    die "cannot install qemu-block-extra $ver (it must match qemu-utils $ver)"
+}
