@@ -236,6 +236,8 @@ stop_peer() {
   peer_vars "$1"
   if pid="$(running_pid)"; then
     kill_recorded "$pid"
+    # Killed tgtd leaves its management socket behind.
+    [ "$1" = tgt ] && rm -f "/var/run/tgtd/socket.$PORT" "/var/run/tgtd/socket.$PORT.lock"
     echo "$1: stopped pid $pid"
   else
     echo "$1: not running"
