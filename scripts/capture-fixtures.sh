@@ -41,11 +41,15 @@ capture() {  # capture NAME COMMAND... : run COMMAND while tshark records port P
   echo "captured $name ($(stat -c %s "$WORK/$name.pcap") bytes)"
 }
 
+# Runs under `capture`'s `||`, where errexit is off: every step checks its own result.
 libiscsi_session() {
-  iscsi-ls -s "iscsi://127.0.0.1:$PORT"
-  iscsi-inq "$URL"
-  for page in 0 128 131 176; do iscsi-inq -e 1 -c "$page" "$URL"; done
-  ! iscsi-inq -e 1 -c 153 "$URL"   # unsupported VPD page: CHECK CONDITION expected
+  iscsi-ls -s "iscsi://127.0.0.1:$PORT" || return 1
+  iscsi-inq "$URL" || return 1
+  for page in 0 128 131 176; do iscsi-inq -e 1 -c "$page" "$URL" || return 1; done
+  if iscsi-inq -e 1 -c 153 "$URL"; then  # unsupported VPD page: CHECK CONDITION expected
+    echo "VPD page 0x99 was answered; a CHECK CONDITION was expected" >&2
+    return 1
+  fi
   iscsi-readcapacity16 "$URL"
 }
 cu() { iscsi-test-cu -d -i iqn.2026-11.io.palisade.test:capture -t "$1" "$URL"; }

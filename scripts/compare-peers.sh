@@ -23,13 +23,13 @@
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="$REPO/scripts/peers"
-# shellcheck source=peers/lib.sh
+# shellcheck source-path=SCRIPTDIR source=peers/lib.sh
 . "$PEERS/lib.sh"
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-8}"
 PORT="${PORT:-3415}"
 PROFILE="${PROFILE:-1}"
-TARGETS=(${TARGETS:-palisade tgt istgt})
+read -ra TARGETS <<<"${TARGETS:-palisade tgt istgt}"
 STAMP="$(date +%Y%m%d-%H%M%S)"
 OUTDIR="${REPORT_FROM:-${OUTDIR:-$REPO/target/compare-peers/$STAMP}}"
 DOC="${DOC:-$REPO/docs/performance.md}"

@@ -8,10 +8,13 @@
 #   scripts/peers/ab.sh 3 tgt="$(scripts/peers/peers.sh url tgt)" \
 #     istgt="$(scripts/peers/peers.sh url istgt)" palisade="iscsi://127.0.0.1:3260/IQN/0#$PALISADE_PID"
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-[ $# -ge 2 ] && [[ "$1" =~ ^[0-9]+$ ]] || { sed -n '2,9p' "$0" >&2; exit 2; }
+if [ $# -lt 2 ] || ! [[ "$1" =~ ^[0-9]+$ ]]; then
+  sed -n '2,9p' "$0" >&2
+  exit 2
+fi
 ROUNDS="$1"
 shift
 CONFIGS="${CONFIGS:-rr4k-qd1 rr4k-qd32 rr4k-qd128 seq256k-qd8 seq256k-qd32}"

@@ -6,8 +6,8 @@
 # peers' pid files, configs and logs and the perf/limits results. The peers' LUNs are files in
 # PEERS_DATA (default /dev/shm: tmpfs, so a peer's numbers are not a disk's).
 
+# shellcheck disable=SC2034 # used by the scripts that source this file
 PEERS_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PALISADE_REPO="$(cd "$PEERS_LIB_DIR/../.." && pwd)"
 PEERS_STATE="${PEERS_STATE:-${XDG_STATE_HOME:-$HOME/.local/state}/palisade/peers}"
 PEERS_DATA="${PEERS_DATA:-/dev/shm}"
 

@@ -24,7 +24,7 @@
 #   PEERS_DATA       folder of the LUN files (default /dev/shm)
 # Several instances can coexist: everything is keyed by the port (PEERS_STATE/tgt-3261/ …).
 set -euo pipefail
-# shellcheck source=lib.sh
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TGT_PORT="${TGT_PORT:-3261}"
@@ -129,7 +129,7 @@ tgtadm_() {
 
 start_tgt() {
   ensure_debs tgt
-  local pid i
+  local pid
   prepare_backing
   : >"$DIR/log"
   # tgtd's management socket is /var/run/tgtd/socket.<control port>: using the iSCSI port as the
@@ -137,7 +137,7 @@ start_tgt() {
   setsid tgtd -f --control-port "$PORT" --iscsi "portal=127.0.0.1:$PORT" >>"$DIR/log" 2>&1 </dev/null &
   echo $! >"$DIR/pid"
   wait_started || start_failed "tgtd did not listen on 127.0.0.1:$PORT"
-  for i in $(seq 50); do
+  for _ in $(seq 50); do
     tgtadm_ --mode target --op show >/dev/null 2>&1 && break
     sleep 0.1
   done
