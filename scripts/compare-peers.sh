@@ -428,3 +428,6 @@ open(doc, "w").write(text)
 print(f"wrote {doc}")
 PY
 log "done: $DOC (raw data in $OUTDIR)"
+# A failed client run leaves a cell with fewer samples than the others: the report is written,
+# but the run does not count as a success.
+[ "${PERF_FAILED:-0}" -eq 0 ] || die "$PERF_FAILED perf.py run(s) failed (see $OUTDIR/run.log)"
