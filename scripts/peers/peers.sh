@@ -99,12 +99,19 @@ prepare_backing() {
   fi
 }
 
-# wait_started: up to 10 s for the port to listen, giving up early if the daemon exited.
-wait_started() {
-  local i
+# launch DAEMON ARGS...: starts the daemon in a session of its own (a Ctrl-C in the caller's
+# terminal does not reach it), records its pid, and waits up to 10 s for it to listen on PORT.
+# $! is setsid until setsid execs the daemon (a background job is no process group leader, so
+# setsid does not fork): until then /proc/PID/comm says "setsid" and the pid counts as starting.
+launch() {
+  local pid comm i
+  setsid "$@" >>"$DIR/log" 2>&1 </dev/null &
+  pid=$!
+  echo "$pid" >"$DIR/pid"
   for i in $(seq 100); do
-    port_listening "$PORT" && return 0
-    running_pid >/dev/null || return 1
+    port_listening "$PORT" && is_ours "$pid" && return 0
+    comm="$(cat "/proc/$pid/comm" 2>/dev/null)" || return 1
+    [ "$comm" = setsid ] || is_ours "$pid" || return 1
     sleep 0.1
   done
   return 1
@@ -117,7 +124,12 @@ describe() {
 # A failed start leaves nothing running: stop what we started, show the log, exit.
 start_failed() {
   local pid
-  if pid="$(running_pid)"; then kill_recorded "$pid"; fi
+  pid="$(cat "$DIR/pid" 2>/dev/null)" || pid=""
+  if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = setsid ]; then
+    kill -KILL "$pid" 2>/dev/null || true # never got to exec the daemon
+  elif pid="$(running_pid)"; then
+    kill_recorded "$pid"
+  fi
   rm -f "$DIR/pid"
   tail -n 20 "$DIR/log" >&2 || true
   die "$*"
@@ -134,9 +146,8 @@ start_tgt() {
   : >"$DIR/log"
   # tgtd's management socket is /var/run/tgtd/socket.<control port>: using the iSCSI port as the
   # control port keeps instances (and a system tgtd on the default socket) apart.
-  setsid tgtd -f --control-port "$PORT" --iscsi "portal=127.0.0.1:$PORT" >>"$DIR/log" 2>&1 </dev/null &
-  echo $! >"$DIR/pid"
-  wait_started || start_failed "tgtd did not listen on 127.0.0.1:$PORT"
+  launch tgtd -f --control-port "$PORT" --iscsi "portal=127.0.0.1:$PORT" ||
+    start_failed "tgtd did not listen on 127.0.0.1:$PORT"
   for _ in $(seq 50); do
     tgtadm_ --mode target --op show >/dev/null 2>&1 && break
     sleep 0.1
@@ -211,10 +222,8 @@ start_istgt() {
   write_istgt_conf
   : >"$DIR/log"
   rm -f "$DIR/istgt.pidfile"
-  # -D: stay in the foreground, so $! is the daemon itself and its output lands in the log.
-  setsid istgt -D -c "$DIR/istgt.conf" -p "$DIR/istgt.pidfile" >>"$DIR/log" 2>&1 </dev/null &
-  echo $! >"$DIR/pid"
-  wait_started || start_failed "istgt did not listen on 127.0.0.1:$PORT"
+  # -D: stay in the foreground, so the recorded pid is the daemon and its output is in the log.
+  launch istgt -D -c "$DIR/istgt.conf" -p "$DIR/istgt.pidfile" || start_failed "istgt did not listen on 127.0.0.1:$PORT"
   pid="$(running_pid)" || start_failed "istgt exited during start-up"
   describe istgt "$pid"
 }

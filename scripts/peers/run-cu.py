@@ -118,6 +118,37 @@ with open(os.path.join(OUT, "meta.txt"), "w") as f:
             f"libiscsi-bin={version.stdout or 'unknown'}\nhost={os.uname().release}, {os.cpu_count()} cpus\n")
 
 
+def stop_group(proc):
+    """TERM, then KILL, to the process group of an iscsi-test-cu we started (its own session)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=2)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+    proc.wait()
+
+
+# A TERM or hangup to the runner ends it like Ctrl-C does, so that run_cu's cleanup stops the
+# iscsi-test-cu it started (which sits in a session of its own and would not see the signal).
+signal.signal(signal.SIGTERM, signal.default_int_handler)
+signal.signal(signal.SIGHUP, signal.default_int_handler)
+
+
+def interrupted(kind, value, tb):
+    if issubclass(kind, KeyboardInterrupt):
+        print(f"run-cu.py: interrupted; no results.tsv, the logs so far are in {OUT}", file=sys.stderr)
+    else:
+        sys.__excepthook__(kind, value, tb)
+
+
+sys.excepthook = interrupted
+
+
 def run_cu(spec, timeout, log_name):
     """Runs iscsi-test-cu on one -t spec under the watchdog: (log text, how it ended)."""
     log_path = os.path.join(RAW, f"{log_name}.log")
@@ -130,30 +161,23 @@ def run_cu(spec, timeout, log_name):
                                 start_new_session=True)
         size, grew = -1, t0
         ended = None
-        while proc.poll() is None:
-            time.sleep(0.25)
-            now = time.monotonic()
-            cur = os.path.getsize(log_path)
-            if cur != size:
-                size, grew = cur, now
-            if now - t0 >= timeout:
-                ended = f"killed after {timeout} s (run timeout)"
-            elif now - grew >= IDLE_TIMEOUT:
-                ended = f"killed after {IDLE_TIMEOUT} s without output (hung)"
-            if ended:
-                # Our own session only: iscsi-test-cu and nothing it did not start.
-                for sig in (signal.SIGTERM, signal.SIGKILL):
-                    try:
-                        os.killpg(proc.pid, sig)
-                    except ProcessLookupError:
-                        break
-                    try:
-                        proc.wait(timeout=2)
-                        break
-                    except subprocess.TimeoutExpired:
-                        pass
-                proc.wait()
-                break
+        try:
+            while proc.poll() is None:
+                time.sleep(0.25)
+                now = time.monotonic()
+                cur = os.path.getsize(log_path)
+                if cur != size:
+                    size, grew = cur, now
+                if now - t0 >= timeout:
+                    ended = f"killed after {timeout} s (run timeout)"
+                elif now - grew >= IDLE_TIMEOUT:
+                    ended = f"killed after {IDLE_TIMEOUT} s without output (hung)"
+                if ended:
+                    stop_group(proc)
+                    break
+        except KeyboardInterrupt:
+            stop_group(proc)
+            raise
     rc = proc.returncode
     if ended is None:
         ended = f"exit {rc}" if rc >= 0 else f"died of signal {-rc} ({signal.Signals(-rc).name})"
