@@ -50,7 +50,8 @@ else
 # The clients: libiscsi's iscsi-perf, qemu-img with its libiscsi driver (writes), iperf3.
 ( ensure_debs libiscsi-bin iperf3 && ensure_qemu_iscsi ) 2>&1 | tee -a "$OUTDIR/run.log" >&2
 [ "${PIPESTATUS[0]}" -eq 0 ] || die "installing the clients failed"
-printf 'ROUNDS=%q\nDURATION=%q\nTARGETS=(%s)\nRUN_AT=%q\n' "$ROUNDS" "$DURATION" "${TARGETS[*]}" "$(date '+%Y-%m-%d %H:%M')" >"$OUTDIR/run.env"
+RUN_AT="$(date '+%Y-%m-%d %H:%M')"
+printf 'ROUNDS=%q\nDURATION=%q\nTARGETS=(%s)\nRUN_AT=%q\n' "$ROUNDS" "$DURATION" "${TARGETS[*]}" "$RUN_AT" >"$OUTDIR/run.env"
 
 # ------------------------------------------------------------------ Palisade
 log "building palisade (release)"
