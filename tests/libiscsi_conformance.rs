@@ -72,7 +72,12 @@ fn tests_needing_several_logical_blocks_per_physical_block_pass_on_a_512e_lun() 
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
-    assert!(out.status.success(), "run-cu.py failed ({}):\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "run-cu.py failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     let dir = stdout.lines().filter_map(|l| l.strip_prefix("output: ")).next_back().expect("run-cu.py output dir");
     let results = std::fs::read_to_string(std::path::Path::new(dir.trim()).join("results.tsv")).unwrap();
     let passed: Vec<&str> =
