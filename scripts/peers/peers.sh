@@ -99,19 +99,24 @@ prepare_backing() {
   fi
 }
 
+# our_child PID: PID is a live (not zombie) child of this shell. Right after `&` the child is
+# still this shell's fork, then setsid, and only then the daemon (a background job is no process
+# group leader, so setsid execs without forking): its name says nothing until then, its parent does.
+our_child() {
+  [ "$(awk '/^PPid:/ { print $2 }' "/proc/$1/status" 2>/dev/null)" = "$$" ] || return 1
+  [ "$(sed -E 's/^[0-9]+ \(.*\) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)" != Z ]
+}
+
 # launch DAEMON ARGS...: starts the daemon in a session of its own (a Ctrl-C in the caller's
 # terminal does not reach it), records its pid, and waits up to 10 s for it to listen on PORT.
-# $! is setsid until setsid execs the daemon (a background job is no process group leader, so
-# setsid does not fork): until then /proc/PID/comm says "setsid" and the pid counts as starting.
 launch() {
-  local pid comm i
+  local pid i
   setsid "$@" >>"$DIR/log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$DIR/pid"
   for i in $(seq 100); do
     port_listening "$PORT" && is_ours "$pid" && return 0
-    comm="$(cat "/proc/$pid/comm" 2>/dev/null)" || return 1
-    [ "$comm" = setsid ] || is_ours "$pid" || return 1
+    our_child "$pid" || return 1
     sleep 0.1
   done
   return 1
@@ -125,9 +130,7 @@ describe() {
 start_failed() {
   local pid
   pid="$(cat "$DIR/pid" 2>/dev/null)" || pid=""
-  if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = setsid ]; then
-    kill -KILL "$pid" 2>/dev/null || true # never got to exec the daemon
-  elif pid="$(running_pid)"; then
+  if [ -n "$pid" ] && our_child "$pid"; then
     kill_recorded "$pid"
   fi
   rm -f "$DIR/pid"
