@@ -109,10 +109,16 @@ def main():
                              text=True).stdout.strip()
     if not pid:
         print(f"perf.py: no PID for {label}: target CPU columns will be 0", file=sys.stderr)
+    # The clients, installed the way every script here installs what it needs.
+    need = "ensure_debs libiscsi-bin"
+    if any(kind == "sw" for kind, _, _, _ in configs):
+        need += " && ensure_qemu_iscsi"
+    if subprocess.run(["bash", "-c", f". '{HERE}/lib.sh' && {need}"]).returncode != 0:
+        sys.exit(f"perf.py: cannot install the clients ({need})")
     for kind, _, _, _ in configs:
         tool = "qemu-img" if kind == "sw" else "iscsi-perf"
         if not shutil.which(tool):
-            usage(f"{tool} not found (iscsi-perf: libiscsi-bin; qemu-img: qemu-utils + qemu-block-extra)")
+            sys.exit(f"perf.py: {tool} not found after installing the clients")
     if not os.path.exists(out):
         with open(out, "w") as f:
             f.write("\t".join(COLUMNS) + "\n")

@@ -77,9 +77,12 @@ STATE = os.environ.get("PEERS_STATE") or os.path.join(
     os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "palisade", "peers")
 OUTROOT = os.environ.get("OUTROOT") or os.path.join(STATE, "results", "conformance")
 
+if not (shutil.which("iscsi-test-cu") and shutil.which("iscsi-inq")):
+    # Debian's libiscsi-bin, installed the way every script here installs what it needs.
+    subprocess.run(["bash", "-c", f". '{HERE}/lib.sh' && ensure_debs libiscsi-bin"])
 for tool in ("iscsi-test-cu", "iscsi-inq"):
     if not shutil.which(tool):
-        fail(f"{tool} not found (Debian package libiscsi-bin)")
+        fail(f"{tool} not found and libiscsi-bin could not be installed")
 try:
     only = re.compile(ONLY)
 except re.error as e:
