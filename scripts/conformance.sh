@@ -5,7 +5,7 @@
 #   label  name for the output (default: palisade)
 #
 # The selection is tests/conformance/expected-families.txt (override: SELECTION=file).
-# The run itself is ../shared/peers/conformance.sh: one iscsi-test-cu per suite with initiator
+# The run itself is scripts/peers/run-cu.py: one iscsi-test-cu per suite with initiator
 # names INIT1/INIT2 (-i/-I, the URL is also given as the second path, so two sessions/initiators
 # are logged in), a hang watchdog (IDLE_TIMEOUT, default 20 s without output) and a per-test
 # fallback, so a hung test is recorded as INCOMPLETE instead of hanging CI.
@@ -20,12 +20,12 @@ set -euo pipefail
 URL="${1:?usage: scripts/conformance.sh iscsi://HOST:PORT/IQN/LUN [label]}"
 LABEL="${2:-palisade}"
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SHARED="${SHARED_DIR:-$REPO/../shared}"
+RUNNER="$REPO/scripts/peers/run-cu.py"
 SELECTION="${SELECTION:-$REPO/tests/conformance/expected-families.txt}"
 OUT_ROOT="${CONFORMANCE_OUT:-$REPO/target/conformance}"
 
 command -v iscsi-test-cu >/dev/null || { echo "conformance: iscsi-test-cu missing (scripts/install-deps.sh)" >&2; exit 2; }
-[ -x "$SHARED/peers/conformance.sh" ] || { echo "conformance: $SHARED/peers/conformance.sh not found" >&2; exit 2; }
+[ -x "$RUNNER" ] || { echo "conformance: $RUNNER not found or not executable" >&2; exit 2; }
 [ -r "$SELECTION" ] || { echo "conformance: selection $SELECTION not readable" >&2; exit 2; }
 
 # Selected entries (suites or single tests) and known-bad tests, comments stripped.
@@ -33,7 +33,7 @@ mapfile -t ENTRIES < <(sed -e 's/#.*//' -e 's/[[:space:]]*$//' "$SELECTION" | gr
 mapfile -t KNOWN_BAD < <(sed -n 's/^known-bad:[[:space:]]*\([^[:space:]]*\).*/\1/p' "$SELECTION")
 [ "${#ENTRIES[@]}" -gt 0 ] || { echo "conformance: empty selection" >&2; exit 2; }
 
-# Suites to run = FAMILY.SUITE part of every entry, as an anchored regex for the shared script.
+# Suites to run = FAMILY.SUITE part of every entry, as an anchored regex for the runner's ONLY.
 SUITES_RE="^($(for e in "${ENTRIES[@]}"; do echo "$e" | cut -d. -f1,2; done | sort -u | sed 's/\./\\./g' | paste -sd'|'))\$"
 
 mkdir -p "$OUT_ROOT"
@@ -41,7 +41,7 @@ LOG="$OUT_ROOT/$LABEL.run.log"
 START=$(date +%s)
 ONLY="$SUITES_RE" OUTROOT="$OUT_ROOT" TOTAL_TIMEOUT="${TOTAL_TIMEOUT:-600}" \
   INIT1="${INIT1:-iqn.2026-11.io.palisade.test:init-a}" INIT2="${INIT2:-iqn.2026-11.io.palisade.test:init-b}" \
-  bash "$SHARED/peers/conformance.sh" "$URL" "$LABEL" > "$LOG" 2>&1 || true
+  "$RUNNER" "$URL" "$LABEL" > "$LOG" 2>&1 || true
 OUT_DIR=$(sed -n 's/^output: //p' "$LOG" | tail -1)
 if [ -z "$OUT_DIR" ] || [ ! -f "$OUT_DIR/results.tsv" ]; then
   echo "conformance: the suite runner produced no results; its log:" >&2

@@ -2,7 +2,7 @@
 # gen-conformance-doc.sh — run libiscsi's whole iscsi-test-cu suite against a file-backed and a
 # memory-backed LUN of a fresh debug build and regenerate docs/conformance.md from the results.
 #
-#   scripts/gen-conformance-doc.sh            (PORT=3413 by default; needs ../shared/peers)
+#   scripts/gen-conformance-doc.sh            (PORT=3413 by default; the runner is scripts/peers/run-cu.py)
 #
 # Runs (each with two initiator names, -i/-I, and the URL given twice for MultipathIO):
 #   file      palisade serve --data-dir: LUN 0 = 1 GiB sparse file        whole suite
@@ -15,7 +15,6 @@
 # The reasons for tests that stay skipped (not applicable) are in scripts/gen-conformance-doc.py.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SHARED="${SHARED_DIR:-$REPO/../shared}"
 PORT="${PORT:-3413}"
 IQN="iqn.2026-11.io.palisade:default"
 WORK="$(mktemp -d /tmp/palisade-conformance-XXXXXX)"
@@ -42,11 +41,11 @@ start_server() {  # start_server ARGS...
 run_suite() {  # run_suite LABEL ONLY URL [EXTRA_ARGS]
   ONLY="$2" OUTROOT="$OUT" EXTRA_ARGS="${4:-}" TOTAL_TIMEOUT=1800 \
     INIT1=iqn.2026-11.io.palisade.test:init-a INIT2=iqn.2026-11.io.palisade.test:init-b \
-    bash "$SHARED/peers/conformance.sh" "$3" "$1" > "$WORK/$1.log" 2>&1 || true
+    "$REPO/scripts/peers/run-cu.py" "$3" "$1" > "$WORK/$1.log" 2>&1 || true
   local dir; dir=$(sed -n 's/^output: //p' "$WORK/$1.log" | tail -1)
   [ -f "$dir/results.tsv" ] || { echo "run $1 produced no results" >&2; cat "$WORK/$1.log" >&2; exit 2; }
   cp "$dir/results.tsv" "$WORK/$1.tsv"
-  grep -E "tests listed" "$dir/summary.txt" | sed "s/^/$1: /"
+  grep -E "^tests: " "$dir/summary.txt" | sed "s/^/$1: /"
 }
 
 (cd "$REPO" && cargo build --quiet)

@@ -1,7 +1,7 @@
 //! `palisade bench` end to end: the real binary against the real server (memory and file LUNs,
 //! CHAP), its JSON report checked for consistency, `--verify` catching a block corrupted behind
 //! the target's back, and the same client against tgt and istgt (started through
-//! ../shared/peers/peers.sh, which installs the Debian packages when missing), including sessions
+//! scripts/peers/peers.sh, which installs the Debian packages when missing), including sessions
 //! of several connections against istgt.
 
 mod common;
@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{run_with_timeout, shared_dir, TargetProcess, DEFAULT_IQN};
+use common::{repo_root, run_with_timeout, TargetProcess, DEFAULT_IQN};
 use serde_json::Value;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -259,10 +259,10 @@ fn bad_options_are_refused_before_any_io() {
     assert_eq!(out.status.code(), Some(2), "nothing listens on port 1");
 }
 
-/// Starts a peer target from ../shared/peers (installing its Debian package when missing) and
-/// returns its URL; the guard stops it again unless it was already running.
+/// Starts a peer target with scripts/peers/peers.sh (installing its Debian package when missing)
+/// and returns its URL; the guard stops it again unless it was already running.
 fn peer(name: &str) -> (String, StopPeer) {
-    let peers = shared_dir().join("peers").join("peers.sh");
+    let peers = repo_root().join("scripts/peers/peers.sh");
     let was_running =
         Command::new("bash").arg(&peers).args(["status", name]).output().map(|o| o.status.success()).unwrap_or(false);
     let start = run_with_timeout(Command::new("bash").arg(&peers).args(["start", name]), Duration::from_secs(300));

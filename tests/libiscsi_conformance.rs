@@ -35,7 +35,7 @@ physical_block_size = 4096
 "#;
 
 /// The suites holding the tests that skip unless a LUN has several logical blocks per physical
-/// block (conformance.sh's ONLY selects suites), and those tests.
+/// block (the runner's ONLY selects suites), and those tests.
 const LBPPB_SUITES: &str = r"^SCSI\.(WriteSame10|WriteSame16|CompareAndWrite)$";
 const LBPPB_TESTS: [&str; 5] = [
     "SCSI.WriteSame10.UnmapUnaligned",
@@ -58,11 +58,11 @@ fn selected_iscsi_test_cu_suites_pass_on_a_memory_lun() {
 #[test]
 fn tests_needing_several_logical_blocks_per_physical_block_pass_on_a_512e_lun() {
     let target = TargetProcess::start_with_config(MEMORY_LUN_CONFIG, common::DEFAULT_IQN);
-    let script = repo_root().join("../shared/peers/conformance.sh");
+    let runner = repo_root().join("scripts/peers/run-cu.py");
     let out_root = repo_root().join("target/conformance/lbppb");
     let out = run_with_timeout(
-        Command::new("bash")
-            .arg(&script)
+        Command::new("python3")
+            .arg(&runner)
             .arg(target.url(1))
             .arg("palisade-512e")
             .env("ONLY", LBPPB_SUITES)
@@ -72,7 +72,13 @@ fn tests_needing_several_logical_blocks_per_physical_block_pass_on_a_512e_lun() 
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{stdout}");
-    let dir = stdout.lines().filter_map(|l| l.strip_prefix("output: ")).next_back().expect("conformance.sh output dir");
+    assert!(
+        out.status.success(),
+        "run-cu.py failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = stdout.lines().filter_map(|l| l.strip_prefix("output: ")).next_back().expect("run-cu.py output dir");
     let results = std::fs::read_to_string(std::path::Path::new(dir.trim()).join("results.tsv")).unwrap();
     let passed: Vec<&str> =
         results.lines().filter(|l| l.split('\t').nth(1) == Some("PASS")).filter_map(|l| l.split('\t').next()).collect();
