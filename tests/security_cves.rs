@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::raw_initiator::*;
-use common::{strip_ansi, TargetProcess, DEFAULT_IQN};
+use common::{TargetProcess, DEFAULT_IQN};
 use pdu::msg::{DataOut, LoginRequest, TargetPdu};
 use pdu::Digests;
 
@@ -423,7 +423,6 @@ fn teardown_races_leave_no_task_or_buffer_behind() {
         ini.logout();
         std::thread::sleep(Duration::from_millis(300));
         let log = t.log();
-        let log = strip_ansi(&log);
         let last =
             log.lines().rev().find(|l| l.contains("connection closed")).expect("a connection closed line").to_string();
         if last.contains("live_tasks=0") && last.contains("held_data_bytes=0") {

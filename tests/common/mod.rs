@@ -230,7 +230,7 @@ impl TargetProcess {
         if let Ok(mut f) = fs::File::open(&self.log_path) {
             let _ = f.read_to_string(&mut s);
         }
-        s
+        plain_log(s)
     }
     /// Still running? (false once it exited or was never ours)
     /// The server's process ID (None for an external target).
@@ -278,22 +278,11 @@ impl Drop for TargetProcess {
     }
 }
 
-/// Removes ANSI escape sequences (tracing colours its fields), so they read as `key=value`.
-pub fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            for d in chars.by_ref() {
-                if d.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+/// A server log as written to a file: plain text, asserted free of terminal colour codes (the
+/// server colours its output only on a terminal).
+pub fn plain_log(text: String) -> String {
+    assert!(!text.contains('\x1b'), "the server wrote ANSI escape codes to a log file:\n{text}");
+    text
 }
 
 /// A port that was free a moment ago (bind 127.0.0.1:0, read it, close).

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-pub use crate::common::{free_port, strip_ansi, unique_temp_dir as unique_dir};
+pub use crate::common::{free_port, plain_log, unique_temp_dir as unique_dir};
 
 pub struct Server {
     child: Option<Child>,
@@ -62,9 +62,9 @@ impl Server {
         self.child.as_ref().expect("running").id()
     }
 
-    /// The server's output so far, without terminal colour codes.
+    /// The server's output so far (plain text: asserted free of terminal colour codes).
     pub fn log(&self) -> String {
-        strip_ansi(&fs::read_to_string(&self.log_path).unwrap_or_default())
+        plain_log(fs::read_to_string(&self.log_path).unwrap_or_default())
     }
 
     pub fn is_running(&mut self) -> bool {
