@@ -1,7 +1,9 @@
 //! Positional I/O on a file descriptor shared by the file and block-device backends. Runtime
 //! threads never block on the disk: a read first takes what the page cache holds on the calling
 //! thread with preadv2(RWF_NOWAIT), which fails with EAGAIN rather than wait for the device, and
-//! only the rest goes to `spawn_blocking`; every other call runs inside `spawn_blocking`.
+//! only the rest goes to `spawn_blocking`; every other call runs inside `spawn_blocking`. A file
+//! on tmpfs or ramfs has no device behind it (its pages are memory), so its reads and writes
+//! run on the calling thread, as a memory LUN's do (tmpfs refuses RWF_NOWAIT).
 
 use bytes::{Bytes, BytesMut};
 use std::fs::File;
@@ -17,6 +19,20 @@ pub(crate) struct PositionalFile {
     /// Cleared once the file system refuses RWF_NOWAIT (EOPNOTSUPP): reads then go straight to
     /// a blocking thread instead of trying first.
     nowait_reads: Arc<AtomicBool>,
+    /// The file lives on tmpfs or ramfs: I/O never waits for a device.
+    memory_backed: bool,
+}
+
+/// statfs(2) f_type of the file systems whose files are memory.
+const TMPFS_MAGIC: u64 = 0x0102_1994;
+const RAMFS_MAGIC: u64 = 0x8584_58f6;
+
+fn on_memory_file_system(file: &File) -> bool {
+    // SAFETY: statfs is plain old data; fstatfs fills it for an open descriptor.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and a pointer to a live statfs.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) };
+    rc == 0 && matches!(st.f_type as u64, TMPFS_MAGIC | RAMFS_MAGIC)
 }
 
 async fn blocking<T: Send + 'static>(job: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
@@ -25,7 +41,8 @@ async fn blocking<T: Send + 'static>(job: impl FnOnce() -> io::Result<T> + Send 
 
 impl PositionalFile {
     pub(crate) fn new(file: File) -> Self {
-        PositionalFile { file: Arc::new(file), nowait_reads: Arc::new(AtomicBool::new(true)) }
+        let memory_backed = on_memory_file_system(&file);
+        PositionalFile { file: Arc::new(file), nowait_reads: Arc::new(AtomicBool::new(true)), memory_backed }
     }
 
     /// Reads exactly `len` bytes at `offset`. What the page cache holds is copied here, without
@@ -33,6 +50,10 @@ impl PositionalFile {
     /// blocking thread.
     pub(crate) async fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         let mut buf = BytesMut::with_capacity(len);
+        if self.memory_backed {
+            fill(&self.file, &mut buf, offset, len, 0)?;
+            return Ok(buf.freeze());
+        }
         if self.nowait_reads.load(Ordering::Relaxed) {
             match fill(&self.file, &mut buf, offset, len, libc::RWF_NOWAIT) {
                 Ok(()) => return Ok(buf.freeze()),
@@ -53,20 +74,12 @@ impl PositionalFile {
 
     /// Writes each segment at its own offset (no coalescing copy); `fua` adds an fdatasync.
     pub(crate) async fn write(&self, offset: u64, data: &[Bytes], fua: bool) -> io::Result<()> {
+        if self.memory_backed {
+            return write_segments(&self.file, offset, data, fua);
+        }
         let file = self.file.clone();
         let segments: Vec<Bytes> = data.to_vec();
-        blocking(move || {
-            let mut at = offset;
-            for segment in &segments {
-                file.write_all_at(segment, at)?;
-                at += segment.len() as u64;
-            }
-            if fua {
-                file.sync_data()?;
-            }
-            Ok(())
-        })
-        .await
+        blocking(move || write_segments(&file, offset, &segments, fua)).await
     }
 
     pub(crate) async fn flush(&self) -> io::Result<()> {
@@ -111,6 +124,18 @@ impl PositionalFile {
     }
 }
 
+fn write_segments(file: &File, offset: u64, segments: &[Bytes], fua: bool) -> io::Result<()> {
+    let mut at = offset;
+    for segment in segments {
+        file.write_all_at(segment, at)?;
+        at += segment.len() as u64;
+    }
+    if fua {
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
 /// Writes `len` zero bytes at `offset` in bounded chunks (fallback when deallocation is unsupported).
 pub(crate) fn write_zeros(file: &File, offset: u64, len: u64) -> io::Result<()> {
     const CHUNK: u64 = 1 << 20;
@@ -152,4 +177,46 @@ fn fill(file: &File, buf: &mut BytesMut, offset: u64, len: usize, flags: libc::c
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    fn scratch(dir: &Path, tag: &str) -> (PathBuf, PositionalFile) {
+        let path = dir.join(format!("palisade-positional-{tag}-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        file.set_len(1 << 20).unwrap();
+        (path, PositionalFile::new(file))
+    }
+
+    async fn round_trip(file: &PositionalFile) {
+        let data: Vec<u8> = (0..12288u32).map(|i| (i * 7) as u8).collect();
+        file.write(4096, &[Bytes::copy_from_slice(&data[..5000]), Bytes::copy_from_slice(&data[5000..])], false)
+            .await
+            .unwrap();
+        assert_eq!(&file.read(4096, data.len()).await.unwrap()[..], &data[..]);
+        // Past the end of the file is an error, not a short or zero-filled read.
+        assert!(file.read((1 << 20) - 100, 200).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_file_on_disk_reads_through_the_page_cache_first() {
+        // The repository's target folder is on a disk file system (temp_dir may be tmpfs).
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (path, file) = scratch(&dir, "disk");
+        assert!(!file.memory_backed, "{} is on a disk file system", dir.display());
+        round_trip(&file).await;
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_on_tmpfs_is_read_and_written_in_place() {
+        let (path, file) = scratch(Path::new("/dev/shm"), "tmpfs");
+        assert!(file.memory_backed, "/dev/shm is tmpfs");
+        round_trip(&file).await;
+        std::fs::remove_file(path).unwrap();
+    }
 }
