@@ -105,7 +105,8 @@ mod tests {
             registrants: vec![
                 Registrant { id: a.clone(), key: 0xA },
                 Registrant { id: RegistrantId::of(&nexus("b", 1), true), key: 0xB },
-            ],
+            ]
+            .into(),
             reservation: kind.map(|kind| Reservation { holder: a, kind }),
             aptpl: true,
         }

@@ -3,6 +3,8 @@
 //! PRgeneration counter and the APTPL setting. Plain data: every change goes through
 //! `State::apply` (apply.rs), which returns the next state and its effects.
 
+pub use super::registrants::Registrants;
+
 /// An iSCSI initiator port (RFC 7143 §4.2.7.1, SPC-4 §7.6.4.6): the initiator name plus the
 /// ISID. `isid: None` is an initiator *device* (TransportID format 00b): every port of that
 /// name, as registered through SPEC_I_PT or REGISTER AND MOVE with a name-only TransportID.
@@ -167,16 +169,17 @@ pub struct Reservation {
 pub struct State {
     /// SPC-4 §6.16.2 PRgeneration.
     pub generation: u32,
-    pub registrants: Vec<Registrant>,
+    /// In registration order, indexed by initiator port (registrants.rs).
+    pub registrants: Registrants,
     pub reservation: Option<Reservation>,
     /// SPC-4 §5.13.4: the last APTPL value received governs all registrations.
     pub aptpl: bool,
 }
 
 impl State {
-    /// The registration of the I_T nexus, if any.
+    /// The registration of the I_T nexus, if any: an index lookup, never a scan.
     pub fn registrant(&self, nexus: &Nexus) -> Option<&Registrant> {
-        self.registrants.iter().find(|r| r.id.covers(nexus))
+        self.registrants.find(nexus)
     }
 
     pub fn is_registered(&self, nexus: &Nexus) -> bool {
@@ -205,7 +208,7 @@ impl State {
         if res.kind.all_registrants() {
             return Some(0);
         }
-        Some(self.registrants.iter().find(|r| r.id == res.holder).map_or(0, |r| r.key))
+        Some(self.registrants.get(&res.holder).map_or(0, |r| r.key))
     }
 }
 

@@ -3,7 +3,7 @@
 //! `FileStore` writes one versioned, checksummed record atomically (temp file, fsync, rename,
 //! fsync of the directory), so a crash leaves either the old or the new record, never a torn one.
 
-use super::apply::MAX_REGISTRANTS;
+use super::apply::HARD_MAX_REGISTRANTS;
 use super::state::{InitiatorId, PrType, Registrant, RegistrantId, Reservation, State, TargetPort};
 use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
@@ -158,7 +158,7 @@ pub fn decode(bytes: &[u8]) -> io::Result<State> {
     let aptpl = r.u8()? != 0;
     let generation = r.u32()?;
     let count = r.u16()? as usize;
-    if count > MAX_REGISTRANTS {
+    if count > HARD_MAX_REGISTRANTS {
         return Err(invalid("too many registrants"));
     }
     let (has_res, code, holder) = (r.u8()? != 0, r.u8()?, r.u16()? as usize);
@@ -185,7 +185,7 @@ pub fn decode(bytes: &[u8]) -> io::Result<State> {
     } else {
         None
     };
-    Ok(State { generation, registrants, reservation, aptpl })
+    Ok(State { generation, registrants: registrants.into(), reservation, aptpl })
 }
 
 #[cfg(test)]
@@ -201,7 +201,8 @@ mod tests {
                 Registrant { id: RegistrantId::of(&nexus("b", 3), true), key: 2 },
                 Registrant { id: a.clone(), key: u64::MAX },
                 Registrant { id: RegistrantId { initiator: InitiatorId::device("iqn.x:dev"), target: None }, key: 9 },
-            ],
+            ]
+            .into(),
             reservation: Some(Reservation { holder: a, kind: PrType::ExclusiveAccessRegistrantsOnly }),
             aptpl: true,
         }
