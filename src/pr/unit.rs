@@ -5,7 +5,7 @@
 //! Because Tokio's RwLock queues new readers behind a waiting writer, once a PREEMPT AND ABORT
 //! has returned no write of a preempted nexus is in the backend and none can enter it.
 
-use super::apply::{Effects, Transition};
+use super::apply::{Effects, Transition, DEFAULT_MAX_REGISTRANTS};
 use super::request::{PrError, Request};
 use super::state::{Nexus, State};
 use super::store::Store;
@@ -18,6 +18,8 @@ pub struct Unit {
     /// The last committed state, for synchronous readers (command admission, `pr show`).
     published: StdRwLock<Arc<State>>,
     store: Option<Arc<dyn Store>>,
+    /// Registrations beyond this get INSUFFICIENT REGISTRATION RESOURCES.
+    max_registrants: usize,
 }
 
 impl fmt::Debug for Unit {
@@ -35,7 +37,22 @@ impl Default for Unit {
 impl Unit {
     fn with_state(state: State, store: Option<Arc<dyn Store>>) -> Self {
         let state = Arc::new(state);
-        Unit { gate: RwLock::new(state.clone()), published: StdRwLock::new(state), store }
+        Unit {
+            gate: RwLock::new(state.clone()),
+            published: StdRwLock::new(state),
+            store,
+            max_registrants: DEFAULT_MAX_REGISTRANTS,
+        }
+    }
+
+    /// Sets the registration limit (`[limits] max_registrants_per_lun`). A restored state
+    /// holding more keeps them all; only new registrations are refused.
+    pub fn set_max_registrants(&mut self, max: usize) {
+        self.max_registrants = max;
+    }
+
+    pub fn max_registrants(&self) -> usize {
+        self.max_registrants
     }
 
     /// A unit whose state lives in memory only (APTPL is accepted but cannot survive restart
@@ -73,7 +90,7 @@ impl Unit {
         commit: impl FnOnce(&State, &Effects),
     ) -> Result<Transition, PrError> {
         let mut guard = self.gate.write().await;
-        let transition = guard.apply(nexus, request)?;
+        let transition = guard.apply_limited(nexus, request, self.max_registrants)?;
         if transition.effects.persist {
             if let Some(store) = &self.store {
                 let (store, next) = (store.clone(), transition.next.clone());
