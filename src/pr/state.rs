@@ -138,6 +138,17 @@ impl RegistrantId {
         RegistrantId { initiator: nexus.initiator(), target: (!all_tg_pt).then(|| nexus.target.clone()) }
     }
 
+    /// The four registrations that could cover `nexus`: its port or its device, at its
+    /// target port or at every one. A set of registrations is probed with these, not scanned.
+    pub fn candidates(nexus: &Nexus) -> [RegistrantId; 4] {
+        let (port, device) = (nexus.initiator(), InitiatorId::device(&nexus.initiator_name));
+        let at = |initiator: &InitiatorId, target: Option<&TargetPort>| RegistrantId {
+            initiator: initiator.clone(),
+            target: target.cloned(),
+        };
+        [at(&port, Some(&nexus.target)), at(&port, None), at(&device, Some(&nexus.target)), at(&device, None)]
+    }
+
     pub fn covers(&self, nexus: &Nexus) -> bool {
         self.initiator.covers(&nexus.initiator_name, nexus.isid)
             && self.target.as_ref().is_none_or(|t| *t == nexus.target)
@@ -239,6 +250,26 @@ mod tests {
         assert!(!device.covers(&nexus("b", 1)));
         assert!(device.overlaps(&RegistrantId::of(&a, false)));
         assert!(!RegistrantId::of(&a, false).overlaps(&RegistrantId::of(&nexus("a", 2), false)));
+    }
+
+    #[test]
+    fn a_registration_covers_a_nexus_exactly_when_it_is_one_of_its_candidates() {
+        let a = nexus("a", 1);
+        let mut other_port = a.clone();
+        other_port.target.tpgt = 2;
+        let ids = [
+            RegistrantId::of(&a, false),
+            RegistrantId::of(&a, true),
+            RegistrantId::of(&nexus("a", 2), true),
+            RegistrantId { initiator: InitiatorId::device(&a.initiator_name), target: Some(a.target.clone()) },
+            RegistrantId { initiator: InitiatorId::device(&a.initiator_name), target: None },
+            RegistrantId { initiator: InitiatorId::device("iqn.x:other"), target: None },
+        ];
+        for n in [&a, &other_port, &nexus("a", 2), &nexus("b", 1)] {
+            for id in &ids {
+                assert_eq!(id.covers(n), RegistrantId::candidates(n).contains(id), "{id:?} {n:?}");
+            }
+        }
     }
 
     #[test]
