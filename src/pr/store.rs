@@ -19,9 +19,18 @@ pub trait Store: Send + Sync + Debug {
 }
 
 const MAGIC: &[u8; 8] = b"PALISPR\0";
-const VERSION: u16 = 1;
-/// Records are small; a larger file is not ours.
-const MAX_RECORD: u64 = 1 << 20;
+/// Version 2 names each target port once in a table; version 1 (read, never written) repeated
+/// the target name in every registration.
+const VERSION: u16 = 2;
+const VERSION_1: u16 = 1;
+/// RFC 7143 §4.2.7.2: iSCSI names are at most 223 bytes.
+const MAX_NAME: u64 = 223;
+/// The largest record the format can hold at `HARD_MAX_REGISTRANTS` with maximal names (a
+/// target table entry and a registration for each): anything larger is not ours.
+const MAX_RECORD: u64 = 64 + HARD_MAX_REGISTRANTS as u64 * ((2 + MAX_NAME + 2) + (REGISTRANT_FIXED + 2 + MAX_NAME));
+/// Bytes of a version 2 registration besides its initiator name (key, flags, ISID, target
+/// index, name length): `docs/reservations.md` sizes the record from this.
+pub const REGISTRANT_FIXED: u64 = 8 + 1 + 6 + 2;
 
 /// One file per logical unit, e.g. `<data_dir>/<serial>.pr`.
 #[derive(Debug)]
@@ -78,33 +87,53 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// `MAGIC, version u16, aptpl u8, generation u32, registrant count u16, reservation (present
-/// u8, type u8, holder index u16), registrants (key u64, initiator name, ISID flag + 6 bytes,
-/// target flag, target name, TPGT u16)..., CRC32C of everything before`.
+/// Registration flags of version 2.
+const HAS_ISID: u8 = 0x01;
+const HAS_TARGET: u8 = 0x02;
+
+/// `MAGIC, version u16 (2), aptpl u8, generation u32, target port count u16, target ports
+/// (name, TPGT u16)..., registrant count u16, reservation (present u8, type u8, holder index
+/// u16), registrants (key u64, flags u8, ISID 6 bytes, target port index u16, initiator
+/// name)..., CRC32C of everything before`. Names are a u16 length and UTF-8; a registration
+/// costs `REGISTRANT_FIXED` + 2 + its initiator name's length in bytes.
 pub fn encode(state: &State) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + state.registrants.len() * 96);
+    let mut targets: Vec<&TargetPort> = Vec::new();
+    let mut target_index = std::collections::HashMap::new();
+    for t in state.registrants.iter().filter_map(|r| r.id.target.as_ref()) {
+        target_index.entry(t).or_insert_with(|| {
+            targets.push(t);
+            targets.len() - 1
+        });
+    }
+    let names: usize = state.registrants.iter().map(|r| r.id.initiator.name.len()).sum();
+    let mut out = Vec::with_capacity(64 + state.registrants.len() * (REGISTRANT_FIXED as usize + 2) + names);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_be_bytes());
     out.push(state.aptpl as u8);
     out.extend_from_slice(&state.generation.to_be_bytes());
+    out.extend_from_slice(&(targets.len() as u16).to_be_bytes());
+    for t in &targets {
+        put_str(&mut out, &t.name);
+        out.extend_from_slice(&t.tpgt.to_be_bytes());
+    }
     out.extend_from_slice(&(state.registrants.len() as u16).to_be_bytes());
     match &state.reservation {
         Some(res) => {
-            let holder = state.registrants.iter().position(|r| r.id == res.holder).unwrap_or(0);
+            let holder = state.registrants.position(&res.holder).unwrap_or(0);
             out.extend_from_slice(&[1, res.kind.code()]);
             out.extend_from_slice(&(holder as u16).to_be_bytes());
         }
         None => out.extend_from_slice(&[0; 4]),
     }
-    for r in &state.registrants {
+    for r in state.registrants.iter() {
         out.extend_from_slice(&r.key.to_be_bytes());
-        put_str(&mut out, &r.id.initiator.name);
-        out.push(r.id.initiator.isid.is_some() as u8);
+        let flags = if r.id.initiator.isid.is_some() { HAS_ISID } else { 0 }
+            | if r.id.target.is_some() { HAS_TARGET } else { 0 };
+        out.push(flags);
         out.extend_from_slice(&r.id.initiator.isid.unwrap_or_default());
-        out.push(r.id.target.is_some() as u8);
-        let (name, tpgt) = r.id.target.as_ref().map_or(("", 0), |t| (t.name.as_str(), t.tpgt));
-        put_str(&mut out, name);
-        out.extend_from_slice(&tpgt.to_be_bytes());
+        let index = r.id.target.as_ref().map_or(0, |t| target_index[t]);
+        out.extend_from_slice(&(index as u16).to_be_bytes());
+        put_str(&mut out, &r.id.initiator.name);
     }
     let crc = crc32c::crc32c(&out);
     out.extend_from_slice(&crc.to_be_bytes());
@@ -142,7 +171,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a record, rejecting a bad magic, version, checksum or structure.
+/// Decodes a record (version 2, or 1 as written before), rejecting a bad magic, version,
+/// checksum or structure.
 pub fn decode(bytes: &[u8]) -> io::Result<State> {
     if bytes.len() < MAGIC.len() + 4 || &bytes[..MAGIC.len()] != MAGIC {
         return Err(invalid("bad magic"));
@@ -152,11 +182,13 @@ pub fn decode(bytes: &[u8]) -> io::Result<State> {
         return Err(invalid("checksum mismatch"));
     }
     let mut r = Reader { data: &body[MAGIC.len()..] };
-    if r.u16()? != VERSION {
+    let version = r.u16()?;
+    if version != VERSION && version != VERSION_1 {
         return Err(invalid("unsupported version"));
     }
     let aptpl = r.u8()? != 0;
     let generation = r.u32()?;
+    let targets = if version == VERSION { target_table(&mut r)? } else { Vec::new() };
     let count = r.u16()? as usize;
     if count > HARD_MAX_REGISTRANTS {
         return Err(invalid("too many registrants"));
@@ -164,16 +196,7 @@ pub fn decode(bytes: &[u8]) -> io::Result<State> {
     let (has_res, code, holder) = (r.u8()? != 0, r.u8()?, r.u16()? as usize);
     let mut registrants = Vec::with_capacity(count);
     for _ in 0..count {
-        let key = r.u64()?;
-        let name = r.string()?;
-        let has_isid = r.u8()? != 0;
-        let isid: [u8; 6] = r.take(6)?.try_into().expect("6");
-        let has_target = r.u8()? != 0;
-        let target_name = r.string()?;
-        let tpgt = r.u16()?;
-        let initiator = InitiatorId { name, isid: has_isid.then_some(isid) };
-        let target = has_target.then_some(TargetPort { name: target_name, tpgt });
-        registrants.push(Registrant { id: RegistrantId { initiator, target }, key });
+        registrants.push(if version == VERSION { registrant(&mut r, &targets)? } else { registrant_v1(&mut r)? });
     }
     if !r.data.is_empty() {
         return Err(invalid("trailing bytes"));
@@ -188,10 +211,52 @@ pub fn decode(bytes: &[u8]) -> io::Result<State> {
     Ok(State { generation, registrants: registrants.into(), reservation, aptpl })
 }
 
+fn target_table(r: &mut Reader) -> io::Result<Vec<TargetPort>> {
+    let count = r.u16()? as usize;
+    let mut targets = Vec::with_capacity(count.min(r.data.len() / 4));
+    for _ in 0..count {
+        let name = r.string()?;
+        targets.push(TargetPort { name, tpgt: r.u16()? });
+    }
+    Ok(targets)
+}
+
+fn registrant(r: &mut Reader, targets: &[TargetPort]) -> io::Result<Registrant> {
+    let key = r.u64()?;
+    let flags = r.u8()?;
+    if flags & !(HAS_ISID | HAS_TARGET) != 0 {
+        return Err(invalid("unknown registration flags"));
+    }
+    let isid: [u8; 6] = r.take(6)?.try_into().expect("6");
+    let index = r.u16()? as usize;
+    let name = r.string()?;
+    let target = match flags & HAS_TARGET {
+        0 => None,
+        _ => Some(targets.get(index).ok_or_else(|| invalid("target port index out of range"))?.clone()),
+    };
+    let initiator = InitiatorId { name, isid: (flags & HAS_ISID != 0).then_some(isid) };
+    Ok(Registrant { id: RegistrantId { initiator, target }, key })
+}
+
+/// Version 1: key, initiator name, ISID flag + 6 bytes, target flag, target name, TPGT.
+fn registrant_v1(r: &mut Reader) -> io::Result<Registrant> {
+    let key = r.u64()?;
+    let name = r.string()?;
+    let has_isid = r.u8()? != 0;
+    let isid: [u8; 6] = r.take(6)?.try_into().expect("6");
+    let has_target = r.u8()? != 0;
+    let target_name = r.string()?;
+    let tpgt = r.u16()?;
+    let initiator = InitiatorId { name, isid: has_isid.then_some(isid) };
+    let target = has_target.then_some(TargetPort { name: target_name, tpgt });
+    Ok(Registrant { id: RegistrantId { initiator, target }, key })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::pr::state::fixtures::nexus;
+    use crate::pr::state::Nexus;
 
     fn sample() -> State {
         let a = RegistrantId::of(&nexus("a", 1), false);
@@ -212,6 +277,69 @@ mod tests {
     fn record_round_trips() {
         assert_eq!(decode(&encode(&sample())).unwrap(), sample());
         assert_eq!(decode(&encode(&State::default())).unwrap(), State::default());
+    }
+
+    /// A version 1 record as the previous release wrote it.
+    fn encode_v1(state: &State) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&VERSION_1.to_be_bytes());
+        out.push(state.aptpl as u8);
+        out.extend_from_slice(&state.generation.to_be_bytes());
+        out.extend_from_slice(&(state.registrants.len() as u16).to_be_bytes());
+        let res = state.reservation.as_ref().expect("sample is reserved");
+        out.extend_from_slice(&[1, res.kind.code()]);
+        out.extend_from_slice(&(state.registrants.position(&res.holder).unwrap() as u16).to_be_bytes());
+        for r in state.registrants.iter() {
+            out.extend_from_slice(&r.key.to_be_bytes());
+            put_str(&mut out, &r.id.initiator.name);
+            out.push(r.id.initiator.isid.is_some() as u8);
+            out.extend_from_slice(&r.id.initiator.isid.unwrap_or_default());
+            out.push(r.id.target.is_some() as u8);
+            let (name, tpgt) = r.id.target.as_ref().map_or(("", 0), |t| (t.name.as_str(), t.tpgt));
+            put_str(&mut out, name);
+            out.extend_from_slice(&tpgt.to_be_bytes());
+        }
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn version_1_records_of_the_previous_release_are_read() {
+        assert_eq!(decode(&encode_v1(&sample())).unwrap(), sample());
+    }
+
+    #[test]
+    fn a_registration_costs_its_fixed_part_and_its_name() {
+        let one = |name: &str| State {
+            registrants: vec![Registrant { id: RegistrantId::of(&nexus(name, 1), false), key: 1 }].into(),
+            ..State::default()
+        };
+        let two = |name: &str| {
+            let mut s = one(name);
+            s.registrants.push(Registrant { id: RegistrantId::of(&nexus(name, 2), false), key: 1 });
+            s
+        };
+        let name_len = nexus("host", 1).initiator_name.len() as u64;
+        let per_registrant = encode(&two("host")).len() - encode(&one("host")).len();
+        assert_eq!(per_registrant as u64, REGISTRANT_FIXED + 2 + name_len);
+        // The target port is named once, however many registrations use it.
+        let max_name = format!("iqn.1994-05.com.example:{}", "x".repeat(MAX_NAME as usize - 24));
+        assert_eq!(max_name.len() as u64, MAX_NAME);
+        let big = State {
+            registrants: (0..4096u32)
+                .map(|i| {
+                    let n = Nexus::new(&max_name, [0x80, 0, 0, 0, (i >> 8) as u8, i as u8], "iqn.t", 1);
+                    Registrant { id: RegistrantId::of(&n, false), key: i as u64 + 1 }
+                })
+                .collect::<Vec<_>>()
+                .into(),
+            ..State::default()
+        };
+        let size = encode(&big).len() as u64;
+        assert!(size < 4096 * (REGISTRANT_FIXED + 2 + MAX_NAME) + 64, "{size}");
+        assert!(size < 1536 * 1024, "4,096 maximal registrations must fit etcd's 1.5 MiB request limit: {size}");
+        assert_eq!(decode(&encode(&big)).unwrap(), big);
     }
 
     #[test]
