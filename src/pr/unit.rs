@@ -35,7 +35,8 @@ impl Default for Unit {
 }
 
 impl Unit {
-    fn with_state(state: State, store: Option<Arc<dyn Store>>) -> Self {
+    /// A unit holding `state`, persisting it to `store` whenever APTPL requires.
+    pub fn with_state(state: State, store: Option<Arc<dyn Store>>) -> Self {
         let state = Arc::new(state);
         Unit {
             gate: RwLock::new(state.clone()),

@@ -1,0 +1,156 @@
+//! PERSISTENT RESERVE OUT cost with thousands of registrants (issue #15): REGISTER, RESERVE,
+//! PREEMPT AND ABORT and CLEAR applied through a logical unit's fencing gate (`pr::Unit`) on a
+//! state of 4,096 registrations, without APTPL (memory only) and with APTPL (the record is
+//! written and fsync'ed to a file in the temp folder before the command would complete).
+//! Reports p50/p99 per command and the record bytes written per change. In process: the iSCSI
+//! round trip (tens of microseconds on loopback) comes on top.
+//!
+//! `cargo bench --bench pr_out` (PR_OUT_REGISTRANTS and PR_OUT_ROUNDS override 4096 and 200).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use palisade::pr::{FileStore, Nexus, PrType, Registrant, RegistrantId, Request, State, Store, Unit};
+
+const TARGET: &str = "iqn.2026-11.io.palisade:default";
+
+fn env(var: &str, default: usize) -> usize {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Host `i` of a cluster, one path: a realistic initiator name length (Windows-style FQDN).
+fn host(i: usize) -> Nexus {
+    let name = format!("iqn.1991-05.com.microsoft:node-{i:04}.cluster.example.com");
+    Nexus::new(&name, [0x40, 0, 0x01, 0x37, (i >> 8) as u8, i as u8], TARGET, 1)
+}
+
+fn register(key: u64, new_key: u64, aptpl: bool) -> Request {
+    Request::Register { key, new_key, ignore_existing: true, all_tg_pt: false, aptpl, spec: vec![] }
+}
+
+/// `count` registrations, host i with key i + 1, host 0 holding a `kind` reservation.
+fn crowd(count: usize, kind: PrType, aptpl: bool) -> State {
+    let registrants: Vec<Registrant> =
+        (0..count).map(|i| Registrant { id: RegistrantId::of(&host(i), false), key: i as u64 + 1 }).collect();
+    let holder = registrants[0].id.clone();
+    State {
+        generation: count as u32,
+        registrants: registrants.into(),
+        reservation: Some(palisade::pr::Reservation { holder, kind }),
+        aptpl,
+    }
+}
+
+struct Lab {
+    dir: std::path::PathBuf,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Lab {
+    /// A unit holding `state`; with APTPL its record is written first, as a restart finds it.
+    fn unit(&self, state: State, name: &str) -> (Unit, Option<Arc<FileStore>>) {
+        if !state.aptpl {
+            return (Unit::with_state(state, None), None);
+        }
+        let store = Arc::new(FileStore::new(self.dir.join(format!("{name}.pr"))));
+        store.save(&state).expect("initial record");
+        (Unit::with_state(state, Some(store.clone())), Some(store))
+    }
+
+    fn change(&self, unit: &Unit, nexus: &Nexus, request: &Request) -> Duration {
+        let start = Instant::now();
+        self.runtime.block_on(unit.change(nexus, request, |_, _| {})).expect("PR OUT accepted");
+        start.elapsed()
+    }
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    samples[((samples.len() - 1) as f64 * p).round() as usize]
+}
+
+fn report(what: &str, aptpl: bool, samples: &mut [Duration], record: Option<u64>) {
+    let (p50, p99) = (percentile(samples, 0.50), percentile(samples, 0.99));
+    let bytes = record.map_or("-".to_string(), |b| b.to_string());
+    println!(
+        "{what:<34} {:<6} {:>10.1} {:>10.1} {:>14}",
+        if aptpl { "on" } else { "off" },
+        p50.as_secs_f64() * 1e6,
+        p99.as_secs_f64() * 1e6,
+        bytes
+    );
+}
+
+fn record_len(store: &Option<Arc<FileStore>>) -> Option<u64> {
+    store.as_ref().map(|s| std::fs::metadata(s.path()).expect("record written").len())
+}
+
+fn main() {
+    let count = env("PR_OUT_REGISTRANTS", 4096);
+    let rounds = env("PR_OUT_ROUNDS", 200);
+    let dir = std::env::temp_dir().join(format!("palisade-pr-out-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let lab = Lab { dir: dir.clone(), runtime: tokio::runtime::Builder::new_current_thread().build().unwrap() };
+    println!("PR OUT through pr::Unit with {count} registrants, {rounds} rounds each (CLEAR: rounds / 10)");
+    println!("{:<34} {:<6} {:>10} {:>10} {:>14}", "command", "APTPL", "p50 µs", "p99 µs", "record bytes");
+    for aptpl in [false, true] {
+        // REGISTER of one more nexus (the 4,096th), and its unregistration.
+        let (unit, store) = lab.unit(crowd(count - 1, PrType::WriteExclusiveAllRegistrants, aptpl), "register");
+        let newcomer = host(count - 1);
+        let (mut reg, mut unreg) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            reg.push(lab.change(&unit, &newcomer, &register(0, 0xC0FFEE, aptpl)));
+            unreg.push(lab.change(&unit, &newcomer, &register(0xC0FFEE, 0, aptpl)));
+        }
+        let record = record_len(&store);
+        report("REGISTER (new nexus)", aptpl, &mut reg, record);
+        report("REGISTER (unregister)", aptpl, &mut unreg, record);
+
+        // RESERVE (and RELEASE) Write Exclusive – All Registrants.
+        let mut state = crowd(count, PrType::WriteExclusiveAllRegistrants, aptpl);
+        state.reservation = None;
+        let (unit, store) = lab.unit(state, "reserve");
+        let (mut reserve, mut release) = (Vec::new(), Vec::new());
+        let kind = PrType::WriteExclusiveAllRegistrants;
+        for _ in 0..rounds {
+            reserve.push(lab.change(&unit, &host(0), &Request::Reserve { key: 1, kind }));
+            release.push(lab.change(&unit, &host(0), &Request::Release { key: 1, kind }));
+        }
+        report("RESERVE (type 7)", aptpl, &mut reserve, record_len(&store));
+        report("RELEASE (type 7: UA to all others)", aptpl, &mut release, record_len(&store));
+
+        // PREEMPT AND ABORT of one registrant by the WERO holder; the victim registers again
+        // (not timed) for the next round.
+        let (unit, store) = lab.unit(crowd(count, PrType::WriteExclusiveRegistrantsOnly, aptpl), "preempt");
+        let mut preempt = Vec::new();
+        let victim = host(count / 2);
+        for round in 0..rounds as u64 {
+            let key = 0xBAD0_0000 + round;
+            lab.change(&unit, &victim, &register(0, key, aptpl));
+            let req =
+                Request::Preempt { key: 1, victim: key, kind: PrType::WriteExclusiveRegistrantsOnly, abort: true };
+            preempt.push(lab.change(&unit, &host(0), &req));
+        }
+        report("PREEMPT AND ABORT (one key)", aptpl, &mut preempt, record_len(&store));
+
+        // PREEMPT AND ABORT of the whole cluster (every other registrant shares one key), and
+        // CLEAR; both rebuild the full state before each round (not timed).
+        let (mut everyone, mut clear) = (Vec::new(), Vec::new());
+        for _ in 0..(rounds / 10).max(5) {
+            let mut state = crowd(count, PrType::WriteExclusiveRegistrantsOnly, aptpl);
+            let others: Vec<RegistrantId> = state.registrants.iter().skip(1).map(|r| r.id.clone()).collect();
+            for id in &others {
+                state.registrants.set_key(id, 0xF00D);
+            }
+            let (unit, _) = lab.unit(state, "everyone");
+            let req =
+                Request::Preempt { key: 1, victim: 0xF00D, kind: PrType::WriteExclusiveRegistrantsOnly, abort: true };
+            everyone.push(lab.change(&unit, &host(0), &req));
+            let (unit, _) = lab.unit(crowd(count, PrType::WriteExclusiveRegistrantsOnly, aptpl), "clear");
+            clear.push(lab.change(&unit, &host(7), &Request::Clear { key: 8 }));
+        }
+        report(&format!("PREEMPT AND ABORT ({} nexuses)", count - 1), aptpl, &mut everyone, None);
+        report("CLEAR", aptpl, &mut clear, None);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
