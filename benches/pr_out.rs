@@ -53,7 +53,7 @@ impl Lab {
             return (Unit::with_state(state, None), None);
         }
         let store = Arc::new(FileStore::new(self.dir.join(format!("{name}.pr"))));
-        store.save(&state).expect("initial record");
+        store.save(&State::default(), &state).expect("initial record");
         (Unit::with_state(state, Some(store.clone())), Some(store))
     }
 

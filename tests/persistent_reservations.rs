@@ -466,7 +466,7 @@ async fn four_thousand_registrants_survive_restart_and_are_preempted_and_cleared
     // PREEMPT AND ABORT of host 777's key: its four paths go, its session learns it.
     let r = observer.pr_out(prout::PREEMPT_AND_ABORT, prout::WEAR, host_key(0), host_key(777), 0).await;
     assert_eq!(r.status, GOOD, "{r:?}");
-    let (_, keys) = observer.read_keys().await;
+    let keys = all_keys(&observer).await;
     assert_eq!(keys.len(), HOSTS * PATHS - PATHS);
     assert!(!keys.contains(&host_key(777)));
     assert!(member.clear_unit_attentions().await.contains(&(0x2A, 0x05)), "REGISTRATIONS PREEMPTED");
@@ -474,14 +474,14 @@ async fn four_thousand_registrants_survive_restart_and_are_preempted_and_cleared
 
     // CLEAR: nothing left, and nothing comes back after another restart.
     assert_eq!(observer.pr_out(prout::CLEAR, 0, host_key(0), 0, 0).await.status, GOOD);
-    assert_eq!(observer.read_keys().await.1.len(), 0);
+    assert_eq!(all_keys(&observer).await.len(), 0);
     assert_eq!(observer.read_reservation().await, None);
     drop((observer, member, outsider));
     server.kill9();
     let server = Server::start(&dir, port);
     let observer = Client::login(&portal, &host_name(0), path_isid(0), DEFAULT_IQN).await.expect("login");
     observer.clear_unit_attentions().await;
-    assert_eq!(observer.read_keys().await.1.len(), 0);
+    assert_eq!(all_keys(&observer).await.len(), 0);
     drop(observer);
     server.kill9();
     let _ = std::fs::remove_dir_all(&dir);
@@ -499,13 +499,17 @@ async fn pr_in_with(c: &Client, action: u8, allocation_length: u16) -> (usize, V
     (additional, r.data)
 }
 
+/// Every registered key (READ KEYS with the largest allocation length: room for 8,191).
+async fn all_keys(c: &Client) -> Vec<u64> {
+    let (additional, data) = pr_in_with(c, 0, 65535).await;
+    data[8..8 + additional].chunks_exact(8).map(|k| u64::from_be_bytes(k.try_into().unwrap())).collect()
+}
+
 /// READ KEYS and READ FULL STATUS of `count` registrations, `paths` per host key.
 async fn check_crowd(c: &Client, count: usize, key_of: impl Fn(usize) -> u64, paths: usize) {
     // READ KEYS: every key fits 65,535 bytes (8 each); ADDITIONAL LENGTH counts them all.
-    let (additional, data) = pr_in_with(c, 0, 65535).await;
-    assert_eq!(additional, 8 * count);
-    let mut keys: Vec<u64> =
-        data[8..8 + additional].chunks_exact(8).map(|k| u64::from_be_bytes(k.try_into().unwrap())).collect();
+    let mut keys = all_keys(c).await;
+    assert_eq!(keys.len(), count);
     keys.sort();
     let mut expected: Vec<u64> = (0..count / paths).flat_map(|h| std::iter::repeat_n(key_of(h), paths)).collect();
     expected.sort();

@@ -388,6 +388,8 @@ proptest! {
                         _ => prop_assert!(next.generation == s.generation || next.generation == s.generation + 1),
                     }
                     prop_assert!(t.effects.abort.iter().all(|id| !id.covers(&n)));
+                    // The APTPL journal entry of this change turns the old state into the new.
+                    prop_assert_eq!(&super::journal::replayed(&s, &next), &next);
                     s = next;
                 }
             }

@@ -4,7 +4,9 @@
 
 pub mod apply;
 pub mod conflict;
+pub mod journal;
 pub mod prin;
+pub mod record;
 pub mod registrants;
 pub mod request;
 pub mod state;

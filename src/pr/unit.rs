@@ -89,26 +89,26 @@ impl Unit {
         nexus: &Nexus,
         request: &Request,
         commit: impl FnOnce(&State, &Effects),
-    ) -> Result<Transition, PrError> {
+    ) -> Result<(Arc<State>, Effects), PrError> {
         let mut guard = self.gate.write().await;
-        let transition = guard.apply_limited(nexus, request, self.max_registrants)?;
-        if transition.effects.persist {
+        let Transition { next, effects } = guard.apply_limited(nexus, request, self.max_registrants)?;
+        let next = Arc::new(next);
+        if effects.persist {
             if let Some(store) = &self.store {
-                let (store, next) = (store.clone(), transition.next.clone());
+                let (store, previous, next) = (store.clone(), guard.clone(), next.clone());
                 // The gate stays closed during the fsync: PR OUT is rare, and I/O must not
                 // observe a state that a crash could still take back.
-                tokio::task::spawn_blocking(move || store.save(&next))
+                tokio::task::spawn_blocking(move || store.save(&previous, &next))
                     .await
                     .map_err(|e| PrError::Store(e.to_string()))?
                     .map_err(|e| PrError::Store(e.to_string()))?;
             }
         }
-        let next = Arc::new(transition.next.clone());
         *guard = next.clone();
-        *self.published.write().unwrap_or_else(|p| p.into_inner()) = next;
-        commit(&transition.next, &transition.effects);
+        *self.published.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
+        commit(&next, &effects);
         drop(guard);
-        Ok(transition)
+        Ok((next, effects))
     }
 }
 

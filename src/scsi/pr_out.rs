@@ -148,15 +148,15 @@ impl PrOut {
             })
             .await;
         match result {
-            Ok(t) => {
+            Ok((next, effects)) => {
                 info!(
                     lun = lun.id(),
                     nexus = %nexus.initiator_port(),
                     request = ?request,
-                    generation = t.next.generation,
-                    registrants = t.next.registrants.len(),
-                    reservation = ?t.next.reservation.as_ref().map(|r| (r.kind, r.holder.initiator.display_name())),
-                    aborted = t.effects.abort.len(),
+                    generation = next.generation,
+                    registrants = next.registrants.len(),
+                    reservation = ?next.reservation.as_ref().map(|r| (r.kind, r.holder.initiator.display_name())),
+                    aborted = effects.abort.len(),
                     "persistent reservation changed"
                 );
                 Completion::good()
