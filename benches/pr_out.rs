@@ -2,11 +2,13 @@
 //! PREEMPT AND ABORT and CLEAR applied through a logical unit's fencing gate (`pr::Unit`) on a
 //! state of 4,096 registrations, without APTPL (memory only) and with APTPL (the record is
 //! written and fsync'ed to a file in the temp folder before the command would complete).
-//! Reports p50/p99 per command and the record bytes written per change. In process: the iSCSI
-//! round trip (tens of microseconds on loopback) comes on top.
+//! Reports p50/p99 per command and the bytes written per change (journal entry, or snapshot
+//! when the change compacts the journal). In process: the iSCSI round trip (tens of
+//! microseconds on loopback) comes on top.
 //!
 //! `cargo bench --bench pr_out` (PR_OUT_REGISTRANTS and PR_OUT_ROUNDS override 4096 and 200).
 
+use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,6 +64,44 @@ impl Lab {
         self.runtime.block_on(unit.change(nexus, request, |_, _| {})).expect("PR OUT accepted");
         start.elapsed()
     }
+
+    /// Times a change and, with a store, counts the bytes it wrote.
+    fn measured(&self, unit: &Unit, store: &Option<Arc<FileStore>>, nexus: &Nexus, request: &Request, m: &mut Measure) {
+        let before = store.as_ref().map(|s| Files::of(s));
+        m.latency.push(self.change(unit, nexus, request));
+        if let (Some(store), Some(before)) = (store, before) {
+            m.bytes.push(Files::of(store).written_since(&before));
+        }
+    }
+}
+
+/// The snapshot (its inode changes when it is rewritten) and the journal's length.
+struct Files {
+    snapshot_inode: u64,
+    snapshot_len: u64,
+    journal_len: u64,
+}
+
+impl Files {
+    fn of(store: &FileStore) -> Files {
+        let snapshot = std::fs::metadata(store.path()).expect("snapshot");
+        let journal_len = std::fs::metadata(store.journal_path()).map_or(0, |m| m.len());
+        Files { snapshot_inode: snapshot.ino(), snapshot_len: snapshot.len(), journal_len }
+    }
+
+    fn written_since(&self, before: &Files) -> u64 {
+        if self.snapshot_inode != before.snapshot_inode {
+            self.snapshot_len + self.journal_len // compacted: a new snapshot and journal header
+        } else {
+            self.journal_len - before.journal_len
+        }
+    }
+}
+
+#[derive(Default)]
+struct Measure {
+    latency: Vec<Duration>,
+    bytes: Vec<u64>,
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
@@ -69,20 +109,19 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples[((samples.len() - 1) as f64 * p).round() as usize]
 }
 
-fn report(what: &str, aptpl: bool, samples: &mut [Duration], record: Option<u64>) {
-    let (p50, p99) = (percentile(samples, 0.50), percentile(samples, 0.99));
-    let bytes = record.map_or("-".to_string(), |b| b.to_string());
+fn report(what: &str, aptpl: bool, m: &mut Measure) {
+    let (p50, p99) = (percentile(&mut m.latency, 0.50), percentile(&mut m.latency, 0.99));
+    m.bytes.sort();
+    let bytes = match (m.bytes.get(m.bytes.len() / 2), m.bytes.last()) {
+        (Some(median), Some(max)) => format!("{median} / {max}"),
+        _ => "-".to_string(),
+    };
     println!(
-        "{what:<34} {:<6} {:>10.1} {:>10.1} {:>14}",
+        "{what:<34} {:<6} {:>10.1} {:>10.1}   {bytes}",
         if aptpl { "on" } else { "off" },
         p50.as_secs_f64() * 1e6,
         p99.as_secs_f64() * 1e6,
-        bytes
     );
-}
-
-fn record_len(store: &Option<Arc<FileStore>>) -> Option<u64> {
-    store.as_ref().map(|s| std::fs::metadata(s.path()).expect("record written").len())
 }
 
 fn main() {
@@ -92,65 +131,67 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let lab = Lab { dir: dir.clone(), runtime: tokio::runtime::Builder::new_current_thread().build().unwrap() };
     println!("PR OUT through pr::Unit with {count} registrants, {rounds} rounds each (CLEAR: rounds / 10)");
-    println!("{:<34} {:<6} {:>10} {:>10} {:>14}", "command", "APTPL", "p50 µs", "p99 µs", "record bytes");
+    println!(
+        "{:<34} {:<6} {:>10} {:>10}   bytes written per change (median / max)",
+        "command", "APTPL", "p50 µs", "p99 µs"
+    );
     for aptpl in [false, true] {
         // REGISTER of one more nexus (the 4,096th), and its unregistration.
         let (unit, store) = lab.unit(crowd(count - 1, PrType::WriteExclusiveAllRegistrants, aptpl), "register");
         let newcomer = host(count - 1);
-        let (mut reg, mut unreg) = (Vec::new(), Vec::new());
+        let (mut reg, mut unreg) = (Measure::default(), Measure::default());
         for _ in 0..rounds {
-            reg.push(lab.change(&unit, &newcomer, &register(0, 0xC0FFEE, aptpl)));
-            unreg.push(lab.change(&unit, &newcomer, &register(0xC0FFEE, 0, aptpl)));
+            lab.measured(&unit, &store, &newcomer, &register(0, 0xC0FFEE, aptpl), &mut reg);
+            lab.measured(&unit, &store, &newcomer, &register(0xC0FFEE, 0, aptpl), &mut unreg);
         }
-        let record = record_len(&store);
-        report("REGISTER (new nexus)", aptpl, &mut reg, record);
-        report("REGISTER (unregister)", aptpl, &mut unreg, record);
+        report("REGISTER (new nexus)", aptpl, &mut reg);
+        report("REGISTER (unregister)", aptpl, &mut unreg);
 
         // RESERVE (and RELEASE) Write Exclusive – All Registrants.
         let mut state = crowd(count, PrType::WriteExclusiveAllRegistrants, aptpl);
         state.reservation = None;
         let (unit, store) = lab.unit(state, "reserve");
-        let (mut reserve, mut release) = (Vec::new(), Vec::new());
+        let (mut reserve, mut release) = (Measure::default(), Measure::default());
         let kind = PrType::WriteExclusiveAllRegistrants;
         for _ in 0..rounds {
-            reserve.push(lab.change(&unit, &host(0), &Request::Reserve { key: 1, kind }));
-            release.push(lab.change(&unit, &host(0), &Request::Release { key: 1, kind }));
+            lab.measured(&unit, &store, &host(0), &Request::Reserve { key: 1, kind }, &mut reserve);
+            lab.measured(&unit, &store, &host(0), &Request::Release { key: 1, kind }, &mut release);
         }
-        report("RESERVE (type 7)", aptpl, &mut reserve, record_len(&store));
-        report("RELEASE (type 7: UA to all others)", aptpl, &mut release, record_len(&store));
+        report("RESERVE (type 7)", aptpl, &mut reserve);
+        report("RELEASE (type 7: UA to all others)", aptpl, &mut release);
 
         // PREEMPT AND ABORT of one registrant by the WERO holder; the victim registers again
         // (not timed) for the next round.
         let (unit, store) = lab.unit(crowd(count, PrType::WriteExclusiveRegistrantsOnly, aptpl), "preempt");
-        let mut preempt = Vec::new();
+        let mut preempt = Measure::default();
         let victim = host(count / 2);
         for round in 0..rounds as u64 {
             let key = 0xBAD0_0000 + round;
             lab.change(&unit, &victim, &register(0, key, aptpl));
             let req =
                 Request::Preempt { key: 1, victim: key, kind: PrType::WriteExclusiveRegistrantsOnly, abort: true };
-            preempt.push(lab.change(&unit, &host(0), &req));
+            lab.measured(&unit, &store, &host(0), &req, &mut preempt);
         }
-        report("PREEMPT AND ABORT (one key)", aptpl, &mut preempt, record_len(&store));
+        report("PREEMPT AND ABORT (one key)", aptpl, &mut preempt);
 
         // PREEMPT AND ABORT of the whole cluster (every other registrant shares one key), and
         // CLEAR; both rebuild the full state before each round (not timed).
-        let (mut everyone, mut clear) = (Vec::new(), Vec::new());
+        let (mut everyone, mut clear) = (Measure::default(), Measure::default());
         for _ in 0..(rounds / 10).max(5) {
             let mut state = crowd(count, PrType::WriteExclusiveRegistrantsOnly, aptpl);
             let others: Vec<RegistrantId> = state.registrants.iter().skip(1).map(|r| r.id.clone()).collect();
             for id in &others {
                 state.registrants.set_key(id, 0xF00D);
             }
-            let (unit, _) = lab.unit(state, "everyone");
+            let (unit, store) = lab.unit(state, "everyone");
             let req =
                 Request::Preempt { key: 1, victim: 0xF00D, kind: PrType::WriteExclusiveRegistrantsOnly, abort: true };
-            everyone.push(lab.change(&unit, &host(0), &req));
-            let (unit, _) = lab.unit(crowd(count, PrType::WriteExclusiveRegistrantsOnly, aptpl), "clear");
-            clear.push(lab.change(&unit, &host(7), &Request::Clear { key: 8 }));
+            lab.measured(&unit, &store, &host(0), &req, &mut everyone);
+            let (unit, store) = lab.unit(crowd(count, PrType::WriteExclusiveRegistrantsOnly, aptpl), "clear");
+            lab.measured(&unit, &store, &host(7), &Request::Clear { key: 8 }, &mut clear);
         }
-        report(&format!("PREEMPT AND ABORT ({} nexuses)", count - 1), aptpl, &mut everyone, None);
-        report("CLEAR", aptpl, &mut clear, None);
+        report(&format!("PREEMPT AND ABORT ({} nexuses)", count - 1), aptpl, &mut everyone);
+        report("CLEAR", aptpl, &mut clear);
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

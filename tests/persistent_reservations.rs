@@ -538,3 +538,42 @@ async fn check_crowd(c: &Client, count: usize, key_of: impl Fn(usize) -> u64, pa
     let (small, data) = pr_in_with(c, 3, 100).await;
     assert_eq!((small, data.len()), (additional, 100));
 }
+
+/// `[limits] max_registrants_per_lun` reaches the logical unit: the registration beyond it is
+/// refused with ILLEGAL REQUEST, INSUFFICIENT REGISTRATION RESOURCES (55h/04h), registered
+/// nexuses still change their keys, and `palisade pr show` reports the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_registration_limit_is_enforced_and_shown() {
+    let config = format!(
+        "data_dir = \"{{DATA_DIR}}\"\n[[portals]]\nlisten = \"127.0.0.1:{{PORT}}\"\n[[targets]]\nname = \"{DEFAULT_IQN}\"\n\
+         [[targets.luns]]\nid = 0\nbackend = \"memory\"\nsize = \"16MiB\"\n[limits]\nmax_registrants_per_lun = 3\n"
+    );
+    let t = TargetProcess::start_with_config(&config, DEFAULT_IQN);
+    let mut clients = Vec::new();
+    for n in 1..=4u8 {
+        clients.push(connect(&t, &format!("iqn.2026-11.test:limited-{n}"), n).await);
+    }
+    for (i, c) in clients.iter().take(3).enumerate() {
+        assert_eq!(c.pr_out(prout::REGISTER_AND_IGNORE, 0, 0, 0x10 + i as u64, 0).await.status, GOOD);
+    }
+    let refused = clients[3].pr_out(prout::REGISTER_AND_IGNORE, 0, 0, 0x13, 0).await;
+    assert_eq!((refused.status, refused.sense_code()), (pr_client::CHECK_CONDITION, Some((0x05, 0x55, 0x04))));
+    assert_eq!(clients[0].pr_out(prout::REGISTER_AND_IGNORE, 0, 0, 0x20, 0).await.status, GOOD);
+    let (_, mut keys) = clients[0].read_keys().await;
+    keys.sort();
+    assert_eq!(keys, vec![0x11, 0x12, 0x20]);
+    let show = |json: bool| {
+        let dir = t.data_dir().to_string_lossy().into_owned();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_palisade"));
+        cmd.args(["pr", "show", "--data-dir", &dir]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = common::run_with_timeout(&mut cmd, Duration::from_secs(30));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(show(false).contains("3 registration(s) of at most 3"), "{}", show(false));
+    let json: serde_json::Value = serde_json::from_str(&show(true)).unwrap();
+    assert_eq!(json[0]["max_registrants"], 3);
+}

@@ -22,16 +22,26 @@ pub struct Delta {
     upserts: Vec<Registrant>,
 }
 
-/// What turns `previous` into `next`: O(registrants) index lookups, no scans.
+/// What turns `previous` into `next`, in one walk over both lists without hashing: the
+/// registrations of `previous` found in order at the head of `next` are kept (re-keyed if
+/// their key changed), the others are removed, and the rest of `next` is appended. `apply`
+/// only removes in place and appends, so that rest is exactly the new registrations; any other
+/// order would still replay exactly, as removals plus appends.
 pub fn diff(previous: &State, next: &State) -> Delta {
-    let removed =
-        previous.registrants.iter().filter(|r| next.registrants.get(&r.id).is_none()).map(|r| r.id.clone()).collect();
-    let upserts = next
-        .registrants
-        .iter()
-        .filter(|r| previous.registrants.get(&r.id).map(|p| p.key) != Some(r.key))
-        .cloned()
-        .collect();
+    let (mut removed, mut upserts, mut kept) = (Vec::new(), Vec::new(), 0);
+    let after: &[Registrant] = &next.registrants;
+    for r in previous.registrants.iter() {
+        match after.get(kept) {
+            Some(n) if n.id == r.id => {
+                if n.key != r.key {
+                    upserts.push(n.clone());
+                }
+                kept += 1;
+            }
+            _ => removed.push(r.id.clone()),
+        }
+    }
+    upserts.extend(after[kept..].iter().cloned());
     let reservation = (previous.reservation != next.reservation).then(|| next.reservation.clone());
     Delta { generation: next.generation, aptpl: next.aptpl, reservation, removed, upserts }
 }
@@ -192,6 +202,16 @@ mod tests {
         cleared.reservation = None;
         assert_eq!(replayed(&before, &cleared), cleared);
         assert_eq!(replayed(&cleared, &before), before);
+    }
+
+    #[test]
+    fn any_reordering_still_replays_exactly() {
+        let before = crowd(6);
+        let mut list: Vec<Registrant> = before.registrants.to_vec();
+        list.rotate_left(2);
+        list.swap(0, 3);
+        let after = State { registrants: list.into(), ..before.clone() };
+        assert_eq!(replayed(&before, &after), after);
     }
 
     #[test]
