@@ -2,11 +2,12 @@
 //! at QD1 from a registered I_T nexus under a Write Exclusive – All Registrants (type 7)
 //! reservation, on a LUN with 4,096 registrants and on one with 2, in the same process and
 //! run. Every command's reservation check looks the nexus up by index, so the two must be
-//! within noise. The LUNs are measured in alternating rounds (A B A B ...) so drift on a
-//! shared machine hits both; the report gives each round and the ratio of the medians.
+//! within noise. The LUNs are measured in back-to-back pairs, alternating which goes first
+//! (A B, B A, A B ...), so drift on a shared machine hits both; the report gives every pair,
+//! the median of the per-pair ratios and the ratio of the medians.
 //!
 //! `cargo bench --bench pr_io` (PR_IO_REGISTRANTS, PR_IO_ROUNDS and PR_IO_MILLIS override
-//! 4096, 7 and 1500).
+//! 4096, 15 and 800).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -149,8 +150,8 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() {
     let registrants = env("PR_IO_REGISTRANTS", 4096) as usize;
-    let rounds = env("PR_IO_ROUNDS", 7);
-    let millis = env("PR_IO_MILLIS", 1500);
+    let rounds = env("PR_IO_ROUNDS", 15);
+    let millis = env("PR_IO_MILLIS", 800);
     let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let addr = start_server(&server_rt);
     let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -161,14 +162,27 @@ fn main() {
     let mut rng = XorShift::new(15);
     for (name, write) in [("4 KiB randread QD1", false), ("4 KiB randwrite QD1", true)] {
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            a.push(client_rt.block_on(iops(&mut few, write, millis, &mut rng)));
-            b.push(client_rt.block_on(iops(&mut many, write, millis, &mut rng)));
+        for round in 0..rounds {
+            let mut measure = |conn: &mut Connection| client_rt.block_on(iops(conn, write, millis, &mut rng));
+            if round % 2 == 0 {
+                a.push(measure(&mut few));
+                b.push(measure(&mut many));
+            } else {
+                b.push(measure(&mut many));
+                a.push(measure(&mut few));
+            }
         }
-        let rounds_text: Vec<String> = a.iter().zip(&b).map(|(x, y)| format!("{x:.0}/{y:.0}")).collect();
-        let (ma, mb) = (median(&mut a), median(&mut b));
-        println!("{name}: rounds (2 / {registrants}) {}", rounds_text.join(" "));
-        println!("{name}: median IOPS 2 registrants {ma:.0}, {registrants} registrants {mb:.0}, ratio {:.3}", mb / ma);
+        let pairs: Vec<String> = a.iter().zip(&b).map(|(x, y)| format!("{x:.0}/{y:.0}")).collect();
+        let mut ratios: Vec<f64> = a.iter().zip(&b).map(|(x, y)| y / x).collect();
+        let (ma, mb, mr) = (median(&mut a), median(&mut b), median(&mut ratios));
+        println!("{name}: pairs (2 / {registrants} registrants) {}", pairs.join(" "));
+        println!(
+            "{name}: median IOPS 2 registrants {ma:.0}, {registrants} registrants {mb:.0}; ratio of medians {:.3}; \
+             median pair ratio {mr:.3} (min {:.3}, max {:.3})",
+            mb / ma,
+            ratios[0],
+            ratios[ratios.len() - 1]
+        );
     }
     client_rt.block_on(few.logout()).unwrap();
     client_rt.block_on(many.logout()).unwrap();
