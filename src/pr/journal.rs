@@ -214,6 +214,15 @@ mod tests {
         assert_eq!(replayed(&before, &after), after);
     }
 
+    proptest::proptest! {
+        /// Whatever bytes an entry holds, decoding answers Ok or Err and allocates no more
+        /// than the entry's size allows.
+        #[test]
+        fn arbitrary_entries_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = decode(&bytes);
+        }
+    }
+
     #[test]
     fn damaged_entries_are_errors_not_panics() {
         let entry = encode(&diff(&crowd(3), &State::default()));
