@@ -1,7 +1,9 @@
 //! The registrations of one logical unit, in the order they were made (READ KEYS and READ
 //! FULL STATUS report them in it), with an index so that an I_T nexus finds its own
 //! registration in O(1) whatever their number: the reservation check every command makes
-//! never scans the list.
+//! never scans the list. The list is shared copy-on-write: `State::apply` copies the state
+//! for every PERSISTENT RESERVE OUT, and only the commands that change registrations pay for
+//! copying thousands of them.
 
 use super::state::{Nexus, Registrant, RegistrantId};
 use std::collections::hash_map::RandomState;
@@ -9,9 +11,15 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::ops::Deref;
+use std::sync::Arc;
 
 #[derive(Clone, Default)]
 pub struct Registrants {
+    shared: Arc<Indexed>,
+}
+
+#[derive(Clone, Default)]
+struct Indexed {
     list: Vec<Registrant>,
     /// Fingerprint of (initiator name, ISID or none) → positions in `list`. One bucket holds
     /// the registrations of one initiator port (or device) at its target ports (a handful);
@@ -22,6 +30,59 @@ pub struct Registrants {
 }
 
 impl Registrants {
+    fn write(&mut self) -> &mut Indexed {
+        Arc::make_mut(&mut self.shared)
+    }
+
+    /// The registration covering `nexus`: its port or its device, at its target port or all
+    /// of them. Registrations never overlap, so there is at most one.
+    pub fn find(&self, nexus: &Nexus) -> Option<&Registrant> {
+        self.shared.find(nexus)
+    }
+
+    /// Where the registration `id` is in the list.
+    pub fn position(&self, id: &RegistrantId) -> Option<usize> {
+        self.shared.position(id)
+    }
+
+    pub fn get(&self, id: &RegistrantId) -> Option<&Registrant> {
+        self.position(id).map(|i| &self.shared.list[i])
+    }
+
+    /// A registration some I_T nexus of `id` would also match. An initiator device (a
+    /// name-only TransportID, SPEC_I_PT and REGISTER AND MOVE only) overlaps every port of
+    /// its name, which the index cannot enumerate: that rare case scans the list.
+    pub fn overlapping(&self, id: &RegistrantId) -> Option<&Registrant> {
+        self.shared.overlapping(id)
+    }
+
+    pub fn push(&mut self, registrant: Registrant) {
+        self.write().push(registrant);
+    }
+
+    /// Changes the key of registration `id`; false when there is none.
+    pub fn set_key(&mut self, id: &RegistrantId, key: u64) -> bool {
+        match self.position(id) {
+            Some(i) => {
+                self.write().list[i].key = key;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Keeps the registrations `keep` picks, in their order.
+    pub fn retain(&mut self, keep: impl FnMut(&Registrant) -> bool) {
+        self.write().retain(keep);
+    }
+
+    pub fn clear(&mut self) {
+        let hasher = self.shared.hasher.clone();
+        self.shared = Arc::new(Indexed { hasher, ..Indexed::default() });
+    }
+}
+
+impl Indexed {
     fn fingerprint(&self, name: &str, isid: Option<[u8; 6]>) -> u64 {
         let mut h = self.hasher.build_hasher();
         name.hash(&mut h);
@@ -42,28 +103,18 @@ impl Registrants {
         self.index = index;
     }
 
-    /// The registration covering `nexus`: its port or its device, at its target port or all
-    /// of them. Registrations never overlap, so there is at most one.
-    pub fn find(&self, nexus: &Nexus) -> Option<&Registrant> {
+    fn find(&self, nexus: &Nexus) -> Option<&Registrant> {
         let port = self.bucket(&nexus.initiator_name, Some(nexus.isid));
         let device = self.bucket(&nexus.initiator_name, None);
         port.chain(device).find(|r| r.id.covers(nexus))
     }
 
-    /// Where the registration `id` is in the list.
-    pub fn position(&self, id: &RegistrantId) -> Option<usize> {
+    fn position(&self, id: &RegistrantId) -> Option<usize> {
         let positions = self.index.get(&self.fingerprint(&id.initiator.name, id.initiator.isid))?;
         positions.iter().copied().find(|&i| self.list[i].id == *id)
     }
 
-    pub fn get(&self, id: &RegistrantId) -> Option<&Registrant> {
-        self.position(id).map(|i| &self.list[i])
-    }
-
-    /// A registration some I_T nexus of `id` would also match. An initiator device (a
-    /// name-only TransportID, SPEC_I_PT and REGISTER AND MOVE only) overlaps every port of
-    /// its name, which the index cannot enumerate: that rare case scans the list.
-    pub fn overlapping(&self, id: &RegistrantId) -> Option<&Registrant> {
+    fn overlapping(&self, id: &RegistrantId) -> Option<&Registrant> {
         match id.initiator.isid {
             Some(isid) => {
                 let port = self.bucket(&id.initiator.name, Some(isid));
@@ -73,42 +124,25 @@ impl Registrants {
         }
     }
 
-    pub fn push(&mut self, registrant: Registrant) {
+    fn push(&mut self, registrant: Registrant) {
         let fingerprint = self.fingerprint(&registrant.id.initiator.name, registrant.id.initiator.isid);
         self.index.entry(fingerprint).or_default().push(self.list.len());
         self.list.push(registrant);
     }
 
-    /// Changes the key of registration `id`; false when there is none.
-    pub fn set_key(&mut self, id: &RegistrantId, key: u64) -> bool {
-        match self.position(id) {
-            Some(i) => {
-                self.list[i].key = key;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Keeps the registrations `keep` picks, in their order.
-    pub fn retain(&mut self, keep: impl FnMut(&Registrant) -> bool) {
+    fn retain(&mut self, keep: impl FnMut(&Registrant) -> bool) {
         let before = self.list.len();
         self.list.retain(keep);
         if self.list.len() != before {
             self.reindex();
         }
     }
-
-    pub fn clear(&mut self) {
-        self.list.clear();
-        self.index.clear();
-    }
 }
 
 impl Deref for Registrants {
     type Target = [Registrant];
     fn deref(&self) -> &[Registrant] {
-        &self.list
+        &self.shared.list
     }
 }
 
@@ -116,22 +150,23 @@ impl<'a> IntoIterator for &'a Registrants {
     type Item = &'a Registrant;
     type IntoIter = std::slice::Iter<'a, Registrant>;
     fn into_iter(self) -> Self::IntoIter {
-        self.list.iter()
+        self.shared.list.iter()
     }
 }
 
 impl From<Vec<Registrant>> for Registrants {
     fn from(list: Vec<Registrant>) -> Self {
-        let mut out = Registrants { list, ..Registrants::default() };
-        out.reindex();
-        out
+        let mut indexed = Indexed { list, ..Indexed::default() };
+        indexed.reindex();
+        Registrants { shared: Arc::new(indexed) }
     }
 }
 
-/// Two sets of registrations are equal when their lists are (the index follows the list).
+/// Two sets of registrations are equal when their lists are (the index follows the list);
+/// an unchanged copy is recognised without comparing thousands of registrations.
 impl PartialEq for Registrants {
     fn eq(&self, other: &Self) -> bool {
-        self.list == other.list
+        Arc::ptr_eq(&self.shared, &other.shared) || self.shared.list == other.shared.list
     }
 }
 
@@ -139,7 +174,7 @@ impl Eq for Registrants {}
 
 impl fmt::Debug for Registrants {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.list.fmt(f)
+        self.shared.list.fmt(f)
     }
 }
 
@@ -198,6 +233,18 @@ mod tests {
         assert!(!regs.set_key(&RegistrantId::of(&nexus("nobody", 1), false), 1));
         regs.clear();
         assert!(regs.find(&host(1)).is_none() && regs.is_empty());
+    }
+
+    #[test]
+    fn a_copy_is_shared_until_one_side_changes() {
+        let original = Registrants::from(vec![reg(RegistrantId::of(&nexus("a", 1), false), 1)]);
+        let mut copy = original.clone();
+        assert!(Arc::ptr_eq(&original.shared, &copy.shared) && copy == original);
+        copy.push(reg(RegistrantId::of(&nexus("b", 1), false), 2));
+        assert_eq!((original.len(), copy.len()), (1, 2));
+        assert!(original.find(&nexus("b", 1)).is_none() && copy.find(&nexus("b", 1)).is_some());
+        copy.clear();
+        assert!(copy.is_empty() && original.len() == 1 && copy != original);
     }
 
     #[test]
