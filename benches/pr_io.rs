@@ -7,7 +7,7 @@
 //! the median of the per-pair ratios and the ratio of the medians.
 //!
 //! `cargo bench --bench pr_io` (PR_IO_REGISTRANTS, PR_IO_ROUNDS and PR_IO_MILLIS override
-//! 4096, 15 and 800).
+//! 4096, 31 and 400).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -150,8 +150,8 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() {
     let registrants = env("PR_IO_REGISTRANTS", 4096) as usize;
-    let rounds = env("PR_IO_ROUNDS", 15);
-    let millis = env("PR_IO_MILLIS", 800);
+    let rounds = env("PR_IO_ROUNDS", 31);
+    let millis = env("PR_IO_MILLIS", 400);
     let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let addr = start_server(&server_rt);
     let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
