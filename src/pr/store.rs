@@ -53,6 +53,8 @@ struct Tail {
     /// End of the last valid entry; a torn entry beyond it is cut off by the next append.
     len: u64,
     snapshot_len: u64,
+    /// The journal's header, naming the snapshot it extends.
+    header: [u8; JOURNAL_HEADER],
 }
 
 impl FileStore {
@@ -91,11 +93,17 @@ impl FileStore {
         }
         // A journal created just now must not vanish with the entries appended to it later.
         sync_dir(&self.path)?;
-        Ok(Tail { len: JOURNAL_HEADER as u64, snapshot_len: snapshot.len() as u64 })
+        Ok(Tail { len: JOURNAL_HEADER as u64, snapshot_len: snapshot.len() as u64, header: journal_header(&snapshot) })
     }
 
-    fn append(&self, tail: Tail, entry: &[u8]) -> io::Result<Tail> {
-        let mut f = OpenOptions::new().write(true).open(self.journal_path())?;
+    /// Appends `entry`; None when the journal on disk no longer extends the snapshot we know
+    /// (another writer, e.g. a LUN reopened by a reload, compacted it): then compact instead.
+    fn append(&self, tail: Tail, entry: &[u8]) -> io::Result<Option<Tail>> {
+        let mut f = OpenOptions::new().read(true).write(true).open(self.journal_path())?;
+        let mut header = [0u8; JOURNAL_HEADER];
+        if f.read_exact(&mut header).is_err() || header != tail.header {
+            return Ok(None);
+        }
         f.set_len(tail.len)?;
         f.seek(SeekFrom::Start(tail.len))?;
         let written = f.write_all(entry).and_then(|()| f.sync_data());
@@ -104,7 +112,7 @@ impl FileStore {
             let _ = f.set_len(tail.len).and_then(|()| f.sync_data());
             return Err(e);
         }
-        Ok(Tail { len: tail.len + entry.len() as u64, ..tail })
+        Ok(Some(Tail { len: tail.len + entry.len() as u64, ..tail }))
     }
 }
 
@@ -122,7 +130,8 @@ impl Store for FileStore {
                     journal::replay(&mut state, delta);
                     at += len;
                 }
-                *tail = Some(Tail { len: at as u64, snapshot_len: snapshot.len() as u64 });
+                let header = journal_header(&snapshot);
+                *tail = Some(Tail { len: at as u64, snapshot_len: snapshot.len() as u64, header });
             }
             // No journal, or one of an older snapshot: the snapshot alone is the state.
             _ => {}
@@ -135,16 +144,17 @@ impl Store for FileStore {
         if let Some(t) = tail.filter(|_| previous.aptpl) {
             let entry = frame(&journal::encode(&journal::diff(previous, next)));
             if t.len + entry.len() as u64 <= t.snapshot_len.max(MIN_JOURNAL) {
-                return match self.append(t, &entry) {
-                    Ok(t) => {
+                match self.append(t, &entry) {
+                    Ok(Some(t)) => {
                         *tail = Some(t);
-                        Ok(())
+                        return Ok(());
                     }
+                    Ok(None) => {}
                     Err(e) => {
                         *tail = None;
-                        Err(e)
+                        return Err(e);
                     }
-                };
+                }
             }
         }
         *tail = None;
@@ -315,6 +325,22 @@ mod tests {
         FileStore::new(dir.join("lun0.pr")).save(&s1, &s2).unwrap();
         fs::write(store.journal_path(), &stale).unwrap();
         assert_eq!(FileStore::new(dir.join("lun0.pr")).load().unwrap(), Some(s2));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_journal_compacted_by_another_writer_is_not_appended_to() {
+        let dir = scratch("other-writer");
+        let (s0, s1) = (crowd(10), with_newcomer(&crowd(10), "one"));
+        let ours = FileStore::new(dir.join("lun0.pr"));
+        ours.save(&State::default(), &s0).unwrap();
+        // Another store of the same file (a reopened LUN) compacts a state of its own.
+        let theirs = FileStore::new(dir.join("lun0.pr"));
+        let other = with_newcomer(&s0, "theirs");
+        theirs.save(&State::default(), &other).unwrap();
+        // Our next change must not land as a delta on their snapshot.
+        ours.save(&s0, &s1).unwrap();
+        assert_eq!(FileStore::new(dir.join("lun0.pr")).load().unwrap(), Some(s1));
         fs::remove_dir_all(&dir).unwrap();
     }
 
