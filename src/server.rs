@@ -78,7 +78,7 @@ impl Server {
         let mut luns = HashMap::new();
         for t in &config.targets {
             let entry = build_target(config, t, &portals, |l| {
-                let lun = Arc::new(open_lun(t, l, &config.data_dir)?);
+                let lun = Arc::new(open_lun(t, l, config)?);
                 luns.insert((t.name.clone(), l.id), (l.clone(), lun.clone()));
                 Ok(lun)
             })?;
@@ -265,9 +265,10 @@ fn build_target(
 }
 
 /// Opens a LUN and restores its persistent reservations.
-fn open_lun(t: &TargetConfig, l: &LunConfig, data_dir: &std::path::Path) -> Result<Lun, StartError> {
+fn open_lun(t: &TargetConfig, l: &LunConfig, config: &Config) -> Result<Lun, StartError> {
     let mut lun = open_backend_lun(t, l)?;
-    restore_reservations(&mut lun, data_dir);
+    lun.set_max_registrants(config.limits.max_registrants_per_lun as usize);
+    restore_reservations(&mut lun, &config.data_dir);
     Ok(lun)
 }
 
@@ -408,7 +409,7 @@ impl ReloadHandle {
                         let entry = build_target(new, t, &served.portals, |l| {
                             match served.luns.get(&(t.name.clone(), l.id)) {
                                 Some((was, lun)) if was == l => Ok(lun.clone()),
-                                _ => Ok(Arc::new(open_lun(t, l, &new.data_dir)?)),
+                                _ => Ok(Arc::new(open_lun(t, l, new)?)),
                             }
                         })?;
                         if before.is_some() { &mut summary.changed } else { &mut summary.added }.push(t.name.clone());

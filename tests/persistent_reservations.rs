@@ -401,3 +401,179 @@ async fn preempt_and_abort_answers_the_victims_tasks_task_aborted_when_tas_is_se
     // Nothing of it landed.
     assert_eq!(b.read16(64, 8).await.data, vec![0u8; 4096]);
 }
+
+/// Issue #15, reservations at cluster scale: 1,024 hosts × 4 paths = 4,096 I_T nexuses, each
+/// registering its host's key with APTPL through its own session and logging out. READ KEYS
+/// and READ FULL STATUS report them all (with large and small allocation lengths), the
+/// 4,097th registration is refused, a type 7 reservation admits the registrants' I/O, all of
+/// it survives kill -9 and restart, and PREEMPT AND ABORT and CLEAR act on the crowd.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_thousand_registrants_survive_restart_and_are_preempted_and_cleared() {
+    use palisade::bench::registrations::{register_all, Registration};
+    const HOSTS: usize = 1024;
+    const PATHS: usize = 4;
+    let host_name = |h: usize| format!("iqn.2026-11.test:scale-{h:04}");
+    let host_key = |h: usize| 0x5CA1_E000 + h as u64;
+    let path_isid = |p: usize| [0x80, 0x00, 0x00, 0x02, 0x00, p as u8];
+    let dir = unique_temp_dir("palisade-pr-scale");
+    let port = free_port();
+    let server = Server::start(&dir, port);
+    let portal = format!("127.0.0.1:{port}");
+    let url = palisade::bench::url::IscsiUrl::parse(&format!("iscsi://{portal}/{DEFAULT_IQN}/0")).unwrap();
+    let all: Vec<Registration> = (0..HOSTS)
+        .flat_map(|h| (0..PATHS).map(move |p| (h, p)))
+        .map(|(h, p)| Registration { initiator: host_name(h), isid: path_isid(p), key: host_key(h) })
+        .collect();
+    let started = Instant::now();
+    register_all(&url, all, true, 16).await.expect("4,096 registrations");
+    eprintln!("pr scale: 4,096 nexuses registered with APTPL in {:?}", started.elapsed());
+
+    // An observer on host 0's first path (registered above: the same I_T nexus again).
+    let observer = Client::login(&portal, &host_name(0), path_isid(0), DEFAULT_IQN).await.expect("login");
+    observer.clear_unit_attentions().await;
+    check_crowd(&observer, HOSTS * PATHS, host_key, PATHS).await;
+
+    // The 4,097th: ILLEGAL REQUEST, INSUFFICIENT REGISTRATION RESOURCES (SPC-4 §5.13.5.2).
+    let extra = Client::login(&portal, "iqn.2026-11.test:one-too-many", isid(1), DEFAULT_IQN).await.expect("login");
+    extra.clear_unit_attentions().await;
+    let refused = extra.pr_out(prout::REGISTER_AND_IGNORE, 0, 0, 0xEEEE, prout::APTPL).await;
+    assert_eq!(refused.status, pr_client::CHECK_CONDITION, "{refused:?}");
+    assert_eq!(refused.sense_code(), Some((0x05, 0x55, 0x04)));
+
+    // Write Exclusive – All Registrants (type 7): every registrant holds it.
+    assert_eq!(observer.pr_out(prout::RESERVE, prout::WEAR, host_key(0), 0, 0).await.status, GOOD);
+    assert_eq!(observer.read_reservation().await, Some((0, prout::WEAR)));
+    drop((observer, extra));
+
+    // kill -9 and restart: every registration and the reservation come back (APTPL).
+    server.kill9();
+    let server = Server::start(&dir, port);
+    let observer = Client::login(&portal, &host_name(0), path_isid(0), DEFAULT_IQN).await.expect("login");
+    observer.clear_unit_attentions().await;
+    check_crowd(&observer, HOSTS * PATHS, host_key, PATHS).await;
+    assert_eq!(observer.read_reservation().await, Some((0, prout::WEAR)));
+    eprintln!("pr scale: all 4,096 registrations and the type 7 reservation restored after kill -9");
+
+    // A registrant writes; an unregistered nexus is refused.
+    let member = Client::login(&portal, &host_name(777), path_isid(3), DEFAULT_IQN).await.expect("login");
+    member.clear_unit_attentions().await;
+    let wait = Duration::from_secs(10);
+    assert_eq!(member.write16(8, Bytes::from(vec![7u8; 512]), wait).await.unwrap().status, GOOD);
+    let outsider = Client::login(&portal, "iqn.2026-11.test:outsider", isid(1), DEFAULT_IQN).await.expect("login");
+    outsider.clear_unit_attentions().await;
+    assert_eq!(outsider.write16(8, Bytes::from(vec![9u8; 512]), wait).await.unwrap().status, RESERVATION_CONFLICT);
+
+    // PREEMPT AND ABORT of host 777's key: its four paths go, its session learns it.
+    let r = observer.pr_out(prout::PREEMPT_AND_ABORT, prout::WEAR, host_key(0), host_key(777), 0).await;
+    assert_eq!(r.status, GOOD, "{r:?}");
+    let keys = all_keys(&observer).await;
+    assert_eq!(keys.len(), HOSTS * PATHS - PATHS);
+    assert!(!keys.contains(&host_key(777)));
+    assert!(member.clear_unit_attentions().await.contains(&(0x2A, 0x05)), "REGISTRATIONS PREEMPTED");
+    assert_eq!(member.write16(8, Bytes::from(vec![8u8; 512]), wait).await.unwrap().status, RESERVATION_CONFLICT);
+
+    // CLEAR: nothing left, and nothing comes back after another restart.
+    assert_eq!(observer.pr_out(prout::CLEAR, 0, host_key(0), 0, 0).await.status, GOOD);
+    assert_eq!(all_keys(&observer).await.len(), 0);
+    assert_eq!(observer.read_reservation().await, None);
+    drop((observer, member, outsider));
+    server.kill9();
+    let server = Server::start(&dir, port);
+    let observer = Client::login(&portal, &host_name(0), path_isid(0), DEFAULT_IQN).await.expect("login");
+    observer.clear_unit_attentions().await;
+    assert_eq!(all_keys(&observer).await.len(), 0);
+    drop(observer);
+    server.kill9();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// PR IN with an explicit allocation length: (ADDITIONAL LENGTH, data).
+async fn pr_in_with(c: &Client, action: u8, allocation_length: u16) -> (usize, Vec<u8>) {
+    let [hi, lo] = allocation_length.to_be_bytes();
+    let cdb = [0x5E, action, 0, 0, 0, 0, 0, hi, lo, 0];
+    let r = c.command(&cdb, Bytes::new(), allocation_length as u32, Duration::from_secs(20)).await.expect("PR IN");
+    assert_eq!(r.status, GOOD, "PR IN {action}: {r:?}");
+    let additional = u32::from_be_bytes(r.data[4..8].try_into().unwrap()) as usize;
+    // SPC-4 §4.2.5.6: exactly the allocation length, or all of the data when it is shorter.
+    assert_eq!(r.data.len(), (allocation_length as usize).min(8 + additional), "PR IN {action}");
+    (additional, r.data)
+}
+
+/// Every registered key (READ KEYS with the largest allocation length: room for 8,191).
+async fn all_keys(c: &Client) -> Vec<u64> {
+    let (additional, data) = pr_in_with(c, 0, 65535).await;
+    data[8..8 + additional].chunks_exact(8).map(|k| u64::from_be_bytes(k.try_into().unwrap())).collect()
+}
+
+/// READ KEYS and READ FULL STATUS of `count` registrations, `paths` per host key.
+async fn check_crowd(c: &Client, count: usize, key_of: impl Fn(usize) -> u64, paths: usize) {
+    // READ KEYS: every key fits 65,535 bytes (8 each); ADDITIONAL LENGTH counts them all.
+    let mut keys = all_keys(c).await;
+    assert_eq!(keys.len(), count);
+    keys.sort();
+    let mut expected: Vec<u64> = (0..count / paths).flat_map(|h| std::iter::repeat_n(key_of(h), paths)).collect();
+    expected.sort();
+    assert_eq!(keys, expected);
+    // Too small an allocation length: what fits, and the length of the whole list.
+    let (additional, data) = pr_in_with(c, 0, 20).await;
+    assert_eq!((additional, data.len()), (8 * count, 20));
+    // READ FULL STATUS: 4,096 descriptors exceed 65,535 bytes; the data is cut exactly there
+    // and ADDITIONAL LENGTH is the whole list's.
+    let (additional, data) = pr_in_with(c, 3, 65535).await;
+    let (mut at, mut whole) = (8, 0);
+    while at + 24 <= data.len() {
+        let tid_len = u32::from_be_bytes(data[at + 20..at + 24].try_into().unwrap()) as usize;
+        if at + 24 + tid_len > data.len() {
+            break;
+        }
+        let tid = String::from_utf8_lossy(&data[at + 28..at + 24 + tid_len]).to_string();
+        assert!(tid.starts_with("iqn.2026-11.test:scale-"), "{tid}");
+        at += 24 + tid_len;
+        whole += 1;
+    }
+    let descriptor = (additional as f64) / count as f64;
+    assert_eq!(additional % count, 0, "equal-length names give equal descriptors");
+    assert_eq!(whole, (65535 - 8) / descriptor as usize, "every descriptor that fits is complete");
+    assert!(additional > 65535);
+    let (small, data) = pr_in_with(c, 3, 100).await;
+    assert_eq!((small, data.len()), (additional, 100));
+}
+
+/// `[limits] max_registrants_per_lun` reaches the logical unit: the registration beyond it is
+/// refused with ILLEGAL REQUEST, INSUFFICIENT REGISTRATION RESOURCES (55h/04h), registered
+/// nexuses still change their keys, and `palisade pr show` reports the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_registration_limit_is_enforced_and_shown() {
+    let config = format!(
+        "data_dir = \"{{DATA_DIR}}\"\n[[portals]]\nlisten = \"127.0.0.1:{{PORT}}\"\n[[targets]]\nname = \"{DEFAULT_IQN}\"\n\
+         [[targets.luns]]\nid = 0\nbackend = \"memory\"\nsize = \"16MiB\"\n[limits]\nmax_registrants_per_lun = 3\n"
+    );
+    let t = TargetProcess::start_with_config(&config, DEFAULT_IQN);
+    let mut clients = Vec::new();
+    for n in 1..=4u8 {
+        clients.push(connect(&t, &format!("iqn.2026-11.test:limited-{n}"), n).await);
+    }
+    for (i, c) in clients.iter().take(3).enumerate() {
+        assert_eq!(c.pr_out(prout::REGISTER_AND_IGNORE, 0, 0, 0x10 + i as u64, 0).await.status, GOOD);
+    }
+    let refused = clients[3].pr_out(prout::REGISTER_AND_IGNORE, 0, 0, 0x13, 0).await;
+    assert_eq!((refused.status, refused.sense_code()), (pr_client::CHECK_CONDITION, Some((0x05, 0x55, 0x04))));
+    assert_eq!(clients[0].pr_out(prout::REGISTER_AND_IGNORE, 0, 0, 0x20, 0).await.status, GOOD);
+    let (_, mut keys) = clients[0].read_keys().await;
+    keys.sort();
+    assert_eq!(keys, vec![0x11, 0x12, 0x20]);
+    let show = |json: bool| {
+        let dir = t.data_dir().to_string_lossy().into_owned();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_palisade"));
+        cmd.args(["pr", "show", "--data-dir", &dir]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = common::run_with_timeout(&mut cmd, Duration::from_secs(30));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(show(false).contains("3 registration(s) of at most 3"), "{}", show(false));
+    let json: serde_json::Value = serde_json::from_str(&show(true)).unwrap();
+    assert_eq!(json[0]["max_registrants"], 3);
+}

@@ -42,12 +42,13 @@ pub fn reservations(luns: &[LunReservations]) -> String {
     for l in luns {
         let _ = writeln!(
             out,
-            "{} LUN {}: PRgeneration {}, APTPL {}, {} registration(s)",
+            "{} LUN {}: PRgeneration {}, APTPL {}, {} registration(s) of at most {}",
             l.target,
             l.lun,
             l.generation,
             if l.aptpl { "on" } else { "off" },
-            l.registrants.len()
+            l.registrants.len(),
+            l.max_registrants
         );
         match &l.reservation {
             Some(r) if r.all_registrants => {
@@ -218,6 +219,7 @@ mod tests {
                     holder: false,
                 },
             ],
+            max_registrants: 4096,
             reservation: Some(ReservationView {
                 type_code: 5,
                 type_short: "WERO".into(),
@@ -231,7 +233,10 @@ mod tests {
             spc2_holder: None,
         };
         let text = reservations(&[l]);
-        assert!(text.starts_with("iqn.t LUN 0: PRgeneration 3, APTPL off, 2 registration(s)\n"), "{text}");
+        assert!(
+            text.starts_with("iqn.t LUN 0: PRgeneration 3, APTPL off, 2 registration(s) of at most 4096\n"),
+            "{text}"
+        );
         assert!(text.contains("held by key 0x0000000000000abc via iqn.a,i,0x800000000001 at iqn.t,t,0x0001"), "{text}");
         assert!(text.contains("  0x0000000000000abc  yes     iqn.a,i,0x800000000001  iqn.t,t,0x0001\n"), "{text}");
         assert!(text.contains("  0x0000000000000def          iqn.b,i,0x800000000002  all (ALL_TG_PT)\n"), "{text}");

@@ -70,6 +70,10 @@ pub struct LunReservations {
     pub generation: u32,
     pub aptpl: bool,
     pub registrants: Vec<RegistrantView>,
+    /// Registrations the LU accepts (`[limits] max_registrants_per_lun`); 0 from a server
+    /// that predates the setting.
+    #[serde(default)]
+    pub max_registrants: usize,
     pub reservation: Option<ReservationView>,
     /// SPC-2 RESERVE holder (initiator port), if any.
     pub spc2_holder: Option<String>,
@@ -221,6 +225,7 @@ pub fn reservations(registry: &Registry) -> Vec<LunReservations> {
                 generation: state.generation,
                 aptpl: state.aptpl,
                 registrants,
+                max_registrants: lun.pr().max_registrants(),
                 reservation,
                 spc2_holder: lun.state().reservation.clone(),
             });

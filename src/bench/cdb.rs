@@ -36,6 +36,35 @@ pub fn rw16(write: bool, lba: u64, blocks: u32) -> [u8; 16] {
     c
 }
 
+/// PERSISTENT RESERVE OUT (SPC-4 §6.15) with a `param_len`-byte parameter list.
+pub fn pr_out(service_action: u8, scope_type: u8, param_len: u32) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = 0x5f;
+    c[1] = service_action & 0x1f;
+    c[2] = scope_type;
+    c[5..9].copy_from_slice(&param_len.to_be_bytes());
+    c
+}
+
+/// The basic 24-byte PERSISTENT RESERVE OUT parameter list (SPC-4 §6.15.3); `flags` is byte
+/// 20 (SPEC_I_PT 08h, ALL_TG_PT 04h, APTPL 01h).
+pub fn pr_out_param(key: u64, service_action_key: u64, flags: u8) -> Vec<u8> {
+    let mut p = vec![0u8; 24];
+    p[0..8].copy_from_slice(&key.to_be_bytes());
+    p[8..16].copy_from_slice(&service_action_key.to_be_bytes());
+    p[20] = flags;
+    p
+}
+
+/// PERSISTENT RESERVE IN (SPC-4 §6.14) with a 16-bit allocation length.
+pub fn pr_in(service_action: u8, allocation_length: u16) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = 0x5e;
+    c[1] = service_action & 0x1f;
+    c[7..9].copy_from_slice(&allocation_length.to_be_bytes());
+    c
+}
+
 /// Capacity of a LUN: logical block length and count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capacity {

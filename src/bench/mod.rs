@@ -6,6 +6,7 @@
 //!   CmdSN window): R2T/Data-Out, Data-In, NOP-In, logout.
 //! - [`workload`]: patterns and LBA choice; [`pattern`]: the self-checking block format.
 //! - [`runner`]: sessions, budgets, progress; [`report`]: text/JSON report; [`histogram`]: latency.
+//! - [`registrations`]: many I_T nexuses registering persistent reservation keys (scale setup).
 
 pub mod args;
 pub mod cdb;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod histogram;
 pub mod login;
 pub mod pattern;
+pub mod registrations;
 pub mod report;
 pub mod runner;
 pub mod url;

@@ -12,6 +12,8 @@ const COUNT_RANGE: std::ops::RangeInclusive<i64> = 1..=65_534;
 /// A session's data budget must fit one full MaxBurstLength-sized write at least (64 KiB is
 /// far below any useful value); 16 GiB keeps a typo from disabling the bound.
 const SESSION_DATA_RANGE: std::ops::RangeInclusive<i64> = (64 << 10)..=(16 << 30);
+/// Registrations per LU: at least one, at most what the APTPL record can count.
+const REGISTRANTS_RANGE: std::ops::RangeInclusive<i64> = 1..=crate::pr::HARD_MAX_REGISTRANTS as i64;
 /// The send queue must hold one large PDU (16 MiB segments are the RFC's ceiling).
 const SEND_QUEUE_RANGE: std::ops::RangeInclusive<i64> = (64 << 10)..=(1 << 30);
 
@@ -54,6 +56,10 @@ impl Validator<'_> {
         let max_send_queue_bytes =
             bytes(self, "max_send_queue_bytes", raw.max_send_queue_bytes, SEND_QUEUE_RANGE, d.max_send_queue_bytes);
         let send_timeout_secs = secs(self, "send_timeout_secs", raw.send_timeout_secs, d.send_timeout_secs);
+        let max_registrants_per_lun = raw
+            .max_registrants_per_lun
+            .and_then(|n| self.ranged::<u32>("limits.max_registrants_per_lun", n, REGISTRANTS_RANGE))
+            .unwrap_or(d.max_registrants_per_lun);
         LimitsConfig {
             max_sessions,
             max_sessions_per_target,
@@ -62,6 +68,7 @@ impl Validator<'_> {
             max_session_data_bytes,
             max_send_queue_bytes,
             send_timeout_secs,
+            max_registrants_per_lun,
         }
     }
 }
@@ -78,6 +85,7 @@ mod tests {
     fn absent_table_gives_defaults() {
         let c = Config::from_toml_str(BASE, Path::new("/")).unwrap();
         assert_eq!(c.limits, LimitsConfig::default());
+        assert_eq!(c.limits.max_registrants_per_lun, 4096);
     }
 
     #[test]
@@ -85,7 +93,7 @@ mod tests {
         let text = format!(
             "{BASE}[limits]\nmax_sessions = 10\nmax_sessions_per_target = 3\nmax_connections_per_address = 4\n\
              login_idle_timeout_secs = 2\nmax_session_data_bytes = \"8MiB\"\nmax_send_queue_bytes = \"1MiB\"\n\
-             send_timeout_secs = 7\n"
+             send_timeout_secs = 7\nmax_registrants_per_lun = 256\n"
         );
         let l = Config::from_toml_str(&text, Path::new("/")).unwrap().limits;
         assert_eq!(
@@ -98,15 +106,24 @@ mod tests {
                 max_session_data_bytes: 8 << 20,
                 max_send_queue_bytes: 1 << 20,
                 send_timeout_secs: 7,
+                max_registrants_per_lun: 256,
             }
         );
     }
 
     #[test]
     fn out_of_range_and_unknown_keys_are_named() {
-        let text = format!("{BASE}[limits]\nmax_sessions = 0\nmax_session_data_bytes = 100\nsend_timeout_secs = 0\n");
+        let text = format!(
+            "{BASE}[limits]\nmax_sessions = 0\nmax_session_data_bytes = 100\nsend_timeout_secs = 0\n\
+             max_registrants_per_lun = 65536\n"
+        );
         let err = Config::from_toml_str(&text, Path::new("/")).unwrap_err().to_string();
-        for field in ["limits.max_sessions", "limits.max_session_data_bytes", "limits.send_timeout_secs"] {
+        for field in [
+            "limits.max_sessions",
+            "limits.max_session_data_bytes",
+            "limits.send_timeout_secs",
+            "limits.max_registrants_per_lun",
+        ] {
             assert!(err.contains(field), "{field} not reported in: {err}");
         }
         let text = format!("{BASE}[limits]\nmax_session = 3\n");

@@ -197,6 +197,9 @@ pub struct LimitsConfig {
     /// Seconds a connection's socket may accept no bytes while the target has data to send
     /// before the connection is dropped (a peer that stopped reading).
     pub send_timeout_secs: u64,
+    /// Persistent reservation registrations (I_T nexuses) one logical unit holds; beyond,
+    /// INSUFFICIENT REGISTRATION RESOURCES (SPC-4 §5.13.5.2).
+    pub max_registrants_per_lun: u32,
 }
 
 impl Default for LimitsConfig {
@@ -209,6 +212,7 @@ impl Default for LimitsConfig {
             max_session_data_bytes: 64 << 20,
             max_send_queue_bytes: 4 << 20,
             send_timeout_secs: 30,
+            max_registrants_per_lun: crate::pr::DEFAULT_MAX_REGISTRANTS as u32,
         }
     }
 }

@@ -121,6 +121,7 @@ pub struct RawLimits {
     pub max_session_data_bytes: Option<SizeValue>,
     pub max_send_queue_bytes: Option<SizeValue>,
     pub send_timeout_secs: Option<i64>,
+    pub max_registrants_per_lun: Option<i64>,
 }
 
 /// An NAA identifier override: a TOML integer (0x5001405… hex literal) or a hex string

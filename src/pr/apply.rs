@@ -5,8 +5,11 @@
 use super::request::{PrError, Request};
 use super::state::{InitiatorId, Nexus, PrType, Registrant, RegistrantId, Reservation, State, TargetPort};
 
-/// Registrations per logical unit beyond this get INSUFFICIENT REGISTRATION RESOURCES.
-pub const MAX_REGISTRANTS: usize = 128;
+/// Registrations per logical unit unless configured (`[limits] max_registrants_per_lun`):
+/// every path of every host of a large cluster, on every gateway, is its own I_T nexus.
+pub const DEFAULT_MAX_REGISTRANTS: usize = 4096;
+/// The most a logical unit may be configured to hold (the APTPL record counts them in 16 bits).
+pub const HARD_MAX_REGISTRANTS: usize = u16::MAX as usize;
 
 /// Unit attentions the reservation manager establishes (SPC-4 Annex D, ASC 2Ah).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -36,8 +39,20 @@ pub struct Transition {
 }
 
 impl State {
-    /// Applies one PERSISTENT RESERVE OUT received on `nexus`. On error nothing changes.
+    /// `apply_limited` with the default registration limit.
     pub fn apply(&self, nexus: &Nexus, request: &Request) -> Result<Transition, PrError> {
+        self.apply_limited(nexus, request, DEFAULT_MAX_REGISTRANTS)
+    }
+
+    /// Applies one PERSISTENT RESERVE OUT received on `nexus`; a registration beyond
+    /// `max_registrants` is refused with INSUFFICIENT REGISTRATION RESOURCES (SPC-4 §5.13.5.2).
+    /// On error nothing changes.
+    pub fn apply_limited(
+        &self,
+        nexus: &Nexus,
+        request: &Request,
+        max_registrants: usize,
+    ) -> Result<Transition, PrError> {
         let mut next = self.clone();
         let mut fx = Effects::default();
         let own = self.registrant(nexus).cloned();
@@ -62,7 +77,7 @@ impl State {
                     if *new_key == 0 {
                         unregister(&mut next, &reg.id, &mut fx);
                     } else {
-                        next.registrants.iter_mut().filter(|r| r.id == reg.id).for_each(|r| r.key = *new_key);
+                        next.registrants.set_key(&reg.id, *new_key);
                     }
                     next.aptpl = *aptpl;
                     next.generation = next.generation.wrapping_add(1);
@@ -88,17 +103,19 @@ impl State {
                     for (i, id) in ids.iter().enumerate() {
                         // SPC-4 §6.15.3: a TransportID naming an already registered I_T nexus
                         // (or one named twice) is an invalid field.
-                        let clash = self.registrants.iter().any(|r| r.id.overlaps(id))
-                            || ids[..i].iter().any(|o| o.overlaps(id));
+                        let clash =
+                            self.registrants.overlapping(id).is_some() || ids[..i].iter().any(|o| o.overlaps(id));
                         if clash {
                             let byte = if i == 0 { 20 } else { 28 };
                             return Err(PrError::InvalidParamField { byte, bit: None });
                         }
                     }
-                    if self.registrants.len() + ids.len() > MAX_REGISTRANTS {
+                    if self.registrants.len() + ids.len() > max_registrants {
                         return Err(PrError::InsufficientResources);
                     }
-                    next.registrants.extend(ids.into_iter().map(|id| Registrant { id, key: *new_key }));
+                    for id in ids {
+                        next.registrants.push(Registrant { id, key: *new_key });
+                    }
                     next.aptpl = *aptpl;
                     next.generation = next.generation.wrapping_add(1);
                 }
@@ -178,10 +195,10 @@ impl State {
                 if dest_id.overlaps(&reg.id) {
                     return Err(PrError::InvalidParamField { byte: 24, bit: None });
                 }
-                match self.registrants.iter().find(|r| r.id.overlaps(&dest_id)) {
+                match self.registrants.overlapping(&dest_id) {
                     Some(existing) if existing.id == dest_id => {}
                     Some(_) => return Err(PrError::InvalidParamField { byte: 24, bit: None }),
-                    None if self.registrants.len() >= MAX_REGISTRANTS => return Err(PrError::InsufficientResources),
+                    None if self.registrants.len() >= max_registrants => return Err(PrError::InsufficientResources),
                     None => next.registrants.push(Registrant { id: dest_id.clone(), key: *new_key }),
                 }
                 next.reservation = Some(Reservation { holder: dest_id, kind: res.kind });
@@ -252,7 +269,7 @@ fn preempt(
         }
         // §5.13.11.4.3: the holder's key preempts the reservation too.
         Some(res)
-            if !res.kind.all_registrants() && old.registrants.iter().any(|r| r.id == res.holder && r.key == victim) =>
+            if !res.kind.all_registrants() && old.registrants.get(&res.holder).is_some_and(|r| r.key == victim) =>
         {
             remove(next, fx, &|r| r.key == victim);
             next.reservation = Some(Reservation { holder: own.id.clone(), kind });
@@ -277,7 +294,7 @@ fn preempt(
             if next.registrants.is_empty() {
                 next.reservation = None;
             } else if let Some(res) = next.reservation.as_mut() {
-                if !next.registrants.iter().any(|r| r.id == res.holder) {
+                if next.registrants.get(&res.holder).is_none() {
                     res.holder = next.registrants[0].id.clone();
                 }
             }

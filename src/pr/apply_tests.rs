@@ -1,9 +1,9 @@
 //! Scenario tests of `State::apply`, one SPC-4 rule each.
 
-use super::apply::{PrUnitAttention as Ua, MAX_REGISTRANTS};
+use super::apply::{PrUnitAttention as Ua, DEFAULT_MAX_REGISTRANTS};
 use super::request::{PrError, Request};
 use super::state::fixtures::nexus;
-use super::state::{InitiatorId, Nexus, PrType, RegistrantId, State};
+use super::state::{InitiatorId, Nexus, PrType, Registrant, RegistrantId, State};
 use proptest::prelude::*;
 
 fn register(key: u64, new_key: u64) -> Request {
@@ -283,11 +283,57 @@ fn spc4_5_13_8_register_and_move_hands_the_reservation_over() {
 
 #[test]
 fn registrations_are_bounded_with_insufficient_registration_resources() {
-    let mut s = State::default();
-    for i in 0..MAX_REGISTRANTS {
-        s = ok(&s, &nexus(&format!("h{i}"), 1), rie(1)).0;
-    }
+    // The default: the 4,096th registration is accepted, the 4,097th refused.
+    let almost: Vec<Registrant> = (0..DEFAULT_MAX_REGISTRANTS - 1)
+        .map(|i| Registrant { id: RegistrantId::of(&nexus(&format!("h{i}"), 1), false), key: 1 })
+        .collect();
+    let s = State { registrants: almost.into(), ..State::default() };
+    let s = ok(&s, &nexus("last", 1), rie(1)).0;
+    assert_eq!(s.registrants.len(), 4096);
     assert_eq!(s.apply(&nexus("one-more", 1), &rie(1)).unwrap_err(), PrError::InsufficientResources);
+    // Registered nexuses still change their keys at the limit.
+    assert_eq!(ok(&s, &nexus("h7", 1), rie(2)).0.registrant(&nexus("h7", 1)).unwrap().key, 2);
+}
+
+#[test]
+fn a_configured_limit_bounds_register_spec_i_pt_and_register_and_move() {
+    let limit = 3;
+    let apply = |s: &State, n: &Nexus, req: &Request| s.apply_limited(n, req, limit).map(|t| t.next);
+    let two = apply(&State::default(), &nexus("a", 1), &rie(1)).unwrap();
+    let two = apply(&two, &nexus("b", 1), &rie(2)).unwrap();
+    // SPEC_I_PT naming one more port needs two registrations where one is left: none is made.
+    let spec = Request::Register {
+        key: 0,
+        new_key: 3,
+        ignore_existing: false,
+        all_tg_pt: false,
+        aptpl: false,
+        spec: vec![nexus("d", 1).initiator()],
+    };
+    assert_eq!(apply(&two, &nexus("c", 1), &spec).unwrap_err(), PrError::InsufficientResources);
+    let full = apply(&two, &nexus("c", 1), &rie(3)).unwrap();
+    assert_eq!(apply(&full, &nexus("d", 1), &rie(4)).unwrap_err(), PrError::InsufficientResources);
+    // REGISTER AND MOVE to an unregistered nexus registers it: refused at the limit.
+    let held = apply(&full, &nexus("a", 1), &reserve(1, PrType::WriteExclusive)).unwrap();
+    let mv = Request::RegisterAndMove {
+        key: 1,
+        new_key: 4,
+        aptpl: false,
+        unregister: false,
+        rel_tgt_port: 1,
+        dest: nexus("d", 1).initiator(),
+    };
+    assert_eq!(apply(&held, &nexus("a", 1), &mv).unwrap_err(), PrError::InsufficientResources);
+    // Moving to a registered nexus needs no new registration.
+    let to_b = Request::RegisterAndMove {
+        key: 1,
+        new_key: 2,
+        aptpl: false,
+        unregister: false,
+        rel_tgt_port: 1,
+        dest: nexus("b", 1).initiator(),
+    };
+    assert!(apply(&held, &nexus("a", 1), &to_b).unwrap().is_holder(&nexus("b", 1)));
 }
 
 #[test]
@@ -342,6 +388,8 @@ proptest! {
                         _ => prop_assert!(next.generation == s.generation || next.generation == s.generation + 1),
                     }
                     prop_assert!(t.effects.abort.iter().all(|id| !id.covers(&n)));
+                    // The APTPL journal entry of this change turns the old state into the new.
+                    prop_assert_eq!(&super::journal::replayed(&s, &next), &next);
                     s = next;
                 }
             }

@@ -22,12 +22,15 @@ pub enum PrClass {
 /// SPC-4 §5.13.1: whether `class` from `nexus` conflicts with the persistent reservation.
 pub fn conflicts(state: &State, nexus: &Nexus, class: PrClass) -> bool {
     let Some(res) = &state.reservation else { return false };
-    if class == PrClass::Allowed || state.is_holder(nexus) {
+    if class == PrClass::Allowed {
         return false;
     }
-    // RO/AR types admit every registered I_T nexus (the "registered" columns of Table 66).
-    if res.kind.admits_registrants() && state.is_registered(nexus) {
-        return false;
+    // One index lookup (never a scan of the registrants): the holder passes, and RO/AR types
+    // admit every registered I_T nexus (the "registered" columns of Table 66).
+    if let Some(own) = state.registrant(nexus) {
+        if own.id == res.holder || res.kind.admits_registrants() {
+            return false;
+        }
     }
     match class {
         PrClass::Read => res.kind.excludes_reads(),
@@ -76,7 +79,7 @@ mod tests {
         let reg = |host, key| Registrant { id: RegistrantId::of(&nexus(host, 1), false), key };
         State {
             generation: 2,
-            registrants: vec![reg("a", 1), reg("b", 2)],
+            registrants: vec![reg("a", 1), reg("b", 2)].into(),
             reservation: Some(Reservation { holder: RegistrantId::of(&nexus("a", 1), false), kind }),
             aptpl: false,
         }

@@ -4,15 +4,19 @@
 
 pub mod apply;
 pub mod conflict;
+pub mod journal;
 pub mod prin;
+pub mod record;
+pub mod registrants;
 pub mod request;
 pub mod state;
 pub mod store;
 pub mod transport_id;
 pub mod unit;
 
-pub use apply::{Effects, PrUnitAttention, Transition, MAX_REGISTRANTS};
+pub use apply::{Effects, PrUnitAttention, Transition, DEFAULT_MAX_REGISTRANTS, HARD_MAX_REGISTRANTS};
 pub use conflict::{conflicts, spc2_outcome, PrClass, Spc2Outcome};
+pub use registrants::Registrants;
 pub use request::{PrError, Request};
 pub use state::{InitiatorId, Nexus, PrType, Registrant, RegistrantId, Reservation, State, TargetPort};
 pub use store::{FileStore, Store};

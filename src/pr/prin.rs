@@ -3,7 +3,7 @@
 //! the allocation length.
 
 use super::request::PrError;
-use super::state::State;
+use super::state::{Registrant, State};
 use super::transport_id;
 
 /// SPC-4 §6.14.1 Table 199 service actions.
@@ -14,13 +14,13 @@ pub mod sa {
     pub const READ_FULL_STATUS: u8 = 0x03;
 }
 
-/// Builds the parameter data for `action`, truncated to `allocation_length`.
+/// Builds the parameter data for `action`, cut at `allocation_length`.
 pub fn respond(state: &State, action: u8, allocation_length: usize) -> Result<Vec<u8>, PrError> {
     let mut data = match action {
-        sa::READ_KEYS => read_keys(state),
+        sa::READ_KEYS => return Ok(read_keys(state, allocation_length)),
         sa::READ_RESERVATION => read_reservation(state),
         sa::REPORT_CAPABILITIES => report_capabilities_for(state),
-        sa::READ_FULL_STATUS => read_full_status(state),
+        sa::READ_FULL_STATUS => return Ok(read_full_status(state, allocation_length)),
         _ => return Err(PrError::InvalidCdbField { byte: 1, bit: Some(4) }),
     };
     data.truncate(allocation_length);
@@ -34,13 +34,44 @@ fn header(state: &State, additional: usize) -> Vec<u8> {
     out
 }
 
-/// SPC-4 §6.14.2: one key per registered I_T nexus (duplicates included).
-fn read_keys(state: &State) -> Vec<u8> {
-    let mut out = header(state, 8 * state.registrants.len());
-    for r in &state.registrants {
-        out.extend_from_slice(&r.key.to_be_bytes());
+/// Parameter data cut at the allocation length as it is written (SPC-4 §4.2.5.6), while the
+/// ADDITIONAL LENGTH in its header describes the whole list (§6.14.2, §6.14.5): an initiator
+/// that asked for too little learns how much to ask for, and thousands of registrations are
+/// never built only to be thrown away.
+struct Capped {
+    out: Vec<u8>,
+    cap: usize,
+}
+
+impl Capped {
+    fn new(state: &State, additional: usize, cap: usize) -> Self {
+        let mut out = Vec::with_capacity(cap.min(8 + additional));
+        out.extend_from_slice(&state.generation.to_be_bytes());
+        out.extend_from_slice(&u32::try_from(additional).unwrap_or(u32::MAX).to_be_bytes());
+        out.truncate(cap);
+        Capped { out, cap }
     }
-    out
+
+    fn full(&self) -> bool {
+        self.out.len() >= self.cap
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        let room = self.cap.saturating_sub(self.out.len());
+        self.out.extend_from_slice(&bytes[..bytes.len().min(room)]);
+    }
+}
+
+/// SPC-4 §6.14.2: one key per registered I_T nexus (duplicates included).
+fn read_keys(state: &State, allocation_length: usize) -> Vec<u8> {
+    let mut data = Capped::new(state, 8 * state.registrants.len(), allocation_length);
+    for r in state.registrants.iter() {
+        if data.full() {
+            break;
+        }
+        data.put(&r.key.to_be_bytes());
+    }
+    data.out
 }
 
 /// SPC-4 §6.14.3: the reservation, if any; the key is zero for all-registrants types.
@@ -72,24 +103,29 @@ pub fn report_capabilities_for(state: &State) -> Vec<u8> {
 }
 
 /// SPC-4 §6.14.5: one descriptor per registration with its TransportID.
-fn read_full_status(state: &State) -> Vec<u8> {
-    let mut body = Vec::new();
-    for r in &state.registrants {
+fn read_full_status(state: &State, allocation_length: usize) -> Vec<u8> {
+    let descriptor_len = |r: &Registrant| 24 + transport_id::encoded_len(&r.id.initiator);
+    let additional = state.registrants.iter().map(descriptor_len).sum();
+    let mut data = Capped::new(state, additional, allocation_length);
+    for r in state.registrants.iter() {
+        if data.full() {
+            break;
+        }
         let tid = transport_id::encode(&r.id.initiator);
-        body.extend_from_slice(&r.key.to_be_bytes());
-        body.extend_from_slice(&[0; 4]);
+        let mut d = Vec::with_capacity(24 + tid.len());
+        d.extend_from_slice(&r.key.to_be_bytes());
+        d.extend_from_slice(&[0; 4]);
         let holder = state.holds(&r.id);
-        body.push((r.id.target.is_none() as u8) << 1 | holder as u8);
-        body.push(if holder { state.reservation.as_ref().map_or(0, |res| res.kind.code()) } else { 0 });
-        body.extend_from_slice(&[0; 4]);
+        d.push((r.id.target.is_none() as u8) << 1 | holder as u8);
+        d.push(if holder { state.reservation.as_ref().map_or(0, |res| res.kind.code()) } else { 0 });
+        d.extend_from_slice(&[0; 4]);
         // RELATIVE TARGET PORT IDENTIFIER: ignored (zero) with ALL_TG_PT (§6.14.5).
-        body.extend_from_slice(&r.id.target.as_ref().map_or(0, |t| t.tpgt).to_be_bytes());
-        body.extend_from_slice(&(tid.len() as u32).to_be_bytes());
-        body.extend_from_slice(&tid);
+        d.extend_from_slice(&r.id.target.as_ref().map_or(0, |t| t.tpgt).to_be_bytes());
+        d.extend_from_slice(&(tid.len() as u32).to_be_bytes());
+        d.extend_from_slice(&tid);
+        data.put(&d);
     }
-    let mut out = header(state, body.len());
-    out.extend_from_slice(&body);
-    out
+    data.out
 }
 
 #[cfg(test)]
@@ -105,7 +141,8 @@ mod tests {
             registrants: vec![
                 Registrant { id: a.clone(), key: 0xA },
                 Registrant { id: RegistrantId::of(&nexus("b", 1), true), key: 0xB },
-            ],
+            ]
+            .into(),
             reservation: kind.map(|kind| Reservation { holder: a, kind }),
             aptpl: true,
         }
@@ -162,5 +199,50 @@ mod tests {
         assert_eq!(second[12], 0x02); // ALL_TG_PT, not holder
         assert_eq!(&second[18..20], &[0, 0]);
         assert_eq!(respond(&s, 4, 10), Err(PrError::InvalidCdbField { byte: 1, bit: Some(4) }));
+    }
+
+    /// 4,096 registrations, one per host, key = index + 1.
+    fn crowd() -> State {
+        let registrants: Vec<Registrant> = (0..4096)
+            .map(|i| Registrant { id: RegistrantId::of(&nexus(&format!("node-{i:04}"), 1), false), key: i + 1 })
+            .collect();
+        State { generation: 4096, registrants: registrants.into(), reservation: None, aptpl: false }
+    }
+
+    #[test]
+    fn spc4_6_14_2_read_keys_of_thousands_fills_the_allocation_length_and_reports_the_whole_list() {
+        let s = crowd();
+        for alloc in [0, 5, 8, 100, 8 + 8 * 4096, 65535] {
+            let data = respond(&s, sa::READ_KEYS, alloc).unwrap();
+            assert_eq!(data.len(), alloc.min(8 + 8 * 4096), "allocation length {alloc}");
+            if alloc >= 8 {
+                assert_eq!(u32::from_be_bytes(data[4..8].try_into().unwrap()), 8 * 4096);
+            }
+            for (i, key) in data[8.min(data.len())..].chunks_exact(8).enumerate() {
+                assert_eq!(u64::from_be_bytes(key.try_into().unwrap()), i as u64 + 1);
+            }
+        }
+    }
+
+    #[test]
+    fn spc4_6_14_5_read_full_status_of_thousands_is_a_prefix_of_the_whole_with_its_length() {
+        let s = crowd();
+        let whole = respond(&s, sa::READ_FULL_STATUS, usize::MAX).unwrap();
+        let additional = u32::from_be_bytes(whole[4..8].try_into().unwrap()) as usize;
+        assert_eq!(additional, whole.len() - 8);
+        assert!(whole.len() > 65535, "4,096 descriptors do not fit a 16-bit allocation length");
+        for alloc in [0, 7, 8, 31, 65535] {
+            assert_eq!(respond(&s, sa::READ_FULL_STATUS, alloc).unwrap(), whole[..alloc].to_vec());
+        }
+        // Walk every descriptor of the whole list: 4,096, each naming its own initiator.
+        let (mut at, mut count) = (8, 0);
+        while at < whole.len() {
+            let tid_len = u32::from_be_bytes(whole[at + 20..at + 24].try_into().unwrap()) as usize;
+            let (id, _) = transport_id::decode(&whole[at + 24..at + 24 + tid_len]).unwrap();
+            assert_eq!(id, s.registrants[count].id.initiator);
+            at += 24 + tid_len;
+            count += 1;
+        }
+        assert_eq!(count, 4096);
     }
 }

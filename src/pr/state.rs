@@ -3,6 +3,8 @@
 //! PRgeneration counter and the APTPL setting. Plain data: every change goes through
 //! `State::apply` (apply.rs), which returns the next state and its effects.
 
+pub use super::registrants::Registrants;
+
 /// An iSCSI initiator port (RFC 7143 §4.2.7.1, SPC-4 §7.6.4.6): the initiator name plus the
 /// ISID. `isid: None` is an initiator *device* (TransportID format 00b): every port of that
 /// name, as registered through SPEC_I_PT or REGISTER AND MOVE with a name-only TransportID.
@@ -136,6 +138,17 @@ impl RegistrantId {
         RegistrantId { initiator: nexus.initiator(), target: (!all_tg_pt).then(|| nexus.target.clone()) }
     }
 
+    /// The four registrations that could cover `nexus`: its port or its device, at its
+    /// target port or at every one. A set of registrations is probed with these, not scanned.
+    pub fn candidates(nexus: &Nexus) -> [RegistrantId; 4] {
+        let (port, device) = (nexus.initiator(), InitiatorId::device(&nexus.initiator_name));
+        let at = |initiator: &InitiatorId, target: Option<&TargetPort>| RegistrantId {
+            initiator: initiator.clone(),
+            target: target.cloned(),
+        };
+        [at(&port, Some(&nexus.target)), at(&port, None), at(&device, Some(&nexus.target)), at(&device, None)]
+    }
+
     pub fn covers(&self, nexus: &Nexus) -> bool {
         self.initiator.covers(&nexus.initiator_name, nexus.isid)
             && self.target.as_ref().is_none_or(|t| *t == nexus.target)
@@ -167,16 +180,17 @@ pub struct Reservation {
 pub struct State {
     /// SPC-4 §6.16.2 PRgeneration.
     pub generation: u32,
-    pub registrants: Vec<Registrant>,
+    /// In registration order, indexed by initiator port (registrants.rs).
+    pub registrants: Registrants,
     pub reservation: Option<Reservation>,
     /// SPC-4 §5.13.4: the last APTPL value received governs all registrations.
     pub aptpl: bool,
 }
 
 impl State {
-    /// The registration of the I_T nexus, if any.
+    /// The registration of the I_T nexus, if any: an index lookup, never a scan.
     pub fn registrant(&self, nexus: &Nexus) -> Option<&Registrant> {
-        self.registrants.iter().find(|r| r.id.covers(nexus))
+        self.registrants.find(nexus)
     }
 
     pub fn is_registered(&self, nexus: &Nexus) -> bool {
@@ -205,7 +219,7 @@ impl State {
         if res.kind.all_registrants() {
             return Some(0);
         }
-        Some(self.registrants.iter().find(|r| r.id == res.holder).map_or(0, |r| r.key))
+        Some(self.registrants.get(&res.holder).map_or(0, |r| r.key))
     }
 }
 
@@ -236,6 +250,26 @@ mod tests {
         assert!(!device.covers(&nexus("b", 1)));
         assert!(device.overlaps(&RegistrantId::of(&a, false)));
         assert!(!RegistrantId::of(&a, false).overlaps(&RegistrantId::of(&nexus("a", 2), false)));
+    }
+
+    #[test]
+    fn a_registration_covers_a_nexus_exactly_when_it_is_one_of_its_candidates() {
+        let a = nexus("a", 1);
+        let mut other_port = a.clone();
+        other_port.target.tpgt = 2;
+        let ids = [
+            RegistrantId::of(&a, false),
+            RegistrantId::of(&a, true),
+            RegistrantId::of(&nexus("a", 2), true),
+            RegistrantId { initiator: InitiatorId::device(&a.initiator_name), target: Some(a.target.clone()) },
+            RegistrantId { initiator: InitiatorId::device(&a.initiator_name), target: None },
+            RegistrantId { initiator: InitiatorId::device("iqn.x:other"), target: None },
+        ];
+        for n in [&a, &other_port, &nexus("a", 2), &nexus("b", 1)] {
+            for id in &ids {
+                assert_eq!(id.covers(n), RegistrantId::candidates(n).contains(id), "{id:?} {n:?}");
+            }
+        }
     }
 
     #[test]

@@ -69,11 +69,22 @@ fn parse_isid(hex: &str) -> Option<[u8; 6]> {
     Some(isid)
 }
 
+/// Length of `encode(id)`, without building it.
+pub fn encoded_len(id: &InitiatorId) -> usize {
+    let text_len = id.name.len() + if id.isid.is_some() { ",i,0x".len() + 12 } else { 0 };
+    4 + body_len(text_len)
+}
+
+/// The null-terminated text padded to a multiple of four, at least 20 bytes (§7.6.4.6).
+fn body_len(text_len: usize) -> usize {
+    (text_len + 1).next_multiple_of(4).max(20)
+}
+
 /// Encodes a TransportID: format 01b for a port, 00b for a device; null-terminated and padded
 /// to a multiple of four, at least 24 bytes in all (§7.6.4.6).
 pub fn encode(id: &InitiatorId) -> Vec<u8> {
     let text = id.display_name();
-    let body_len = (text.len() + 1).next_multiple_of(4).max(20);
+    let body_len = body_len(text.len());
     let mut out = vec![0u8; 4 + body_len];
     out[0] = (if id.isid.is_some() { 0x40 } else { 0x00 }) | PROTOCOL_ISCSI;
     out[2..4].copy_from_slice(&(body_len as u16).to_be_bytes());
@@ -104,6 +115,11 @@ mod tests {
         assert_eq!((back.isid, len), (None, wire.len()));
         // Short names are padded to the 20-byte minimum.
         assert_eq!(encode(&InitiatorId::device("iqn.x")).len(), 24);
+        for name in ["iqn.x", "iqn.1994-05.com.example:host", &"n".repeat(223)] {
+            for id in [InitiatorId::device(name), InitiatorId::port(name, [1; 6])] {
+                assert_eq!(encoded_len(&id), encode(&id).len(), "{id:?}");
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! Because Tokio's RwLock queues new readers behind a waiting writer, once a PREEMPT AND ABORT
 //! has returned no write of a preempted nexus is in the backend and none can enter it.
 
-use super::apply::{Effects, Transition};
+use super::apply::{Effects, Transition, DEFAULT_MAX_REGISTRANTS};
 use super::request::{PrError, Request};
 use super::state::{Nexus, State};
 use super::store::Store;
@@ -18,6 +18,8 @@ pub struct Unit {
     /// The last committed state, for synchronous readers (command admission, `pr show`).
     published: StdRwLock<Arc<State>>,
     store: Option<Arc<dyn Store>>,
+    /// Registrations beyond this get INSUFFICIENT REGISTRATION RESOURCES.
+    max_registrants: usize,
 }
 
 impl fmt::Debug for Unit {
@@ -33,9 +35,25 @@ impl Default for Unit {
 }
 
 impl Unit {
-    fn with_state(state: State, store: Option<Arc<dyn Store>>) -> Self {
+    /// A unit holding `state`, persisting it to `store` whenever APTPL requires.
+    pub fn with_state(state: State, store: Option<Arc<dyn Store>>) -> Self {
         let state = Arc::new(state);
-        Unit { gate: RwLock::new(state.clone()), published: StdRwLock::new(state), store }
+        Unit {
+            gate: RwLock::new(state.clone()),
+            published: StdRwLock::new(state),
+            store,
+            max_registrants: DEFAULT_MAX_REGISTRANTS,
+        }
+    }
+
+    /// Sets the registration limit (`[limits] max_registrants_per_lun`). A restored state
+    /// holding more keeps them all; only new registrations are refused.
+    pub fn set_max_registrants(&mut self, max: usize) {
+        self.max_registrants = max;
+    }
+
+    pub fn max_registrants(&self) -> usize {
+        self.max_registrants
     }
 
     /// A unit whose state lives in memory only (APTPL is accepted but cannot survive restart
@@ -71,26 +89,26 @@ impl Unit {
         nexus: &Nexus,
         request: &Request,
         commit: impl FnOnce(&State, &Effects),
-    ) -> Result<Transition, PrError> {
+    ) -> Result<(Arc<State>, Effects), PrError> {
         let mut guard = self.gate.write().await;
-        let transition = guard.apply(nexus, request)?;
-        if transition.effects.persist {
+        let Transition { next, effects } = guard.apply_limited(nexus, request, self.max_registrants)?;
+        let next = Arc::new(next);
+        if effects.persist {
             if let Some(store) = &self.store {
-                let (store, next) = (store.clone(), transition.next.clone());
+                let (store, previous, next) = (store.clone(), guard.clone(), next.clone());
                 // The gate stays closed during the fsync: PR OUT is rare, and I/O must not
                 // observe a state that a crash could still take back.
-                tokio::task::spawn_blocking(move || store.save(&next))
+                tokio::task::spawn_blocking(move || store.save(&previous, &next))
                     .await
                     .map_err(|e| PrError::Store(e.to_string()))?
                     .map_err(|e| PrError::Store(e.to_string()))?;
             }
         }
-        let next = Arc::new(transition.next.clone());
         *guard = next.clone();
-        *self.published.write().unwrap_or_else(|p| p.into_inner()) = next;
-        commit(&transition.next, &transition.effects);
+        *self.published.write().unwrap_or_else(|p| p.into_inner()) = next.clone();
+        commit(&next, &effects);
         drop(guard);
-        Ok(transition)
+        Ok((next, effects))
     }
 }
 

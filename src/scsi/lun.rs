@@ -208,6 +208,12 @@ impl Lun {
         }
     }
 
+    /// Registrations this LU accepts (SPC-4 §5.13.5.2: INSUFFICIENT REGISTRATION RESOURCES
+    /// beyond).
+    pub fn set_max_registrants(&mut self, max: usize) {
+        self.pr.set_max_registrants(max);
+    }
+
     /// The persistent reservation unit (state + fencing gate).
     pub fn pr(&self) -> &crate::pr::Unit {
         &self.pr
@@ -217,7 +223,8 @@ impl Lun {
     /// changes. A record that cannot be read is returned as an error; the LU then starts with
     /// no reservations.
     pub fn restore_reservations(&mut self, store: std::sync::Arc<dyn crate::pr::Store>) -> io::Result<()> {
-        let (unit, err) = crate::pr::Unit::restored(store);
+        let (mut unit, err) = crate::pr::Unit::restored(store);
+        unit.set_max_registrants(self.pr.max_registrants());
         self.pr = unit;
         err.map_or(Ok(()), Err)
     }

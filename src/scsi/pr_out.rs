@@ -8,6 +8,7 @@ use super::sense::{Sense, SenseReason};
 use super::task::{Completion, DataOut, ItNexus};
 use super::task_set::Drain;
 use crate::pr::{self, PrError, PrUnitAttention};
+use std::collections::HashSet;
 use tracing::{debug, info};
 
 /// The reservation manager's view of an I_T nexus.
@@ -15,15 +16,48 @@ pub(crate) fn pr_nexus(n: &ItNexus) -> pr::Nexus {
     pr::Nexus::new(&n.initiator_name, n.isid, &n.target_name, n.tpgt)
 }
 
-/// Whether an initiator port name as the LU keys its unit attentions ("<name>,i,0x<ISID>",
-/// see `ItNexus::initiator_port`) belongs to `id`.
-pub(crate) fn port_matches(id: &pr::InitiatorId, port: &str) -> bool {
-    let Some((name, hex)) = port.rsplit_once(",i,0x") else { return false };
-    let isid_ok = match id.isid {
-        None => true,
-        Some(isid) => isid.iter().map(|b| format!("{b:02x}")).collect::<String>().eq_ignore_ascii_case(hex),
-    };
-    isid_ok && name.eq_ignore_ascii_case(&id.name)
+/// The initiator ports and devices a PR OUT's unit attentions go to. The LU keys its unit
+/// attention queues by port name ("<name>,i,0x<ISID>", see `ItNexus::initiator_port`); each
+/// known port costs one hash lookup here, so thousands of preempted registrations cost one
+/// pass over the ports, not a comparison per (registration, port) pair.
+#[derive(Debug, Default)]
+pub(crate) struct PortSet {
+    ports: HashSet<(String, [u8; 6])>,
+    devices: HashSet<String>,
+}
+
+impl PortSet {
+    pub(crate) fn new<'a>(ids: impl IntoIterator<Item = &'a pr::InitiatorId>) -> Self {
+        let mut set = PortSet::default();
+        for id in ids {
+            match id.isid {
+                Some(isid) => set.ports.insert((id.name.to_ascii_lowercase(), isid)),
+                None => set.devices.insert(id.name.to_ascii_lowercase()),
+            };
+        }
+        set
+    }
+
+    /// Whether the port named `port` belongs to one of the set's ports or devices.
+    pub(crate) fn contains(&self, port: &str) -> bool {
+        let Some((name, hex)) = port.rsplit_once(",i,0x") else { return false };
+        let name = name.to_ascii_lowercase();
+        if self.devices.contains(&name) {
+            return true;
+        }
+        parse_isid(hex).is_some_and(|isid| self.ports.contains(&(name, isid)))
+    }
+}
+
+fn parse_isid(hex: &str) -> Option<[u8; 6]> {
+    if hex.len() != 12 || !hex.is_ascii() {
+        return None;
+    }
+    let mut isid = [0u8; 6];
+    for (i, byte) in isid.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(isid)
 }
 
 /// A validated PERSISTENT RESERVE OUT waiting for its parameter list.
@@ -79,13 +113,25 @@ impl PrOut {
         let result = lun
             .pr()
             .change(&me, &request, |_, fx| {
-                for (id, ua) in &fx.ua {
-                    lun.establish_unit_attention_where(ua_reason(*ua), |port| port_matches(id, port));
+                // One pass over the known ports per kind of unit attention, in first-seen order.
+                let mut kinds: Vec<PrUnitAttention> = Vec::new();
+                for (_, ua) in &fx.ua {
+                    if !kinds.contains(ua) {
+                        kinds.push(*ua);
+                    }
+                }
+                for kind in kinds {
+                    let ports = PortSet::new(fx.ua.iter().filter(|(_, ua)| *ua == kind).map(|(id, _)| id));
+                    lun.establish_unit_attention_where(ua_reason(kind), |port| ports.contains(port));
                 }
                 if !fx.abort.is_empty() {
                     // SPC-4 §5.13.11.4.4: the preempted nexuses' tasks are aborted (TASK ABORTED
                     // with TAS set, SAM-5 §5.6), all but this PERSISTENT RESERVE OUT itself.
-                    let covered = |n: &ItNexus| n != nexus && fx.abort.iter().any(|id| id.covers(&pr_nexus(n)));
+                    // Each nexus probes the victims by hash, however many there are.
+                    let victims: HashSet<&pr::RegistrantId> = fx.abort.iter().collect();
+                    let covered = |n: &ItNexus| {
+                        n != nexus && pr::RegistrantId::candidates(&pr_nexus(n)).iter().any(|c| victims.contains(c))
+                    };
                     aborted = lun.task_set().abort(covered, Some(nexus), lun.mode().tas);
                 }
             })
@@ -95,15 +141,15 @@ impl PrOut {
         let aborted_tasks = aborted.len();
         aborted.wait().await;
         match result {
-            Ok(t) => {
+            Ok((next, effects)) => {
                 info!(
                     lun = lun.id(),
                     nexus = %nexus.initiator_port(),
                     request = ?request,
-                    generation = t.next.generation,
-                    registrants = t.next.registrants.len(),
-                    reservation = ?t.next.reservation.as_ref().map(|r| (r.kind, r.holder.initiator.display_name())),
-                    aborted_nexuses = t.effects.abort.len(),
+                    generation = next.generation,
+                    registrants = next.registrants.len(),
+                    reservation = ?next.reservation.as_ref().map(|r| (r.kind, r.holder.initiator.display_name())),
+                    aborted_nexuses = effects.abort.len(),
                     aborted_tasks,
                     "persistent reservation changed"
                 );
@@ -127,9 +173,25 @@ mod tests {
     #[test]
     fn unit_attention_ports_match_by_name_case_insensitively_and_isid() {
         let port = pr::InitiatorId::port("iqn.a:b", [0x80, 0, 0, 0, 0, 1]);
-        assert!(port_matches(&port, "IQN.A:B,i,0x800000000001"));
-        assert!(!port_matches(&port, "iqn.a:b,i,0x800000000002"));
-        assert!(port_matches(&pr::InitiatorId::device("iqn.a:b"), "iqn.a:b,i,0x800000000002"));
-        assert!(!port_matches(&pr::InitiatorId::device("iqn.a:b"), "iqn.a:bc,i,0x800000000002"));
+        let ports = PortSet::new([&port]);
+        assert!(ports.contains("IQN.A:B,i,0x800000000001"));
+        assert!(!ports.contains("iqn.a:b,i,0x800000000002"));
+        let device = PortSet::new([&pr::InitiatorId::device("iqn.a:b")]);
+        assert!(device.contains("iqn.a:b,i,0x800000000002"));
+        assert!(!device.contains("iqn.a:bc,i,0x800000000002"));
+        assert!(!ports.contains("iqn.a:b,i,0x80000000000") && !ports.contains("iqn.a:b"));
+    }
+
+    #[test]
+    fn a_port_set_of_thousands_finds_exactly_its_members() {
+        let port =
+            |i: usize| pr::InitiatorId::port(&format!("iqn.h:{}", i % 64), [0x80, 0, 0, 0, (i >> 8) as u8, i as u8]);
+        let members: Vec<pr::InitiatorId> = (0..4096).map(port).collect();
+        let set = PortSet::new(members.iter());
+        for member in members.iter().step_by(97) {
+            assert!(set.contains(&member.display_name()));
+        }
+        assert!(set.contains("IQN.H:63,i,0x80000000003F"));
+        assert!(!set.contains("iqn.h:5,i,0x800000000006"));
     }
 }

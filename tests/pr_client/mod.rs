@@ -243,6 +243,7 @@ pub mod prout {
     pub const PREEMPT_AND_ABORT: u8 = 5;
     pub const REGISTER_AND_IGNORE: u8 = 6;
     pub const WERO: u8 = 5;
+    pub const WEAR: u8 = 7;
     pub const APTPL: u8 = 0x01;
 }
 
