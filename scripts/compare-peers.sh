@@ -404,6 +404,11 @@ overlap.{steal_note} The client matters as much as the target: compare within a 
 
 {chr(10).join(goals)}
 
+## Measured elsewhere
+
+Reservations at scale (4,096 registrants against 2, PR OUT latencies with and without APTPL):
+[reservations.md](reservations.md#measured-reservation-scale-issue-15), from `cargo bench --bench pr_io` and `--bench pr_out`.
+
 ## Where Palisade's time goes
 
 {profile if profile else "No profile in this run (PROFILE=0 or `perf` unavailable)."}
