@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use palisade::pr::{
-    conflicts, FileStore, Nexus, PrClass, PrType, Registrant, RegistrantId, Request, State, Store, Unit,
+    conflicts, FileStore, ItNexus, PrClass, PrType, Registrant, RegistrantId, Request, State, Store, Unit,
 };
 
 const TARGET: &str = "iqn.2026-11.io.palisade:default";
@@ -23,9 +23,9 @@ fn env(var: &str, default: usize) -> usize {
 }
 
 /// Host `i` of a cluster, one path: a realistic initiator name length (Windows-style FQDN).
-fn host(i: usize) -> Nexus {
+fn host(i: usize) -> ItNexus {
     let name = format!("iqn.1991-05.com.microsoft:node-{i:04}.cluster.example.com");
-    Nexus::new(&name, [0x40, 0, 0x01, 0x37, (i >> 8) as u8, i as u8], TARGET, 1)
+    ItNexus::new(&name, [0x40, 0, 0x01, 0x37, (i >> 8) as u8, i as u8], TARGET, 1)
 }
 
 fn register(key: u64, new_key: u64, aptpl: bool) -> Request {
@@ -61,14 +61,21 @@ impl Lab {
         (Unit::with_state(state, Some(store.clone())), Some(store))
     }
 
-    fn change(&self, unit: &Unit, nexus: &Nexus, request: &Request) -> Duration {
+    fn change(&self, unit: &Unit, nexus: &ItNexus, request: &Request) -> Duration {
         let start = Instant::now();
         self.runtime.block_on(unit.change(nexus, request, |_, _| {})).expect("PR OUT accepted");
         start.elapsed()
     }
 
     /// Times a change and, with a store, counts the bytes it wrote.
-    fn measured(&self, unit: &Unit, store: &Option<Arc<FileStore>>, nexus: &Nexus, request: &Request, m: &mut Measure) {
+    fn measured(
+        &self,
+        unit: &Unit,
+        store: &Option<Arc<FileStore>>,
+        nexus: &ItNexus,
+        request: &Request,
+        m: &mut Measure,
+    ) {
         let before = store.as_ref().map(|s| Files::of(s));
         m.latency.push(self.change(unit, nexus, request));
         if let (Some(store), Some(before)) = (store, before) {
@@ -251,7 +258,7 @@ fn reservation_check(count: usize) {
         crowd(count, PrType::WriteExclusiveAllRegistrants, false),
         crowd(2, PrType::WriteExclusiveAllRegistrants, false),
     );
-    let batch = |state: &State, who: &Nexus| {
+    let batch = |state: &State, who: &ItNexus| {
         let start = Instant::now();
         for _ in 0..200_000 {
             assert!(!conflicts(std::hint::black_box(state), std::hint::black_box(who), PrClass::Write));

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod config;
 pub mod iscsi;
 pub mod metrics;
+pub mod nexus;
 pub mod pr;
 pub mod scsi;
 pub mod server;

@@ -145,3 +145,25 @@ fn send_targets_hides_targets_whose_acl_refuses_the_initiator() {
     assert!(out.contains(OPEN_TARGET) && !out.contains(ACL_TARGET), "iscsi-ls as a stranger:\n{out}");
     assert_healthy(&mut t);
 }
+
+#[test]
+fn lun_masking_matches_initiator_names_case_insensitively() {
+    // RFC 7143 §4.2.7.1: iSCSI names are compared after normalisation, so an ACL entry written
+    // with capitals admits the lower-case initiator at login *and* masks its LUNs.
+    let target = "iqn.2026-11.io.palisade:masked";
+    let luns = (0..3).map(|id| format!("[[targets.luns]]\nid = {id}\nbackend = \"memory\"\nsize = \"4MiB\"\n"));
+    let toml = format!(
+        "[[portals]]\nname = \"test\"\nlisten = \"127.0.0.1:{{PORT}}\"\n\n[[targets]]\nname = \"{target}\"\n{}\n\
+         [[targets.acl]]\ninitiator = \"IQN.2026-11.Test.Palisade:Allowed\"\nluns = [1]\n",
+        luns.collect::<String>()
+    );
+    let mut t = TargetProcess::start_with_config(&toml, target);
+    let mut ini = RawInitiator::login_ok(&t.portal(), &LoginOptions::normal(ALLOWED, target));
+    // REPORT LUNS (SPC-4 §6.33): exactly LUN 1.
+    let data = ini.exec_good(0, &[0xA0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0], 256, &[]);
+    assert_eq!(u32::from_be_bytes(data[0..4].try_into().unwrap()), 8, "one LUN listed: {data:02x?}");
+    assert_eq!(&data[8..16], &[0, 1, 0, 0, 0, 0, 0, 0], "LUN 1");
+    // A masked LUN is not there for it: LOGICAL UNIT NOT SUPPORTED.
+    assert_sense(&ini.exec(0, &[0; 6], 0, &[]), 0x05, 0x25, 0x00);
+    assert_healthy(&mut t);
+}

@@ -108,9 +108,9 @@ fn lun(id: u64, block_size: u32, blocks: u64) -> Arc<Lun> {
 
 fn nexus(n: u8) -> Arc<ItNexus> {
     Arc::new(ItNexus::new(
-        format!("iqn.2026-11.io.palisade:fuzz{n}"),
+        &format!("iqn.2026-11.io.palisade:fuzz{n}"),
         [0x80, 0, 0, 0, 0, n],
-        "iqn.2026-11.io.palisade:fuzz".into(),
+        "iqn.2026-11.io.palisade:fuzz",
         1,
     ))
 }

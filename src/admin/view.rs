@@ -143,7 +143,7 @@ pub fn sessions(registry: &Registry) -> Vec<SessionView> {
 fn session_view(s: &Session) -> SessionView {
     let isid: String = s.isid.iter().map(|b| format!("{b:02x}")).collect();
     let origin = s.origin();
-    let tpgt = s.nexus.as_ref().map(|n| n.tpgt).or(origin.map(|o| o.portal.tpgt));
+    let tpgt = s.nexus.as_ref().map(|n| n.target.tpgt).or(origin.map(|o| o.portal.tpgt));
     let p = &s.params;
     let digest = |on: bool| if on { "CRC32C" } else { "None" }.to_string();
     let login_unix_secs = s.login_time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -156,9 +156,9 @@ fn session_view(s: &Session) -> SessionView {
         .into(),
         initiator: s.initiator_name.clone(),
         isid: format!("0x{isid}"),
-        initiator_port: format!("{},i,0x{isid}", s.initiator_name.to_ascii_lowercase()),
+        initiator_port: crate::nexus::InitiatorPort::new(&s.initiator_name, s.isid).to_string(),
         target: s.target.as_ref().map(|t| t.name.clone()),
-        target_port: s.nexus.as_ref().map(|n| n.target_port()),
+        target_port: s.nexus.as_ref().map(|n| n.target.to_string()),
         peer: origin.map(|o| o.peer.to_string()),
         portal: origin.map(|o| format_portal(&o.portal.addr, o.portal.tpgt)),
         tpgt,
@@ -227,7 +227,7 @@ pub fn reservations(registry: &Registry) -> Vec<LunReservations> {
                 registrants,
                 max_registrants: lun.pr().max_registrants(),
                 reservation,
-                spc2_holder: lun.state().reservation.clone(),
+                spc2_holder: lun.state().reservation.as_ref().map(ToString::to_string),
             });
         }
     }

@@ -185,9 +185,7 @@ async fn open_session(
         info!(session = %old.log_id(), "session reinstatement: closing the old session");
         old.terminate(REINSTATE_WAIT).await;
     }
-    let nexus = target
-        .as_ref()
-        .map(|t| Arc::new(ItNexus::new(result.initiator_name.to_ascii_lowercase(), result.isid, t.name.clone(), tpgt)));
+    let nexus = target.as_ref().map(|t| Arc::new(ItNexus::new(&result.initiator_name, result.isid, &t.name, tpgt)));
     let new = NewSession {
         kind: result.session_type,
         initiator_name: result.initiator_name.clone(),

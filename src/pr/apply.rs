@@ -3,7 +3,7 @@
 //! abort, whether APTPL requires persisting) as data, so every rule is unit-tested here.
 
 use super::request::{PrError, Request};
-use super::state::{InitiatorId, Nexus, PrType, Registrant, RegistrantId, Reservation, State, TargetPort};
+use super::state::{InitiatorId, ItNexus, PrType, Registrant, RegistrantId, Reservation, State, TargetPort};
 
 /// Registrations per logical unit unless configured (`[limits] max_registrants_per_lun`):
 /// every path of every host of a large cluster, on every gateway, is its own I_T nexus.
@@ -40,7 +40,7 @@ pub struct Transition {
 
 impl State {
     /// `apply_limited` with the default registration limit.
-    pub fn apply(&self, nexus: &Nexus, request: &Request) -> Result<Transition, PrError> {
+    pub fn apply(&self, nexus: &ItNexus, request: &Request) -> Result<Transition, PrError> {
         self.apply_limited(nexus, request, DEFAULT_MAX_REGISTRANTS)
     }
 
@@ -49,7 +49,7 @@ impl State {
     /// On error nothing changes.
     pub fn apply_limited(
         &self,
-        nexus: &Nexus,
+        nexus: &ItNexus,
         request: &Request,
         max_registrants: usize,
     ) -> Result<Transition, PrError> {
@@ -239,7 +239,7 @@ fn unregister(next: &mut State, id: &RegistrantId, fx: &mut Effects) {
 }
 
 /// Queues `ua` for every registrant of `state` except the one of `nexus`.
-fn notify_others(state: &State, nexus: &Nexus, ua: PrUnitAttention, fx: &mut Effects) {
+fn notify_others(state: &State, nexus: &ItNexus, ua: PrUnitAttention, fx: &mut Effects) {
     for r in state.registrants.iter().filter(|r| !r.id.covers(nexus)) {
         fx.ua.push((r.id.initiator.clone(), ua));
     }

@@ -3,7 +3,7 @@
 use super::apply::{PrUnitAttention as Ua, DEFAULT_MAX_REGISTRANTS};
 use super::request::{PrError, Request};
 use super::state::fixtures::nexus;
-use super::state::{InitiatorId, Nexus, PrType, Registrant, RegistrantId, State};
+use super::state::{InitiatorId, ItNexus, PrType, Registrant, RegistrantId, State};
 use proptest::prelude::*;
 
 fn register(key: u64, new_key: u64) -> Request {
@@ -20,7 +20,7 @@ fn preempt(key: u64, victim: u64, kind: PrType, abort: bool) -> Request {
 }
 
 /// Applies and returns the next state, panicking on error.
-fn ok(state: &State, n: &Nexus, req: Request) -> (State, super::apply::Effects) {
+fn ok(state: &State, n: &ItNexus, req: Request) -> (State, super::apply::Effects) {
     let t = state.apply(n, &req).unwrap_or_else(|e| panic!("{req:?} from {n:?}: {e:?}"));
     (t.next, t.effects)
 }
@@ -33,7 +33,7 @@ fn a_reserves(kind: PrType) -> State {
 }
 
 fn ua_for(host: &str, isid: u8, ua: Ua) -> (InitiatorId, Ua) {
-    (nexus(host, isid).initiator(), ua)
+    (InitiatorId::of_port(&nexus(host, isid).initiator), ua)
 }
 
 #[test]
@@ -154,7 +154,7 @@ fn spc4_5_13_11_4_3_type_change_tells_remaining_registrants_reservation_released
     assert_eq!(next.reservation.as_ref().unwrap().kind, PrType::ExclusiveAccess);
     assert!(fx.ua.contains(&ua_for("a", 1, Ua::RegistrationsPreempted)));
     assert!(fx.ua.contains(&ua_for("c", 1, Ua::ReservationsReleased)));
-    assert!(!fx.ua.iter().any(|(i, _)| *i == nexus("b", 1).initiator()));
+    assert!(!fx.ua.iter().any(|(i, _)| *i == InitiatorId::of_port(&nexus("b", 1).initiator)));
 }
 
 #[test]
@@ -218,7 +218,7 @@ fn fence_scsi_preempts_its_own_stale_key_left_by_an_old_isid() {
 
 #[test]
 fn spc4_6_15_3_spec_i_pt_registers_every_named_port_or_none() {
-    let spec = vec![nexus("b", 1).initiator(), InitiatorId::device("iqn.1994-05.com.example:c")];
+    let spec = vec![InitiatorId::of_port(&nexus("b", 1).initiator), InitiatorId::device("iqn.1994-05.com.example:c")];
     let req = Request::Register {
         key: 0,
         new_key: 5,
@@ -254,13 +254,13 @@ fn spc4_6_15_3_all_tg_pt_registers_through_every_target_port() {
 fn spc4_5_13_8_register_and_move_hands_the_reservation_over() {
     let s = a_reserves(PrType::ExclusiveAccess);
     let dest = nexus("c", 1);
-    let mv = |key, unregister, rel_tgt_port, dest: &Nexus| Request::RegisterAndMove {
+    let mv = |key, unregister, rel_tgt_port, dest: &ItNexus| Request::RegisterAndMove {
         key,
         new_key: 3,
         aptpl: false,
         unregister,
         rel_tgt_port,
-        dest: dest.initiator(),
+        dest: InitiatorId::of_port(&dest.initiator),
     };
     let (next, _) = ok(&s, &nexus("a", 1), mv(1, true, 1, &dest));
     assert!(next.is_holder(&dest));
@@ -298,7 +298,7 @@ fn registrations_are_bounded_with_insufficient_registration_resources() {
 #[test]
 fn a_configured_limit_bounds_register_spec_i_pt_and_register_and_move() {
     let limit = 3;
-    let apply = |s: &State, n: &Nexus, req: &Request| s.apply_limited(n, req, limit).map(|t| t.next);
+    let apply = |s: &State, n: &ItNexus, req: &Request| s.apply_limited(n, req, limit).map(|t| t.next);
     let two = apply(&State::default(), &nexus("a", 1), &rie(1)).unwrap();
     let two = apply(&two, &nexus("b", 1), &rie(2)).unwrap();
     // SPEC_I_PT naming one more port needs two registrations where one is left: none is made.
@@ -308,7 +308,7 @@ fn a_configured_limit_bounds_register_spec_i_pt_and_register_and_move() {
         ignore_existing: false,
         all_tg_pt: false,
         aptpl: false,
-        spec: vec![nexus("d", 1).initiator()],
+        spec: vec![InitiatorId::of_port(&nexus("d", 1).initiator)],
     };
     assert_eq!(apply(&two, &nexus("c", 1), &spec).unwrap_err(), PrError::InsufficientResources);
     let full = apply(&two, &nexus("c", 1), &rie(3)).unwrap();
@@ -321,7 +321,7 @@ fn a_configured_limit_bounds_register_spec_i_pt_and_register_and_move() {
         aptpl: false,
         unregister: false,
         rel_tgt_port: 1,
-        dest: nexus("d", 1).initiator(),
+        dest: InitiatorId::of_port(&nexus("d", 1).initiator),
     };
     assert_eq!(apply(&held, &nexus("a", 1), &mv).unwrap_err(), PrError::InsufficientResources);
     // Moving to a registered nexus needs no new registration.
@@ -331,7 +331,7 @@ fn a_configured_limit_bounds_register_spec_i_pt_and_register_and_move() {
         aptpl: false,
         unregister: false,
         rel_tgt_port: 1,
-        dest: nexus("b", 1).initiator(),
+        dest: InitiatorId::of_port(&nexus("b", 1).initiator),
     };
     assert!(apply(&held, &nexus("a", 1), &to_b).unwrap().is_holder(&nexus("b", 1)));
 }
@@ -370,7 +370,7 @@ proptest! {
                 4 => Request::Clear { key },
                 5 => preempt(key, other, kind, false),
                 6 => preempt(key, other, kind, true),
-                _ => Request::RegisterAndMove { key, new_key: other, aptpl: false, unregister: true, rel_tgt_port: 1, dest: nexus("d", 2).initiator() },
+                _ => Request::RegisterAndMove { key, new_key: other, aptpl: false, unregister: true, rel_tgt_port: 1, dest: InitiatorId::of_port(&nexus("d", 2).initiator) },
             };
             match s.apply(&n, &req) {
                 Err(_) => {}

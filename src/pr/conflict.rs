@@ -2,7 +2,7 @@
 //! Table 13), and how SPC-2 RESERVE/RELEASE coexist with it (SPC-4 §5.13.3, CRH = 1). The
 //! command table gives each command a `PrClass`; this file never lists opcodes.
 
-use super::state::{Nexus, State};
+use super::state::{ItNexus, State};
 
 /// How a command fares under a persistent reservation held by another I_T nexus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub enum PrClass {
 }
 
 /// SPC-4 §5.13.1: whether `class` from `nexus` conflicts with the persistent reservation.
-pub fn conflicts(state: &State, nexus: &Nexus, class: PrClass) -> bool {
+pub fn conflicts(state: &State, nexus: &ItNexus, class: PrClass) -> bool {
     let Some(res) = &state.reservation else { return false };
     if class == PrClass::Allowed {
         return false;
@@ -56,7 +56,7 @@ pub enum Spc2Outcome {
 /// registrant under a registrants-only or all-registrants reservation, complete with GOOD and
 /// change nothing. A RESERVE against another nexus's persistent reservation conflicts; a
 /// RELEASE is then processed as SPC-2 (where releasing nothing is GOOD).
-pub fn spc2_outcome(state: &State, nexus: &Nexus, reserve: bool) -> Spc2Outcome {
+pub fn spc2_outcome(state: &State, nexus: &ItNexus, reserve: bool) -> Spc2Outcome {
     let Some(res) = &state.reservation else { return Spc2Outcome::Process };
     if state.is_holder(nexus) || (res.kind.admits_registrants() && state.is_registered(nexus)) {
         return Spc2Outcome::NoOp;

@@ -18,7 +18,7 @@ pub use apply::{Effects, PrUnitAttention, Transition, DEFAULT_MAX_REGISTRANTS, H
 pub use conflict::{conflicts, spc2_outcome, PrClass, Spc2Outcome};
 pub use registrants::Registrants;
 pub use request::{PrError, Request};
-pub use state::{InitiatorId, Nexus, PrType, Registrant, RegistrantId, Reservation, State, TargetPort};
+pub use state::{InitiatorId, ItNexus, PrType, Registrant, RegistrantId, Reservation, State, TargetPort};
 pub use store::{FileStore, Store};
 pub use unit::Unit;
 

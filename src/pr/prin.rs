@@ -194,7 +194,7 @@ mod tests {
         assert_eq!(&first[18..20], &[0, 1]);
         let tid_len = u32::from_be_bytes(first[20..24].try_into().unwrap()) as usize;
         let (id, len) = transport_id::decode(&first[24..24 + tid_len]).unwrap();
-        assert_eq!((id, len), (nexus("a", 1).initiator(), tid_len));
+        assert_eq!((id, len), (crate::pr::InitiatorId::of_port(&nexus("a", 1).initiator), tid_len));
         let second = &first[24 + tid_len..];
         assert_eq!(second[12], 0x02); // ALL_TG_PT, not holder
         assert_eq!(&second[18..20], &[0, 0]);

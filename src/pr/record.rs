@@ -198,7 +198,7 @@ fn registrant_v1(r: &mut Reader) -> io::Result<Registrant> {
 mod tests {
     use super::*;
     use crate::pr::state::fixtures::nexus;
-    use crate::pr::state::Nexus;
+    use crate::pr::state::ItNexus;
 
     fn sample() -> State {
         let a = RegistrantId::of(&nexus("a", 1), false);
@@ -262,7 +262,7 @@ mod tests {
             s.registrants.push(Registrant { id: RegistrantId::of(&nexus(name, 2), false), key: 1 });
             s
         };
-        let name_len = nexus("host", 1).initiator_name.len() as u64;
+        let name_len = nexus("host", 1).initiator.name.as_str().len() as u64;
         let per_registrant = encode(&two("host")).len() - encode(&one("host")).len();
         assert_eq!(per_registrant as u64, REGISTRANT_FIXED + 2 + name_len);
         // The target port is named once, however many registrations use it.
@@ -271,7 +271,7 @@ mod tests {
         let big = State {
             registrants: (0..4096u32)
                 .map(|i| {
-                    let n = Nexus::new(&max_name, [0x80, 0, 0, 0, (i >> 8) as u8, i as u8], "iqn.t", 1);
+                    let n = ItNexus::new(&max_name, [0x80, 0, 0, 0, (i >> 8) as u8, i as u8], "iqn.t", 1);
                     Registrant { id: RegistrantId::of(&n, false), key: i as u64 + 1 }
                 })
                 .collect::<Vec<_>>()

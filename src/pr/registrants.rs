@@ -5,7 +5,7 @@
 //! for every PERSISTENT RESERVE OUT, and only the commands that change registrations pay for
 //! copying thousands of them.
 
-use super::state::{Nexus, Registrant, RegistrantId};
+use super::state::{ItNexus, Registrant, RegistrantId};
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt;
@@ -36,7 +36,7 @@ impl Registrants {
 
     /// The registration covering `nexus`: its port or its device, at its target port or all
     /// of them. Registrations never overlap, so there is at most one.
-    pub fn find(&self, nexus: &Nexus) -> Option<&Registrant> {
+    pub fn find(&self, nexus: &ItNexus) -> Option<&Registrant> {
         self.shared.find(nexus)
     }
 
@@ -103,9 +103,10 @@ impl Indexed {
         self.index = index;
     }
 
-    fn find(&self, nexus: &Nexus) -> Option<&Registrant> {
-        let port = self.bucket(&nexus.initiator_name, Some(nexus.isid));
-        let device = self.bucket(&nexus.initiator_name, None);
+    fn find(&self, nexus: &ItNexus) -> Option<&Registrant> {
+        let name = nexus.initiator.name.as_str();
+        let port = self.bucket(name, Some(nexus.initiator.isid));
+        let device = self.bucket(name, None);
         port.chain(device).find(|r| r.id.covers(nexus))
     }
 
@@ -189,7 +190,7 @@ mod tests {
     }
 
     /// The index answers exactly what a scan of the list answers.
-    fn scan<'a>(list: &'a [Registrant], n: &Nexus) -> Option<&'a Registrant> {
+    fn scan<'a>(list: &'a [Registrant], n: &ItNexus) -> Option<&'a Registrant> {
         list.iter().find(|r| r.id.covers(n))
     }
 

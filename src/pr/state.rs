@@ -4,6 +4,8 @@
 //! `State::apply` (apply.rs), which returns the next state and its effects.
 
 pub use super::registrants::Registrants;
+use crate::nexus::{InitiatorPort, IscsiName};
+pub use crate::nexus::{ItNexus, TargetPort};
 
 /// An iSCSI initiator port (RFC 7143 §4.2.7.1, SPC-4 §7.6.4.6): the initiator name plus the
 /// ISID. `isid: None` is an initiator *device* (TransportID format 00b): every port of that
@@ -24,9 +26,17 @@ impl InitiatorId {
         InitiatorId { name: name.to_ascii_lowercase(), isid: None }
     }
 
-    /// Whether the concrete port `(name, isid)` belongs to this identity.
-    pub fn covers(&self, name: &str, isid: [u8; 6]) -> bool {
-        self.name.eq_ignore_ascii_case(name) && self.isid.is_none_or(|i| i == isid)
+    pub fn of_port(port: &InitiatorPort) -> Self {
+        InitiatorId { name: port.name.as_str().to_string(), isid: Some(port.isid) }
+    }
+
+    pub fn of_device(name: &IscsiName) -> Self {
+        InitiatorId { name: name.as_str().to_string(), isid: None }
+    }
+
+    /// Whether the initiator port belongs to this identity (both names are normalised).
+    pub fn covers(&self, port: &InitiatorPort) -> bool {
+        self.name == port.name.as_str() && self.isid.is_none_or(|i| i == port.isid)
     }
 
     /// Whether two identities can name a common initiator port.
@@ -43,36 +53,6 @@ impl InitiatorId {
             }
             None => self.name.clone(),
         }
-    }
-}
-
-/// An iSCSI target port: target name and target portal group tag (RFC 7143 §4.2.7.1). The
-/// TPGT doubles as the RELATIVE TARGET PORT IDENTIFIER reported by READ FULL STATUS.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TargetPort {
-    pub name: String,
-    pub tpgt: u16,
-}
-
-/// The I_T nexus a command arrived on, as the reservation manager sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Nexus {
-    pub initiator_name: String,
-    pub isid: [u8; 6],
-    pub target: TargetPort,
-}
-
-impl Nexus {
-    pub fn new(initiator_name: &str, isid: [u8; 6], target_name: &str, tpgt: u16) -> Self {
-        Nexus {
-            initiator_name: initiator_name.to_ascii_lowercase(),
-            isid,
-            target: TargetPort { name: target_name.to_string(), tpgt },
-        }
-    }
-
-    pub fn initiator(&self) -> InitiatorId {
-        InitiatorId::port(&self.initiator_name, self.isid)
     }
 }
 
@@ -134,14 +114,17 @@ pub struct RegistrantId {
 }
 
 impl RegistrantId {
-    pub fn of(nexus: &Nexus, all_tg_pt: bool) -> Self {
-        RegistrantId { initiator: nexus.initiator(), target: (!all_tg_pt).then(|| nexus.target.clone()) }
+    pub fn of(nexus: &ItNexus, all_tg_pt: bool) -> Self {
+        RegistrantId {
+            initiator: InitiatorId::of_port(&nexus.initiator),
+            target: (!all_tg_pt).then(|| nexus.target.clone()),
+        }
     }
 
     /// The four registrations that could cover `nexus`: its port or its device, at its
     /// target port or at every one. A set of registrations is probed with these, not scanned.
-    pub fn candidates(nexus: &Nexus) -> [RegistrantId; 4] {
-        let (port, device) = (nexus.initiator(), InitiatorId::device(&nexus.initiator_name));
+    pub fn candidates(nexus: &ItNexus) -> [RegistrantId; 4] {
+        let (port, device) = (InitiatorId::of_port(&nexus.initiator), InitiatorId::of_device(&nexus.initiator.name));
         let at = |initiator: &InitiatorId, target: Option<&TargetPort>| RegistrantId {
             initiator: initiator.clone(),
             target: target.cloned(),
@@ -149,9 +132,8 @@ impl RegistrantId {
         [at(&port, Some(&nexus.target)), at(&port, None), at(&device, Some(&nexus.target)), at(&device, None)]
     }
 
-    pub fn covers(&self, nexus: &Nexus) -> bool {
-        self.initiator.covers(&nexus.initiator_name, nexus.isid)
-            && self.target.as_ref().is_none_or(|t| *t == nexus.target)
+    pub fn covers(&self, nexus: &ItNexus) -> bool {
+        self.initiator.covers(&nexus.initiator) && self.target.as_ref().is_none_or(|t| *t == nexus.target)
     }
 
     /// Whether some I_T nexus would match both.
@@ -189,17 +171,17 @@ pub struct State {
 
 impl State {
     /// The registration of the I_T nexus, if any: an index lookup, never a scan.
-    pub fn registrant(&self, nexus: &Nexus) -> Option<&Registrant> {
+    pub fn registrant(&self, nexus: &ItNexus) -> Option<&Registrant> {
         self.registrants.find(nexus)
     }
 
-    pub fn is_registered(&self, nexus: &Nexus) -> bool {
+    pub fn is_registered(&self, nexus: &ItNexus) -> bool {
         self.registrant(nexus).is_some()
     }
 
     /// SPC-4 §5.13.10: the holder is the reserving I_T nexus, or any registrant for an
     /// all-registrants type.
-    pub fn is_holder(&self, nexus: &Nexus) -> bool {
+    pub fn is_holder(&self, nexus: &ItNexus) -> bool {
         let Some(res) = &self.reservation else { return false };
         match self.registrant(nexus) {
             Some(reg) => res.kind.all_registrants() || reg.id == res.holder,
@@ -229,9 +211,9 @@ pub(crate) mod fixtures {
 
     pub const TARGET: &str = "iqn.2026-11.io.palisade:default";
 
-    /// Nexus of initiator `host` with ISID ending in `isid` on target port 1.
-    pub fn nexus(host: &str, isid: u8) -> Nexus {
-        Nexus::new(&format!("iqn.1994-05.com.example:{host}"), [0x80, 0, 0, 0, 0, isid], TARGET, 1)
+    /// ItNexus of initiator `host` with ISID ending in `isid` on target port 1.
+    pub fn nexus(host: &str, isid: u8) -> ItNexus {
+        ItNexus::new(&format!("iqn.1994-05.com.example:{host}"), [0x80, 0, 0, 0, 0, isid], TARGET, 1)
     }
 }
 
@@ -243,7 +225,7 @@ mod tests {
     #[test]
     fn initiator_identity_is_case_insensitive_and_device_covers_every_port() {
         let a = nexus("a", 1);
-        let upper = Nexus::new("IQN.1994-05.COM.EXAMPLE:A", a.isid, fixtures::TARGET, 1);
+        let upper = ItNexus::new("IQN.1994-05.COM.EXAMPLE:A", a.initiator.isid, fixtures::TARGET, 1);
         assert!(RegistrantId::of(&a, false).covers(&upper));
         let device = RegistrantId { initiator: InitiatorId::device("iqn.1994-05.com.example:a"), target: None };
         assert!(device.covers(&nexus("a", 2)));
@@ -261,8 +243,8 @@ mod tests {
             RegistrantId::of(&a, false),
             RegistrantId::of(&a, true),
             RegistrantId::of(&nexus("a", 2), true),
-            RegistrantId { initiator: InitiatorId::device(&a.initiator_name), target: Some(a.target.clone()) },
-            RegistrantId { initiator: InitiatorId::device(&a.initiator_name), target: None },
+            RegistrantId { initiator: InitiatorId::of_device(&a.initiator.name), target: Some(a.target.clone()) },
+            RegistrantId { initiator: InitiatorId::of_device(&a.initiator.name), target: None },
             RegistrantId { initiator: InitiatorId::device("iqn.x:other"), target: None },
         ];
         for n in [&a, &other_port, &nexus("a", 2), &nexus("b", 1)] {
@@ -293,6 +275,9 @@ mod tests {
         assert!(PrType::ExclusiveAccessAllRegistrants.excludes_reads());
         assert!(PrType::WriteExclusiveRegistrantsOnly.admits_registrants());
         assert!(!PrType::WriteExclusiveRegistrantsOnly.all_registrants());
-        assert_eq!(nexus("a", 1).initiator().display_name(), "iqn.1994-05.com.example:a,i,0x800000000001");
+        assert_eq!(
+            InitiatorId::of_port(&nexus("a", 1).initiator).display_name(),
+            "iqn.1994-05.com.example:a,i,0x800000000001"
+        );
     }
 }

@@ -7,7 +7,7 @@
 
 use super::apply::{Effects, Transition, DEFAULT_MAX_REGISTRANTS};
 use super::request::{PrError, Request};
-use super::state::{Nexus, State};
+use super::state::{ItNexus, State};
 use super::store::Store;
 use std::fmt;
 use std::sync::{Arc, RwLock as StdRwLock};
@@ -86,7 +86,7 @@ impl Unit {
     /// tasks and queues unit attentions.
     pub async fn change(
         &self,
-        nexus: &Nexus,
+        nexus: &ItNexus,
         request: &Request,
         commit: impl FnOnce(&State, &Effects),
     ) -> Result<(Arc<State>, Effects), PrError> {

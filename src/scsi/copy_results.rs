@@ -3,6 +3,7 @@
 
 use super::sense::{Sense, SenseReason};
 use super::xcopy;
+use crate::nexus::InitiatorPort;
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
 
@@ -19,7 +20,7 @@ enum State {
 
 #[derive(Debug)]
 struct Record {
-    port: String,
+    port: InitiatorPort,
     list_id: u8,
     hold: bool,
     state: State,
@@ -40,23 +41,23 @@ impl CopyResults {
     /// Registers a starting copy. SPC-4 §6.4.3.2: a list identifier still in use by a running
     /// command from the same I_T nexus → OPERATION IN PROGRESS. `tracked` is false for LIST ID
     /// USAGE 11b (no list identifier): such copies are not recorded at all.
-    pub(crate) fn begin(&self, port: &str, list_id: u8, hold: bool, tracked: bool) -> Result<(), Sense> {
+    pub(crate) fn begin(&self, port: &InitiatorPort, list_id: u8, hold: bool, tracked: bool) -> Result<(), Sense> {
         if !tracked {
             return Ok(());
         }
         let mut records = self.records();
-        if records.iter().any(|r| r.port == port && r.list_id == list_id && r.state == State::InProgress) {
+        if records.iter().any(|r| r.port == *port && r.list_id == list_id && r.state == State::InProgress) {
             return Err(SenseReason::OperationInProgress.into());
         }
         // A new command with the same list identifier replaces what was held for the old one.
-        records.retain(|r| !(r.port == port && r.list_id == list_id));
+        records.retain(|r| !(r.port == *port && r.list_id == list_id));
         if records.len() >= MAX_HELD {
             if let Some(i) = records.iter().position(|r| r.state != State::InProgress) {
                 records.remove(i);
             }
         }
         records.push_back(Record {
-            port: port.to_string(),
+            port: port.clone(),
             list_id,
             hold,
             state: State::InProgress,
@@ -67,17 +68,17 @@ impl CopyResults {
     }
 
     /// Progress of a running copy, for COPY STATUS while it runs.
-    pub(crate) fn progress(&self, port: &str, list_id: u8, segments: u16, bytes: u64) {
-        if let Some(r) = self.records().iter_mut().find(|r| r.port == port && r.list_id == list_id) {
+    pub(crate) fn progress(&self, port: &InitiatorPort, list_id: u8, segments: u16, bytes: u64) {
+        if let Some(r) = self.records().iter_mut().find(|r| r.port == *port && r.list_id == list_id) {
             r.segments = segments;
             r.bytes = bytes;
         }
     }
 
     /// Records the outcome; without HOLD (LIST ID USAGE 10b) the record is dropped.
-    pub(crate) fn finish(&self, port: &str, list_id: u8, ok: bool) {
+    pub(crate) fn finish(&self, port: &InitiatorPort, list_id: u8, ok: bool) {
         let mut records = self.records();
-        if let Some(i) = records.iter().position(|r| r.port == port && r.list_id == list_id) {
+        if let Some(i) = records.iter().position(|r| r.port == *port && r.list_id == list_id) {
             if records[i].hold {
                 records[i].state = if ok { State::Completed } else { State::Failed };
             } else {
@@ -87,14 +88,14 @@ impl CopyResults {
     }
 
     /// Everything held for one initiator port (I_T nexus loss) or, with None, for all (reset).
-    pub(crate) fn discard(&self, port: Option<&str>) {
-        self.records().retain(|r| r.state == State::InProgress || port.is_some_and(|p| r.port != p));
+    pub(crate) fn discard(&self, port: Option<&InitiatorPort>) {
+        self.records().retain(|r| r.state == State::InProgress || port.is_some_and(|p| r.port != *p));
     }
 
     /// SPC-4 §6.18.3 COPY STATUS parameter data; a finished status is discarded once reported.
-    pub(crate) fn copy_status(&self, port: &str, list_id: u8) -> Result<Vec<u8>, Sense> {
+    pub(crate) fn copy_status(&self, port: &InitiatorPort, list_id: u8) -> Result<Vec<u8>, Sense> {
         let mut records = self.records();
-        let Some(i) = records.iter().position(|r| r.port == port && r.list_id == list_id) else {
+        let Some(i) = records.iter().position(|r| r.port == *port && r.list_id == list_id) else {
             // No command with this list identifier from this I_T nexus.
             return Err(Sense::invalid_cdb_field(2, None));
         };
@@ -148,26 +149,27 @@ mod tests {
     #[test]
     fn status_lifecycle_hold_and_duplicates() {
         let results = CopyResults::default();
-        assert_eq!(results.copy_status("a", 1).unwrap_err(), Sense::invalid_cdb_field(2, None));
-        results.begin("a", 1, true, true).unwrap();
-        assert_eq!(results.begin("a", 1, true, true).unwrap_err().reason, SenseReason::OperationInProgress);
-        results.begin("b", 1, true, true).unwrap(); // another nexus, same id: fine
-        results.progress("a", 1, 1, 4096);
-        assert_eq!(results.copy_status("a", 1).unwrap(), vec![0, 0, 0, 8, 0x00, 0, 1, 0, 0, 0, 0x10, 0]);
-        results.finish("a", 1, true);
-        assert_eq!(results.copy_status("a", 1).unwrap()[4], 0x01);
+        let (a, b) = (InitiatorPort::new("iqn.a", [0; 6]), InitiatorPort::new("iqn.b", [0; 6]));
+        assert_eq!(results.copy_status(&a, 1).unwrap_err(), Sense::invalid_cdb_field(2, None));
+        results.begin(&a, 1, true, true).unwrap();
+        assert_eq!(results.begin(&a, 1, true, true).unwrap_err().reason, SenseReason::OperationInProgress);
+        results.begin(&b, 1, true, true).unwrap(); // another nexus, same id: fine
+        results.progress(&a, 1, 1, 4096);
+        assert_eq!(results.copy_status(&a, 1).unwrap(), vec![0, 0, 0, 8, 0x00, 0, 1, 0, 0, 0, 0x10, 0]);
+        results.finish(&a, 1, true);
+        assert_eq!(results.copy_status(&a, 1).unwrap()[4], 0x01);
         // Reported once, then discarded.
-        assert!(results.copy_status("a", 1).is_err());
+        assert!(results.copy_status(&a, 1).is_err());
         // Without HOLD nothing is kept; without a list identifier nothing is recorded.
-        results.begin("a", 2, false, true).unwrap();
-        results.finish("a", 2, false);
-        assert!(results.copy_status("a", 2).is_err());
-        results.begin("a", 0, false, false).unwrap();
-        results.begin("a", 0, false, false).unwrap();
-        // Nexus loss discards that port's finished records only.
-        results.finish("b", 1, false);
-        results.discard(Some("a"));
-        assert_eq!(results.copy_status("b", 1).unwrap()[4], 0x02);
+        results.begin(&a, 2, false, true).unwrap();
+        results.finish(&a, 2, false);
+        assert!(results.copy_status(&a, 2).is_err());
+        results.begin(&a, 0, false, false).unwrap();
+        results.begin(&a, 0, false, false).unwrap();
+        // ItNexus loss discards that port's finished records only.
+        results.finish(&b, 1, false);
+        results.discard(Some(&a));
+        assert_eq!(results.copy_status(&b, 1).unwrap()[4], 0x02);
     }
 
     #[test]

@@ -112,7 +112,7 @@ fn device_identification(lun: &Lun, nexus: &ItNexus) -> Vec<u8> {
     designator(&mut out, (PROTOCOL_ISCSI << 4) | 0x01, 0x80 | 0x10 | 0x04, &[0, 0, 0, 1]);
     designator(&mut out, (PROTOCOL_ISCSI << 4) | 0x01, 0x80 | 0x10 | 0x05, &[0, 0, 0, 0]);
     // SCSI name string of the target port (§7.8.6.11): UTF-8, NUL terminated, padded to 4.
-    let mut name = nexus.target_port().into_bytes();
+    let mut name = nexus.target.to_string().into_bytes();
     name.truncate(251);
     name.push(0);
     while !name.len().is_multiple_of(4) {
@@ -198,7 +198,7 @@ mod tests {
     }
 
     fn nexus() -> ItNexus {
-        ItNexus::new("iqn.i".into(), [0; 6], "iqn.t".into(), 1)
+        ItNexus::new("iqn.i", [0; 6], "iqn.t", 1)
     }
 
     #[test]

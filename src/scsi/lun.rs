@@ -7,6 +7,7 @@ use super::range_lock::RangeLock;
 use super::sense::SenseReason;
 use super::task::ItNexus;
 use crate::backend::Backend;
+use crate::nexus::InitiatorPort;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::{Mutex, MutexGuard};
@@ -56,9 +57,9 @@ pub(crate) struct LunState {
     pub mode: ModePages,
     /// Pending unit attentions per initiator port; a port absent here has not been seen since
     /// power on and gets POWER ON, RESET OR BUS DEVICE RESET OCCURRED first.
-    unit_attentions: HashMap<String, VecDeque<SenseReason>>,
+    unit_attentions: HashMap<InitiatorPort, VecDeque<SenseReason>>,
     /// SPC-2 RESERVE holder (initiator port).
-    pub reservation: Option<String>,
+    pub reservation: Option<InitiatorPort>,
 }
 
 #[derive(Debug)]
@@ -182,7 +183,7 @@ impl Lun {
     /// True when an SPC-2 reservation is held by another I_T nexus.
     pub(crate) fn reserved_by_other(&self, nexus: &ItNexus) -> bool {
         let state = self.state();
-        state.reservation.as_ref().is_some_and(|holder| *holder != nexus.initiator_port())
+        state.reservation.as_ref().is_some_and(|holder| holder != nexus.initiator_port())
     }
 
     /// SPC-2 §7.21 RESERVE: (re)reserves for this nexus; false when another nexus holds it
@@ -191,9 +192,9 @@ impl Lun {
         let port = nexus.initiator_port();
         let mut state = self.state();
         match &state.reservation {
-            Some(holder) if *holder != port => false,
+            Some(holder) if holder != port => false,
             _ => {
-                state.reservation = Some(port.to_string());
+                state.reservation = Some(port.clone());
                 true
             }
         }
@@ -203,7 +204,7 @@ impl Lun {
     pub(crate) fn release(&self, nexus: &ItNexus) {
         let port = nexus.initiator_port();
         let mut state = self.state();
-        if state.reservation.as_deref() == Some(port) {
+        if state.reservation.as_ref() == Some(port) {
             state.reservation = None;
         }
     }
@@ -230,7 +231,7 @@ impl Lun {
     }
 
     /// Establishes `reason` for every known initiator port `select` picks (PR effects).
-    pub(crate) fn establish_unit_attention_where(&self, reason: SenseReason, select: impl Fn(&str) -> bool) {
+    pub(crate) fn establish_unit_attention_where(&self, reason: SenseReason, select: impl Fn(&InitiatorPort) -> bool) {
         let mut state = self.state();
         for (port, queue) in state.unit_attentions.iter_mut() {
             if select(port) && !queue.contains(&reason) && queue.len() < MAX_PENDING_UA {
@@ -253,7 +254,7 @@ impl Lun {
             return queue.pop_front();
         }
         // First command of this nexus: it sees POWER ON, RESET OCCURRED, then nothing.
-        state.unit_attentions.insert(port.to_string(), VecDeque::new());
+        state.unit_attentions.insert(port.clone(), VecDeque::new());
         Some(SenseReason::PowerOnReset)
     }
 
@@ -262,7 +263,7 @@ impl Lun {
         let except = except.map(ItNexus::initiator_port);
         let mut state = self.state();
         for (port, queue) in state.unit_attentions.iter_mut() {
-            if Some(port.as_str()) == except || queue.contains(&reason) {
+            if Some(port) == except || queue.contains(&reason) {
                 continue;
             }
             // A reset supersedes everything queued before it (SAM-5 §5.14 precedence).
@@ -294,7 +295,7 @@ impl Lun {
         let port = nexus.initiator_port();
         self.copies.discard(Some(port));
         let mut state = self.state();
-        if state.reservation.as_deref() == Some(port) {
+        if state.reservation.as_ref() == Some(port) {
             state.reservation = None;
         }
         if let Some(queue) = state.unit_attentions.get_mut(port) {
@@ -336,7 +337,7 @@ mod tests {
     use crate::backend::MemoryBackend;
 
     fn nexus(isid: u8) -> ItNexus {
-        ItNexus::new("iqn.init".into(), [0, 0, 0, 0, 0, isid], "iqn.tgt".into(), 1)
+        ItNexus::new("iqn.init", [0, 0, 0, 0, 0, isid], "iqn.tgt", 1)
     }
 
     #[test]

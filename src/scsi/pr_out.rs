@@ -7,19 +7,15 @@ use super::lun::Lun;
 use super::sense::{Sense, SenseReason};
 use super::task::{Completion, DataOut, ItNexus};
 use super::task_set::Drain;
+use crate::nexus::InitiatorPort;
 use crate::pr::{self, PrError, PrUnitAttention};
 use std::collections::HashSet;
 use tracing::{debug, info};
 
-/// The reservation manager's view of an I_T nexus.
-pub(crate) fn pr_nexus(n: &ItNexus) -> pr::Nexus {
-    pr::Nexus::new(&n.initiator_name, n.isid, &n.target_name, n.tpgt)
-}
-
 /// The initiator ports and devices a PR OUT's unit attentions go to. The LU keys its unit
-/// attention queues by port name ("<name>,i,0x<ISID>", see `ItNexus::initiator_port`); each
-/// known port costs one hash lookup here, so thousands of preempted registrations cost one
-/// pass over the ports, not a comparison per (registration, port) pair.
+/// attention queues by initiator port; each known port costs one hash lookup here, so
+/// thousands of preempted registrations cost one pass over the ports, not a comparison per
+/// (registration, port) pair.
 #[derive(Debug, Default)]
 pub(crate) struct PortSet {
     ports: HashSet<(String, [u8; 6])>,
@@ -30,34 +26,20 @@ impl PortSet {
     pub(crate) fn new<'a>(ids: impl IntoIterator<Item = &'a pr::InitiatorId>) -> Self {
         let mut set = PortSet::default();
         for id in ids {
+            // InitiatorId names are normalised, as IscsiName is (RFC 7143 §4.2.7.1).
             match id.isid {
-                Some(isid) => set.ports.insert((id.name.to_ascii_lowercase(), isid)),
-                None => set.devices.insert(id.name.to_ascii_lowercase()),
+                Some(isid) => set.ports.insert((id.name.clone(), isid)),
+                None => set.devices.insert(id.name.clone()),
             };
         }
         set
     }
 
-    /// Whether the port named `port` belongs to one of the set's ports or devices.
-    pub(crate) fn contains(&self, port: &str) -> bool {
-        let Some((name, hex)) = port.rsplit_once(",i,0x") else { return false };
-        let name = name.to_ascii_lowercase();
-        if self.devices.contains(&name) {
-            return true;
-        }
-        parse_isid(hex).is_some_and(|isid| self.ports.contains(&(name, isid)))
+    /// Whether `port` is one of the set's ports or belongs to one of its devices.
+    pub(crate) fn contains(&self, port: &InitiatorPort) -> bool {
+        let name = port.name.as_str();
+        self.devices.contains(name) || self.ports.contains(&(name.to_string(), port.isid))
     }
-}
-
-fn parse_isid(hex: &str) -> Option<[u8; 6]> {
-    if hex.len() != 12 || !hex.is_ascii() {
-        return None;
-    }
-    let mut isid = [0u8; 6];
-    for (i, byte) in isid.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(isid)
 }
 
 /// A validated PERSISTENT RESERVE OUT waiting for its parameter list.
@@ -108,11 +90,10 @@ impl PrOut {
             Ok(r) => r,
             Err(e) => return fail(e),
         };
-        let me = pr_nexus(nexus);
         let mut aborted = Drain::default();
         let result = lun
             .pr()
-            .change(&me, &request, |_, fx| {
+            .change(nexus, &request, |_, fx| {
                 // One pass over the known ports per kind of unit attention, in first-seen order.
                 let mut kinds: Vec<PrUnitAttention> = Vec::new();
                 for (_, ua) in &fx.ua {
@@ -129,9 +110,8 @@ impl PrOut {
                     // with TAS set, SAM-5 §5.6), all but this PERSISTENT RESERVE OUT itself.
                     // Each nexus probes the victims by hash, however many there are.
                     let victims: HashSet<&pr::RegistrantId> = fx.abort.iter().collect();
-                    let covered = |n: &ItNexus| {
-                        n != nexus && pr::RegistrantId::candidates(&pr_nexus(n)).iter().any(|c| victims.contains(c))
-                    };
+                    let covered =
+                        |n: &ItNexus| n != nexus && pr::RegistrantId::candidates(n).iter().any(|c| victims.contains(c));
                     aborted = lun.task_set().abort(covered, Some(nexus), lun.mode().tas);
                 }
             })
@@ -171,27 +151,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unit_attention_ports_match_by_name_case_insensitively_and_isid() {
+    fn unit_attention_ports_match_by_name_and_isid() {
+        let p = |name: &str, isid: u8| InitiatorPort::new(name, [0x80, 0, 0, 0, 0, isid]);
         let port = pr::InitiatorId::port("iqn.a:b", [0x80, 0, 0, 0, 0, 1]);
         let ports = PortSet::new([&port]);
-        assert!(ports.contains("IQN.A:B,i,0x800000000001"));
-        assert!(!ports.contains("iqn.a:b,i,0x800000000002"));
+        assert!(ports.contains(&p("IQN.A:B", 1)), "names are normalised (RFC 7143 §4.2.7.1)");
+        assert!(!ports.contains(&p("iqn.a:b", 2)));
         let device = PortSet::new([&pr::InitiatorId::device("iqn.a:b")]);
-        assert!(device.contains("iqn.a:b,i,0x800000000002"));
-        assert!(!device.contains("iqn.a:bc,i,0x800000000002"));
-        assert!(!ports.contains("iqn.a:b,i,0x80000000000") && !ports.contains("iqn.a:b"));
+        assert!(device.contains(&p("iqn.a:b", 2)));
+        assert!(!device.contains(&p("iqn.a:bc", 2)));
     }
 
     #[test]
     fn a_port_set_of_thousands_finds_exactly_its_members() {
-        let port =
-            |i: usize| pr::InitiatorId::port(&format!("iqn.h:{}", i % 64), [0x80, 0, 0, 0, (i >> 8) as u8, i as u8]);
+        let isid = |i: usize| [0x80, 0, 0, 0, (i >> 8) as u8, i as u8];
+        let port = |i: usize| pr::InitiatorId::port(&format!("iqn.h:{}", i % 64), isid(i));
         let members: Vec<pr::InitiatorId> = (0..4096).map(port).collect();
         let set = PortSet::new(members.iter());
-        for member in members.iter().step_by(97) {
-            assert!(set.contains(&member.display_name()));
+        for i in (0..4096).step_by(97) {
+            assert!(set.contains(&InitiatorPort::new(&format!("iqn.h:{}", i % 64), isid(i))));
         }
-        assert!(set.contains("IQN.H:63,i,0x80000000003F"));
-        assert!(!set.contains("iqn.h:5,i,0x800000000006"));
+        assert!(set.contains(&InitiatorPort::new("IQN.H:63", [0x80, 0, 0, 0, 0, 0x3F])));
+        assert!(!set.contains(&InitiatorPort::new("iqn.h:5", [0x80, 0, 0, 0, 0, 6])));
     }
 }

@@ -4,21 +4,23 @@
 use super::block::{prepare_io, IoOp};
 use super::commands::{check_usage, lookup, Command, CommandInfo};
 use super::lun::{decode_lun, Lun};
-use super::pr_out::{pr_nexus, PrOut};
+use super::pr_out::PrOut;
 use super::sense::{Sense, SenseReason};
 use super::task::{Completion, DataOut, ItNexus, ScsiTask};
 use super::task_set::{Drain, NexusTasks, StatusSink};
 use super::{copy_results, inquiry, mode, reports, xcopy};
 use super::{pr_in, pr_out};
+use crate::nexus::IscsiName;
 use crate::pr::{self, PrClass, Spc2Outcome};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-/// Which LUNs each initiator (by iSCSI name) may see; initiators without an entry see all.
+/// Which LUNs each initiator (by iSCSI name, normalised: RFC 7143 §4.2.7.1) may see;
+/// initiators without an entry see all.
 #[derive(Debug, Clone, Default)]
 pub struct LunMasking {
-    allowed: HashMap<String, BTreeSet<u64>>,
+    allowed: HashMap<IscsiName, BTreeSet<u64>>,
 }
 
 impl LunMasking {
@@ -29,11 +31,11 @@ impl LunMasking {
 
     /// Restricts `initiator_name` to `luns`.
     pub fn restrict(mut self, initiator_name: &str, luns: impl IntoIterator<Item = u64>) -> Self {
-        self.allowed.insert(initiator_name.to_string(), luns.into_iter().collect());
+        self.allowed.insert(IscsiName::new(initiator_name), luns.into_iter().collect());
         self
     }
 
-    pub fn permits(&self, initiator_name: &str, lun: u64) -> bool {
+    pub fn permits(&self, initiator_name: &IscsiName, lun: u64) -> bool {
         self.allowed.get(initiator_name).is_none_or(|set| set.contains(&lun))
     }
 }
@@ -41,7 +43,8 @@ impl LunMasking {
 /// Initiator name → allowed LUN ids; initiators absent from the map see every LUN.
 impl From<HashMap<String, Vec<u64>>> for LunMasking {
     fn from(map: HashMap<String, Vec<u64>>) -> Self {
-        LunMasking { allowed: map.into_iter().map(|(name, luns)| (name, luns.into_iter().collect())).collect() }
+        let allowed = map.into_iter().map(|(name, luns)| (IscsiName::new(&name), luns.into_iter().collect()));
+        LunMasking { allowed: allowed.collect() }
     }
 }
 
@@ -149,7 +152,7 @@ impl ScsiTarget {
 
     fn visible_lun(&self, nexus: &ItNexus, lun_field: u64) -> Option<&Arc<Lun>> {
         let id = decode_lun(lun_field)?;
-        self.luns.get(&id).filter(|_| self.masking.permits(&nexus.initiator_name, id))
+        self.luns.get(&id).filter(|_| self.masking.permits(nexus.initiator_name(), id))
     }
 
     /// The answer to a command whose Data-Out could not be trusted (a digest failed, a
@@ -161,7 +164,7 @@ impl ScsiTarget {
 
     /// LUN ids visible to this nexus, ascending.
     pub fn visible_luns(&self, nexus: &ItNexus) -> Vec<u64> {
-        self.luns.keys().copied().filter(|&id| self.masking.permits(&nexus.initiator_name, id)).collect()
+        self.luns.keys().copied().filter(|&id| self.masking.permits(nexus.initiator_name(), id)).collect()
     }
 
     /// Validates a command without blocking. Errors come back as a finished `Completion`.
@@ -252,7 +255,7 @@ impl ScsiTarget {
                 let visible = self
                     .luns
                     .values()
-                    .filter(|l| self.masking.permits(&nexus.initiator_name, l.id()))
+                    .filter(|l| self.masking.permits(nexus.initiator_name(), l.id()))
                     .cloned()
                     .collect();
                 Ok(Op::ExtendedCopy { param_len, visible })
@@ -269,7 +272,7 @@ impl ScsiTarget {
             // SPC-4 §5.13.3 (CRH = 1): how SPC-2 RESERVE/RELEASE meet persistent reservations.
             Reserve6 | Reserve10 => {
                 let lun = need_lun()?;
-                Ok(match pr::spc2_outcome(&lun.pr().snapshot(), &pr_nexus(nexus), true) {
+                Ok(match pr::spc2_outcome(&lun.pr().snapshot(), nexus, true) {
                     Spc2Outcome::NoOp => Op::Respond(None),
                     Spc2Outcome::Conflict => Op::Conflict,
                     Spc2Outcome::Process if lun.reserve(nexus) => Op::Respond(None),
@@ -278,7 +281,7 @@ impl ScsiTarget {
             }
             Release6 | Release10 => {
                 let lun = need_lun()?;
-                if pr::spc2_outcome(&lun.pr().snapshot(), &pr_nexus(nexus), false) == Spc2Outcome::Process {
+                if pr::spc2_outcome(&lun.pr().snapshot(), nexus, false) == Spc2Outcome::Process {
                     lun.release(nexus);
                 }
                 Ok(Op::Respond(None))
@@ -395,7 +398,7 @@ impl Prepared {
 /// SPC-4 §5.13.1: whether `class` from `nexus` conflicts with the persistent reservation
 /// (cheap when nothing is reserved, the common case).
 pub(crate) fn pr_conflict(state: &pr::State, nexus: &ItNexus, class: PrClass) -> bool {
-    state.reservation.is_some() && pr::conflicts(state, &pr_nexus(nexus), class)
+    state.reservation.is_some() && pr::conflicts(state, nexus, class)
 }
 
 fn mode_select(

@@ -3,39 +3,7 @@
 use bytes::Bytes;
 use std::sync::Arc;
 
-/// An I_T nexus (SAM-5 §4.7): one initiator port talking to one target port.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ItNexus {
-    pub initiator_name: String,
-    pub isid: [u8; 6],
-    pub target_name: String,
-    pub tpgt: u16,
-    /// The initiator port name, built once: every command looks it up (unit attentions).
-    port: String,
-}
-
-impl ItNexus {
-    pub fn new(initiator_name: String, isid: [u8; 6], target_name: String, tpgt: u16) -> ItNexus {
-        use std::fmt::Write;
-        let mut port = String::with_capacity(initiator_name.len() + 17);
-        port.push_str(&initiator_name);
-        port.push_str(",i,0x");
-        for b in isid {
-            let _ = write!(port, "{b:02x}");
-        }
-        ItNexus { initiator_name, isid, target_name, tpgt, port }
-    }
-
-    /// The initiator port name, RFC 7143 §4.2.7.1 / SPC-4 §7.6.4.6: "<iname>,i,0x<ISID>".
-    pub fn initiator_port(&self) -> &str {
-        &self.port
-    }
-
-    /// The target port name, RFC 7143 §4.2.7.1: "<tname>,t,0x<TPGT>".
-    pub fn target_port(&self) -> String {
-        format!("{},t,0x{:04x}", self.target_name, self.tpgt)
-    }
-}
+pub use crate::nexus::ItNexus;
 
 /// SAM-5 §8.6 task attributes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,18 +138,6 @@ impl Completion {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn port_names_follow_rfc7143() {
-        let nexus = ItNexus::new(
-            "iqn.1994-05.com.example:host".into(),
-            [0x80, 0x12, 0x34, 0x56, 0x78, 0x9a],
-            "iqn.2026-01.org.palisade:disk".into(),
-            1,
-        );
-        assert_eq!(nexus.initiator_port(), "iqn.1994-05.com.example:host,i,0x80123456789a");
-        assert_eq!(nexus.target_port(), "iqn.2026-01.org.palisade:disk,t,0x0001");
-    }
 
     #[test]
     fn data_out_keeps_segments_and_caps_copies() {

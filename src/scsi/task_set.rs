@@ -371,7 +371,7 @@ mod tests {
     }
 
     fn nexus(i: u8) -> Arc<ItNexus> {
-        Arc::new(ItNexus::new(format!("iqn.2026-11.test:host{i}"), [0x80, 0, 0, 0, 0, i], "iqn.t".into(), 1))
+        Arc::new(ItNexus::new(&format!("iqn.2026-11.test:host{i}"), [0x80, 0, 0, 0, 0, i], "iqn.t", 1))
     }
 
     fn member(set: &TaskSet, i: u8) -> (Arc<NexusTasks>, Arc<Recorder>) {

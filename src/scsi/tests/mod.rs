@@ -16,9 +16,9 @@ const BLOCKS: u64 = 2048;
 
 fn nexus(isid: u8) -> Arc<ItNexus> {
     Arc::new(ItNexus::new(
-        format!("iqn.2026-01.test:init{isid}"),
+        &format!("iqn.2026-01.test:init{isid}"),
         [0x80, 0, 0, 0, 0, isid],
-        "iqn.2026-01.org.palisade:t".into(),
+        "iqn.2026-01.org.palisade:t",
         1,
     ))
 }
@@ -255,7 +255,8 @@ async fn report_luns_with_flat_addressing_and_masking() {
     let luns = vec![memory_lun(0), memory_lun(300)];
     let masking =
         LunMasking::from(std::collections::HashMap::from([("iqn.2026-01.test:init2".to_string(), vec![300])]));
-    assert!(masking.permits("iqn.other", 0) && !masking.permits("iqn.2026-01.test:init2", 0));
+    let name = crate::nexus::IscsiName::new;
+    assert!(masking.permits(&name("iqn.other"), 0) && !masking.permits(&name("IQN.2026-01.test:INIT2"), 0));
     let t = ScsiTarget::new("t".into(), luns, masking);
     let a = nexus(1);
     let rl = good(&run(&t, &a, 0, &[0xA0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0], &[]).await);

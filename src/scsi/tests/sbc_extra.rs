@@ -146,7 +146,7 @@ async fn spc2_reserve_release_between_two_nexuses() {
     good(&run(&t, &a, 0, &[0x1A, 0, 0x3F, 0, 255, 0], &[]).await);
     good(&run(&t, &a, 0, &[0x17, 0, 0, 0, 0, 0], &[]).await);
     good(&run(&t, &b, 0, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]).await);
-    // Nexus loss and LUN reset both release the reservation.
+    // ItNexus loss and LUN reset both release the reservation.
     t.nexus_lost(&b);
     good(&run(&t, &a, 0, &[0x16, 0, 0, 0, 0, 0], &[]).await);
     assert!(t.logical_unit_reset(lun_field(0), &a).await);
