@@ -53,164 +53,232 @@ impl State {
         request: &Request,
         max_registrants: usize,
     ) -> Result<Transition, PrError> {
-        let mut next = self.clone();
-        let mut fx = Effects::default();
-        let own = self.registrant(nexus).cloned();
-        // SPC-4 §5.13.5-§5.13.11: every service action but REGISTER AND IGNORE EXISTING KEY
-        // and the unregistered REGISTER needs the nexus's own key.
-        let registered = |key: u64| -> Result<Registrant, PrError> {
-            match &own {
-                Some(reg) if reg.key == key => Ok(reg.clone()),
-                _ => Err(PrError::Conflict),
-            }
+        let mut step = Step {
+            state: self,
+            nexus,
+            own: self.registrant(nexus).cloned(),
+            max_registrants,
+            next: self.clone(),
+            fx: Effects::default(),
         };
         match request {
-            Request::Register { key, new_key, ignore_existing, all_tg_pt, aptpl, spec } => match &own {
-                Some(reg) => {
-                    // SPC-4 §5.13.5.3 Table 52: a registered nexus changes or removes its key.
-                    if !ignore_existing && *key != reg.key {
-                        return Err(PrError::Conflict);
-                    }
-                    if !spec.is_empty() {
-                        return Err(PrError::InvalidParamField { byte: 20, bit: Some(3) });
-                    }
-                    if *new_key == 0 {
-                        unregister(&mut next, &reg.id, &mut fx);
-                    } else {
-                        next.registrants.set_key(&reg.id, *new_key);
-                    }
-                    next.aptpl = *aptpl;
-                    next.generation = next.generation.wrapping_add(1);
-                }
-                None => {
-                    // SPC-4 §5.13.5.2: an unregistered nexus sends key zero (unless ignoring).
-                    if !ignore_existing && *key != 0 {
-                        return Err(PrError::Conflict);
-                    }
-                    if *new_key == 0 {
-                        // Unregistering something never registered: no action, GOOD.
-                        return Ok(Transition { next, effects: fx });
-                    }
-                    let mut ids = vec![RegistrantId::of(nexus, *all_tg_pt)];
-                    for initiator in spec {
-                        let target = (!all_tg_pt).then(|| nexus.target.clone());
-                        let id = RegistrantId { initiator: initiator.clone(), target };
-                        if id == ids[0] {
-                            continue; // naming the receiving I_T nexus again registers it once
-                        }
-                        ids.push(id);
-                    }
-                    for (i, id) in ids.iter().enumerate() {
-                        // SPC-4 §6.15.3: a TransportID naming an already registered I_T nexus
-                        // (or one named twice) is an invalid field.
-                        let clash =
-                            self.registrants.overlapping(id).is_some() || ids[..i].iter().any(|o| o.overlaps(id));
-                        if clash {
-                            let byte = if i == 0 { 20 } else { 28 };
-                            return Err(PrError::InvalidParamField { byte, bit: None });
-                        }
-                    }
-                    if self.registrants.len() + ids.len() > max_registrants {
-                        return Err(PrError::InsufficientResources);
-                    }
-                    for id in ids {
-                        next.registrants.push(Registrant { id, key: *new_key });
-                    }
-                    next.aptpl = *aptpl;
-                    next.generation = next.generation.wrapping_add(1);
-                }
-            },
-            Request::Reserve { key, kind } => {
-                let reg = registered(*key)?;
-                match &self.reservation {
-                    // SPC-4 §5.13.9: the holder reserving again with the same type: no change.
-                    Some(res) if self.is_holder(nexus) && res.kind == *kind => {}
-                    Some(_) => return Err(PrError::Conflict),
-                    None => next.reservation = Some(Reservation { holder: reg.id, kind: *kind }),
-                }
+            Request::Register { key, new_key, ignore_existing, all_tg_pt, aptpl, spec } => {
+                step.register(*key, *new_key, *ignore_existing, *all_tg_pt, *aptpl, spec)?
             }
-            Request::Release { key, kind } => {
-                registered(*key)?;
-                match &self.reservation {
-                    // SPC-4 §5.13.11.2: no reservation, or not the holder: GOOD, no effect.
-                    None => {}
-                    Some(_) if !self.is_holder(nexus) => {}
-                    Some(res) if res.kind != *kind => return Err(PrError::InvalidRelease),
-                    Some(res) => {
-                        next.reservation = None;
-                        // SPC-4 §5.13.11.2.2: registrants-only and all-registrants releases
-                        // tell every other registrant.
-                        if res.kind.admits_registrants() {
-                            notify_others(&next, nexus, PrUnitAttention::ReservationsReleased, &mut fx);
-                        }
-                    }
-                }
-            }
-            Request::Clear { key } => {
-                registered(*key)?;
-                // SPC-4 §5.13.11.2.6: every registration and the reservation go; the others
-                // learn RESERVATIONS PREEMPTED.
-                notify_others(self, nexus, PrUnitAttention::ReservationsPreempted, &mut fx);
-                next.registrants.clear();
-                next.reservation = None;
-                next.generation = next.generation.wrapping_add(1);
-            }
-            Request::Preempt { key, victim, kind, abort } => {
-                let reg = registered(*key)?;
-                preempt(self, &mut next, &reg, *victim, *kind, &mut fx)?;
-                if *abort {
-                    // SPC-4 §5.13.11.4.4 (PREEMPT AND ABORT): the preempted nexuses' tasks go;
-                    // the command itself, on the preempting nexus, is never among them.
-                    fx.abort = self
-                        .registrants
-                        .iter()
-                        .filter(|r| r.key == *victim && r.id != reg.id)
-                        .map(|r| r.id.clone())
-                        .collect();
-                    if self.reservation.as_ref().is_some_and(|r| r.kind.all_registrants()) && *victim == 0 {
-                        fx.abort = self.registrants.iter().filter(|r| r.id != reg.id).map(|r| r.id.clone()).collect();
-                    }
-                }
-                next.generation = next.generation.wrapping_add(1);
-            }
+            Request::Reserve { key, kind } => step.reserve(*key, *kind)?,
+            Request::Release { key, kind } => step.release(*key, *kind)?,
+            Request::Clear { key } => step.clear(*key)?,
+            Request::Preempt { key, victim, kind, abort } => step.preempt(*key, *victim, *kind, *abort)?,
             Request::RegisterAndMove { key, new_key, aptpl, unregister, rel_tgt_port, dest } => {
-                let reg = registered(*key)?;
-                // SPC-4 §5.13.8: only the holder of a reservation that is not all-registrants.
-                let Some(res) = &self.reservation else { return Err(PrError::Conflict) };
-                if !self.is_holder(nexus) || res.kind.all_registrants() {
-                    return Err(PrError::Conflict);
-                }
-                if *new_key == 0 {
-                    return Err(PrError::InvalidParamField { byte: 8, bit: None });
-                }
-                // This server reports each target portal group as one target port; only the
-                // receiving one is known to the logical unit.
-                if *rel_tgt_port != nexus.target.tpgt {
-                    return Err(PrError::InvalidParamField { byte: 18, bit: None });
-                }
-                let dest_id = RegistrantId {
-                    initiator: dest.clone(),
-                    target: Some(TargetPort { name: nexus.target.name.clone(), tpgt: *rel_tgt_port }),
-                };
-                if dest_id.overlaps(&reg.id) {
-                    return Err(PrError::InvalidParamField { byte: 24, bit: None });
-                }
-                match self.registrants.overlapping(&dest_id) {
-                    Some(existing) if existing.id == dest_id => {}
-                    Some(_) => return Err(PrError::InvalidParamField { byte: 24, bit: None }),
-                    None if self.registrants.len() >= max_registrants => return Err(PrError::InsufficientResources),
-                    None => next.registrants.push(Registrant { id: dest_id.clone(), key: *new_key }),
-                }
-                next.reservation = Some(Reservation { holder: dest_id, kind: res.kind });
-                if *unregister {
-                    next.registrants.retain(|r| r.id != reg.id);
-                }
-                next.aptpl = *aptpl;
-                next.generation = next.generation.wrapping_add(1);
+                step.register_and_move(*key, *new_key, *aptpl, *unregister, *rel_tgt_port, dest)?
             }
         }
+        let Step { next, mut fx, .. } = step;
         fx.persist = next != *self && (self.aptpl || next.aptpl);
         Ok(Transition { next, effects: fx })
+    }
+}
+
+/// One PERSISTENT RESERVE OUT being applied: the state it starts from, the state it builds and
+/// its effects. One method per service action.
+struct Step<'a> {
+    state: &'a State,
+    nexus: &'a ItNexus,
+    /// The registration of the nexus the command came in on.
+    own: Option<Registrant>,
+    max_registrants: usize,
+    next: State,
+    fx: Effects,
+}
+
+impl Step<'_> {
+    /// SPC-4 §5.13.5-§5.13.11: every service action but REGISTER AND IGNORE EXISTING KEY and
+    /// the unregistered REGISTER needs the nexus's own key.
+    fn registered(&self, key: u64) -> Result<Registrant, PrError> {
+        match &self.own {
+            Some(reg) if reg.key == key => Ok(reg.clone()),
+            _ => Err(PrError::Conflict),
+        }
+    }
+
+    fn bump_generation(&mut self) {
+        self.next.generation = self.next.generation.wrapping_add(1);
+    }
+
+    /// REGISTER and REGISTER AND IGNORE EXISTING KEY (SPC-4 §5.13.5).
+    fn register(
+        &mut self,
+        key: u64,
+        new_key: u64,
+        ignore_existing: bool,
+        all_tg_pt: bool,
+        aptpl: bool,
+        spec: &[InitiatorId],
+    ) -> Result<(), PrError> {
+        match self.own.clone() {
+            Some(reg) => {
+                // SPC-4 §5.13.5.3 Table 52: a registered nexus changes or removes its key.
+                if !ignore_existing && key != reg.key {
+                    return Err(PrError::Conflict);
+                }
+                if !spec.is_empty() {
+                    return Err(PrError::InvalidParamField { byte: 20, bit: Some(3) });
+                }
+                if new_key == 0 {
+                    unregister(&mut self.next, &reg.id, &mut self.fx);
+                } else {
+                    self.next.registrants.set_key(&reg.id, new_key);
+                }
+            }
+            None => {
+                // SPC-4 §5.13.5.2: an unregistered nexus sends key zero (unless ignoring).
+                if !ignore_existing && key != 0 {
+                    return Err(PrError::Conflict);
+                }
+                if new_key == 0 {
+                    // Unregistering something never registered: no action, GOOD.
+                    return Ok(());
+                }
+                let mut ids = vec![RegistrantId::of(self.nexus, all_tg_pt)];
+                for initiator in spec {
+                    let target = (!all_tg_pt).then(|| self.nexus.target.clone());
+                    let id = RegistrantId { initiator: initiator.clone(), target };
+                    if id == ids[0] {
+                        continue; // naming the receiving I_T nexus again registers it once
+                    }
+                    ids.push(id);
+                }
+                for (i, id) in ids.iter().enumerate() {
+                    // SPC-4 §6.15.3: a TransportID naming an already registered I_T nexus (or
+                    // one named twice) is an invalid field.
+                    let clash =
+                        self.state.registrants.overlapping(id).is_some() || ids[..i].iter().any(|o| o.overlaps(id));
+                    if clash {
+                        let byte = if i == 0 { 20 } else { 28 };
+                        return Err(PrError::InvalidParamField { byte, bit: None });
+                    }
+                }
+                if self.state.registrants.len() + ids.len() > self.max_registrants {
+                    return Err(PrError::InsufficientResources);
+                }
+                for id in ids {
+                    self.next.registrants.push(Registrant { id, key: new_key });
+                }
+            }
+        }
+        self.next.aptpl = aptpl;
+        self.bump_generation();
+        Ok(())
+    }
+
+    /// RESERVE (SPC-4 §5.13.9).
+    fn reserve(&mut self, key: u64, kind: PrType) -> Result<(), PrError> {
+        let reg = self.registered(key)?;
+        match &self.state.reservation {
+            // The holder reserving again with the same type: no change.
+            Some(res) if self.state.is_holder(self.nexus) && res.kind == kind => {}
+            Some(_) => return Err(PrError::Conflict),
+            None => self.next.reservation = Some(Reservation { holder: reg.id, kind }),
+        }
+        Ok(())
+    }
+
+    /// RELEASE (SPC-4 §5.13.11.2).
+    fn release(&mut self, key: u64, kind: PrType) -> Result<(), PrError> {
+        self.registered(key)?;
+        match &self.state.reservation {
+            // No reservation, or not the holder: GOOD, no effect.
+            None => {}
+            Some(_) if !self.state.is_holder(self.nexus) => {}
+            Some(res) if res.kind != kind => return Err(PrError::InvalidRelease),
+            Some(res) => {
+                self.next.reservation = None;
+                // SPC-4 §5.13.11.2.2: registrants-only and all-registrants releases tell every
+                // other registrant.
+                if res.kind.admits_registrants() {
+                    notify_others(&self.next, self.nexus, PrUnitAttention::ReservationsReleased, &mut self.fx);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// CLEAR (SPC-4 §5.13.11.2.6): every registration and the reservation go; the others learn
+    /// RESERVATIONS PREEMPTED.
+    fn clear(&mut self, key: u64) -> Result<(), PrError> {
+        self.registered(key)?;
+        notify_others(self.state, self.nexus, PrUnitAttention::ReservationsPreempted, &mut self.fx);
+        self.next.registrants.clear();
+        self.next.reservation = None;
+        self.bump_generation();
+        Ok(())
+    }
+
+    /// PREEMPT and PREEMPT AND ABORT (SPC-4 §5.13.11.4).
+    fn preempt(&mut self, key: u64, victim: u64, kind: PrType, abort: bool) -> Result<(), PrError> {
+        let reg = self.registered(key)?;
+        preempt(self.state, &mut self.next, &reg, victim, kind, &mut self.fx)?;
+        if abort {
+            // SPC-4 §5.13.11.4.4 (PREEMPT AND ABORT): the preempted nexuses' tasks go; the
+            // command itself, on the preempting nexus, is never among them.
+            let everyone_else =
+                self.state.reservation.as_ref().is_some_and(|r| r.kind.all_registrants()) && victim == 0;
+            self.fx.abort = self
+                .state
+                .registrants
+                .iter()
+                .filter(|r| r.id != reg.id && (everyone_else || r.key == victim))
+                .map(|r| r.id.clone())
+                .collect();
+        }
+        self.bump_generation();
+        Ok(())
+    }
+
+    /// REGISTER AND MOVE (SPC-4 §5.13.8): only the holder of a reservation that is not
+    /// all-registrants.
+    fn register_and_move(
+        &mut self,
+        key: u64,
+        new_key: u64,
+        aptpl: bool,
+        unregister: bool,
+        rel_tgt_port: u16,
+        dest: &InitiatorId,
+    ) -> Result<(), PrError> {
+        let reg = self.registered(key)?;
+        let Some(res) = &self.state.reservation else { return Err(PrError::Conflict) };
+        if !self.state.is_holder(self.nexus) || res.kind.all_registrants() {
+            return Err(PrError::Conflict);
+        }
+        if new_key == 0 {
+            return Err(PrError::InvalidParamField { byte: 8, bit: None });
+        }
+        // This server reports each target portal group as one target port; only the receiving
+        // one is known to the logical unit.
+        if rel_tgt_port != self.nexus.target.tpgt {
+            return Err(PrError::InvalidParamField { byte: 18, bit: None });
+        }
+        let dest_id = RegistrantId {
+            initiator: dest.clone(),
+            target: Some(TargetPort { name: self.nexus.target.name.clone(), tpgt: rel_tgt_port }),
+        };
+        if dest_id.overlaps(&reg.id) {
+            return Err(PrError::InvalidParamField { byte: 24, bit: None });
+        }
+        match self.state.registrants.overlapping(&dest_id) {
+            Some(existing) if existing.id == dest_id => {}
+            Some(_) => return Err(PrError::InvalidParamField { byte: 24, bit: None }),
+            None if self.state.registrants.len() >= self.max_registrants => return Err(PrError::InsufficientResources),
+            None => self.next.registrants.push(Registrant { id: dest_id.clone(), key: new_key }),
+        }
+        self.next.reservation = Some(Reservation { holder: dest_id, kind: res.kind });
+        if unregister {
+            self.next.registrants.retain(|r| r.id != reg.id);
+        }
+        self.next.aptpl = aptpl;
+        self.bump_generation();
+        Ok(())
     }
 }
 
