@@ -210,13 +210,20 @@ fn data_digest_error_on_immediate_data_rejects_the_command_until_it_is_retried()
     assert_healthy(&mut t);
 }
 
-#[test]
-fn data_digest_error_on_unsolicited_data_out_aborts_the_command_and_writes_nothing() {
-    let mut t = start("[session]\ninitial_r2t = false\nimmediate_data = true\n");
-    let mut ini = login(&t, plain().digests(true, true).key("InitialR2T", "No").key("ImmediateData", "Yes"));
-    // 1024 bytes: 512 immediate, 512 in an unsolicited Data-Out whose data digest is wrong.
+/// A session that takes unsolicited data (InitialR2T=No, ImmediateData=Yes) with digests.
+fn unsolicited_session() -> (TargetProcess, RawInitiator) {
+    let t = start("[session]\ninitial_r2t = false\nimmediate_data = true\n");
+    let ini = login(&t, plain().digests(true, true).key("InitialR2T", "No").key("ImmediateData", "Yes"));
+    (t, ini)
+}
+
+/// WRITE(10) of two blocks at `lba`: 512 bytes immediate, 512 in an unsolicited Data-Out whose
+/// data digest is wrong. RFC 7143 §7.8: the data PDU is rejected (reason 0x02) and, option b),
+/// the task ends with CHECK CONDITION, ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR (47h/05h,
+/// §11.4.7.2), writing nothing.
+fn write_with_a_corrupt_unsolicited_data_out(ini: &mut RawInitiator, lba: u32) -> ScsiOutcome {
     let data = vec![0xcdu8; 1024];
-    let mut cmd = ini.command(0, &write10_cdb(200, 2), 0, 1024, &data[..512]);
+    let mut cmd = ini.command(0, &write10_cdb(lba, 2), 0, 1024, &data[..512]);
     cmd.final_bit = false; // an unsolicited Data-Out sequence follows (§11.3.1)
     ini.send(&cmd.encode());
     let dout = DataOut {
@@ -230,19 +237,24 @@ fn data_digest_error_on_unsolicited_data_out_aborts_the_command_and_writes_nothi
         data: Bytes::copy_from_slice(&data[512..]),
     };
     let wire = corrupt_data_digest(ini.wire(&dout.encode()));
-    // RFC 7143 §7.8: the data PDU is rejected (reason 0x02) and, option b), the task ends with
-    // CHECK CONDITION, ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR (47h/05h, §11.4.7.2).
-    send_expecting_reject(&mut ini, &wire, reject_reason::DATA_DIGEST_ERROR);
+    send_expecting_reject(ini, &wire, reject_reason::DATA_DIGEST_ERROR);
     let out = ini.complete(cmd.itt, 0, &[]);
     assert_sense(&out, ABORTED_COMMAND, 0x47, 0x05);
-    assert_eq!(ini.read10(0, 200, 2), vec![0u8; 1024], "nothing of the failed write landed");
+    assert_eq!(ini.read10(0, lba, 2), vec![0u8; 1024], "nothing of the failed write landed");
+    out
+}
+
+#[test]
+fn data_digest_error_on_unsolicited_data_out_aborts_the_command_and_writes_nothing() {
+    let (mut t, mut ini) = unsolicited_session();
+    let out = write_with_a_corrupt_unsolicited_data_out(&mut ini, 200);
+    assert_eq!(out.sense.as_ref().expect("sense")[0] & 0x7f, 0x70, "fixed format (D_SENSE=0)");
     assert_healthy(&mut t);
 }
 
 #[test]
 fn a_failed_data_out_is_reported_in_the_luns_sense_format() {
-    let mut t = start("[session]\ninitial_r2t = false\nimmediate_data = true\n");
-    let mut ini = login(&t, plain().digests(true, true).key("InitialR2T", "No").key("ImmediateData", "Yes"));
+    let (mut t, mut ini) = unsolicited_session();
     // D_SENSE=1 in the control mode page (SPC-4 §7.5.8, byte 2 bit 2): MODE SENSE(6) with DBD,
     // set the bit, MODE SELECT(6) with PF and the mode data length zeroed.
     let sensed = ini.exec_good(0, &[0x1a, 0x08, 0x0a, 0, 255, 0], 255, &[]);
@@ -251,29 +263,10 @@ fn a_failed_data_out_is_reported_in_the_luns_sense_format() {
     param[0] = 0;
     param[page_at + 2] |= 0x04;
     ini.exec_good(0, &[0x15, 0x10, 0, 0, param.len() as u8, 0], 0, &param);
-    // A write whose unsolicited Data-Out fails its digest ends with CHECK CONDITION, ABORTED
-    // COMMAND, 47h/05h (RFC 7143 §7.8 b), now in descriptor format (SPC-4 §4.5.2): the SCSI
-    // layer encodes every sense, with the LUN's setting.
-    let data = vec![0xcdu8; 1024];
-    let mut cmd = ini.command(0, &write10_cdb(300, 2), 0, 1024, &data[..512]);
-    cmd.final_bit = false;
-    ini.send(&cmd.encode());
-    let dout = DataOut {
-        final_bit: true,
-        lun: 0,
-        itt: cmd.itt,
-        ttt: RESERVED_TAG,
-        exp_stat_sn: ini.exp_stat_sn,
-        data_sn: 0,
-        buffer_offset: 512,
-        data: Bytes::copy_from_slice(&data[512..]),
-    };
-    let wire = corrupt_data_digest(ini.wire(&dout.encode()));
-    send_expecting_reject(&mut ini, &wire, reject_reason::DATA_DIGEST_ERROR);
-    let out = ini.complete(cmd.itt, 0, &[]);
-    assert_sense(&out, ABORTED_COMMAND, 0x47, 0x05);
+    // Now in descriptor format (SPC-4 §4.5.2): the SCSI layer encodes every sense, with the
+    // LUN's setting.
+    let out = write_with_a_corrupt_unsolicited_data_out(&mut ini, 300);
     assert_eq!(out.sense.as_ref().expect("sense")[0] & 0x7f, 0x72, "descriptor format: {:02x?}", out.sense);
-    assert_eq!(ini.read10(0, 300, 2), vec![0u8; 1024], "nothing of the failed write landed");
     assert_healthy(&mut t);
 }
 
