@@ -197,23 +197,8 @@ fn registrant_v1(r: &mut Reader) -> io::Result<Registrant> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pr::state::fixtures::nexus;
+    use crate::pr::state::fixtures::{nexus, sample};
     use crate::pr::state::ItNexus;
-
-    fn sample() -> State {
-        let a = RegistrantId::of(&nexus("a", 1), false);
-        State {
-            generation: 41,
-            registrants: vec![
-                Registrant { id: RegistrantId::of(&nexus("b", 3), true), key: 2 },
-                Registrant { id: a.clone(), key: u64::MAX },
-                Registrant { id: RegistrantId { initiator: InitiatorId::device("iqn.x:dev"), target: None }, key: 9 },
-            ]
-            .into(),
-            reservation: Some(Reservation { holder: a, kind: PrType::ExclusiveAccessRegistrantsOnly }),
-            aptpl: true,
-        }
-    }
 
     #[test]
     fn record_round_trips() {

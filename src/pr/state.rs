@@ -215,6 +215,23 @@ pub(crate) mod fixtures {
     pub fn nexus(host: &str, isid: u8) -> ItNexus {
         ItNexus::new(&format!("iqn.1994-05.com.example:{host}"), [0x80, 0, 0, 0, 0, isid], TARGET, 1)
     }
+
+    /// A state with a port registration at one target port, one at all of them, a device
+    /// registration and a registrants-only reservation, under APTPL: what the stores round-trip.
+    pub fn sample() -> State {
+        let a = RegistrantId::of(&nexus("a", 1), false);
+        State {
+            generation: 41,
+            registrants: vec![
+                Registrant { id: RegistrantId::of(&nexus("b", 3), true), key: 2 },
+                Registrant { id: a.clone(), key: u64::MAX },
+                Registrant { id: RegistrantId { initiator: InitiatorId::device("iqn.x:dev"), target: None }, key: 9 },
+            ]
+            .into(),
+            reservation: Some(Reservation { holder: a, kind: PrType::ExclusiveAccessRegistrantsOnly }),
+            aptpl: true,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -215,29 +215,14 @@ fn next_entry(data: &[u8]) -> Option<(journal::Delta, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pr::state::fixtures::nexus;
-    use crate::pr::state::{InitiatorId, PrType, Registrant, RegistrantId, Reservation};
+    use crate::pr::state::fixtures::{nexus, sample};
+    use crate::pr::state::{Registrant, RegistrantId};
 
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("palisade-pr-store-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
-    }
-
-    fn sample() -> State {
-        let a = RegistrantId::of(&nexus("a", 1), false);
-        State {
-            generation: 41,
-            registrants: vec![
-                Registrant { id: RegistrantId::of(&nexus("b", 3), true), key: 2 },
-                Registrant { id: a.clone(), key: u64::MAX },
-                Registrant { id: RegistrantId { initiator: InitiatorId::device("iqn.x:dev"), target: None }, key: 9 },
-            ]
-            .into(),
-            reservation: Some(Reservation { holder: a, kind: PrType::ExclusiveAccessRegistrantsOnly }),
-            aptpl: true,
-        }
     }
 
     /// `n` registrations under APTPL.
