@@ -2,6 +2,8 @@
 //! 256 MiB memory LUN, its own 2-thread runtime) driven over loopback TCP by the bench client
 //! (`palisade::bench::connection`) on a single-thread runtime, like `palisade bench` would.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -12,47 +14,10 @@ use palisade::bench::connection::{Completion, Connection, Request};
 use palisade::bench::login::LoginOptions;
 use palisade::bench::pattern::XorShift;
 use palisade::bench::url::IscsiUrl;
-use palisade::config::{
-    AdminConfig, BackendConfig, Config, DiscoveryConfig, LimitsConfig, LunConfig, Portal, SessionConfig, TargetConfig,
-    DEFAULT_TARGET_NAME,
-};
-use palisade::server::Server;
+use palisade::config::DEFAULT_TARGET_NAME;
 
 const LUN_BYTES: u64 = 256 << 20;
 const BLOCK: u64 = 512;
-
-fn start_server(rt: &tokio::runtime::Runtime) -> SocketAddr {
-    let data_dir = std::env::temp_dir().join(format!("palisade-loopback-bench-{}", std::process::id()));
-    let config = Config {
-        portals: vec![Portal { name: "bench".into(), listen: SocketAddr::from(([127, 0, 0, 1], 0)), tpgt: 1 }],
-        targets: vec![TargetConfig {
-            name: DEFAULT_TARGET_NAME.into(),
-            alias: None,
-            portals: vec!["bench".into()],
-            luns: vec![LunConfig::new(0, BackendConfig::Memory { size: LUN_BYTES })],
-            acl: None,
-            chap: None,
-            mutual_chap: None,
-        }],
-        discovery: DiscoveryConfig::default(),
-        session: SessionConfig::default(),
-        data_dir,
-        // No admin socket: several bench processes may share the temp folder's parent.
-        admin: AdminConfig { socket: None, metrics_listen: None },
-        limits: LimitsConfig::default(),
-        warnings: Vec::new(),
-    };
-    rt.block_on(async {
-        let server = Server::bind(&config).await.expect("bind the in-process server");
-        let addr = server.portals()[0].addr;
-        let (_tx, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            let _keep_sender = _tx;
-            server.run(rx).await.expect("server runs");
-        });
-        addr
-    })
-}
 
 async fn connect(addr: SocketAddr) -> Connection {
     let url = IscsiUrl::parse(&format!("iscsi://{addr}/{DEFAULT_TARGET_NAME}/0")).unwrap();
@@ -118,7 +83,7 @@ async fn run(
 
 fn loopback(c: &mut Criterion) {
     let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let addr = start_server(&server_rt);
+    let addr = common::start_server(&server_rt, "loopback", 1, LUN_BYTES);
     let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut session = client_rt.block_on(connect(addr));
     let mut rng = XorShift::new(42);

@@ -9,6 +9,8 @@
 //! `cargo bench --bench pr_io` (PR_IO_REGISTRANTS, PR_IO_ROUNDS and PR_IO_MILLIS override
 //! 4096, 31 and 400).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -19,11 +21,7 @@ use palisade::bench::login::LoginOptions;
 use palisade::bench::pattern::XorShift;
 use palisade::bench::registrations::{execute_past_unit_attentions, register_all, Registration};
 use palisade::bench::url::IscsiUrl;
-use palisade::config::{
-    AdminConfig, BackendConfig, Config, DiscoveryConfig, LimitsConfig, LunConfig, Portal, SessionConfig, TargetConfig,
-    DEFAULT_TARGET_NAME,
-};
-use palisade::server::Server;
+use palisade::config::DEFAULT_TARGET_NAME;
 
 const LUN_BYTES: u64 = 64 << 20;
 const IO: u64 = 4096;
@@ -34,39 +32,6 @@ const WRITE_EXCLUSIVE_ALL_REGISTRANTS: u8 = 0x07;
 
 fn env(var: &str, default: u64) -> u64 {
     std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// LUN 0 and LUN 1, both in memory.
-fn start_server(rt: &tokio::runtime::Runtime) -> SocketAddr {
-    let data_dir = std::env::temp_dir().join(format!("palisade-pr-io-bench-{}", std::process::id()));
-    let config = Config {
-        portals: vec![Portal { name: "bench".into(), listen: SocketAddr::from(([127, 0, 0, 1], 0)), tpgt: 1 }],
-        targets: vec![TargetConfig {
-            name: DEFAULT_TARGET_NAME.into(),
-            alias: None,
-            portals: vec!["bench".into()],
-            luns: (0..2).map(|id| LunConfig::new(id, BackendConfig::Memory { size: LUN_BYTES })).collect(),
-            acl: None,
-            chap: None,
-            mutual_chap: None,
-        }],
-        discovery: DiscoveryConfig::default(),
-        session: SessionConfig::default(),
-        data_dir,
-        admin: AdminConfig { socket: None, metrics_listen: None },
-        limits: LimitsConfig::default(),
-        warnings: Vec::new(),
-    };
-    rt.block_on(async {
-        let server = Server::bind(&config).await.expect("bind the in-process server");
-        let addr = server.portals()[0].addr;
-        let (_tx, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            let _keep_sender = _tx;
-            server.run(rx).await.expect("server runs");
-        });
-        addr
-    })
 }
 
 fn url(addr: SocketAddr, lun: u64) -> IscsiUrl {
@@ -153,7 +118,7 @@ fn main() {
     let rounds = env("PR_IO_ROUNDS", 31);
     let millis = env("PR_IO_MILLIS", 400);
     let server_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let addr = start_server(&server_rt);
+    let addr = common::start_server(&server_rt, "pr-io", 2, LUN_BYTES);
     let client_rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let setup = Instant::now();
     let mut few = client_rt.block_on(prepare(addr, 0, 1));
