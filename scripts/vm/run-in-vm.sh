@@ -124,7 +124,7 @@ if [[ -n $STATUS ]]; then
 elif ((QEMU_RC == 124 || QEMU_RC == 137)); then
     echo "run-in-vm: timeout: the VM was killed after ${TIMEOUT} s" >&2
     exit 124
-elif grep -q 'reboot: Restarting system' "$TMP/console"; then
+elif grep -q 'reboot: Restarting system\|sysrq: Resetting' "$TMP/console"; then
     echo "run-in-vm: the guest rebooted without reporting a status (QEMU -no-reboot exit $QEMU_RC)" >&2
     exit 125
 else
