@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # capture-fixtures.sh — record real iSCSI PDUs for the codec tests (fixtures/pdus/).
-# Starts a private tgtd (../shared/vm-initiator/examples/tgt-target.sh) on 127.0.0.1:PORT,
+# Starts a private tgtd (scripts/vm/tgt-target.sh) on 127.0.0.1:PORT,
 # captures loopback traffic with tshark while
 #   (a) libiscsi clients talk to it: iscsi-ls -s, iscsi-inq (standard, VPD 0x00/0x80/0x83/0xb0,
 #       an unsupported page -> CHECK CONDITION), iscsi-readcapacity16, and iscsi-test-cu runs
@@ -11,7 +11,6 @@
 # Usage: scripts/capture-fixtures.sh [PORT]   (default 3290)
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SHARED="${SHARED_DIR:-$REPO/../shared}"
 PORT="${1:-3290}"
 IQN=iqn.2026-11.io.palisade:capture
 WORK=$(mktemp -d /tmp/palisade-capture.XXXXXX)
@@ -22,11 +21,11 @@ bash "$REPO/scripts/install-deps.sh" >/dev/null
 TGT_DIR="$WORK/tgt"
 cleanup() {
   [ -n "${CAP_PID:-}" ] && kill -INT "$CAP_PID" 2>/dev/null && wait "$CAP_PID" 2>/dev/null || true
-  bash "$SHARED/vm-initiator/examples/tgt-target.sh" stop "$TGT_DIR" 2>/dev/null || true
+  bash "$REPO/scripts/vm/tgt-target.sh" stop "$TGT_DIR" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-bash "$SHARED/vm-initiator/examples/tgt-target.sh" start "$TGT_DIR" "$PORT" 64 "$IQN"
+bash "$REPO/scripts/vm/tgt-target.sh" start "$TGT_DIR" "$PORT" 64 "$IQN"
 URL="iscsi://127.0.0.1:$PORT/$IQN/1"
 
 capture() {  # capture NAME COMMAND... : run COMMAND while tshark records port PORT into WORK/NAME.pcap
@@ -53,7 +52,7 @@ cu() { iscsi-test-cu -d -i iqn.2026-11.io.palisade.test:capture -t "$1" "$URL"; 
 capture libiscsi-clients libiscsi_session
 capture libiscsi-residuals cu iSCSI.iSCSIResiduals.Read10Residuals,iSCSI.iSCSIResiduals.Write10Residuals
 capture libiscsi-abort cu iSCSI.iSCSITMF.AbortTaskSimpleAsync
-capture open-iscsi bash "$SHARED/vm-initiator/run-in-vm.sh" --portal-port "$PORT" --timeout 300 "$REPO/tests/guest/capture.sh"
+capture open-iscsi bash "$REPO/scripts/vm/run-in-vm.sh" --portal-port "$PORT" --timeout 300 "$REPO/tests/guest/capture.sh"
 grep -q "CAPTURE SESSION OK" "$WORK/open-iscsi.out" || { cat "$WORK/open-iscsi.out"; exit 1; }
 
 python3 "$REPO/scripts/split_pdus.py" "$REPO/fixtures/pdus/libiscsi" "$PORT" \
@@ -65,7 +64,7 @@ python3 "$REPO/scripts/split_pdus.py" "$REPO/fixtures/pdus/open-iscsi" "$PORT" s
   echo "tshark=$(tshark --version | head -1)"
   echo "tgt=$(dpkg-query -W -f='${Version}' tgt)"
   echo "libiscsi-bin=$(dpkg-query -W -f='${Version}' libiscsi-bin)"
-  echo "vm-image=$(tr '\n' ' ' < "${VM_INITIATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vm-initiator}/VERSION")"
+  echo "vm-image=$(grep -E '^(key|kernel)=' "$(bash "$REPO/scripts/vm/build-image.sh" --print-dir)/BUILD-INFO" | tr '\n' ' ')"
   grep -h 'open-iscsi\|iscsiadm version' "$WORK/open-iscsi.out" | head -2 || true
 } > "$REPO/fixtures/pdus/CAPTURE-INFO.txt"
 find "$REPO/fixtures/pdus" -name '*.bin' -printf '%s\n' | awk '{ s += $1 } END { printf "fixtures: %d PDU files, %d bytes\n", NR, s }'
