@@ -12,6 +12,11 @@ report() { echo "$1" >/dev/ttyS1; }
 power_off() { sync; echo o >/proc/sysrq-trigger; sleep 30; }
 
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
+# devtmpfs lacks these links (udev does not make them either); bash process substitution needs /dev/fd.
+ln -sfn /proc/self/fd /dev/fd
+ln -sfn /proc/self/fd/0 /dev/stdin
+ln -sfn /proc/self/fd/1 /dev/stdout
+ln -sfn /proc/self/fd/2 /dev/stderr
 mkdir -p /dev/pts /dev/shm /mnt/share
 mount -t devpts devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
