@@ -49,7 +49,7 @@ apt_mirror() {
 }
 
 install_host_packages() {
-    local need=() tool pkg
+    local need=() tool
     for tool in qemu-system-x86_64:qemu-system-x86 socat:socat debootstrap:debootstrap cpio:cpio \
         zstd:zstd depmod:kmod; do
         command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
@@ -58,29 +58,33 @@ install_host_packages() {
     [[ $(id -u) == 0 ]] || die "host packages missing (${need[*]}): run $0 as root"
     log "installing host packages: ${need[*]}"
     apt_update
-    if [[ " ${need[*]} " == *" qemu-system-x86 "* ]]; then
-        # bookworm's qemu-system-x86 (7.2) would remove a qemu-utils taken from bookworm-backports
-        # (10.x here); then install the matching qemu-system-x86 from backports instead.
-        local origin
-        origin=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
-        if [[ $origin == *bpo12* ]]; then
-            log "qemu-utils $origin is from bookworm-backports: qemu-system-x86 comes from there too"
-            if ! apt-cache policy | grep -q "$SUITE-backports/main"; then
-                local mirror
-                mirror=$(apt_mirror)
-                [[ -n $mirror ]] || die "no apt source for $SUITE/main"
-                printf 'Types: deb\nURIs: %s\nSuites: %s-backports\nComponents: main\nSigned-By: %s\n' \
-                    "$mirror" "$SUITE" /usr/share/keyrings/debian-archive-keyring.gpg \
-                    >/etc/apt/sources.list.d/palisade-vm-backports.sources
-                APT_UPDATED=0
-                apt_update
-            fi
-            apt-get install -y -qq --no-install-recommends -t "$SUITE-backports" qemu-system-x86 >/dev/null
+    local qemu_from=() version
+    version=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
+    if [[ " ${need[*]} " == *" qemu-system-x86 "* && $version == *bpo12* ]]; then
+        # bookworm's qemu-system-x86 (7.2) would remove a qemu-utils from bookworm-backports (10.x
+        # on the CI machines): take qemu-system-x86 from backports as well.
+        log "qemu-utils $version is from $SUITE-backports: so is qemu-system-x86"
+        if ! apt-cache policy | grep -q " $SUITE-backports/main "; then
+            local mirror
+            mirror=$(apt_mirror)
+            [[ -n $mirror ]] || die "no apt source for $SUITE/main"
+            printf 'Types: deb\nURIs: %s\nSuites: %s-backports\nComponents: main\nSigned-By: %s\n' \
+                "$mirror" "$SUITE" /usr/share/keyrings/debian-archive-keyring.gpg \
+                >/etc/apt/sources.list.d/palisade-vm-backports.sources
+            APT_UPDATED=0
+            apt_update
         fi
-        for pkg in "${!need[@]}"; do [[ ${need[$pkg]} != qemu-system-x86 ]] || unset 'need[pkg]'; done
-        command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+        qemu_from=(-t "$SUITE-backports")
     fi
-    ((${#need[@]} == 0)) || apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    local p rest=()
+    for p in "${need[@]}"; do
+        if [[ $p == qemu-system-x86 ]]; then
+            apt-get install -y -qq --no-install-recommends "${qemu_from[@]}" qemu-system-x86 >/dev/null
+        else
+            rest+=("$p")
+        fi
+    done
+    ((${#rest[@]} == 0)) || apt-get install -y -qq --no-install-recommends "${rest[@]}" >/dev/null
 }
 
 t0=$SECONDS
