@@ -50,6 +50,7 @@ if [[ ${PALISADE_VM_SHARE:-0} == 1 ]]; then
     mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 palisade /mnt/share
 fi
 
+t_init=$(cut -d' ' -f1 /proc/uptime)
 # udev (no systemd here): multipath and multipathd take device properties (WWIDs) from its
 # database, and it gives the /dev/disk/by-* links. Disks that appear later (iSCSI logins) are
 # handled by the running daemon.
@@ -58,7 +59,7 @@ udevadm trigger --action=add --type=subsystems
 udevadm trigger --action=add --type=devices
 udevadm settle --timeout=30
 
-echo "palisade-vm: guest up after $(cut -d' ' -f1 /proc/uptime) s (kernel $(uname -r)); running the script"
+echo "palisade-vm: guest up after $(cut -d' ' -f1 /proc/uptime) s (init at $t_init s, then udev; kernel $(uname -r)); running the script"
 cd /root || true
 /run/palisade/script </dev/null
 rc=$?
