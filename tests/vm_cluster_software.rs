@@ -30,8 +30,9 @@ const NODE_B: &str = "iqn.2026-11.test.cluster:node-b";
 /// every timeout needlessly tight.
 static ONE_VM: Mutex<()> = Mutex::new(());
 
-/// Runs SCRIPT in the guest against a fresh default target with the two node identities.
-fn run_guest(script: &str) -> (Output, String) {
+/// Runs SCRIPT in the guest against a fresh default target with the two node identities. The
+/// target is returned so that it outlives the test's assertions (its log is printed on a panic).
+fn run_guest(script: &str) -> (TargetProcess, Output, String) {
     let _vm = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
     let target = TargetProcess::start_default();
     let mut cmd = vm_runner(target.port(), GUEST_TIMEOUT_S);
@@ -41,7 +42,7 @@ fn run_guest(script: &str) -> (Output, String) {
     let console = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("----- guest console ({script}) -----\n{console}");
     println!("----- run-in-vm.sh stderr -----\n{}", String::from_utf8_lossy(&out.stderr));
-    (out, console)
+    (target, out, console)
 }
 
 /// The console lines containing any of KEYS, in order (the transcript of the outcomes).
@@ -50,13 +51,21 @@ fn transcript(console: &str, keys: &[&str]) -> String {
     lines.join("\n")
 }
 
+/// The two nodes' disks as the guest script reports them: "node A: /dev/sdX, node B: /dev/sdY ...".
+fn node_devices(console: &str) -> (String, String) {
+    let line = console.lines().find(|l| l.starts_with("node A: /dev/")).expect("the guest names the nodes' disks");
+    let devs: Vec<&str> = line.split([' ', ',']).filter(|w| w.starts_with("/dev/")).collect();
+    assert_eq!(devs.len(), 2, "{line}");
+    (devs[0].to_string(), devs[1].to_string())
+}
+
 fn assert_contains(console: &str, needle: &str) {
     assert!(console.contains(needle), "console lacks {needle:?}");
 }
 
 #[test]
 fn fence_scsi_fences_and_unfences_a_node_through_persistent_reservations() {
-    let (out, console) = run_guest("fence_scsi.sh");
+    let (_target, out, console) = run_guest("fence_scsi.sh");
     println!(
         "----- transcript -----\n{}",
         transcript(
@@ -68,8 +77,14 @@ fn fence_scsi_fences_and_unfences_a_node_through_persistent_reservations() {
     assert_contains(&console, "FENCE_SCSI OK");
     assert_contains(&console, "Success: Powered OFF");
     assert_contains(&console, "Status: OFF");
-    assert_contains(&console, "node B: write to /dev/sdb failed: dd: error writing '/dev/sdb': Invalid exchange");
+    // Fenced: a plain write fails with EBADE, and the SCSI status is RESERVATION CONFLICT.
+    let (dev_a, dev_b) = node_devices(&console);
+    assert_contains(
+        &console,
+        &format!("node B: write to {dev_b} failed: dd: error writing '{dev_b}': Invalid exchange"),
+    );
     assert_contains(&console, "node B: sg_raw WRITE(10): SCSI Status: Reservation Conflict");
+    assert_contains(&console, &format!("fence_scsi --devices={dev_a} --key=b2b2 --action=off"));
     // B writes again after being unfenced: the last "node B" outcome is a success.
     let last_b = console.lines().rfind(|l| l.starts_with("node B: ")).unwrap_or_default();
     assert!(last_b.contains("succeeded"), "node B's last write: {last_b}");
@@ -77,7 +92,7 @@ fn fence_scsi_fences_and_unfences_a_node_through_persistent_reservations() {
 
 #[test]
 fn sbd_messages_cross_identities_and_a_reset_message_reboots_the_watcher() {
-    let (out, console) = run_guest("sbd.sh");
+    let (_target, out, console) = run_guest("sbd.sh");
     println!(
         "----- transcript -----\n{}",
         transcript(
@@ -103,16 +118,18 @@ fn sbd_messages_cross_identities_and_a_reset_message_reboots_the_watcher() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("the guest rebooted"), "run-in-vm.sh did not see a reboot");
     assert_contains(&console, "0\tnode-a\ttest\tnode-b");
-    assert_contains(&console, "Monitoring slot 0 on disk /dev/sda");
-    assert_contains(&console, "Received command test from node-b on disk /dev/sda");
-    assert_contains(&console, "Received command reset from node-b on disk /dev/sda");
+    // The watcher reads node A's slot through node A's device, where node B's messages arrive.
+    let (dev_a, _) = node_devices(&console);
+    assert_contains(&console, &format!("Monitoring slot 0 on disk {dev_a}"));
+    assert_contains(&console, &format!("Received command test from node-b on disk {dev_a}"));
+    assert_contains(&console, &format!("Received command reset from node-b on disk {dev_a}"));
     let reset = console.find("Received command reset").unwrap();
     assert!(console[reset..].contains("sysrq: Resetting"), "no reset after sbd received the message");
 }
 
 #[test]
 fn dm_multipath_keeps_verified_io_running_while_a_path_goes_and_comes_back() {
-    let (out, console) = run_guest("multipath.sh");
+    let (_target, out, console) = run_guest("multipath.sh");
     println!(
         "----- transcript -----\n{}",
         transcript(&console, &["tcp: [", " sd", "paths:", "--logout", "--login", "successful", "err=", "fio:"])

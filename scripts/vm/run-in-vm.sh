@@ -87,7 +87,21 @@ kvm) ACCEL=(-accel kvm -cpu host) ;;
 esac
 
 # One socat per guest connection (cmd: form): iSCSI opens a new TCP connection per login.
-fwd() { printf 'guestfwd=tcp:%s:3260-cmd:socat STDIO TCP:127.0.0.1:%s' "$1" "$2"; }
+# PALISADE_VM_TRACE=DIR keeps each connection's raw bytes (DIR/PID-PORT.i2t, .t2i) for debugging.
+if [[ -n ${PALISADE_VM_TRACE:-} ]]; then
+    mkdir -p "$PALISADE_VM_TRACE"
+    TRACE_DIR=$(cd "$PALISADE_VM_TRACE" && pwd)
+    [[ $TRACE_DIR != *[,\ ]* ]] || { echo "run-in-vm: PALISADE_VM_TRACE must not contain a comma or space" >&2; exit 2; }
+fi
+fwd() {
+    if [[ -n ${TRACE_DIR:-} ]]; then
+        # QEMU splits the command into words itself (no shell): sh names each connection's files.
+        printf "guestfwd=tcp:%s:3260-cmd:sh -c 'exec socat -r %s/\$\$-%s.i2t -R %s/\$\$-%s.t2i STDIO TCP:127.0.0.1:%s'" \
+            "$1" "$TRACE_DIR" "$2" "$TRACE_DIR" "$2" "$2"
+    else
+        printf 'guestfwd=tcp:%s:3260-cmd:socat STDIO TCP:127.0.0.1:%s' "$1" "$2"
+    fi
+}
 QEMU_ARGS=(
     -nodefaults -no-user-config -display none -vga none -no-reboot
     "${ACCEL[@]}" -m "$MEMORY" -smp "$CPUS"
