@@ -93,13 +93,16 @@ if [[ -n ${PALISADE_VM_TRACE:-} ]]; then
     TRACE_DIR=$(cd "$PALISADE_VM_TRACE" && pwd)
     [[ $TRACE_DIR != *[,\ ]* ]] || { echo "run-in-vm: PALISADE_VM_TRACE must not contain a comma or space" >&2; exit 2; }
 fi
+# QEMU hands the command the guest connection as stdin, stdout AND stderr: socat's own messages
+# (e.g. "Connection refused" when the target is gone) must go to -lf, not into the guest's
+# iSCSI byte stream, where the initiator would parse them as a PDU header.
 fwd() {
     if [[ -n ${TRACE_DIR:-} ]]; then
         # QEMU splits the command into words itself (no shell): sh names each connection's files.
-        printf "guestfwd=tcp:%s:3260-cmd:sh -c 'exec socat -r %s/\$\$-%s.i2t -R %s/\$\$-%s.t2i STDIO TCP:127.0.0.1:%s'" \
-            "$1" "$TRACE_DIR" "$2" "$TRACE_DIR" "$2" "$2"
+        printf "guestfwd=tcp:%s:3260-cmd:sh -c 'exec socat -lf %s -r %s/\$\$-%s.i2t -R %s/\$\$-%s.t2i STDIO TCP:127.0.0.1:%s'" \
+            "$1" "$TMP/socat.log" "$TRACE_DIR" "$2" "$TRACE_DIR" "$2" "$2"
     else
-        printf 'guestfwd=tcp:%s:3260-cmd:socat STDIO TCP:127.0.0.1:%s' "$1" "$2"
+        printf 'guestfwd=tcp:%s:3260-cmd:socat -lf %s STDIO TCP:127.0.0.1:%s' "$1" "$TMP/socat.log" "$2"
     fi
 }
 QEMU_ARGS=(
@@ -132,6 +135,11 @@ wait "$QEMU_PID" || QEMU_RC=$?
 QEMU_PID=''
 wait "$READER_PID" || true
 
+# socat complaints (target not listening, connection reset) explain many guest-side failures.
+if [[ -s $TMP/socat.log ]]; then
+    echo "run-in-vm: socat (host side of the portals) logged $(wc -l <"$TMP/socat.log") lines, last ones:" >&2
+    tail -n 5 "$TMP/socat.log" | sed 's/^/run-in-vm:   /' >&2
+fi
 STATUS=$(tr -dc '0-9' <"$TMP/status")
 if [[ -n $STATUS ]]; then
     exit "$STATUS"
