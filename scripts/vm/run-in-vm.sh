@@ -9,6 +9,9 @@
 # Exit status: the script's own; 124 when --timeout expired; 125 when the guest ended (rebooted,
 # powered off, panicked) without reporting a status; 2 for usage errors.
 set -euo pipefail
+# The whole script is one { ... } block, parsed before it runs: editing this file while VMs run
+# (bash reads scripts as it goes) cannot change what a running instance executes.
+{
 
 usage() {
     cat >&2 <<'EOF'
@@ -59,7 +62,8 @@ for n in "$PORT" "$PORT2" "$TIMEOUT" "$MEMORY" "$CPUS"; do [[ $n =~ ^[0-9]+$ ]] 
 IMAGE=$("$HERE/build-image.sh" --print-dir)
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/palisade-vm.XXXXXX")
-[[ $TMP != *,* ]] || { echo "run-in-vm: TMPDIR must not contain a comma" >&2; exit 2; }
+# TMP goes into QEMU's comma-separated options and into the socat command QEMU splits at spaces.
+[[ $TMP != *[,\ ]* ]] || { echo "run-in-vm: TMPDIR must not contain a comma or space" >&2; exit 2; }
 QEMU_PID=''
 cleanup() {
     if [[ -n $QEMU_PID ]]; then kill -TERM "$QEMU_PID" 2>/dev/null || true; fi
@@ -153,3 +157,4 @@ else
     echo "run-in-vm: the guest ended without reporting a status (QEMU exit $QEMU_RC)" >&2
     exit 125
 fi
+}
