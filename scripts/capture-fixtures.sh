@@ -69,7 +69,7 @@ python3 "$REPO/scripts/split_pdus.py" "$REPO/fixtures/pdus/open-iscsi" "$PORT" s
   echo "tshark=$(tshark --version | head -1)"
   echo "tgt=$(dpkg-query -W -f='${Version}' tgt)"
   echo "libiscsi-bin=$(dpkg-query -W -f='${Version}' libiscsi-bin)"
-  echo "vm-image=$(tr '\n' ' ' < "${VM_INITIATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vm-initiator}/VERSION")"
+  echo "vm-image=$(grep -h '^kernel' "$(bash "$REPO/scripts/vm/build-image.sh" --print-dir)/BUILD-INFO" | tr '\n' ' ')"
   grep -h 'open-iscsi\|iscsiadm version' "$WORK/open-iscsi.out" | head -2 || true
 } > "$REPO/fixtures/pdus/CAPTURE-INFO.txt"
 find "$REPO/fixtures/pdus" -name '*.bin' -printf '%s\n' | awk '{ s += $1 } END { printf "fixtures: %d PDU files, %d bytes\n", NR, s }'

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# install-deps.sh — everything the test suite needs on a Debian 12 machine, idempotent and
-# non-interactive; fast (no apt at all) when everything is already there.
+# install-deps.sh — everything the test suite needs on a Debian 12 machine that has only Rust,
+# idempotent and non-interactive; fast (no apt at all) when everything is already there.
 #   * libiscsi-bin: iscsi-test-cu, iscsi-ls, iscsi-inq, iscsi-readcapacity16 (client + conformance tests)
-#   * bc, python3: used by ../shared/peers/conformance.sh and its result parser
-#   * the QEMU guest image for the VM tests: ../shared/vm-initiator/build-image.sh (installs QEMU,
-#     debootstrap, socat itself; a no-op when its cache is present)
-# Rust (cargo) must already be installed. Runs apt as root (directly, or through sudo).
+#   * bc, python3: the conformance run and its result parser
+#   * tgt, istgt: peer targets the comparison tests start on loopback
+#   * the VM harness (scripts/vm/build-image.sh): QEMU, socat, debootstrap and the cached Debian
+#     guest image for the VM tests (a no-op when the cached image matches the sources)
+# Runs apt and the image build as root (directly, or through sudo).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SHARED="${SHARED_DIR:-$REPO/../shared}"
 export DEBIAN_FRONTEND=noninteractive
 
-PACKAGES=(libiscsi-bin bc python3)
+PACKAGES=(libiscsi-bin bc python3 tgt istgt)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }
+
+command -v cargo >/dev/null || { echo "install-deps: cargo not found; install Rust first" >&2; exit 1; }
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -22,12 +24,20 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
   as_root apt-get update -qq
+  # policy-rc.d 101: the tgt/istgt packages must not start system-wide daemons on 0.0.0.0:3260;
+  # the tests start their own instances on loopback ports.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    as_root sh -c "printf '#!/bin/sh\nexit 101\n' >$policy && chmod 0755 $policy"
+    trap 'as_root rm -f "$policy"' EXIT
+  fi
   as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
 else
   echo "install-deps: packages present (${PACKAGES[*]})"
 fi
 
-command -v cargo >/dev/null || { echo "install-deps: cargo not found; install Rust first" >&2; exit 1; }
-
-[ -x "$SHARED/vm-initiator/build-image.sh" ] || { echo "install-deps: $SHARED/vm-initiator missing" >&2; exit 1; }
-as_root bash "$SHARED/vm-initiator/build-image.sh" </dev/null
+# The image goes into the cache of the user who runs the tests, also when built through sudo
+# (whose HOME is root's).
+export PALISADE_VM_CACHE="${PALISADE_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/palisade-vm}"
+as_root env PALISADE_VM_CACHE="$PALISADE_VM_CACHE" bash "$REPO/scripts/vm/build-image.sh" </dev/null
+echo "install-deps: VM image $(bash "$REPO/scripts/vm/build-image.sh" --print-dir)"

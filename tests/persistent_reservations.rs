@@ -353,15 +353,14 @@ async fn witness_arbitration_elects_exactly_one_owner() {
 
 /// The Linux initiator with two identities and sg_persist (tests/guest/pr.sh): register,
 /// reserve, read keys / reservation / full status, preempt-and-abort, release, clear, and
-/// fence_scsi's sequence. Needs the image from ../shared/vm-initiator/build-image.sh.
+/// fence_scsi's sequence, in the repository's VM harness (scripts/vm/run-in-vm.sh).
 #[test]
 fn linux_initiators_use_persistent_reservations_through_sg_persist() {
     const GUEST_TIMEOUT_S: u64 = 400;
     let target = TargetProcess::start_default();
-    let mut cmd = Command::new(common::shared_dir().join("vm-initiator/run-in-vm.sh"));
-    cmd.args(["--portal-port", &target.port().to_string(), "--timeout", &GUEST_TIMEOUT_S.to_string()]);
+    let mut cmd = common::vm_runner(target.port(), GUEST_TIMEOUT_S);
     cmd.args(["--initiator-name", "iqn.2026-11.test:vm-a", "--second-initiator-name", "iqn.2026-11.test:vm-b"]);
-    cmd.arg(common::repo_root().join("tests/guest/pr.sh"));
+    cmd.arg(common::guest_script("pr.sh"));
     let out = common::run_with_timeout(&mut cmd, Duration::from_secs(GUEST_TIMEOUT_S + 60));
     let console = String::from_utf8_lossy(&out.stdout);
     println!("{console}");

@@ -1,11 +1,11 @@
 //! The Linux open-iscsi initiator in a QEMU guest against the real binary: discovery, login,
 //! sg_inq/sg_readcap, ext4 round trip, fio with verification, logout (tests/guest/core.sh).
-//! Needs the image from ../shared/vm-initiator/build-image.sh (scripts/install-deps.sh builds it).
+//! Runs in the repository's VM harness (scripts/vm/run-in-vm.sh; it builds its guest image on first
+//! use, scripts/install-deps.sh builds it ahead).
 
 mod common;
 
-use common::{repo_root, run_with_timeout, shared_dir, TargetProcess};
-use std::process::Command;
+use common::{guest_script, run_with_timeout, vm_runner, TargetProcess};
 use std::time::Duration;
 
 /// Guest-side limit handed to run-in-vm.sh; the host-side one is a little longer.
@@ -14,15 +14,12 @@ const GUEST_TIMEOUT_S: u64 = 400;
 #[test]
 fn linux_initiator_discovers_logs_in_and_does_verified_io() {
     let target = TargetProcess::start_default();
-    let run_in_vm = shared_dir().join("vm-initiator/run-in-vm.sh");
-    let guest_script = repo_root().join("tests/guest/core.sh");
-    let mut cmd = Command::new(&run_in_vm);
-    cmd.args(["--portal-port", &target.port().to_string(), "--timeout", &GUEST_TIMEOUT_S.to_string()]);
+    let mut cmd = vm_runner(target.port(), GUEST_TIMEOUT_S);
     if let Ok(vendor) = std::env::var("PALISADE_TEST_EXPECT_VENDOR") {
         // Only meaningful with PALISADE_TEST_EXTERNAL_URL (validating the guest script against tgt).
         cmd.args(["--env", &format!("EXPECT_VENDOR={vendor}")]);
     }
-    cmd.arg(&guest_script);
+    cmd.arg(guest_script("core.sh"));
     let out = run_with_timeout(&mut cmd, Duration::from_secs(GUEST_TIMEOUT_S + 60));
     let console = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);

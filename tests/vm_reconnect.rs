@@ -3,17 +3,18 @@
 //! target SIGTERM (Async logout request, drain, flush, exit) and starts it again on the same port
 //! and data directory. The kernel initiator recovers the session by itself (ERL 0 session
 //! recovery within replacement_timeout) and fio finds no error and no corruption.
-//! Needs the image from ../shared/vm-initiator/build-image.sh (scripts/install-deps.sh builds it).
+//! Runs in the repository's VM harness (scripts/vm/run-in-vm.sh; it builds its guest image on first
+//! use, scripts/install-deps.sh builds it ahead).
 
 mod common;
 mod hardening;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{repo_root, shared_dir};
+use common::{guest_script, vm_runner};
 use hardening::{free_port, target_toml, unique_dir, Server};
 
 const GUEST_TIMEOUT_S: u64 = 500;
@@ -25,9 +26,8 @@ fn linux_initiator_recovers_the_session_across_a_target_restart_without_corrupti
     let lun = "[[targets.luns]]\nid = 0\nbackend = \"file\"\npath = \"{DATA_DIR}/lun0.img\"\nsize = \"128MiB\"\n";
     let dir = unique_dir("palisade-vm-reconnect");
     let mut server = Server::start(&target_toml(lun, ""), free_port(), &dir);
-    let mut vm = Command::new(shared_dir().join("vm-initiator/run-in-vm.sh"))
-        .args(["--portal-port", &server.port.to_string(), "--timeout", &GUEST_TIMEOUT_S.to_string()])
-        .arg(repo_root().join("tests/guest/reconnect.sh"))
+    let mut vm = vm_runner(server.port, GUEST_TIMEOUT_S)
+        .arg(guest_script("reconnect.sh"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -358,10 +358,17 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `../shared` beside the repository (CI layout: shared/ next to the clone).
-pub fn shared_dir() -> PathBuf {
-    let dir =
-        std::env::var_os("SHARED_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("..").join("shared"));
-    assert!(dir.join("peers").is_dir(), "shared harness not found at {} (set SHARED_DIR)", dir.display());
-    dir
+/// The repository's VM harness, `scripts/vm/run-in-vm.sh --portal-port PORT --timeout SECS`:
+/// boots the Debian guest (building and caching its image on first use, see docs/testing.md)
+/// and runs a guest script in it as root; add further options and the script path. Its stdout
+/// is the guest console; its exit status the script's (124: timeout, 125: no status).
+pub fn vm_runner(portal_port: u16, guest_timeout_s: u64) -> Command {
+    let mut cmd = Command::new(repo_root().join("scripts/vm/run-in-vm.sh"));
+    cmd.args(["--portal-port", &portal_port.to_string(), "--timeout", &guest_timeout_s.to_string()]);
+    cmd
+}
+
+/// A guest script of the VM tests (`tests/guest/NAME`).
+pub fn guest_script(name: &str) -> PathBuf {
+    repo_root().join("tests/guest").join(name)
 }

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Guest-side core test (run by ../shared/vm-initiator/run-in-vm.sh; see tests/vm_initiator.rs):
+# Guest-side core test (run by scripts/vm/run-in-vm.sh; see tests/vm_initiator.rs):
 # SendTargets discovery, login, SCSI identity (lsscsi, sg_inq pages, sg_readcap), an ext4 round
 # trip with checksums across a remount, 20 s of fio random read/write with crc32c verification,
 # logout. The target's first LUN is wiped. Ends with "CORE OK".

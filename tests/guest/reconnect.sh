@@ -1,5 +1,5 @@
 #!/bin/bash
-# Guest side of tests/vm_reconnect.rs (run by ../shared/vm-initiator/run-in-vm.sh): log in with a
+# Guest side of tests/vm_reconnect.rs (run by scripts/vm/run-in-vm.sh): log in with a
 # long replacement timeout, print "FIO RUNNING", then write 64 MiB with fio (crc32c verify
 # headers) and read it all back verified. The host restarts the target (SIGTERM, start again on
 # the same port and data) a few seconds after the marker; the kernel initiator must recover the

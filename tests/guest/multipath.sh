@@ -1,0 +1,107 @@
+#!/bin/bash
+# Guest side of tests/vm_cluster_software.rs, dm-multipath: two iSCSI sessions to one Palisade
+# LUN, one through each guest portal address (PORTAL, SECOND_PORTAL), form one multipath map
+# with two paths. fio writes and verifies (crc32c, direct I/O) on the map while the second path
+# is logged out and logged back in; fio must see no error, and the map's path count must go
+# 2 -> 1 -> 2. Ends with "MULTIPATH OK".
+# Environment from run-in-vm.sh: PORTAL, SECOND_PORTAL, INITIATOR_NAME.
+set -euo pipefail
+
+FIO_SECONDS=${FIO_SECONDS:-90}
+step() { printf '\n=== %s\n' "$*"; }
+fail() {
+    echo "FAIL: $*"
+    multipath -ll 2>&1 || true
+    dmesg | grep -iE 'multipath|device-mapper|iscsi|sd[a-z]' | tail -30
+    exit 1
+}
+# Paths of the map as multipath -ll shows them ("H:C:T:L sdX MAJ:MIN state ...").
+paths() { multipath -ll "$MAP" 2>/dev/null | grep -cE '[0-9]+:[0-9]+:[0-9]+:[0-9]+ +sd[a-z]+ ' || true; }
+active_paths() { multipath -ll "$MAP" 2>/dev/null | grep -E '[0-9]+:[0-9]+:[0-9]+:[0-9]+ +sd[a-z]+ ' | grep -c 'active ready' || true; }
+wait_paths() { # N: until the map has N active paths (multipathd reacts to udev events)
+    local i
+    for i in $(seq 600); do
+        [[ $(paths) == "$1" && $(active_paths) == "$1" ]] && return 0
+        sleep 0.2
+    done
+    fail "the map did not reach $1 active paths (has $(paths), $(active_paths) active)"
+}
+show_map() { echo "# multipath -ll"; multipath -ll "$MAP" | sed -E "s/\x1b\[[0-9;]*m//g" | sed 's/^/    /'; echo "paths: $(paths)"; }
+
+step "iscsid and multipathd ($INITIATOR_NAME)"
+modprobe -a iscsi_tcp sd_mod sg dm_mod dm_multipath dm_round_robin dm_service_time
+cat >/etc/multipath.conf <<'EOF'
+defaults {
+    user_friendly_names yes
+    # every SCSI disk here is an iSCSI LUN of the target under test: no wwids file needed
+    find_multipaths no
+    path_grouping_policy multibus
+    # a path gone for good must not hang I/O forever: queue a short while, then fail
+    no_path_retry 12
+    polling_interval 2
+}
+EOF
+iscsid
+multipathd
+for _ in $(seq 100); do multipathd show status >/dev/null 2>&1 && break; sleep 0.2; done
+multipathd show status >/dev/null 2>&1 || fail "multipathd did not start"
+
+step "two sessions: $PORTAL and $SECOND_PORTAL"
+TARGET=$(iscsiadm -m discovery -t sendtargets -p "$PORTAL" | awk 'NR == 1 {print $2}')
+# Discovery answers with the target's host address, unreachable from here: node records are
+# made for the two forwarded guest addresses.
+iscsiadm -m node -o delete
+for p in "$PORTAL" "$SECOND_PORTAL"; do
+    iscsiadm -m node -o new -T "$TARGET" -p "$p" >/dev/null
+    # Fail a lost path's commands over to the other path quickly.
+    iscsiadm -m node -T "$TARGET" -p "$p" -o update -n node.session.timeo.replacement_timeout -v 5
+    iscsiadm -m node -T "$TARGET" -p "$p" --login >/dev/null
+done
+iscsiadm -m session
+udevadm settle --timeout=60
+MAP=''
+for _ in $(seq 300); do
+    MAP=$(multipath -l -v1 2>/dev/null | head -1)
+    [[ -n $MAP ]] && break
+    multipath >/dev/null 2>&1 || true
+    sleep 0.2
+done
+[[ -n $MAP ]] || fail "no multipath map"
+wait_paths 2
+show_map
+DEV=/dev/mapper/$MAP
+[[ -b $DEV ]] || fail "$DEV missing"
+
+step "fio on $DEV (randwrite 4k, direct, crc32c verify) for $FIO_SECONDS s while a path goes away and comes back"
+fio --name=multipath --filename="$DEV" --direct=1 --ioengine=libaio --iodepth=8 --rw=randwrite --bs=4k \
+    --size=64M --time_based --runtime="$FIO_SECONDS" --verify=crc32c --verify_backlog=32 --verify_fatal=1 \
+    --verify_dump=1 --eta=never --output=/tmp/fio.txt &
+FIO=$!
+sleep 10
+kill -0 $FIO 2>/dev/null || { cat /tmp/fio.txt; fail "fio ended early"; }
+echo "# iscsiadm -m node -T $TARGET -p $SECOND_PORTAL --logout"
+iscsiadm -m node -T "$TARGET" -p "$SECOND_PORTAL" --logout | sed 's/^/    /'
+wait_paths 1
+show_map
+sleep 10
+kill -0 $FIO 2>/dev/null || { cat /tmp/fio.txt; fail "fio ended while the map had one path"; }
+echo "# iscsiadm -m node -T $TARGET -p $SECOND_PORTAL --login"
+iscsiadm -m node -T "$TARGET" -p "$SECOND_PORTAL" --login | sed 's/^/    /'
+wait_paths 2
+show_map
+kill -0 $FIO 2>/dev/null || { cat /tmp/fio.txt; fail "fio ended before the path came back"; }
+echo "fio still running with both paths back"
+rc=0
+wait $FIO || rc=$?
+cat /tmp/fio.txt
+((rc == 0)) || fail "fio exited $rc"
+grep -qE 'err= *0' /tmp/fio.txt || fail "fio reports errors"
+# verify_backlog reads back what was written: its reads are the verified blocks.
+read -r READS WRITES < <(sed -nE 's/.*issued rwts: total=([0-9]+),([0-9]+),.*/\1 \2/p' /tmp/fio.txt) || true
+((${READS:-0} > 0 && ${WRITES:-0} > 0)) || fail "fio verified nothing (reads ${READS:-?}, writes ${WRITES:-?})"
+echo "fio: $(grep -oE 'err= *[0-9]+' /tmp/fio.txt | head -1), $WRITES blocks written, $READS verified by crc32c"
+
+step "cleanup"
+multipath -F >/dev/null 2>&1 || true
+iscsiadm -m node --logoutall=all >/dev/null
+echo "MULTIPATH OK"
