@@ -21,6 +21,7 @@ usage: scripts/vm/run-in-vm.sh --portal-port PORT [options] SCRIPT
   --initiator-name IQN            $INITIATOR_NAME, also /etc/iscsi/initiatorname.iscsi
   --second-initiator-name IQN2    $SECOND_INITIATOR_NAME (for a second open-iscsi iface record)
   --env NAME=VALUE                exported to SCRIPT (repeatable)
+  --lib FILE                      shell functions for SCRIPT, at /run/palisade/lib.sh in the guest
   --share DIR                     host DIR mounted read-write at /mnt/share (9p)
   --timeout SEC                   limit for the whole run (default 600)
   --memory MB                     guest memory (default 1024)
@@ -31,7 +32,7 @@ EOF
 }
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PORT='' PORT2='' SCRIPT='' SHARE='' TIMEOUT=600 MEMORY=1024 CPUS=2
+PORT='' PORT2='' SCRIPT='' SHARE='' LIB='' TIMEOUT=600 MEMORY=1024 CPUS=2
 INIT1=iqn.2026-11.io.palisade.vm:node-a
 INIT2=iqn.2026-11.io.palisade.vm:node-b
 ENV_VARS=()
@@ -43,6 +44,7 @@ while (($#)); do
     --second-initiator-name) INIT2=${2:-}; shift 2 || usage ;;
     --env) [[ ${2:-} =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || usage; ENV_VARS+=("$2"); shift 2 ;;
     --share) SHARE=$(cd "${2:-}" && pwd) || usage; shift 2 ;;
+    --lib) LIB=${2:-}; [[ -f $LIB ]] || usage; shift 2 ;;
     --timeout) TIMEOUT=${2:-}; shift 2 || usage ;;
     --memory) MEMORY=${2:-}; shift 2 || usage ;;
     --cpus) CPUS=${2:-}; shift 2 || usage ;;
@@ -74,6 +76,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM HUP
 
 cp "$SCRIPT" "$TMP/script"
+# An empty lib when none is given: the guest's init copies whatever arrives.
+if [[ -n $LIB ]]; then cp "$LIB" "$TMP/lib"; else : >"$TMP/lib"; fi
 {
     printf 'INITIATOR_NAME=%q\nSECOND_INITIATOR_NAME=%q\n' "$INIT1" "$INIT2"
     printf 'PORTAL=10.0.2.100:3260\nSECOND_PORTAL=10.0.2.101:3260\n'
@@ -120,6 +124,7 @@ QEMU_ARGS=(
     -fw_cfg "name=opt/palisade/init,file=$HERE/guest/init.sh"
     -fw_cfg "name=opt/palisade/script,file=$TMP/script"
     -fw_cfg "name=opt/palisade/env,file=$TMP/env"
+    -fw_cfg "name=opt/palisade/lib,file=$TMP/lib"
 )
 [[ -z $SHARE ]] ||
     QEMU_ARGS+=(-virtfs "local,path=$SHARE,mount_tag=palisade,security_model=none,id=share0")

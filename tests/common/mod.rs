@@ -365,6 +365,7 @@ pub fn repo_root() -> PathBuf {
 pub fn vm_runner(portal_port: u16, guest_timeout_s: u64) -> Command {
     let mut cmd = Command::new(repo_root().join("scripts/vm/run-in-vm.sh"));
     cmd.args(["--portal-port", &portal_port.to_string(), "--timeout", &guest_timeout_s.to_string()]);
+    cmd.arg("--lib").arg(guest_script("lib.sh"));
     cmd
 }
 

@@ -8,6 +8,8 @@
 # (guest ended without a status) and the console shows sbd's log and the kernel's reset.
 # Environment from run-in-vm.sh: PORTAL, INITIATOR_NAME, SECOND_INITIATOR_NAME.
 set -euo pipefail
+# two_node_sessions (tests/guest/lib.sh)
+. /run/palisade/lib.sh
 
 step() { printf '\n=== %s\n' "$*"; }
 fail() { echo "FAIL: $*"; exit 1; }
@@ -18,32 +20,7 @@ run() { # echo a command as node NAME runs it, then its output, indented
     "$@" 2>&1 | sed 's/^/    /'
 }
 
-A=$INITIATOR_NAME B=$SECOND_INITIATOR_NAME
-step "node A = $A, node B = $B: one session each"
-modprobe -a iscsi_tcp sd_mod sg
-iscsid
-declare -A IQN=([a]=$A [b]=$B)
-for n in a b; do
-    iscsiadm -m iface -I "node-$n" -o new >/dev/null
-    iscsiadm -m iface -I "node-$n" -o update -n iface.initiatorname -v "${IQN[$n]}" >/dev/null
-done
-# Discovery answers with the target's host address, unreachable from here: node records are
-# made for the forwarded portal.
-TARGET=$(iscsiadm -m discovery -t sendtargets -p "$PORTAL" -I node-a | awk 'NR == 1 {print $2}')
-iscsiadm -m node -o delete
-for n in a b; do
-    iscsiadm -m node -o new -T "$TARGET" -p "$PORTAL" -I "node-$n" >/dev/null
-    iscsiadm -m node -T "$TARGET" -p "$PORTAL" -I "node-$n" --login >/dev/null
-done
-DA='' DB=''
-for _ in $(seq 200); do
-    eval "$(iscsiadm -m session -P3 | awk '/Iface Name:/ {i = $3}
-        /Attached scsi disk/ {printf "D%s=/dev/%s\n", toupper(substr(i, 6)), $4}')"
-    [[ -b ${DA:-/nonexistent} && -b ${DB:-/nonexistent} ]] && break
-    sleep 0.1
-done
-[[ -b ${DA:-/nonexistent} && -b ${DB:-/nonexistent} ]] || fail "no disk for a node"
-echo "node A: $DA, node B: $DB (LUN 0 of $TARGET)"
+two_node_sessions
 
 # sbd logs only to syslog: a tiny /dev/log reader copies its messages to the console and a file
 # (only sbd's: udev's multipath rule logs noise on every disk event).

@@ -33,6 +33,8 @@ fi
 cat "$cfg/env/raw" >/run/palisade/env
 cat "$cfg/script/raw" >/run/palisade/script
 chmod 0755 /run/palisade/script
+# Shell functions the script may source (run-in-vm.sh --lib).
+cat "$cfg/lib/raw" >/run/palisade/lib.sh 2>/dev/null || : >/run/palisade/lib.sh
 set -a
 . /run/palisade/env
 set +a
