@@ -2,7 +2,8 @@
 # compare-peers.sh — Palisade against tgt and istgt, side by side in one run, written up in
 # docs/performance.md.
 #
-#   1. builds Palisade (release) and serves a 1 GiB memory LUN on 127.0.0.1:$PORT, prefilled by
+#   1. builds Palisade (release) and serves a 1 GiB file LUN on the peers' tmpfs (PAL_BACKEND=memory:
+#      a memory LUN) on 127.0.0.1:$PORT, prefilled by
 #      `palisade bench` with random data; restarts tgt and istgt (scripts/peers/peers.sh) on 1 GiB
 #      tmpfs files filled from /dev/urandom (reading sparse holes flatters a target);
 #   2. measures the loopback TCP ceiling (scripts/peers/limits.py, iperf3);
@@ -17,6 +18,7 @@
 #   5. writes docs/performance.md: medians, min–max, ratios to each peer, the issue-5 goals.
 #
 # Knobs: ROUNDS=3 DURATION=8 (s per run) PORT=3415 PROFILE=1 TARGETS="palisade tgt istgt"
+#        PAL_BACKEND=file (a file on the peers' tmpfs, PEERS_DATA) | memory
 #        OUTDIR=target/compare-peers/<stamp> DOC=docs/performance.md
 #        REPORT_FROM=<an OUTDIR of an earlier run>: only rewrite DOC from that run's raw data
 # WRITES DESTROY THE PEERS' LUN DATA (their tmpfs files; nothing else). Takes ~25 min with defaults.
@@ -28,6 +30,7 @@ PEERS="$REPO/scripts/peers"
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-8}"
 PORT="${PORT:-3415}"
+PAL_BACKEND="${PAL_BACKEND:-file}"
 PROFILE="${PROFILE:-1}"
 read -ra TARGETS <<<"${TARGETS:-palisade tgt istgt}"
 STAMP="$(date +%Y%m%d-%H%M%S)"
@@ -43,6 +46,8 @@ if [ -n "${REPORT_FROM:-}" ]; then
   # Rewrite the report from an earlier run's raw data (no measuring).
   OUTDIR="$REPORT_FROM"
   [ -f "$OUTDIR/run.env" ] || die "$OUTDIR/run.env missing: not a compare-peers output folder"
+  # Runs recorded before PAL_BACKEND existed measured the memory LUN.
+  PAL_BACKEND=memory
   # shellcheck disable=SC1091
   . "$OUTDIR/run.env"
   PERF_TSV="$OUTDIR/perf.tsv"; BENCH_TSV="$OUTDIR/bench.tsv"; PROFILE_TXT="$OUTDIR/profile.txt"; STEAL_TSV="$OUTDIR/steal.tsv"
@@ -51,7 +56,7 @@ else
 ( ensure_debs libiscsi-bin iperf3 && ensure_qemu_iscsi ) 2>&1 | tee -a "$OUTDIR/run.log" >&2
 [ "${PIPESTATUS[0]}" -eq 0 ] || die "installing the clients failed"
 RUN_AT="$(date '+%Y-%m-%d %H:%M')"
-printf 'ROUNDS=%q\nDURATION=%q\nTARGETS=(%s)\nRUN_AT=%q\n' "$ROUNDS" "$DURATION" "${TARGETS[*]}" "$RUN_AT" >"$OUTDIR/run.env"
+printf 'ROUNDS=%q\nDURATION=%q\nTARGETS=(%s)\nRUN_AT=%q\nPAL_BACKEND=%q\n' "$ROUNDS" "$DURATION" "${TARGETS[*]}" "$RUN_AT" "$PAL_BACKEND" >"$OUTDIR/run.env"
 
 # ------------------------------------------------------------------ Palisade
 log "building palisade (release)"
@@ -59,6 +64,10 @@ log "building palisade (release)"
 PAL_DIR="$OUTDIR/palisade-data"
 mkdir -p "$PAL_DIR"
 PAL_IQN="iqn.2026-11.io.palisade:compare"
+# Like with like (issue 13): by default Palisade serves a file on the same tmpfs as the peers'
+# LUN files; PAL_BACKEND=memory measures its memory LUN instead.
+PAL_LUN_FILE="${PEERS_DATA:-/dev/shm}/palisade-compare-$PORT.img"
+rm -f "$PAL_LUN_FILE"
 cat >"$PAL_DIR/palisade.toml" <<EOF
 data_dir = "$PAL_DIR"
 
@@ -73,7 +82,11 @@ portals = ["loopback"]
 
 [[targets.luns]]
 id = 0
-backend = "memory"
+$(if [ "$PAL_BACKEND" = memory ]; then
+  printf 'backend = "memory"\n'
+else
+  printf 'backend = "file"\npath = "%s"\n' "$PAL_LUN_FILE"
+fi)
 size = "1GiB"
 EOF
 ss -Hltn "sport = :$PORT" | grep -q LISTEN && die "port $PORT is busy"
@@ -81,6 +94,7 @@ RUST_LOG=warn "$BIN" serve --config "$PAL_DIR/palisade.toml" >"$OUTDIR/raw/palis
 PAL_PID=$!
 cleanup() {
   if [ -n "${PAL_PID:-}" ] && [ -d "/proc/$PAL_PID" ]; then kill -TERM "$PAL_PID" 2>/dev/null; wait "$PAL_PID" 2>/dev/null; fi
+  rm -f "$PAL_LUN_FILE"  # 1 GiB of tmpfs, that is of memory
 }
 trap cleanup EXIT
 for _ in $(seq 1 100); do ss -Hltn "sport = :$PORT" | grep -q LISTEN && break; sleep 0.1; done
@@ -227,9 +241,11 @@ fi
 
 # ------------------------------------------------------------------ report
 log "writing $DOC"
-python3 - "$PERF_TSV" "$BENCH_TSV" "$OUTDIR/limits.tsv" "$PROFILE_TXT" "$ROUNDS" "$DURATION" "${TARGETS[*]}" "$DOC" "$STEAL_TSV" "$RUN_AT" <<'PY' || die "report generation failed"
+python3 - "$PERF_TSV" "$BENCH_TSV" "$OUTDIR/limits.tsv" "$PROFILE_TXT" "$ROUNDS" "$DURATION" "${TARGETS[*]}" "$DOC" "$STEAL_TSV" "$RUN_AT" "$PAL_BACKEND" <<'PY' || die "report generation failed"
 import csv, os, platform, statistics, sys, time
-perf_tsv, bench_tsv, limits_tsv, profile_txt, rounds, duration, targets, doc, steal_tsv, run_at = sys.argv[1:]
+perf_tsv, bench_tsv, limits_tsv, profile_txt, rounds, duration, targets, doc, steal_tsv, run_at, pal_backend = sys.argv[1:]
+pal_lun = ("`memory` LUN of 1 GiB" if pal_backend == "memory"
+           else "`file` LUN of 1 GiB on the same tmpfs as the peers' files (like with like)")
 targets = targets.split()
 peers = [t for t in targets if t != "palisade"]
 
@@ -378,7 +394,7 @@ overlap.{steal_note} The client matters as much as the target: compare within a 
 
 ## Setup
 
-- **palisade**: release build, `memory` LUN of 1 GiB, prefilled with random data by `palisade bench`;
+- **palisade**: release build, {pal_lun}, prefilled with random data by `palisade bench`;
   default session settings (MaxRecvDataSegmentLength 256 KiB, FirstBurstLength 64 KiB, ImmediateData=Yes,
   InitialR2T=Yes, CmdSN window 128).
 - **tgt** 1.0.85 and **istgt** 0.4 (Debian packages, `scripts/peers/peers.sh`): 1 GiB files on tmpfs,
