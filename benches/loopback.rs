@@ -13,6 +13,7 @@ use palisade::bench::cdb;
 use palisade::bench::connection::{Completion, Connection, Request};
 use palisade::bench::login::LoginOptions;
 use palisade::bench::pattern::XorShift;
+use palisade::bench::runner::clear_unit_attention;
 use palisade::bench::url::IscsiUrl;
 use palisade::config::DEFAULT_TARGET_NAME;
 
@@ -24,21 +25,7 @@ async fn connect(addr: SocketAddr) -> Connection {
     let mut s =
         Connection::connect(&url, &LoginOptions::new("iqn.2026-11.io.palisade:loopback-bench", 7)).await.unwrap();
     // Take the power-on UNIT ATTENTION before measuring.
-    for _ in 0..4 {
-        let c = s
-            .execute(Request {
-                cdb: cdb::test_unit_ready(),
-                write_data: Bytes::new(),
-                read_len: 0,
-                collect: false,
-                tag: 0,
-            })
-            .await
-            .unwrap();
-        if c.status == cdb::GOOD {
-            break;
-        }
-    }
+    clear_unit_attention(&mut s).await.unwrap();
     s
 }
 

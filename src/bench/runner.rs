@@ -246,26 +246,12 @@ fn clock_seed() -> u64 {
 
 /// The first command of a new I_T nexus usually gets a UNIT ATTENTION (SPC-4 §5.14); TEST UNIT
 /// READY takes it so the measured I/O does not.
-async fn clear_unit_attention(s: &mut Connection) -> Result<(), BenchError> {
-    for _ in 0..8 {
-        let c = s
-            .execute(Request {
-                cdb: cdb::test_unit_ready(),
-                write_data: Bytes::new(),
-                read_len: 0,
-                collect: false,
-                tag: 0,
-            })
-            .await?;
-        if c.status == cdb::GOOD {
-            return Ok(());
-        }
-        let key = c.sense.as_deref().and_then(cdb::sense_key);
-        if !matches!(key, Some((cdb::UNIT_ATTENTION, _, _))) {
-            return Err(BenchError(format!("TEST UNIT READY: {}", cdb::describe_status(c.status, c.sense.as_deref()))));
-        }
-    }
-    Err(BenchError::new("TEST UNIT READY keeps reporting UNIT ATTENTION"))
+pub async fn clear_unit_attention(s: &mut Connection) -> Result<(), BenchError> {
+    let tur = Request { cdb: cdb::test_unit_ready(), write_data: Bytes::new(), read_len: 0, collect: false, tag: 0 };
+    super::registrations::execute_past_unit_attentions(s, tur)
+        .await
+        .map(|_| ())
+        .map_err(|e| BenchError(format!("TEST UNIT READY: {e}")))
 }
 
 async fn read_capacity(s: &mut Connection) -> Result<Capacity, BenchError> {
