@@ -138,7 +138,7 @@ async fn run(data: &[u8]) {
         let edtl = if control & 0x80 != 0 { 1 << 16 } else { data_out.len() as u32 };
         let lun_field = u64::from_be_bytes(encode_lun(lun_id));
         if control & 0x20 != 0 {
-            target.logical_unit_reset(lun_field, nexus);
+            target.logical_unit_reset(lun_field, nexus).await;
         }
         let task = ScsiTask {
             nexus: nexus.clone(),
