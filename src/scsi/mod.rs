@@ -5,6 +5,7 @@
 //! Task management (TMF, resets, PREEMPT AND ABORT) ends tasks here; the transport only sends
 //! the TASK ABORTED status it is told to (`task_set::StatusSink`).
 
+pub mod alua;
 mod block;
 mod commands;
 mod compare;
