@@ -317,7 +317,7 @@ fn bad_cdbs_and_parameter_lists_get_the_prescribed_sense() {
         ("GET LBA STATUS beyond the end", get_lba_status(last + 1), vec![], lba_out_of_range),
         ("EXTENDED COPY truncated header", xcopy_cdb(15), vec![0; 15], param_list_length),
         ("EXTENDED COPY reserved LIST ID USAGE", xcopy_cdb(16), [vec![1, 0x08], vec![0; 14]].concat(), invalid_param),
-        // SPC-4 §6.18: no held status for this list identifier.
+        // SPC-4 §6.25: no held status for this list identifier.
         (
             "RECEIVE COPY RESULTS unknown list",
             vec![0x84, 0, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0],

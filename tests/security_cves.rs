@@ -239,7 +239,7 @@ fn pr_out_cdb(action: u8, len: u32) -> [u8; 10] {
 }
 
 /// REGISTER with SPEC_I_PT: the 24-byte basic list, then the TransportID list length and the
-/// TransportIDs (SPC-4 §6.15.3 Table 209).
+/// TransportIDs (SPC-4 §6.16.3 Table 214).
 fn spec_i_pt_list(new_key: u64, tids: &[u8], declared_len: u32) -> Vec<u8> {
     let mut p = vec![0u8; 24];
     p[8..16].copy_from_slice(&new_key.to_be_bytes());

@@ -1,4 +1,4 @@
-//! Which commands a persistent reservation lets through (SPC-4 §5.13.1 Table 66, SBC-3 §4.17
+//! Which commands a persistent reservation lets through (SPC-4 §5.13.1 Table 65, SBC-3 §4.17
 //! Table 13), and how SPC-2 RESERVE/RELEASE coexist with it (SPC-4 §5.13.3, CRH = 1). The
 //! command table gives each command a `PrClass`; this file never lists opcodes.
 

@@ -28,7 +28,7 @@ const PROTOCOL_ISCSI: u8 = 0x5;
 /// Version descriptors (SPC-4 §6.6.2): SAM-5, iSCSI, SPC-4, SBC-3.
 const VERSION_DESCRIPTORS: [u16; 4] = [0x00A0, 0x0960, 0x0460, 0x04C0];
 
-/// Copies `text` as space-padded printable ASCII into `field` (SPC-4 §4.4.1).
+/// Copies `text` as space-padded printable ASCII into `field` (SPC-4 §4.3.1).
 fn put_ascii(field: &mut [u8], text: &str) {
     field.fill(b' ');
     for (dst, b) in field.iter_mut().zip(text.bytes().filter(|b| (0x20..0x7F).contains(b))) {
