@@ -263,7 +263,7 @@ fn bad_cdbs_and_parameter_lists_get_the_prescribed_sense() {
     let param_list_length = (0x05, 0x1A, 0x00);
     let invalid_param = (0x05, 0x26, 0x00);
     let cases: Vec<(&str, Vec<u8>, Vec<u8>, SenseCode)> = vec![
-        // SBC-3 §5.3: data-out must be exactly 2 × NUMBER OF LOGICAL BLOCKS blocks.
+        // SBC-3 §5.2: data-out must be exactly 2 × NUMBER OF LOGICAL BLOCKS blocks.
         ("CAW data-out too short", caw(0, 2), vec![0; 2 * BS], invalid_cdb),
         ("CAW beyond the end", caw(last, 2), vec![0; 4 * BS], lba_out_of_range),
         ("CAW miscompare", caw(0, 1), [vec![0xFF; BS], vec![0; BS]].concat(), (0x0E, 0x1D, 0x00)),

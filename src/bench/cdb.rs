@@ -27,7 +27,7 @@ pub fn read_capacity10() -> [u8; 16] {
     c
 }
 
-/// READ (16) (SBC-3 §5.11) / WRITE (16) (SBC-3 §5.40): 64-bit LBA, 32-bit block count.
+/// READ (16) (SBC-3 §5.13) / WRITE (16) (SBC-3 §5.40): 64-bit LBA, 32-bit block count.
 pub fn rw16(write: bool, lba: u64, blocks: u32) -> [u8; 16] {
     let mut c = [0u8; 16];
     c[0] = if write { 0x8a } else { 0x88 };

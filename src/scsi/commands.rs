@@ -101,7 +101,7 @@ pub(crate) enum LbaLayout {
     Lba12,
     /// 64-bit LBA in bytes 2-9, 32-bit length in bytes 10-13.
     Lba16,
-    /// SBC-3 §5.3 COMPARE AND WRITE: 64-bit LBA, NUMBER OF LOGICAL BLOCKS in byte 13.
+    /// SBC-3 §5.2 COMPARE AND WRITE: 64-bit LBA, NUMBER OF LOGICAL BLOCKS in byte 13.
     Lba16Count8,
 }
 

@@ -72,7 +72,7 @@ pub struct Lun {
     read_only: bool,
     /// SBC-3 §6.4.4 / READ CAPACITY(16): log2(logical blocks per physical block).
     physical_exponent: u8,
-    /// Overlapping commands serialise here (SBC-3 §5.3 COMPARE AND WRITE atomicity).
+    /// Overlapping commands serialise here (SBC-3 §5.2 COMPARE AND WRITE atomicity).
     ranges: RangeLock,
     /// EXTENDED COPY statuses held for RECEIVE COPY RESULTS (SPC-4 §6.25).
     copies: CopyResults,

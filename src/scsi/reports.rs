@@ -109,7 +109,7 @@ pub(crate) fn report_supported_tmf(cdb: &[u8]) -> Vec<u8> {
     out
 }
 
-/// SBC-3 §5.18/§5.19 READ DEFECT DATA(10/12): a virtual medium has no defects, so both lists
+/// SBC-3 §5.17/§5.18 READ DEFECT DATA(10/12): a virtual medium has no defects, so both lists
 /// are valid and empty, in the format asked for.
 pub(crate) fn read_defect_data(cdb: &[u8], twelve: bool) -> Vec<u8> {
     let request = if twelve { cdb[1] } else { cdb[2] };
