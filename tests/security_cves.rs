@@ -266,7 +266,7 @@ fn padded(name: &str, to: usize) -> Vec<u8> {
 /// SCST's TransportID parsing (the checklist item of issue 6; no CVE number claimed): TransportIDs
 /// whose lengths point past the list, names without their terminating NUL, names far over
 /// 223 bytes. Each is INVALID FIELD IN PARAMETER LIST or PARAMETER LIST LENGTH ERROR (SPC-4
-/// §6.15.3), nothing is registered, and the server never panics.
+/// §6.16.3), nothing is registered, and the server never panics.
 #[test]
 fn malformed_transport_ids_are_refused_with_parameter_list_errors() {
     let mut t = plain_target("");

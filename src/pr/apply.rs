@@ -329,13 +329,13 @@ fn preempt(
         next.registrants.retain(|r| r.id == own.id || !select(r));
     };
     match &old.reservation {
-        // §5.13.11.4.4: all-registrants with key zero: everyone else goes, the preemptor
+        // §5.13.11.2.4.3: all-registrants with key zero: everyone else goes, the preemptor
         // holds a new reservation of the requested type.
         Some(res) if res.kind.all_registrants() && victim == 0 => {
             remove(next, fx, &|_| true);
             next.reservation = Some(Reservation { holder: own.id.clone(), kind });
         }
-        // §5.13.11.4.3: the holder's key preempts the reservation too.
+        // §5.13.11.2.4.3: the holder's key preempts the reservation too.
         Some(res)
             if !res.kind.all_registrants() && old.registrants.get(&res.holder).is_some_and(|r| r.key == victim) =>
         {
@@ -348,7 +348,7 @@ fn preempt(
                 }
             }
         }
-        // §5.13.11.4.2: otherwise only registrations are preempted; the key must exist and
+        // §5.13.11.2.5: otherwise only registrations are preempted; the key must exist and
         // must not be zero.
         _ => {
             if victim == 0 {

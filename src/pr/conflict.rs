@@ -8,7 +8,7 @@ use super::state::{ItNexus, State};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrClass {
     /// "Allowed" in every column: INQUIRY, REPORT LUNS, REQUEST SENSE, TEST UNIT READY,
-    /// READ CAPACITY, PERSISTENT RESERVE IN/OUT (PR OUT checks itself, §5.13.2)...
+    /// READ CAPACITY, PERSISTENT RESERVE IN/OUT (PR OUT checks itself, §5.13.1)...
     Allowed,
     /// Reads the medium or device state: allowed under Write Exclusive types, a conflict
     /// under Exclusive Access types unless registered (RO/AR).

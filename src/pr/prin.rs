@@ -35,7 +35,7 @@ fn header(state: &State, additional: usize) -> Vec<u8> {
 }
 
 /// Parameter data cut at the allocation length as it is written (SPC-4 §4.2.5.6), while the
-/// ADDITIONAL LENGTH in its header describes the whole list (§6.14.2, §6.14.5): an initiator
+/// ADDITIONAL LENGTH in its header describes the whole list (§6.15.2, §6.15.5): an initiator
 /// that asked for too little learns how much to ask for, and thousands of registrations are
 /// never built only to be thrown away.
 struct Capped {
@@ -119,7 +119,7 @@ fn read_full_status(state: &State, allocation_length: usize) -> Vec<u8> {
         d.push((r.id.target.is_none() as u8) << 1 | holder as u8);
         d.push(if holder { state.reservation.as_ref().map_or(0, |res| res.kind.code()) } else { 0 });
         d.extend_from_slice(&[0; 4]);
-        // RELATIVE TARGET PORT IDENTIFIER: ignored (zero) with ALL_TG_PT (§6.14.5).
+        // RELATIVE TARGET PORT IDENTIFIER: ignored (zero) with ALL_TG_PT (§6.15.5).
         d.extend_from_slice(&r.id.target.as_ref().map_or(0, |t| t.tpgt).to_be_bytes());
         d.extend_from_slice(&(tid.len() as u32).to_be_bytes());
         d.extend_from_slice(&tid);

@@ -1,5 +1,5 @@
 //! Logical block provisioning (SBC-3 §4.7): WRITE SAME(10/16) with UNMAP and NDOB (§5.42,
-//! §5.43), UNMAP (§5.28) and GET LBA STATUS (§5.16). The provisioning bits this LUN reports
+//! §5.43), UNMAP (§5.28) and GET LBA STATUS (§5.4). The provisioning bits this LUN reports
 //! (VPD B2h, READ CAPACITY(16)) come from `Backend::supports_unmap`; GET LBA STATUS reports
 //! what the backend really has allocated.
 
