@@ -65,7 +65,7 @@ impl fmt::Debug for InitiatorPort {
 }
 
 /// An iSCSI target port: target name and target portal group tag (RFC 7143 §4.2.7.1). The
-/// TPGT is also the RELATIVE TARGET PORT IDENTIFIER (SPC-4 §7.8.6.8) that READ FULL STATUS and
+/// TPGT is also the RELATIVE TARGET PORT IDENTIFIER (SPC-4 §7.8.6.7) that READ FULL STATUS and
 /// VPD 83h report; several gateways serving one target give their ports distinct TPGTs.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct TargetPort {

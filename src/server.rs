@@ -312,7 +312,7 @@ fn open_backend_lun(t: &TargetConfig, l: &LunConfig) -> Result<Lun, StartError> 
     Ok(lun)
 }
 
-/// SPC-4 §5.13.4 APTPL: each LU's reservations live in `<data_dir>/<serial>.pr`. An unreadable
+/// SPC-4 §5.13.5.1 APTPL: each LU's reservations live in `<data_dir>/<serial>.pr`. An unreadable
 /// record is logged and the LU starts without reservations (never from a half-read state).
 fn restore_reservations(lun: &mut Lun, data_dir: &std::path::Path) {
     let path = data_dir.join(format!("{}.pr", lun.identity().serial));

@@ -244,7 +244,7 @@ fn clock_seed() -> u64 {
         ^ std::process::id() as u64
 }
 
-/// The first command of a new I_T nexus usually gets a UNIT ATTENTION (SPC-4 §5.14); TEST UNIT
+/// The first command of a new I_T nexus usually gets a UNIT ATTENTION (SAM-5 §5.14); TEST UNIT
 /// READY takes it so the measured I/O does not.
 pub async fn clear_unit_attention(s: &mut Connection) -> Result<(), BenchError> {
     let tur = Request { cdb: cdb::test_unit_ready(), write_data: Bytes::new(), read_len: 0, collect: false, tag: 0 };

@@ -1,5 +1,5 @@
 //! The APTPL record of one logical unit's reservation state: a versioned, checksummed
-//! snapshot (SPC-4 §5.13.4). `FileStore` writes it whole at compaction; `journal.rs` records
+//! snapshot (SPC-4 §5.13.5.1). `FileStore` writes it whole at compaction; `journal.rs` records
 //! single changes on top of it.
 
 use super::apply::HARD_MAX_REGISTRANTS;

@@ -1,15 +1,15 @@
-//! Asymmetric logical unit access (SPC-4 §5.15): the target port groups this server presents and
+//! Asymmetric logical unit access (SPC-4 §5.16.2): the target port groups this server presents and
 //! the access state of its own group. One `Alua` per server, shared by every target and LUN.
 //!
 //! Single-node: one group, always Active/Optimized. Cluster: the cluster layer (src/cluster) sets
 //! every gateway's group from the membership and moves the local group to Transitioning or
 //! Unavailable when this gateway cannot serve safely (self-fencing), so that commands get NOT READY
-//! and a host's multipath retries another path (SPC-4 §5.15.2.4).
+//! and a host's multipath retries another path (SPC-4 §5.16.2.4).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Target port asymmetric access state (SPC-4 §6.37, REPORT TARGET PORT GROUPS, table 356 codes).
+/// Target port asymmetric access state (SPC-4 §6.37, REPORT TARGET PORT GROUPS, table 307 codes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum AccessState {

@@ -63,7 +63,7 @@ pub(crate) enum Command {
 }
 
 /// How a command fares under a persistent reservation held by another I_T nexus (SPC-4
-/// §5.13.1 Table 66, SBC-3 §4.17 Table 13), before the reservation type is looked at.
+/// §5.13.1 Table 65, SBC-3 §4.17 Table 13), before the reservation type is looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PrPolicy {
     Allowed,
@@ -101,7 +101,7 @@ pub(crate) enum LbaLayout {
     Lba12,
     /// 64-bit LBA in bytes 2-9, 32-bit length in bytes 10-13.
     Lba16,
-    /// SBC-3 §5.3 COMPARE AND WRITE: 64-bit LBA, NUMBER OF LOGICAL BLOCKS in byte 13.
+    /// SBC-3 §5.2 COMPARE AND WRITE: 64-bit LBA, NUMBER OF LOGICAL BLOCKS in byte 13.
     Lba16Count8,
 }
 
@@ -209,9 +209,9 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
     row(0x56, Reserve10, Spc2, NoLba, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
     row(0x57, Release10, Spc2, NoLba, &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0]).under_spc2_reservation(),
     row(0x5A, ModeSense10, Reads, NoLba, &[0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0]),
-    // SPC-4 §6.14 PERSISTENT RESERVE IN: READ KEYS, READ RESERVATION, REPORT CAPABILITIES,
-    // READ FULL STATUS. §6.15 PERSISTENT RESERVE OUT: service actions 0-7, SCOPE/TYPE byte 2;
-    // its service actions decide their own conflicts (SPC-4 §5.13.2, pr/apply.rs).
+    // SPC-4 §6.15 PERSISTENT RESERVE IN: READ KEYS, READ RESERVATION, REPORT CAPABILITIES,
+    // READ FULL STATUS. §6.16 PERSISTENT RESERVE OUT: service actions 0-7, SCOPE/TYPE byte 2;
+    // its service actions decide their own conflicts (SPC-4 §5.13.1, pr/apply.rs).
     row(0x5E, PersistentReserveIn, Allowed, NoLba, PRIN_USAGE).service_action(0x00),
     row(0x5E, PersistentReserveIn, Allowed, NoLba, PRIN_USAGE).service_action(0x01),
     row(0x5E, PersistentReserveIn, Allowed, NoLba, PRIN_USAGE).service_action(0x02),
@@ -438,7 +438,7 @@ mod tests {
     #[test]
     fn lookup_and_usage_checks() {
         assert_eq!(lookup(&[0x5D, 0]).unwrap_err().reason, SenseReason::InvalidOpcode);
-        // SPC-4 §6.14.1: an unknown PR IN service action is an invalid CDB field.
+        // SPC-4 §6.15.1: an unknown PR IN service action is an invalid CDB field.
         assert_eq!(lookup(&[0x5E, 0x04]).unwrap_err(), Sense::invalid_cdb_field(1, Some(4)));
         assert_eq!(lookup(&[0x5F, 0x07]).unwrap().command, Command::PersistentReserveOut);
         assert_eq!(lookup(&[0x9E, 0x11]).unwrap_err(), Sense::invalid_cdb_field(1, Some(4)));

@@ -28,7 +28,7 @@ const PROTOCOL_ISCSI: u8 = 0x5;
 /// Version descriptors (SPC-4 §6.6.2): SAM-5, iSCSI, SPC-4, SBC-3.
 const VERSION_DESCRIPTORS: [u16; 4] = [0x00A0, 0x0960, 0x0460, 0x04C0];
 
-/// Copies `text` as space-padded printable ASCII into `field` (SPC-4 §4.4.1).
+/// Copies `text` as space-padded printable ASCII into `field` (SPC-4 §4.3.1).
 fn put_ascii(field: &mut [u8], text: &str) {
     field.fill(b' ');
     for (dst, b) in field.iter_mut().zip(text.bytes().filter(|b| (0x20..0x7F).contains(b))) {
@@ -136,23 +136,23 @@ fn tpc_descriptor(out: &mut Vec<u8>, kind: u16, mut body: Vec<u8>) {
 /// supported commands, parameter data, supported descriptors, supported CSCD IDs.
 fn third_party_copy() -> Vec<u8> {
     let mut out = Vec::new();
-    // §7.8.17.3 supported commands: EXTENDED COPY(LID1) 83h/00h; RECEIVE COPY RESULTS 84h
+    // §7.8.17.4 supported commands: EXTENDED COPY(LID1) 83h/00h; RECEIVE COPY RESULTS 84h
     // with COPY STATUS (00h) and OPERATING PARAMETERS (03h).
     let commands = [0x83, 1, 0x00, 0x84, 2, 0x00, 0x03];
     let mut body = vec![commands.len() as u8];
     body.extend_from_slice(&commands);
     tpc_descriptor(&mut out, 0x0001, body);
-    // §7.8.17.4 parameter data.
+    // §7.8.17.5 parameter data.
     let mut body = vec![0u8; 28];
     body[4..6].copy_from_slice(&xcopy::MAX_CSCD_DESCRIPTORS.to_be_bytes());
     body[6..8].copy_from_slice(&xcopy::MAX_SEGMENT_DESCRIPTORS.to_be_bytes());
     body[8..12].copy_from_slice(&xcopy::MAX_DESCRIPTOR_LIST_LENGTH.to_be_bytes());
     tpc_descriptor(&mut out, 0x0008, body);
-    // §7.8.17.5 supported descriptors.
+    // §7.8.17.6 supported descriptors.
     let mut body = vec![xcopy::SUPPORTED_DESCRIPTORS.len() as u8];
     body.extend_from_slice(&xcopy::SUPPORTED_DESCRIPTORS);
     tpc_descriptor(&mut out, 0x0009, body);
-    // §7.8.17.6 supported CSCD IDs: none beyond plain descriptor indexes.
+    // §7.8.17.7 supported CSCD IDs: none beyond plain descriptor indexes.
     tpc_descriptor(&mut out, 0x000A, vec![0, 0]);
     out
 }

@@ -72,7 +72,7 @@ enum Op {
         allocation_length: usize,
     },
     PrOut(PrOut),
-    /// SPC-4 §6.4: with the LUNs this nexus may access (the only ones a copy may touch).
+    /// SPC-4 §6.5: with the LUNs this nexus may access (the only ones a copy may touch).
     ExtendedCopy {
         param_len: usize,
         visible: Vec<Arc<Lun>>,
@@ -297,7 +297,7 @@ impl ScsiTarget {
             ModeSelect6 | ModeSelect10 => {
                 let ten = command == ModeSelect10;
                 let param_len = if ten { be16(&cdb[7..9]) } else { cdb[4] as usize };
-                // SPC-4 §6.9: PF zero means vendor-specific page format, which is not offered.
+                // SPC-4 §6.11: PF zero means vendor-specific page format, which is not offered.
                 if cdb[1] & 0x10 == 0 && param_len > 0 {
                     return Err(Sense::invalid_cdb_field(1, Some(4)));
                 }
@@ -408,7 +408,7 @@ fn mode_select(
     ten: bool,
     param_len: usize,
 ) -> Result<Option<Bytes>, Sense> {
-    // SPC-4 §6.9: a zero parameter list length transfers nothing and is not an error.
+    // SPC-4 §6.11: a zero parameter list length transfers nothing and is not an error.
     if param_len == 0 {
         return Ok(None);
     }
@@ -416,7 +416,7 @@ fn mode_select(
         return Err(SenseReason::ParameterListLengthError.into());
     }
     if mode::mode_select(lun, &data.to_vec(param_len), ten)? {
-        // SPC-4 §7.5.1: other I_T nexuses learn of the change through a unit attention.
+        // SPC-4 §6.11: other I_T nexuses learn of the change through a unit attention.
         lun.establish_unit_attention(SenseReason::ModeParametersChanged, Some(nexus));
     }
     Ok(None)

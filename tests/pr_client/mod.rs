@@ -233,7 +233,7 @@ impl Client {
     }
 }
 
-/// PR OUT service actions and types used by the tests (SPC-4 §6.15).
+/// PR OUT service actions and types used by the tests (SPC-4 §6.16).
 pub mod prout {
     pub const REGISTER: u8 = 0;
     pub const RESERVE: u8 = 1;
