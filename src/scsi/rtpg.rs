@@ -23,6 +23,11 @@ pub(crate) fn report_target_port_groups(cdb: &[u8], alua: &Alua, on_this_target:
     }
     for report in alua.reports() {
         let ports: Vec<u16> = report.group.relative_ports.iter().copied().filter(|&p| on_this_target(p)).collect();
+        // §6.37: every target port group contains at least one target port; a group with none
+        // of this target's ports is not one of its groups.
+        if ports.is_empty() {
+            continue;
+        }
         // PREF = 0: no group is preferred over another.
         out.push(report.group.state.code());
         out.push(SUPPORTED_STATES);
@@ -68,6 +73,8 @@ mod tests {
         let data = report_target_port_groups(&cdb(0), &alua, |p| p == 2);
         assert_eq!(&data[..4], &[0, 0, 0, 12]);
         assert_eq!(&data[11..], &[1, 0, 0, 0, 2]);
+        // No port of this target in any group: no group to report.
+        assert_eq!(report_target_port_groups(&cdb(0), &alua, |_| false), vec![0, 0, 0, 0]);
     }
 
     #[test]
