@@ -1,12 +1,17 @@
 //! Implicit ALUA (SPC-4 §5.15) on the wire, against the real binary serving one target on two
 //! portal groups (TPGT 1 and 2): libiscsi's iscsi-inq sees TPGS and the target port designators;
 //! the raw initiator checks their values, REPORT TARGET PORT GROUPS, SET TARGET PORT GROUPS'
-//! refusal and READ FULL STATUS' relative target port identifiers byte for byte.
+//! refusal and READ FULL STATUS' relative target port identifiers byte for byte. The access
+//! states are driven on a server run in this process (the handle a cluster layer holds).
 
 mod common;
 
 use common::block_initiator::BlockInitiator;
-use common::{free_port, run_ok, TargetProcess, DEFAULT_IQN};
+use common::{free_port, run_ok, unique_temp_dir, TargetProcess, DEFAULT_IQN};
+use palisade::config::Config;
+use palisade::scsi::alua::{AccessState, Alua};
+use palisade::server::Server;
+use std::sync::Arc;
 use std::time::Duration;
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -131,4 +136,77 @@ fn read_full_status_reports_the_relative_port_each_registration_came_through() {
     }
     ports.sort();
     assert_eq!(ports, vec![(0xA, 1), (0xB, 2)]);
+}
+
+/// The zero-config server (file LUN 0) run in this process on an ephemeral loopback port: its
+/// ALUA handle, its portal, and what stops it.
+struct InProcess {
+    alua: Arc<Alua>,
+    portal: String,
+    stop: tokio::sync::watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcess {
+    fn start() -> InProcess {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let config = Config::zero_config("127.0.0.1:0".parse().unwrap(), unique_temp_dir("palisade-alua"));
+        let server = runtime.block_on(Server::bind(&config)).expect("bind");
+        let (alua, portal) = (server.alua(), server.portals()[0].addr.to_string());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let thread = std::thread::spawn(move || runtime.block_on(server.run(stopped)).expect("serve"));
+        InProcess { alua, portal, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn rw10(op: u8, lba: u32) -> Vec<u8> {
+    let mut cdb = vec![op, 0];
+    cdb.extend_from_slice(&lba.to_be_bytes());
+    cdb.extend_from_slice(&[0, 0, 1, 0]);
+    cdb
+}
+
+#[test]
+fn access_states_answer_not_ready_on_the_wire_after_a_unit_attention_and_recover() {
+    let server = InProcess::start();
+    let mut host = login(&server.portal, 7);
+    host.ok(0, &rw10(0x2A, 9), &[0x5A; 512], 0);
+    for (state, ascq) in
+        [(AccessState::Transitioning, 0x0A), (AccessState::Unavailable, 0x0C), (AccessState::Standby, 0x0B)]
+    {
+        server.alua.set_local_state(state);
+        // SPC-4 §5.15.2.5: the change is announced once, then the state's NOT READY applies
+        // (§5.15.2.4.4-6) to TEST UNIT READY, READ and WRITE alike.
+        assert_eq!(host.command(0, &[0; 6], &[], 0).sense_code(), (6, 0x2A, 0x06), "{state:?}");
+        for cdb in [vec![0; 6], rw10(0x28, 9), rw10(0x2A, 9)] {
+            let done = host.command(0, &cdb, &[0xEE; 512], 512);
+            assert_eq!((done.status, done.sense_code()), (2, (2, 0x04, ascq)), "{state:?} {cdb:02x?}");
+        }
+        // The host can still learn the state: INQUIRY and REPORT TARGET PORT GROUPS (state,
+        // status code 02h "altered by implicit ALUA behaviour"). (libiscsi's tools cannot be
+        // used here: their connect step sends TEST UNIT READY and gives up on NOT READY.)
+        assert_eq!(host.ok(0, &[0x12, 0, 0, 0, 36, 0], &[], 36)[5] & 0x30, 0x10, "{state:?}");
+        let groups = host.ok(0, &rtpg(0, 1024), &[], 1024);
+        assert_eq!((groups[4], groups[9]), (state.code(), 0x02), "{state:?}");
+        // Standby alone still takes PERSISTENT RESERVE IN (§5.15.2.4.4).
+        let read_keys = host.command(0, &[0x5E, 0, 0, 0, 0, 0, 0, 0, 8, 0], &[], 8);
+        assert_eq!(read_keys.is_good(), state == AccessState::Standby, "{state:?}: {read_keys:?}");
+    }
+    server.alua.set_local_state(AccessState::ActiveOptimized);
+    assert_eq!(host.command(0, &[0; 6], &[], 0).sense_code(), (6, 0x2A, 0x06));
+    // Nothing written while the port could not serve reached the LUN.
+    assert_eq!(host.ok(0, &rw10(0x28, 9), &[], 512), vec![0x5A; 512]);
+    drop(host);
+    // Active again: libiscsi connects and sees implicit ALUA.
+    let url = format!("iscsi://{}/{DEFAULT_IQN}/0", server.portal);
+    assert!(run_ok("iscsi-inq", &[&url], TOOL_TIMEOUT).lines().any(|l| l == "TPGS:1"));
 }
