@@ -202,8 +202,8 @@ impl Alua {
         }
         new.sort_by_key(|g| g.id);
         let mut groups = self.lock();
-        let states = |list: &mut dyn Iterator<Item = &PortGroup>| list.map(|g| (g.id, g.state)).collect::<Vec<_>>();
-        let changed = states(&mut groups.reports.iter().map(|r| &r.group)) != states(&mut new.iter());
+        let before = groups.reports.iter().map(|r| (r.group.id, r.group.state));
+        let changed = !before.eq(new.iter().map(|g| (g.id, g.state)));
         let reports = new
             .into_iter()
             .map(|group| {
