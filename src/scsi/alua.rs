@@ -171,9 +171,10 @@ impl Alua {
         self.implicit_transition_secs.load(Ordering::Relaxed)
     }
 
-    /// Logical units that are told about state changes (SPC-4 §5.15.2.5); dropped LUNs are
-    /// forgotten on the next change.
-    pub fn attach(&self, lun: &Arc<Lun>) {
+    /// Logical units that are told about state changes (SPC-4 §5.15.2.5) and that re-check the
+    /// state when a data command executes; dropped LUNs are forgotten on the next change.
+    pub fn attach(self: &Arc<Self>, lun: &Arc<Lun>) {
+        lun.use_alua(self);
         let mut groups = self.lock();
         if !groups.luns.iter().any(|l| std::ptr::eq(l.as_ptr(), Arc::as_ptr(lun))) {
             groups.luns.push(Arc::downgrade(lun));

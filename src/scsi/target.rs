@@ -402,6 +402,13 @@ impl Prepared {
                     if pr_conflict(&gate, &self.nexus, self.pr_class) || lun.reserved_by_other(&self.nexus) {
                         return Completion::reservation_conflict();
                     }
+                    // SPC-4 §5.15.2.4: data commands run only in the active states (the
+                    // `alua` column); a port that left them while this command waited for
+                    // its Data-Out or its turn answers NOT READY and touches nothing, so the
+                    // host retries on another path.
+                    if let Some(refusal) = lun.access_state().refusal() {
+                        return Completion::check_condition(Sense::from(refusal).encode(d_sense));
+                    }
                     let result = io.execute(lun.clone(), data).await;
                     drop(gate);
                     result
@@ -419,9 +426,13 @@ impl Prepared {
                 }
             }
             Op::ExtendedCopy { param_len, visible } => match self.lun {
-                Some(lun) => {
-                    xcopy::extended_copy(&lun, &self.nexus, &visible, &data.to_vec(param_len)).await.map(|_| None)
-                }
+                Some(lun) => match lun.access_state().refusal() {
+                    // SPC-4 §5.15.2.4: re-checked at execution, as for data commands above.
+                    Some(refusal) => Err(refusal.into()),
+                    None => {
+                        xcopy::extended_copy(&lun, &self.nexus, &visible, &data.to_vec(param_len)).await.map(|_| None)
+                    }
+                },
                 None => Err(SenseReason::LunNotSupported.into()),
             },
             Op::ModeSelect { ten, param_len } => match self.lun {

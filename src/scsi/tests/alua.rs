@@ -172,3 +172,22 @@ async fn standard_inquiry_reports_implicit_alua_and_vpd_83h_the_receiving_port()
     let tpg = id.windows(8).any(|w| w == [0x51, 0x95, 0, 4, 0, 0, 0, 1]);
     assert!(rel && tpg, "{id:02x?}");
 }
+
+#[tokio::test]
+async fn a_write_prepared_while_active_does_not_land_once_the_port_is_transitioning() {
+    let (t, alua) = alua_target();
+    let n = fresh(&t, 0).await;
+    good(&run(&t, &n, 0, &rw10(0x2A, 0, 3, 1), &[0x11; 512]).await);
+    // Prepared (and admitted) while Active/Optimized; the Data-Out arrives after the change.
+    let prepared = t.prepare(task(&n, 0, &rw10(0x2A, 0, 3, 1), 512)).expect("prepared while active");
+    alua.set_local_state(AccessState::Transitioning);
+    let done = prepared.execute(DataOut::from(Bytes::from_static(&[0x22; 512]))).await;
+    assert_eq!(sense_code(&done), (2, 0x04, 0x0A));
+    alua.set_local_state(AccessState::ActiveOptimized);
+    take_state_changed(&t, &n).await;
+    assert_eq!(&good(&run(&t, &n, 0, &rw10(0x28, 0, 3, 1), &[]).await)[..], &[0x11; 512][..]);
+    // The same in the other direction: prepared in Standby it never got this far.
+    alua.set_local_state(AccessState::Standby);
+    take_state_changed(&t, &n).await;
+    assert!(t.prepare(task(&n, 0, &rw10(0x28, 0, 3, 1), 512)).is_err());
+}
