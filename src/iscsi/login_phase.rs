@@ -225,7 +225,12 @@ async fn open_session(
         info!(session = %old.log_id(), "session reinstatement: closing the old session");
         old.terminate(REINSTATE_WAIT).await;
     }
-    let nexus = target.as_ref().map(|t| Arc::new(ItNexus::new(&result.initiator_name, result.isid, &t.name, tpgt)));
+    let nexus = target.as_ref().map(|t| {
+        // SPC-4 §7.8.6.7: the port's relative identifier is the ALUA layer's (TPGT, or
+        // gateway id × 256 + TPGT on a cluster gateway).
+        let nexus = ItNexus::new(&result.initiator_name, result.isid, &t.name, tpgt);
+        Arc::new(nexus.with_relative_port(t.scsi.relative_port(tpgt)))
+    });
     let new = NewSession {
         kind: result.session_type,
         initiator_name: result.initiator_name.clone(),

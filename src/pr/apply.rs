@@ -3,7 +3,7 @@
 //! abort, whether APTPL requires persisting) as data, so every rule is unit-tested here.
 
 use super::request::{PrError, Request};
-use super::state::{InitiatorId, ItNexus, PrType, Registrant, RegistrantId, Reservation, State, TargetPort};
+use super::state::{InitiatorId, ItNexus, PrType, Registrant, RegistrantId, Reservation, State};
 
 /// Registrations per logical unit unless configured (`[limits] max_registrants_per_lun`):
 /// every path of every host of a large cluster, on every gateway, is its own I_T nexus.
@@ -254,15 +254,12 @@ impl Step<'_> {
         if new_key == 0 {
             return Err(PrError::InvalidParamField { byte: 8, bit: None });
         }
-        // This server reports each target portal group as one target port; only the receiving
-        // one is known to the logical unit.
-        if rel_tgt_port != self.nexus.target.tpgt {
+        // This server reports each target portal group as one target port (SPC-4 §6.15.4
+        // RELATIVE TARGET PORT IDENTIFIER); only the receiving one is known to the logical unit.
+        if rel_tgt_port != self.nexus.target.relative_port {
             return Err(PrError::InvalidParamField { byte: 18, bit: None });
         }
-        let dest_id = RegistrantId {
-            initiator: dest.clone(),
-            target: Some(TargetPort { name: self.nexus.target.name.clone(), tpgt: rel_tgt_port }),
-        };
+        let dest_id = RegistrantId { initiator: dest.clone(), target: Some(self.nexus.target.clone()) };
         if dest_id.overlaps(&reg.id) {
             return Err(PrError::InvalidParamField { byte: 24, bit: None });
         }

@@ -119,8 +119,9 @@ fn read_full_status(state: &State, allocation_length: usize) -> Vec<u8> {
         d.push((r.id.target.is_none() as u8) << 1 | holder as u8);
         d.push(if holder { state.reservation.as_ref().map_or(0, |res| res.kind.code()) } else { 0 });
         d.extend_from_slice(&[0; 4]);
-        // RELATIVE TARGET PORT IDENTIFIER: ignored (zero) with ALL_TG_PT (§6.15.5).
-        d.extend_from_slice(&r.id.target.as_ref().map_or(0, |t| t.tpgt).to_be_bytes());
+        // RELATIVE TARGET PORT IDENTIFIER of the registrant's port, not its TPGT (they differ
+        // on a cluster gateway); ignored (zero) with ALL_TG_PT (SPC-4 §6.15.5).
+        d.extend_from_slice(&r.id.target.as_ref().map_or(0, |t| t.relative_port).to_be_bytes());
         d.extend_from_slice(&(tid.len() as u32).to_be_bytes());
         d.extend_from_slice(&tid);
         data.put(&d);
@@ -199,6 +200,16 @@ mod tests {
         assert_eq!(second[12], 0x02); // ALL_TG_PT, not holder
         assert_eq!(&second[18..20], &[0, 0]);
         assert_eq!(respond(&s, 4, 10), Err(PrError::InvalidCdbField { byte: 1, bit: Some(4) }));
+    }
+
+    #[test]
+    fn spc4_6_14_5_read_full_status_reports_the_relative_target_port_not_the_tpgt() {
+        // Gateway 2's portal group 1: TPGT 1, relative target port 2 × 256 + 1.
+        let on_gateway_2 = nexus("c", 1).with_relative_port(0x0201);
+        let registrant = Registrant { id: RegistrantId::of(&on_gateway_2, false), key: 0xC };
+        let s = State { generation: 1, registrants: vec![registrant].into(), reservation: None, aptpl: false };
+        let data = respond(&s, sa::READ_FULL_STATUS, 4096).unwrap();
+        assert_eq!(&data[8 + 18..8 + 20], &[0x02, 0x01]);
     }
 
     /// 4,096 registrations, one per host, key = index + 1.

@@ -1,6 +1,7 @@
 //! A logical unit: backend, geometry, identity and the small shared state (mode pages, unit
 //! attention queues, SPC-2 reservation) that lives behind one short-held mutex.
 
+use super::alua::{AccessState, Alua};
 use super::copy_results::CopyResults;
 use super::mode::ModePages;
 use super::range_lock::RangeLock;
@@ -10,7 +11,7 @@ use crate::backend::Backend;
 use crate::nexus::InitiatorPort;
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Highest LUN reachable with flat space addressing (SAM-5 §4.7.6: 14 bits).
 pub const MAX_LUN: u64 = 16383;
@@ -83,6 +84,10 @@ pub struct Lun {
     stats: std::sync::Arc<crate::metrics::LunStats>,
     /// SAM-5 §4.8: the tasks of every I_T nexus on this LU.
     tasks: super::task_set::TaskSet,
+    /// The server's ALUA state (SPC-4 §5.16.2), set when a target with ALUA takes this LU: read
+    /// again when a data command executes, so a port that stopped serving while the command
+    /// waited for its Data-Out does not touch the medium.
+    alua: OnceLock<Arc<Alua>>,
 }
 
 impl Lun {
@@ -118,7 +123,19 @@ impl Lun {
             pr: crate::pr::Unit::volatile(),
             stats: Default::default(),
             tasks: Default::default(),
+            alua: OnceLock::new(),
         })
+    }
+
+    /// Ties this LU to the server's ALUA state (the first call wins: one server, one `Alua`).
+    pub(crate) fn use_alua(&self, alua: &Arc<Alua>) {
+        let _ = self.alua.set(alua.clone());
+    }
+
+    /// The access state of the target port group this server reports (Active/Optimized when
+    /// no ALUA state was attached).
+    pub(crate) fn access_state(&self) -> AccessState {
+        self.alua.get().map_or(AccessState::ActiveOptimized, |alua| alua.local_state())
     }
 
     /// The LU's task set (SAM-5 §4.8).
