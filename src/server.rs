@@ -19,7 +19,8 @@ use crate::iscsi::connection;
 use crate::iscsi::limits::ResourceLimits;
 use crate::iscsi::login::{ChapCredentials, TargetLimits};
 use crate::iscsi::registry::{format_portal, PortalAddr, Registry, SessionSettings, TargetEntry, Targets};
-use crate::scsi::{Lun, LunIdentity, LunMasking, ScsiTarget};
+use crate::scsi::alua::Alua;
+use crate::scsi::{Lun, LunIdentity, LunMasking, ScsiTarget, WriteFence};
 
 #[derive(Debug)]
 pub struct StartError(pub String);
@@ -45,6 +46,11 @@ pub struct Server {
     served: Arc<Mutex<Served>>,
     /// The admin socket and metrics endpoint (src/admin), bound here, served by `run`.
     admin: crate::admin::Admin,
+    /// The target port groups and this server's access state (SPC-4 §5.15), shared by every
+    /// target; the cluster layer drives it in cluster mode.
+    alua: Arc<Alua>,
+    /// Cluster mode: the membership (keepalives, self-fence, peers); `None` on a single node.
+    cluster: Option<crate::cluster::ClusterNode>,
 }
 
 /// What is served now: the configuration it came from, the bound portals (parallel to
@@ -74,13 +80,46 @@ impl Server {
             listeners.push((l, PortalAddr { addr, tpgt: p.tpgt }));
         }
         let portals: Vec<PortalAddr> = listeners.iter().map(|(_, p)| p.clone()).collect();
-        let mut targets = Vec::new();
+        // Cluster mode: every LUN's writes pass the gateway's self-fence (docs/cluster.md).
+        let fence = config.cluster.as_ref().map(|_| Arc::new(WriteFence::default()));
         let mut luns = HashMap::new();
         for t in &config.targets {
-            let entry = build_target(config, t, &portals, |l| {
-                let lun = Arc::new(open_lun(t, l, config)?);
-                luns.insert((t.name.clone(), l.id), (l.clone(), lun.clone()));
-                Ok(lun)
+            for l in &t.luns {
+                let mut lun = open_lun(t, l, config)?;
+                if let Some(fence) = &fence {
+                    lun.set_write_fence(fence.clone());
+                }
+                luns.insert((t.name.clone(), l.id), (l.clone(), Arc::new(lun)));
+            }
+        }
+        // SPC-4 §5.15: one Alua for the whole server. Single node: group 1, relative port id =
+        // TPGT. Cluster: group = gateway id, relative port id = gateway_id * 256 + TPGT.
+        let alua = match &config.cluster {
+            Some(cluster) => crate::cluster::gateway_alua(cluster, &portals),
+            None => Alua::single_node(1, portals.iter().map(|p| p.tpgt).collect()),
+        };
+        let (cluster, serving) = match (&config.cluster, fence) {
+            (Some(cluster_config), Some(fence)) => {
+                let mut ordered: Vec<_> = luns.iter().map(|((t, _), (_, lun))| (t.clone(), lun.clone())).collect();
+                ordered.sort_by(|a, b| (&a.0, a.1.id()).cmp(&(&b.0, b.1.id())));
+                let (node, refused) =
+                    crate::cluster::ClusterNode::start(cluster_config, &portals, fence, alua.clone(), ordered)
+                        .await
+                        .map_err(StartError)?;
+                let mut serving = config.clone();
+                for t in &mut serving.targets {
+                    t.luns.retain(|l| !refused.contains(&(t.name.clone(), l.id)));
+                }
+                luns.retain(|key, _| !refused.contains(key));
+                (Some(node), serving)
+            }
+            _ => (None, config.clone()),
+        };
+        let mut targets = Vec::new();
+        for t in &serving.targets {
+            let entry = build_target(&serving, t, &portals, |l| match luns.get(&(t.name.clone(), l.id)) {
+                Some((_, lun)) => Ok(lun.clone()),
+                None => Err(StartError(format!("target {} LUN {}: not opened", t.name, l.id))),
             })?;
             targets.push(entry);
         }
@@ -93,7 +132,7 @@ impl Server {
         let registry = Arc::new(registry);
         let admin = crate::admin::Admin::bind(config).await.map_err(StartError)?;
         let served = Arc::new(Mutex::new(Served { config: config.clone(), portals, luns }));
-        Ok(Server { registry, listeners, served, admin })
+        Ok(Server { registry, listeners, served, admin, alua, cluster })
     }
 
     /// Applies new configurations to this server while it runs (SIGHUP in `palisade serve`).
@@ -104,6 +143,11 @@ impl Server {
     /// The portals actually bound (with resolved ports).
     pub fn portals(&self) -> Vec<PortalAddr> {
         self.listeners.iter().map(|(_, p)| p.clone()).collect()
+    }
+
+    /// The ALUA state the SCSI targets report (one per server).
+    pub fn alua(&self) -> Arc<Alua> {
+        self.alua.clone()
     }
 
     /// The admin socket and metrics endpoint, when enabled.
@@ -179,6 +223,9 @@ impl Server {
             if let Err(e) = lun.backend().flush().await {
                 error!(lun = lun.id(), error = %e, "flush at shutdown failed");
             }
+        }
+        if let Some(cluster) = self.cluster {
+            cluster.leave().await;
         }
         info!("stopped");
         Ok(())
@@ -382,6 +429,14 @@ impl ReloadHandle {
             }
             if new.data_dir != old.data_dir {
                 return Err(StartError("data_dir: changing the state folder needs a restart".into()));
+            }
+            // Cluster mode: the LUNs served were agreed with the cluster at start (docs/cluster.md).
+            if (old.cluster.is_some() || new.cluster.is_some())
+                && (new.cluster != old.cluster || new.targets != old.targets)
+            {
+                return Err(StartError(
+                    "cluster: changing [cluster], targets or LUNs in cluster mode needs a restart".into(),
+                ));
             }
             let mut summary = ReloadSummary::default();
             for (differs, what) in [

@@ -41,6 +41,11 @@ pub enum SenseReason {
     ItNexusLoss,
     ModeParametersChanged,
     LogicalUnitNotReady,
+    /// SPC-4 §5.15.2.4: the target port group is changing its access state (ALUA
+    /// Transitioning); multipath retries another path.
+    AsymmetricAccessStateTransition,
+    /// SPC-4 §5.15.2.4.5: the target port group is Unavailable.
+    TargetPortUnavailable,
     /// RFC 7143 §11.4.7.2 / SPC-4: a data digest failed on the command's data.
     ProtocolServiceCrcError,
     /// SPC-4 Table D.1, ASC 4Bh: the iSCSI data sequence broke (DataSN, offset, TTT).
@@ -94,6 +99,8 @@ impl SenseReason {
             ItNexusLoss => (UNIT_ATTENTION, 0x29, 0x07),
             ModeParametersChanged => (UNIT_ATTENTION, 0x2A, 0x01),
             LogicalUnitNotReady => (NOT_READY, 0x04, 0x00),
+            AsymmetricAccessStateTransition => (NOT_READY, 0x04, 0x0A),
+            TargetPortUnavailable => (NOT_READY, 0x04, 0x0C),
             ProtocolServiceCrcError => (ABORTED_COMMAND, 0x47, 0x05),
             DataPhaseError => (ABORTED_COMMAND, 0x4B, 0x00),
             InvalidTargetPortTransferTag => (ABORTED_COMMAND, 0x4B, 0x01),

@@ -1,0 +1,173 @@
+//! Cluster mode (issue #10, docs/cluster.md): several gateways serve the same LUNs, with etcd as
+//! the only source of cluster truth. This phase: membership (a lease per gateway, self-fencing
+//! on the local clock before etcd can expire it, clean rejoin), unique gateway ids, one LUN
+//! identity across gateways, and the ALUA port groups of every gateway.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `store` | the `ClusterStore` trait: the etcd operations used |
+//! | `etcd` | `ClusterStore` on etcd (`etcd-client`) |
+//! | `memory` | an in-memory linearizable fake for unit tests (paused tokio clock) |
+//! | `records` | key layout and the JSON records: gateways, LUN definitions |
+//! | `identity` | publish-or-compare of each LUN's definition |
+//! | `membership` | lease, keepalive, self-fence deadline, drain, rejoin |
+//! | `peers` | the other gateways: joins and leaves logged, ALUA groups |
+
+pub mod etcd;
+pub mod identity;
+pub mod membership;
+#[cfg(test)]
+mod membership_tests;
+#[cfg(test)]
+pub mod memory;
+pub mod peers;
+pub mod records;
+pub mod store;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use tracing::{error, info};
+
+use crate::config::ClusterConfig;
+use crate::iscsi::registry::PortalAddr;
+use crate::scsi::alua::{AccessState, Alua};
+use crate::scsi::{Lun, WriteFence};
+use etcd::EtcdStore;
+use identity::Agreement;
+use membership::{LeaseTiming, Membership, ServedLun};
+use records::{GatewayRecord, Keys, LunDefinition, PortalRecord};
+use store::LeaseId;
+
+/// The ALUA state holder of a gateway with these portals: target port group = gateway id,
+/// relative target port id = gateway_id * 256 + TPGT (SPC-4 §7.8.6.8: unique in the cluster).
+/// Transitioning until the membership is taken and the LUN definitions agree.
+pub fn gateway_alua(config: &ClusterConfig, portals: &[PortalAddr]) -> Arc<Alua> {
+    let ports = portals.iter().map(|p| GatewayRecord::relative_port(config.gateway_id, p.tpgt)).collect();
+    let alua = Alua::single_node(config.gateway_id, ports);
+    alua.set_local_state(AccessState::Transitioning);
+    alua
+}
+
+/// The definition of `lun` of `target` as this gateway would present it.
+pub fn definition_of(target: &str, lun: &Lun) -> LunDefinition {
+    LunDefinition {
+        target: target.to_string(),
+        lun: lun.id(),
+        naa: LunDefinition::naa_hex(lun.identity().naa),
+        serial: lun.identity().serial.clone(),
+        block_size: lun.block_size(),
+        capacity_blocks: lun.block_count(),
+    }
+}
+
+/// A running cluster membership: the keepalive task and the peer watcher.
+pub struct ClusterNode {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    store: Arc<EtcdStore>,
+    lease: Arc<AtomicI64>,
+}
+
+/// LUNs (target name, LUN id) whose definition disagrees with the cluster's.
+pub type Refused = Vec<(String, u64)>;
+
+impl ClusterNode {
+    /// Connects to etcd, takes this gateway's membership (refusing a duplicate gateway id),
+    /// agrees on every LUN's definition, then serves: the write fence opens, the gateway reports
+    /// Active/Optimized, and keepalives run. LUNs whose definition differs are returned, with
+    /// the differing fields logged, and must not be served.
+    pub async fn start(
+        config: &ClusterConfig,
+        portals: &[PortalAddr],
+        fence: Arc<WriteFence>,
+        alua: Arc<Alua>,
+        luns: Vec<(String, Arc<Lun>)>,
+    ) -> Result<(ClusterNode, Refused), String> {
+        let timing = LeaseTiming::new(config.lease_ttl, config.self_fence_margin);
+        // Each request may take at most one keepalive interval: a gateway that cannot reach
+        // etcd finds out in time to retry before its deadline.
+        let request_timeout = timing.interval;
+        let endpoints = config.etcd_endpoints.join(", ");
+        let connect = |what: &'static str| {
+            let endpoints = config.etcd_endpoints.clone();
+            async move {
+                EtcdStore::connect(&endpoints, request_timeout)
+                    .await
+                    .map(Arc::new)
+                    .map_err(|e| format!("cluster: cannot reach etcd ({what} client) at {}: {e}", endpoints.join(", ")))
+            }
+        };
+        let store = connect("main").await?;
+        let keepalive_store = connect("keepalive").await?;
+        let keys = Keys::new(&config.key_prefix);
+        let record = GatewayRecord {
+            gateway_id: config.gateway_id,
+            portals: portals
+                .iter()
+                .map(|p| PortalRecord {
+                    address: p.addr.to_string(),
+                    tpgt: p.tpgt,
+                    relative_port: GatewayRecord::relative_port(config.gateway_id, p.tpgt),
+                })
+                .collect(),
+            pid: std::process::id(),
+            boot_id: rand::random(),
+        };
+        let membership =
+            Membership::join(store.clone(), keepalive_store, keys.clone(), record.clone(), timing, fence, alua.clone())
+                .await
+                .map_err(|e| format!("cluster: {e}"))?;
+        let mut served = Vec::new();
+        let mut refused = Vec::new();
+        for (target, lun) in luns {
+            let definition = definition_of(&target, &lun);
+            match membership.agree(&definition).await {
+                Ok(Agreement::Published) => {
+                    info!(target = %target, lun = lun.id(), naa = %definition.naa, serial = %definition.serial, "published the LUN definition")
+                }
+                Ok(Agreement::Matches) => {
+                    info!(target = %target, lun = lun.id(), "LUN definition matches the cluster's")
+                }
+                Ok(Agreement::Differs(differences)) => {
+                    for d in &differences {
+                        error!(target = %target, lun = lun.id(), field = d.field, ours = %d.ours, cluster = %d.cluster,
+                            "refusing to serve LUN {} of {target}: its {} differs from the cluster's definition ({d})", lun.id(), d.field);
+                    }
+                    refused.push((target, lun.id()));
+                    continue;
+                }
+                Err(e) => return Err(format!("cluster: reading LUN definitions from etcd at {endpoints}: {e}")),
+            }
+            served.push(ServedLun { definition, lun });
+        }
+        let lease = membership.lease_cell();
+        info!(
+            gateway = config.gateway_id,
+            lease = lease.load(Ordering::Acquire),
+            ttl_ms = timing.ttl.as_millis() as u64,
+            margin_ms = timing.margin.as_millis() as u64,
+            keepalive_ms = timing.interval.as_millis() as u64,
+            "joined the cluster; serving"
+        );
+        let watcher = tokio::spawn(peers::watch(store.clone(), keys, record, alua, timing.interval));
+        let keepalive = membership.start(served);
+        Ok((ClusterNode { tasks: vec![keepalive, watcher], store, lease }, refused))
+    }
+
+    /// Stops the keepalives and revokes the lease, so the other gateways see this one leave now.
+    pub async fn leave(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        let lease = LeaseId(self.lease.load(Ordering::Acquire));
+        Membership::<EtcdStore>::leave(&self.store, lease).await;
+    }
+}
+
+impl Drop for ClusterNode {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
