@@ -184,7 +184,8 @@ impl Server {
     /// Serves until `shutdown` becomes true, then drains and flushes.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), StartError> {
         // Dropped when `run` returns: the admin tasks stop and the socket file goes.
-        let _admin = self.admin.start(self.registry.clone()).map_err(StartError)?;
+        let cluster_status = self.cluster.as_ref().map(|c| c.status());
+        let _admin = self.admin.start(self.registry.clone(), cluster_status).map_err(StartError)?;
         let mut accepts = JoinSet::new();
         let connections = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
         for (listener, portal) in self.listeners {

@@ -74,6 +74,22 @@ fn login(gw: &TargetProcess, initiator: &str, isid: u8) -> BlockInitiator {
     i
 }
 
+/// `palisade cluster status --json` of a gateway (its admin socket in its data folder).
+fn cluster_status(gw: &TargetProcess) -> serde_json::Value {
+    let dir = gw.data_dir().to_string_lossy().into_owned();
+    let text = run_ok(
+        env!("CARGO_BIN_EXE_palisade"),
+        &["cluster", "status", "--data-dir", &dir, "--json"],
+        Duration::from_secs(10),
+    );
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// The `live` flag of gateway `id` in a status.
+fn sees_live(status: &serde_json::Value, id: u64) -> Option<bool> {
+    status["gateways"].as_array()?.iter().find(|g| g["id"] == id).and_then(|g| g["live"].as_bool())
+}
+
 /// `iscsi-inq` VPD page `page` of LUN 0 through a gateway, without the tool's banner lines.
 fn vpd(gw: &TargetProcess, page: u8) -> String {
     run_ok("iscsi-inq", &["-e", "1", "-c", &page.to_string(), &gw.url(0)], Duration::from_secs(20))
@@ -88,6 +104,12 @@ fn gateways_present_one_lun_identity_and_refuse_a_mismatch_or_a_duplicate_id() {
     let gw2 = gateway(2, &etcd.endpoints(), &lun, "16MiB");
     assert!(gw1.log().contains("published the LUN definition"), "{}", gw1.log());
     assert!(gw2.log().contains("LUN definition matches the cluster's"), "{}", gw2.log());
+    wait_for_log(&gw1, "gateway joined the cluster", Duration::from_secs(5));
+    let status = cluster_status(&gw1);
+    assert_eq!((status["gateway_id"].as_u64(), status["state"].as_str()), (Some(1), Some("serving")), "{status}");
+    assert_eq!((sees_live(&status, 1), sees_live(&status, 2)), (Some(true), Some(true)), "{status}");
+    let gw2_ports = status["gateways"][1]["relative_ports"].clone();
+    assert_eq!(gw2_ports, serde_json::json!([0x201]), "relative port id = gateway_id * 256 + TPGT");
 
     // SPC-4 §7.8.5 / §7.8.6: the same unit serial and NAA designator through every gateway.
     let (serial1, serial2) = (vpd(&gw1, 0x80), vpd(&gw2, 0x80));
@@ -175,11 +197,16 @@ fn a_gateway_cut_off_from_etcd_fences_itself_before_its_lease_expires_and_rejoin
     assert_eq!(refused.sense_code(), (0x02, 0x04, 0x0A), "NOT READY, ASYMMETRIC ACCESS STATE TRANSITION");
     wait_for_log(&gw1, "self-fenced", Duration::from_secs(2));
     wait_for_log(&gw1, "every admitted write has finished", Duration::from_secs(2));
+    let status = cluster_status(&gw1);
+    assert!(["self-fenced", "unavailable"].contains(&status["state"].as_str().unwrap_or("")), "{status}");
+    assert_eq!(status["writes_admitted_for_ms"], serde_json::Value::Null, "{status}");
+    assert_eq!(status["self_fence_events"], 1, "{status}");
 
     // The other gateway sees it leave once etcd expires the lease (TTL + etcd's granularity).
     let left_after = cut.elapsed() + wait_for_log(&gw2, "gateway left the cluster", TTL * 3);
     assert!(left_after >= fenced_after, "gateway 2 saw it leave before it had fenced itself");
     assert!(write(&mut b, 2, 0xB2).is_good(), "gateway 2 serves on");
+    assert_eq!(sees_live(&cluster_status(&gw2), 1), Some(false), "gateway 2's status shows gateway 1 gone");
     // Past the lease's end gateway 1 reports itself Unavailable.
     wait_for_log(&gw1, "reporting ALUA unavailable", TTL * 2);
     let refused = write(&mut a, 3, 0xA3);
@@ -194,6 +221,10 @@ fn a_gateway_cut_off_from_etcd_fences_itself_before_its_lease_expires_and_rejoin
     assert!(write(&mut a, 4, 0xA4).is_good(), "gateway 1 serves again after rejoining");
     assert_eq!(read(&mut b, 4), vec![0xA4; 512]);
     wait_for_log_count(&gw2, "gateway joined the cluster", 2, TTL * 2);
+    let status = cluster_status(&gw1);
+    assert_eq!(status["state"], "serving", "{status}");
+    assert!(status["writes_admitted_for_ms"].as_u64().is_some_and(|ms| ms <= 1500), "{status}");
+    assert_eq!(sees_live(&cluster_status(&gw2), 1), Some(true));
     eprintln!(
         "partition: fenced {} ms after the cut, seen gone by the peer {} ms after it, rejoined {} ms after the heal",
         fenced_after.as_millis(),
@@ -227,4 +258,17 @@ fn losing_etcd_quorum_fences_every_gateway_and_restarting_the_members_brings_the
     wait_for_log(&gw1, "rejoined the cluster", Duration::from_secs(20));
     assert!(write(&mut a, 2, 0x02).is_good(), "serving again once etcd is back");
     let _ = std::fs::remove_dir_all(&shared);
+}
+
+#[test]
+fn a_single_node_contacts_no_etcd_and_says_it_is_not_a_cluster_member() {
+    let server = TargetProcess::start_default();
+    let dir = server.data_dir().to_string_lossy().into_owned();
+    let out = run_with_timeout(
+        Command::new(env!("CARGO_BIN_EXE_palisade")).args(["cluster", "status", "--data-dir", &dir]),
+        Duration::from_secs(10),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("single node"), "{stderr}");
+    assert!(!server.log().contains("cluster"), "a single node logs nothing about a cluster:\n{}", server.log());
 }

@@ -141,7 +141,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let registry = Arc::new(Registry::new(Vec::new(), SessionSettings::default(), None, true));
         registry.counters.login(0, 0);
-        tokio::spawn(serve(listener, Arc::new(AdminState { registry, notes: Default::default() })));
+        tokio::spawn(serve(listener, Arc::new(AdminState { registry, notes: Default::default(), cluster: None })));
         addr
     }
 

@@ -19,6 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use super::identity::{agree, Agreement};
 use super::records::{GatewayRecord, Keys, LunDefinition};
+use super::status::{ClusterStatus, GatewayState};
 use super::store::{ClusterStore, Created, LeaseId, StoreError};
 use crate::scsi::alua::{AccessState, Alua};
 use crate::scsi::{Lun, WriteFence};
@@ -96,6 +97,8 @@ pub struct Membership<S: ClusterStore> {
     lease_cell: Arc<AtomicI64>,
     /// Send time of the last acknowledged keepalive (or of the lease grant).
     acked_sent: Instant,
+    /// What the admin socket shows.
+    status: Arc<ClusterStatus>,
 }
 
 impl<S: ClusterStore> Membership<S> {
@@ -112,6 +115,7 @@ impl<S: ClusterStore> Membership<S> {
         fence: Arc<WriteFence>,
         alua: Arc<Alua>,
     ) -> Result<Membership<S>, JoinError> {
+        let status = ClusterStatus::new(record.gateway_id, timing, fence.clone());
         let mut membership = Membership {
             store,
             keepalive_store,
@@ -124,6 +128,7 @@ impl<S: ClusterStore> Membership<S> {
             lease: LeaseId(0),
             lease_cell: Arc::new(AtomicI64::new(0)),
             acked_sent: Instant::now(),
+            status,
         };
         let give_up = Instant::now() + timing.ttl + Duration::from_secs(1);
         loop {
@@ -157,6 +162,7 @@ impl<S: ClusterStore> Membership<S> {
                 self.lease = lease;
                 self.lease_cell.store(lease.0, Ordering::Release);
                 self.acked_sent = sent;
+                self.status.acknowledged(lease.0, sent);
                 Ok(())
             }
             Ok(Created::Exists(found)) => {
@@ -173,6 +179,11 @@ impl<S: ClusterStore> Membership<S> {
     /// The lease this gateway holds now (shared: it changes when the gateway rejoins).
     pub fn lease_cell(&self) -> Arc<AtomicI64> {
         self.lease_cell.clone()
+    }
+
+    /// The view `palisade cluster status` shows.
+    pub fn status(&self) -> Arc<ClusterStatus> {
+        self.status.clone()
     }
 
     /// Publishes or checks a LU's definition (see `identity::agree`).
@@ -195,6 +206,7 @@ impl<S: ClusterStore> Membership<S> {
     fn open(&self) {
         self.fence.open_until(self.deadline());
         self.alua.set_local_state(AccessState::ActiveOptimized);
+        self.status.set_state(GatewayState::Serving);
     }
 
     async fn run(mut self) {
@@ -235,6 +247,7 @@ impl<S: ClusterStore> Membership<S> {
                     // Never count on more than we asked for, whatever etcd answers.
                     let ttl = granted.min(self.timing.ttl);
                     self.acked_sent = sent;
+                    self.status.acknowledged(self.lease.0, sent);
                     self.fence.open_until(sent + ttl.saturating_sub(self.timing.margin));
                     next = sent + self.timing.interval;
                 }
@@ -259,6 +272,7 @@ impl<S: ClusterStore> Membership<S> {
     async fn self_fence(&mut self, why: &str) {
         self.fence.close(false);
         self.alua.set_local_state(AccessState::Transitioning);
+        self.status.set_state(GatewayState::SelfFenced);
         error!(
             gateway = self.record.gateway_id,
             lease = self.lease.0,
@@ -297,6 +311,7 @@ impl<S: ClusterStore> Membership<S> {
                 unavailable = true;
                 self.fence.report_unavailable();
                 self.alua.set_local_state(AccessState::Unavailable);
+                self.status.set_state(GatewayState::Unavailable);
                 info!(gateway = self.record.gateway_id, "membership lease expired; reporting ALUA unavailable");
             }
             attempts += 1;

@@ -12,6 +12,7 @@
 //! | `identity` | publish-or-compare of each LUN's definition |
 //! | `membership` | lease, keepalive, self-fence deadline, drain, rejoin |
 //! | `peers` | the other gateways: joins and leaves logged, ALUA groups |
+//! | `status` | what `palisade cluster status` shows |
 
 pub mod etcd;
 pub mod identity;
@@ -22,6 +23,7 @@ mod membership_tests;
 pub mod memory;
 pub mod peers;
 pub mod records;
+pub mod status;
 pub mod store;
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -66,6 +68,7 @@ pub struct ClusterNode {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     store: Arc<EtcdStore>,
     lease: Arc<AtomicI64>,
+    status: Arc<status::ClusterStatus>,
 }
 
 /// LUNs (target name, LUN id) whose definition disagrees with the cluster's.
@@ -149,9 +152,15 @@ impl ClusterNode {
             keepalive_ms = timing.interval.as_millis() as u64,
             "joined the cluster; serving"
         );
-        let watcher = tokio::spawn(peers::watch(store.clone(), keys, record, alua, timing.interval));
+        let status = membership.status();
+        let watcher = tokio::spawn(peers::watch(store.clone(), keys, record, alua, status.clone(), timing.interval));
         let keepalive = membership.start(served);
-        Ok((ClusterNode { tasks: vec![keepalive, watcher], store, lease }, refused))
+        Ok((ClusterNode { tasks: vec![keepalive, watcher], store, lease, status }, refused))
+    }
+
+    /// What `palisade cluster status` shows.
+    pub fn status(&self) -> Arc<status::ClusterStatus> {
+        self.status.clone()
     }
 
     /// Stops the keepalives and revokes the lease, so the other gateways see this one leave now.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 use super::records::{GatewayRecord, Keys};
+use super::status::{ClusterStatus, GatewayView};
 use super::store::ClusterStore;
 use crate::scsi::alua::{AccessState, Alua, PortGroup};
 
@@ -52,13 +53,34 @@ impl PeerView {
             .collect()
     }
 
+    /// Every gateway seen, for `palisade cluster status`.
+    pub fn views(&self) -> Vec<GatewayView> {
+        self.known
+            .values()
+            .map(|(r, live)| GatewayView {
+                id: r.gateway_id,
+                live: *live,
+                pid: r.pid,
+                portals: r.portals.iter().map(|p| format!("{},{}", p.address, p.tpgt)).collect(),
+                relative_ports: r.portals.iter().map(|p| p.relative_port).collect(),
+            })
+            .collect()
+    }
+
     pub fn live(&self) -> Vec<u16> {
         self.known.iter().filter(|(_, (_, live))| *live).map(|(id, _)| *id).collect()
     }
 }
 
 /// Polls the membership keys forever (aborted with the cluster node).
-pub async fn watch<S: ClusterStore>(store: Arc<S>, keys: Keys, own: GatewayRecord, alua: Arc<Alua>, every: Duration) {
+pub async fn watch<S: ClusterStore>(
+    store: Arc<S>,
+    keys: Keys,
+    own: GatewayRecord,
+    alua: Arc<Alua>,
+    status: Arc<ClusterStatus>,
+    every: Duration,
+) {
     let mut view = PeerView::default();
     loop {
         match store.get_prefix(&keys.gateways()).await {
@@ -70,6 +92,7 @@ pub async fn watch<S: ClusterStore>(store: Arc<S>, keys: Keys, own: GatewayRecor
                     .collect();
                 // Alua keeps our own group's state: the membership task owns it.
                 alua.set_groups(view.update(&own, live));
+                status.set_gateways(view.views());
             }
             Err(e) => debug!(error = %e, "membership listing failed"),
         }
