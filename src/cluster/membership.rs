@@ -244,6 +244,11 @@ impl<S: ClusterStore> Membership<S> {
                         info!(gateway = self.record.gateway_id, failures, "keepalives acknowledged again");
                     }
                     failures = 0;
+                    debug!(
+                        gateway = self.record.gateway_id,
+                        rtt_us = sent.elapsed().as_micros() as u64,
+                        "keepalive acknowledged"
+                    );
                     // Never count on more than we asked for, whatever etcd answers.
                     let ttl = granted.min(self.timing.ttl);
                     self.acked_sent = sent;
