@@ -286,3 +286,43 @@ fn a_single_node_contacts_no_etcd_and_says_it_is_not_a_cluster_member() {
     assert!(!out.status.success() && stderr.contains("single node"), "{stderr}");
     assert!(!server.log().contains("cluster"), "a single node logs nothing about a cluster:\n{}", server.log());
 }
+
+#[test]
+fn a_killed_gateway_restarts_under_its_id_once_its_lease_ends_and_a_stopped_one_leaves_at_once() {
+    let etcd = EtcdCluster::start();
+    let shared = unique_temp_dir("palisade-cluster-lun");
+    let lun = shared.join("lun0.img");
+    let gw1 = gateway(1, &etcd.endpoints(), &lun, "16MiB");
+    let mut gw2 = gateway(2, &etcd.endpoints(), &lun, "16MiB");
+    wait_for_log(&gw2, "gateway joined the cluster", Duration::from_secs(5));
+
+    // kill -9: no lease revoked. The restarted gateway 1 finds its id held and waits for the
+    // old lease to end rather than refusing or taking it over.
+    let pid = gw1.pid().expect("our process") as libc::pid_t;
+    // SAFETY: kill(2) on the PID of a child this test spawned and has not reaped.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let killed = Instant::now();
+    let restarted = TargetProcess::start_with_config(&gateway_toml(1, &etcd.endpoints(), &lun, "16MiB"), IQN);
+    wait_for_log(&restarted, "joined the cluster; serving", TTL * 3);
+    let rejoined_after = killed.elapsed();
+    assert!(restarted.log().contains("waiting to see whether it expires"), "{}", restarted.log());
+    // The old lease was renewed at most TTL/4 before the kill.
+    assert!(rejoined_after >= TTL * 3 / 4, "took the id {rejoined_after:?} after the kill: the old lease was live");
+    wait_for_log_count(&gw2, "joined the cluster", 2, TTL * 2);
+    let mut a = login(&restarted, "iqn.2026-11.test:a", 1);
+    assert!(write(&mut a, 9, 0x99).is_good());
+    drop(gw1);
+
+    // SIGTERM: the lease is revoked, so the peer sees the gateway leave well before a TTL.
+    let stopped = Instant::now();
+    gw2.stop();
+    wait_for_log(&restarted, "gateway left the cluster", TTL * 2);
+    let seen_after = stopped.elapsed();
+    assert!(seen_after < TTL, "a stopped gateway was seen leaving only after {seen_after:?}");
+    eprintln!(
+        "kill -9 → restarted gateway serving under its id after {} ms; SIGTERM → peer saw it leave after {} ms",
+        rejoined_after.as_millis(),
+        seen_after.as_millis()
+    );
+    let _ = std::fs::remove_dir_all(&shared);
+}

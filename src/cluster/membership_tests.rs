@@ -121,7 +121,7 @@ async fn partitioned_gateway_fences_before_its_lease_expires_and_rejoins_after_h
     run_for(TTL).await;
     assert!(store.peek(&key).is_none(), "the lease expired on the store side");
     assert_eq!(gw.alua.local_state(), AccessState::Unavailable);
-    assert_eq!(gw.fence.admit(), Err(SenseReason::TargetPortUnavailable));
+    assert_eq!(gw.fence.admit(), Err(SenseReason::TargetPortInUnavailableState));
 
     store.set_reachable(true);
     run_for(TTL / 2).await;

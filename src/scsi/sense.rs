@@ -41,11 +41,10 @@ pub enum SenseReason {
     ItNexusLoss,
     ModeParametersChanged,
     LogicalUnitNotReady,
-    /// SPC-4 §5.15.2.4: the target port group is changing its access state (ALUA
-    /// Transitioning); multipath retries another path.
+    /// SPC-4 §5.15.2.4.6: the target port group is Transitioning (02/04/0A).
     AsymmetricAccessStateTransition,
-    /// SPC-4 §5.15.2.4.5: the target port group is Unavailable.
-    TargetPortUnavailable,
+    /// SPC-4 §5.15.2.4.5: LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN UNAVAILABLE STATE (02/04/0C).
+    TargetPortInUnavailableState,
     /// RFC 7143 §11.4.7.2 / SPC-4: a data digest failed on the command's data.
     ProtocolServiceCrcError,
     /// SPC-4 Table D.1, ASC 4Bh: the iSCSI data sequence broke (DataSN, offset, TTT).
@@ -100,7 +99,7 @@ impl SenseReason {
             ModeParametersChanged => (UNIT_ATTENTION, 0x2A, 0x01),
             LogicalUnitNotReady => (NOT_READY, 0x04, 0x00),
             AsymmetricAccessStateTransition => (NOT_READY, 0x04, 0x0A),
-            TargetPortUnavailable => (NOT_READY, 0x04, 0x0C),
+            TargetPortInUnavailableState => (NOT_READY, 0x04, 0x0C),
             ProtocolServiceCrcError => (ABORTED_COMMAND, 0x47, 0x05),
             DataPhaseError => (ABORTED_COMMAND, 0x4B, 0x00),
             InvalidTargetPortTransferTag => (ABORTED_COMMAND, 0x4B, 0x01),

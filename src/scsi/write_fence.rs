@@ -76,7 +76,7 @@ impl WriteFence {
         if nanos_since_epoch(Instant::now()) < self.deadline.load(Ordering::Acquire) {
             Ok(())
         } else if self.unavailable.load(Ordering::Acquire) {
-            Err(SenseReason::TargetPortUnavailable)
+            Err(SenseReason::TargetPortInUnavailableState)
         } else {
             Err(SenseReason::AsymmetricAccessStateTransition)
         }
@@ -99,7 +99,7 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(fence.admit(), Err(SenseReason::AsymmetricAccessStateTransition), "no timer needed");
         fence.report_unavailable();
-        assert_eq!(fence.admit(), Err(SenseReason::TargetPortUnavailable));
+        assert_eq!(fence.admit(), Err(SenseReason::TargetPortInUnavailableState));
         fence.open_until(Instant::now() + Duration::from_secs(1));
         assert_eq!(fence.admit(), Ok(()));
         fence.close(false);
