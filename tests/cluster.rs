@@ -225,6 +225,8 @@ fn a_gateway_cut_off_from_etcd_fences_itself_before_its_lease_expires_and_rejoin
     wait_for_log_count(&gw2, "gateway joined the cluster", 2, TTL * 2);
     let status = cluster_status(&gw1);
     assert_eq!(status["state"], "serving", "{status}");
+    assert_eq!((status["self_fence_events"].as_u64(), status["rejoins"].as_u64()), (Some(1), Some(1)), "{status}");
+    assert!(status["keepalives_failed"].as_u64() > Some(0), "{status}");
     assert!(status["writes_admitted_for_ms"].as_u64().is_some_and(|ms| ms <= 1500), "{status}");
     assert_eq!(sees_live(&cluster_status(&gw2), 1), Some(true));
     eprintln!(

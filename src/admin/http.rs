@@ -128,7 +128,11 @@ pub(super) fn scrape(state: &AdminState) -> String {
         }
     }
     sessions.push(SessionCount { target: None, kind: "discovery", count: discovery });
-    metrics::render(&Scrape { luns, sessions, server: &registry.counters })
+    let mut page = metrics::render(&Scrape { luns, sessions, server: &registry.counters });
+    if let Some(cluster) = &state.cluster {
+        page += &cluster.view().prometheus();
+    }
+    page
 }
 
 #[cfg(test)]

@@ -238,12 +238,16 @@ impl<S: ClusterStore> Membership<S> {
             }
             let sent = Instant::now();
             match timeout_at(deadline, self.keepalive_store.keep_alive(self.lease)).await {
-                Err(_) => continue,
+                Err(_) => {
+                    self.status.keepalive(false);
+                    continue;
+                }
                 Ok(Ok(granted)) => {
                     if failures > 0 {
                         info!(gateway = self.record.gateway_id, failures, "keepalives acknowledged again");
                     }
                     failures = 0;
+                    self.status.keepalive(true);
                     debug!(
                         gateway = self.record.gateway_id,
                         rtt_us = sent.elapsed().as_micros() as u64,
@@ -261,6 +265,7 @@ impl<S: ClusterStore> Membership<S> {
                 }
                 Ok(Err(e)) => {
                     failures += 1;
+                    self.status.keepalive(false);
                     if failures == 1 {
                         warn!(gateway = self.record.gateway_id, error = %e, "keepalive failed; retrying until the self-fence deadline");
                     } else {
@@ -323,6 +328,7 @@ impl<S: ClusterStore> Membership<S> {
             match self.try_rejoin(previous).await {
                 Ok(()) => {
                     self.open();
+                    self.status.rejoined();
                     info!(
                         gateway = self.record.gateway_id,
                         lease = self.lease.0,
