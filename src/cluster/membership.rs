@@ -285,7 +285,7 @@ impl<S: ClusterStore> Membership<S> {
         self.status.set_state(GatewayState::SelfFenced);
         error!(
             gateway = self.record.gateway_id,
-            lease = self.lease.0,
+            lease = %format_args!("{:x}", self.lease.0),
             "self-fenced: {why}; writes refused (NOT READY, ALUA transitioning) until this gateway rejoins"
         );
         let started = Instant::now();
@@ -331,7 +331,7 @@ impl<S: ClusterStore> Membership<S> {
                     self.status.rejoined();
                     info!(
                         gateway = self.record.gateway_id,
-                        lease = self.lease.0,
+                        lease = %format_args!("{:x}", self.lease.0),
                         attempts,
                         "rejoined the cluster: fresh lease, LUN definitions re-read; serving again"
                     );

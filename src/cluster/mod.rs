@@ -69,6 +69,8 @@ pub struct ClusterNode {
     store: Arc<EtcdStore>,
     lease: Arc<AtomicI64>,
     status: Arc<status::ClusterStatus>,
+    fence: Arc<WriteFence>,
+    served: Vec<Arc<Lun>>,
 }
 
 /// LUNs (target name, LUN id) whose definition disagrees with the cluster's.
@@ -116,10 +118,17 @@ impl ClusterNode {
             pid: std::process::id(),
             boot_id: rand::random(),
         };
-        let membership =
-            Membership::join(store.clone(), keepalive_store, keys.clone(), record.clone(), timing, fence, alua.clone())
-                .await
-                .map_err(|e| format!("cluster: {e}"))?;
+        let membership = Membership::join(
+            store.clone(),
+            keepalive_store,
+            keys.clone(),
+            record.clone(),
+            timing,
+            fence.clone(),
+            alua.clone(),
+        )
+        .await
+        .map_err(|e| format!("cluster: {e}"))?;
         let mut served = Vec::new();
         let mut refused = Vec::new();
         for (target, lun) in luns {
@@ -146,7 +155,7 @@ impl ClusterNode {
         let lease = membership.lease_cell();
         info!(
             gateway = config.gateway_id,
-            lease = lease.load(Ordering::Acquire),
+            lease = %format_args!("{:x}", lease.load(Ordering::Acquire)),
             ttl_ms = timing.ttl.as_millis() as u64,
             margin_ms = timing.margin.as_millis() as u64,
             keepalive_ms = timing.interval.as_millis() as u64,
@@ -154,8 +163,10 @@ impl ClusterNode {
         );
         let status = membership.status();
         let watcher = tokio::spawn(peers::watch(store.clone(), keys, record, alua, status.clone(), timing.interval));
+        let served_luns = served.iter().map(|s| s.lun.clone()).collect();
         let keepalive = membership.start(served);
-        Ok((ClusterNode { tasks: vec![keepalive, watcher], store, lease, status }, refused))
+        let node = ClusterNode { tasks: vec![keepalive, watcher], store, lease, status, fence, served: served_luns };
+        Ok((node, refused))
     }
 
     /// What `palisade cluster status` shows.
@@ -163,10 +174,16 @@ impl ClusterNode {
         self.status.clone()
     }
 
-    /// Stops the keepalives and revokes the lease, so the other gateways see this one leave now.
+    /// Stops the keepalives, closes the write fence and waits for admitted writes (a task
+    /// aborted at shutdown may still have one in the backend), then revokes the lease, so the
+    /// other gateways see this one leave now — and nothing of it lands after they do.
     pub async fn leave(self) {
         for task in &self.tasks {
             task.abort();
+        }
+        self.fence.close(true);
+        for lun in &self.served {
+            lun.pr().quiesce().await;
         }
         let lease = LeaseId(self.lease.load(Ordering::Acquire));
         Membership::<EtcdStore>::leave(&self.store, lease).await;
