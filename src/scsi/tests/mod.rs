@@ -6,6 +6,7 @@ use super::*;
 mod mode_pages;
 mod sbc_compare;
 mod sbc_extra;
+mod write_fence;
 mod xcopy;
 use crate::backend::{Backend, FileBackend, MemoryBackend};
 use bytes::Bytes;
