@@ -354,3 +354,44 @@ fn a_killed_gateway_restarts_under_its_id_once_its_lease_ends_and_a_stopped_one_
     );
     let _ = std::fs::remove_dir_all(&shared);
 }
+
+#[test]
+fn a_gateway_stalled_past_its_deadline_refuses_the_writes_waiting_for_it_when_it_resumes() {
+    let _serial = serial();
+    let etcd = EtcdCluster::start();
+    let shared = unique_temp_dir("palisade-cluster-lun");
+    let lun = shared.join("lun0.img");
+    let proxies: Vec<TcpProxy> = (0..3).map(|m| TcpProxy::start(etcd.client_addr(m))).collect();
+    let through_proxies: Vec<String> = proxies.iter().map(TcpProxy::endpoint).collect();
+    let gw1 = gateway(1, &through_proxies, &lun, "16MiB");
+    let gw2 = gateway(2, &etcd.endpoints(), &lun, "16MiB");
+    let mut a = login(&gw1, "iqn.2026-11.test:a", 1);
+    assert!(write(&mut a, 20, 0x20).is_good());
+
+    // SIGSTOP: the whole process stalls (a VM pause, swap storm), timers included. etcd expires
+    // its lease and the other gateway sees it leave.
+    let pid = gw1.pid().expect("our process") as libc::pid_t;
+    // SAFETY: kill(2) on the PID of a child this test spawned and has not reaped.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    wait_for_log(&gw2, "gateway left the cluster", TTL * 3);
+    // Keep etcd out of reach so the resumed gateway cannot rejoin before it answers the write
+    // below: what refuses it is the deadline check on the write path, not a rejoin race.
+    proxies.iter().for_each(TcpProxy::cut);
+    let writer = std::thread::spawn(move || {
+        let result = write(&mut a, 21, 0x21);
+        (a, result)
+    });
+    std::thread::sleep(Duration::from_millis(300)); // the write waits in the stalled gateway's socket
+                                                    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let (mut a, result) = writer.join().expect("writer thread");
+    assert_eq!(result.status, 0x02, "a write that arrived during the stall must not land: {result:?}");
+    assert_eq!(result.sense_code().0, 0x02, "NOT READY");
+    let mut b = login(&gw2, "iqn.2026-11.test:b", 2);
+    assert_eq!(read(&mut b, 21), vec![0; 512], "nothing of it reached the shared LU");
+
+    proxies.iter().for_each(TcpProxy::heal);
+    wait_for_log(&gw1, "rejoined the cluster", Duration::from_secs(15));
+    assert!(write(&mut a, 22, 0x22).is_good(), "serving again after rejoining");
+    let _ = std::fs::remove_dir_all(&shared);
+}
