@@ -1,6 +1,7 @@
 pub mod admin;
 pub mod backend;
 pub mod bench;
+pub mod cluster;
 pub mod config;
 pub mod iscsi;
 pub mod metrics;

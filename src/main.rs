@@ -49,6 +49,18 @@ enum Command {
     Sessions(AdminArgs),
     /// Logical units of a running server: backend, size, identity.
     Luns(AdminArgs),
+    /// Cluster mode: a running gateway's membership and the gateways it sees.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// This gateway's state (serving, self-fenced, unavailable), lease and self-fence clock, and
+    /// every gateway it has seen with its portals and relative port ids.
+    Status(AdminArgs),
 }
 
 #[derive(Subcommand)]
@@ -113,6 +125,7 @@ fn main() -> ExitCode {
         Command::Pr { command: PrCommand::Show(args) } => admin_command(RequestKind::Reservations, args),
         Command::Sessions(args) => admin_command(RequestKind::Sessions, args),
         Command::Luns(args) => admin_command(RequestKind::Luns, args),
+        Command::Cluster { command: ClusterCommand::Status(args) } => admin_command(RequestKind::Cluster, args),
         Command::CheckConfig { path } => match Config::load(&path) {
             Ok(c) => {
                 println!("{}", c.summary());

@@ -20,7 +20,7 @@ use crate::iscsi::limits::ResourceLimits;
 use crate::iscsi::login::{ChapCredentials, TargetLimits};
 use crate::iscsi::registry::{format_portal, PortalAddr, Registry, SessionSettings, TargetEntry, Targets};
 use crate::scsi::alua::Alua;
-use crate::scsi::{Lun, LunIdentity, LunMasking, ScsiTarget};
+use crate::scsi::{Lun, LunIdentity, LunMasking, ScsiTarget, WriteFence};
 
 #[derive(Debug)]
 pub struct StartError(pub String);
@@ -46,6 +46,8 @@ pub struct Server {
     served: Arc<Mutex<Served>>,
     /// The admin socket and metrics endpoint (src/admin), bound here, served by `run`.
     admin: crate::admin::Admin,
+    /// Cluster mode: the membership (keepalives, self-fence, peers); `None` on a single node.
+    cluster: Option<crate::cluster::ClusterNode>,
 }
 
 /// What is served now: the configuration it came from, the bound portals (parallel to
@@ -77,16 +79,46 @@ impl Server {
             listeners.push((l, PortalAddr { addr, tpgt: p.tpgt }));
         }
         let portals: Vec<PortalAddr> = listeners.iter().map(|(_, p)| p.clone()).collect();
-        // SPC-4 §5.15: a single server is target port group 1, Active/Optimized, and each
-        // portal group is one target port whose relative identifier is its TPGT.
-        let alua = Alua::single_node(1, portals.iter().map(|p| p.tpgt).collect());
-        let mut targets = Vec::new();
+        // Cluster mode: every LUN's writes pass the gateway's self-fence (docs/cluster.md).
+        let fence = config.cluster.as_ref().map(|_| Arc::new(WriteFence::default()));
         let mut luns = HashMap::new();
         for t in &config.targets {
-            let entry = build_target(config, t, &portals, &alua, |l| {
-                let lun = Arc::new(open_lun(t, l, config)?);
-                luns.insert((t.name.clone(), l.id), (l.clone(), lun.clone()));
-                Ok(lun)
+            for l in &t.luns {
+                let mut lun = open_lun(t, l, config)?;
+                if let Some(fence) = &fence {
+                    lun.set_write_fence(fence.clone());
+                }
+                luns.insert((t.name.clone(), l.id), (l.clone(), Arc::new(lun)));
+            }
+        }
+        // SPC-4 §5.16.2: one Alua for the whole server. Single node: group 1, relative port id =
+        // TPGT. Cluster: group = gateway id, relative port id = gateway_id * 256 + TPGT.
+        let alua = match &config.cluster {
+            Some(cluster) => crate::cluster::gateway_alua(cluster, &portals),
+            None => Alua::single_node(1, portals.iter().map(|p| p.tpgt).collect()),
+        };
+        let (cluster, serving) = match (&config.cluster, fence) {
+            (Some(cluster_config), Some(fence)) => {
+                let mut ordered: Vec<_> = luns.iter().map(|((t, _), (_, lun))| (t.clone(), lun.clone())).collect();
+                ordered.sort_by(|a, b| (&a.0, a.1.id()).cmp(&(&b.0, b.1.id())));
+                let (node, refused) =
+                    crate::cluster::ClusterNode::start(cluster_config, &portals, fence, alua.clone(), ordered)
+                        .await
+                        .map_err(StartError)?;
+                let mut serving = config.clone();
+                for t in &mut serving.targets {
+                    t.luns.retain(|l| !refused.contains(&(t.name.clone(), l.id)));
+                }
+                luns.retain(|key, _| !refused.contains(key));
+                (Some(node), serving)
+            }
+            _ => (None, config.clone()),
+        };
+        let mut targets = Vec::new();
+        for t in &serving.targets {
+            let entry = build_target(&serving, t, &portals, &alua, |l| match luns.get(&(t.name.clone(), l.id)) {
+                Some((_, lun)) => Ok(lun.clone()),
+                None => Err(StartError(format!("target {} LUN {}: not opened", t.name, l.id))),
             })?;
             targets.push(entry);
         }
@@ -99,7 +131,7 @@ impl Server {
         let registry = Arc::new(registry);
         let admin = crate::admin::Admin::bind(config).await.map_err(StartError)?;
         let served = Arc::new(Mutex::new(Served { config: config.clone(), portals, luns, alua }));
-        Ok(Server { registry, listeners, served, admin })
+        Ok(Server { registry, listeners, served, admin, cluster })
     }
 
     /// Applies new configurations to this server while it runs (SIGHUP in `palisade serve`).
@@ -112,7 +144,7 @@ impl Server {
         self.listeners.iter().map(|(_, p)| p.clone()).collect()
     }
 
-    /// The target port groups and local access state (SPC-4 §5.15) every target reports and
+    /// The target port groups and local access state (SPC-4 §5.16.2) every target reports and
     /// obeys: what a cluster layer drives (`set_local_state`, `set_groups`).
     pub fn alua(&self) -> Arc<Alua> {
         lock(&self.served).alua.clone()
@@ -152,7 +184,8 @@ impl Server {
     /// Serves until `shutdown` becomes true, then drains and flushes.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), StartError> {
         // Dropped when `run` returns: the admin tasks stop and the socket file goes.
-        let _admin = self.admin.start(self.registry.clone()).map_err(StartError)?;
+        let cluster_status = self.cluster.as_ref().map(|c| c.status());
+        let _admin = self.admin.start(self.registry.clone(), cluster_status).map_err(StartError)?;
         let mut accepts = JoinSet::new();
         let connections = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
         for (listener, portal) in self.listeners {
@@ -191,6 +224,9 @@ impl Server {
             if let Err(e) = lun.backend().flush().await {
                 error!(lun = lun.id(), error = %e, "flush at shutdown failed");
             }
+        }
+        if let Some(cluster) = self.cluster {
+            cluster.leave().await;
         }
         info!("stopped");
         Ok(())
@@ -396,6 +432,14 @@ impl ReloadHandle {
             }
             if new.data_dir != old.data_dir {
                 return Err(StartError("data_dir: changing the state folder needs a restart".into()));
+            }
+            // Cluster mode: the LUNs served were agreed with the cluster at start (docs/cluster.md).
+            if (old.cluster.is_some() || new.cluster.is_some())
+                && (new.cluster != old.cluster || new.targets != old.targets)
+            {
+                return Err(StartError(
+                    "cluster: changing [cluster], targets or LUNs in cluster mode needs a restart".into(),
+                ));
             }
             let mut summary = ReloadSummary::default();
             for (differs, what) in [

@@ -29,6 +29,7 @@ pub fn start_server(rt: &tokio::runtime::Runtime, tag: &str, luns: u64, lun_byte
         data_dir,
         admin: AdminConfig { socket: None, metrics_listen: None },
         limits: LimitsConfig::default(),
+        cluster: None,
         warnings: Vec::new(),
     };
     rt.block_on(async {

@@ -88,5 +88,13 @@ pub fn run(kind: RequestKind, socket: &Path, json: bool) -> Result<String, Strin
                 Ok(table::luns(&s))
             }
         }
+        RequestKind::Cluster => {
+            let s = r.cluster.ok_or_else(missing)?;
+            if json {
+                to_json(serde_json::to_string_pretty(&s))
+            } else {
+                Ok(table::cluster(&s))
+            }
+        }
     }
 }

@@ -128,7 +128,11 @@ pub(super) fn scrape(state: &AdminState) -> String {
         }
     }
     sessions.push(SessionCount { target: None, kind: "discovery", count: discovery });
-    metrics::render(&Scrape { luns, sessions, server: &registry.counters })
+    let mut page = metrics::render(&Scrape { luns, sessions, server: &registry.counters });
+    if let Some(cluster) = &state.cluster {
+        page += &cluster.view().prometheus();
+    }
+    page
 }
 
 #[cfg(test)]
@@ -141,7 +145,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let registry = Arc::new(Registry::new(Vec::new(), SessionSettings::default(), None, true));
         registry.counters.login(0, 0);
-        tokio::spawn(serve(listener, Arc::new(AdminState { registry, notes: Default::default() })));
+        tokio::spawn(serve(listener, Arc::new(AdminState { registry, notes: Default::default(), cluster: None })));
         addr
     }
 

@@ -26,6 +26,8 @@ use view::BackendNotes;
 pub(crate) struct AdminState {
     pub registry: Arc<Registry>,
     pub notes: BackendNotes,
+    /// Cluster mode: the membership view (`None` on a single node).
+    pub cluster: Option<Arc<crate::cluster::status::ClusterStatus>>,
 }
 
 /// The admin socket and metrics listener, bound but not yet serving.
@@ -64,8 +66,12 @@ impl Admin {
     }
 
     /// Starts serving; everything stops (and the socket file goes) when the result is dropped.
-    pub fn start(self, registry: Arc<Registry>) -> Result<Running, String> {
-        let state = Arc::new(AdminState { registry, notes: self.notes });
+    pub fn start(
+        self,
+        registry: Arc<Registry>,
+        cluster: Option<Arc<crate::cluster::status::ClusterStatus>>,
+    ) -> Result<Running, String> {
+        let state = Arc::new(AdminState { registry, notes: self.notes, cluster });
         let mut tasks = JoinSet::new();
         let mut socket_file = None;
         if let Some((listener, file)) = self.socket {

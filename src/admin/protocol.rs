@@ -1,5 +1,5 @@
 //! The admin socket protocol: one JSON object per line each way. A request names what it
-//! wants — `{"request":"sessions"}`, `{"request":"reservations"}` or `{"request":"luns"}` (the
+//! wants — `{"request":"sessions"}`, `{"request":"reservations"}` or `{"request":"luns"}` or `{"request":"cluster"}` (the
 //! bare word works too, for `socat`) — and the answer is `{"ok":true,"<what>":[...]}` or
 //! `{"ok":false,"error":"..."}`. Every request is read-only.
 
@@ -16,6 +16,8 @@ pub enum RequestKind {
     Sessions,
     Reservations,
     Luns,
+    /// Cluster mode: this gateway's membership and the gateways it sees (docs/cluster.md).
+    Cluster,
 }
 
 impl RequestKind {
@@ -24,6 +26,7 @@ impl RequestKind {
             RequestKind::Sessions => "sessions",
             RequestKind::Reservations => "reservations",
             RequestKind::Luns => "luns",
+            RequestKind::Cluster => "cluster",
         }
     }
 }
@@ -45,6 +48,8 @@ pub struct Response {
     pub reservations: Option<Vec<LunReservations>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub luns: Option<Vec<LunView>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::status::ClusterView>,
 }
 
 impl Response {
@@ -63,7 +68,8 @@ pub fn parse_request(line: &str) -> Result<RequestKind, String> {
         "sessions" => Ok(RequestKind::Sessions),
         "reservations" => Ok(RequestKind::Reservations),
         "luns" => Ok(RequestKind::Luns),
-        _ => Err("unknown request; expected {\"request\":\"sessions\"|\"reservations\"|\"luns\"}".into()),
+        "cluster" => Ok(RequestKind::Cluster),
+        _ => Err("unknown request; expected {\"request\":\"sessions\"|\"reservations\"|\"luns\"|\"cluster\"}".into()),
     }
 }
 

@@ -133,6 +133,10 @@ pub(super) fn answer(kind: RequestKind, state: &AdminState) -> Response {
         RequestKind::Sessions => r.sessions = Some(view::sessions(registry)),
         RequestKind::Reservations => r.reservations = Some(view::reservations(registry)),
         RequestKind::Luns => r.luns = Some(view::luns(registry, &state.notes)),
+        RequestKind::Cluster => match &state.cluster {
+            Some(status) => r.cluster = Some(status.view()),
+            None => return Response::error("this server is a single node (its configuration has no [cluster] table)"),
+        },
     }
     r
 }
@@ -150,7 +154,7 @@ mod tests {
     async fn serve_empty(path: &Path) -> SocketFile {
         let (listener, file) = bind(path).expect("bind");
         let registry = Arc::new(Registry::new(Vec::new(), SessionSettings::default(), None, true));
-        let state = Arc::new(AdminState { registry, notes: Default::default() });
+        let state = Arc::new(AdminState { registry, notes: Default::default(), cluster: None });
         tokio::spawn(serve(UnixListener::from_std(listener).unwrap(), state));
         file
     }

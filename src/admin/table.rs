@@ -168,6 +168,32 @@ pub fn luns(luns: &[LunView]) -> String {
     table(&["TARGET", "LUN", "BACKEND", "SIZE", "BLOCK", "MODE", "SERIAL", "NAA", "PATH"], &rows, "")
 }
 
+/// `palisade cluster status`: this gateway's membership, then every gateway it has seen.
+pub fn cluster(c: &crate::cluster::status::ClusterView) -> String {
+    let state = serde_json::to_value(c.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    let admitted = c.writes_admitted_for_ms.map_or("no (fenced)".to_string(), |ms| format!("for {ms} ms"));
+    let mut out = format!(
+        "gateway {} {state}, lease {:x} (TTL {} ms, self-fence margin {} ms), last keepalive acknowledged {} ms ago, writes admitted {admitted}, self-fence events {}\n",
+        c.gateway_id, c.lease_id, c.lease_ttl_ms, c.self_fence_margin_ms, c.last_ack_age_ms, c.self_fence_events
+    );
+    let rows: Vec<Vec<String>> = c
+        .gateways
+        .iter()
+        .map(|g| {
+            let ports: Vec<String> = g.relative_ports.iter().map(|p| format!("{p:#06x}")).collect();
+            vec![
+                g.id.to_string(),
+                if g.live { "live" } else { "gone" }.into(),
+                g.pid.to_string(),
+                g.portals.join(" "),
+                ports.join(" "),
+            ]
+        })
+        .collect();
+    out += &table(&["GATEWAY", "STATE", "PID", "PORTALS", "RELATIVE PORTS"], &rows, "");
+    out
+}
+
 fn yes_no(b: bool) -> &'static str {
     if b {
         "Yes"

@@ -98,6 +98,7 @@ fn full_example_parses_to_expected_values() {
         },
         admin: AdminConfig::in_data_dir(std::path::Path::new("/var/lib/palisade")),
         limits: LimitsConfig::default(),
+        cluster: None,
         data_dir: "/var/lib/palisade".into(),
         warnings: Vec::new(),
     };

@@ -5,6 +5,7 @@
 
 mod admin;
 mod auth;
+mod cluster;
 mod error;
 mod limits;
 mod lun;
@@ -23,6 +24,7 @@ mod validate_tests;
 
 pub use admin::AdminConfig;
 pub use auth::{MAX_CHAP_SECRET_BYTES, MIN_CHAP_SECRET_BYTES};
+pub use cluster::{ClusterConfig, DEFAULT_KEY_PREFIX};
 pub use error::{ConfigError, ConfigProblem};
 pub use model::*;
 pub use names::{normalize_iscsi_name, MAX_ISCSI_NAME_BYTES};
@@ -58,6 +60,7 @@ impl Config {
             session: SessionConfig::default(),
             admin,
             limits: LimitsConfig::default(),
+            cluster: None,
             data_dir,
             warnings,
         }

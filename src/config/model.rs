@@ -28,6 +28,8 @@ pub struct Config {
     /// The admin socket and metrics endpoint (`[admin]`).
     pub admin: super::admin::AdminConfig,
     pub limits: LimitsConfig,
+    /// Cluster mode (`[cluster]`); `None` = a single node that contacts no etcd.
+    pub cluster: Option<super::cluster::ClusterConfig>,
     /// Folder for server state (reservation records, zero-config images).
     pub data_dir: PathBuf,
     /// Non-fatal observations made while loading (name case normalized, secrets longer than

@@ -23,6 +23,18 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     #[serde(default)]
     pub limits: RawLimits,
+    pub cluster: Option<RawCluster>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    #[serde(default)]
+    pub etcd_endpoints: Vec<String>,
+    pub gateway_id: i64,
+    pub lease_ttl_secs: Option<i64>,
+    pub self_fence_margin_ms: Option<i64>,
+    pub key_prefix: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

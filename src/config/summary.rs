@@ -60,6 +60,19 @@ impl Config {
             super::format_size(l.max_send_queue_bytes),
             l.send_timeout_secs,
         );
+        // Only in cluster mode: a single node's summary is unchanged.
+        if let Some(c) = &self.cluster {
+            let _ = writeln!(
+                out,
+                "cluster: gateway {} via etcd {}, lease TTL {}s (keepalive every {} ms), self-fence margin {} ms, keys under {}",
+                c.gateway_id,
+                c.etcd_endpoints.join(", "),
+                c.lease_ttl.as_secs(),
+                c.keepalive_interval().as_millis(),
+                c.self_fence_margin.as_millis(),
+                c.key_prefix,
+            );
+        }
         out
     }
 }

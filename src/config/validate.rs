@@ -95,7 +95,11 @@ impl<'a> Validator<'a> {
         let limits = self.limits(&raw.limits);
         let data_dir = self.resolve(raw.data_dir.as_deref().unwrap_or(Path::new(DEFAULT_DATA_DIR)));
         let admin = self.admin(&raw.admin, &data_dir);
-        Config { portals, targets, discovery, session, admin, limits, data_dir, warnings: Vec::new() }
+        let cluster = self.cluster(raw.cluster.as_ref());
+        if cluster.is_some() {
+            self.cluster_constraints(&portals, &targets);
+        }
+        Config { portals, targets, discovery, session, admin, limits, cluster, data_dir, warnings: Vec::new() }
     }
 
     fn portals(&mut self, raw: &[RawPortal]) -> Vec<Portal> {
@@ -222,6 +226,39 @@ impl<'a> Validator<'a> {
         }
         for (field, message) in clashes {
             self.problem(field, message);
+        }
+    }
+}
+
+impl Validator<'_> {
+    /// What cluster mode asks of the rest of the file (docs/cluster.md).
+    fn cluster_constraints(&mut self, portals: &[Portal], targets: &[TargetConfig]) {
+        for (index, portal) in portals.iter().enumerate() {
+            // Relative target port id = gateway_id * 256 + TPGT (SPC-4 §7.8.6.8: unique across
+            // the SCSI target device, i.e. the whole cluster).
+            if portal.tpgt > 255 {
+                self.problem(
+                    format!("portals[{index}].tpgt"),
+                    format!(
+                        "must be at most 255 in cluster mode (relative port id = gateway_id * 256 + TPGT), got {}",
+                        portal.tpgt
+                    ),
+                );
+            }
+        }
+        for (t, target) in targets.iter().enumerate() {
+            for (l, lun) in target.luns.iter().enumerate() {
+                match lun.backend {
+                    BackendConfig::Memory { .. } => self.problem(
+                        format!("targets[{t}].luns[{l}].backend"),
+                        "a memory LUN cannot be shared by the gateways of a cluster; use a file or block device on shared storage",
+                    ),
+                    BackendConfig::File { direct_io: false, .. } => self.warnings.push(format!(
+                        "targets[{t}].luns[{l}]: without direct_io = true, gateways on different hosts can read stale data from their page cache"
+                    )),
+                    _ => {}
+                }
+            }
         }
     }
 }

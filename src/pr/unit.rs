@@ -81,6 +81,13 @@ impl Unit {
         self.gate.read().await
     }
 
+    /// Waits until every command that holds the fencing gate now has finished its I/O (takes
+    /// and drops the write side). A cluster gateway that closed its write fence calls it to know
+    /// no admitted write is still on its way to the backing store (docs/cluster.md).
+    pub async fn quiesce(&self) {
+        drop(self.gate.write().await);
+    }
+
     /// Applies `request` under the write guard. `commit` runs after the new state is durable
     /// and published but before any I/O may pass the gate again: it aborts the preempted
     /// tasks and queues unit attentions.

@@ -234,7 +234,9 @@ impl Alua {
     }
 }
 
-fn relative_port_in_cluster(gateway_id: u16, tpgt: u16) -> u16 {
+/// The relative target port identifier of portal group `tpgt` on cluster gateway `gateway_id`
+/// (TPGTs stay below 256 in cluster mode; the config refuses larger ones).
+pub fn relative_port_in_cluster(gateway_id: u16, tpgt: u16) -> u16 {
     gateway_id.wrapping_mul(256).wrapping_add(tpgt & 0xFF)
 }
 

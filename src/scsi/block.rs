@@ -178,6 +178,19 @@ impl IoOp {
         }
     }
 
+    /// Commands that write or unmap blocks (the ones a self-fenced gateway must refuse).
+    fn changes_medium(&self) -> bool {
+        matches!(
+            self,
+            IoOp::Write { .. }
+                | IoOp::WriteVerify { .. }
+                | IoOp::CompareAndWrite { .. }
+                | IoOp::OrWrite { .. }
+                | IoOp::WriteSame { .. }
+                | IoOp::Unmap { .. }
+        )
+    }
+
     pub(crate) async fn execute(self, lun: Arc<Lun>, mut data: DataOut) -> Result<Option<Bytes>, Sense> {
         // Never act on more data-out than the CDB asked for, whatever the transport delivered.
         data.truncate(self.data_out_len(lun.block_size()) as usize);
@@ -186,6 +199,11 @@ impl IoOp {
         let write_err = |e: std::io::Error| Sense::from_io(&e, true);
         // SBC-3 §6.4.5: with WCE clear every write is durable before status.
         let write_through = !lun.mode().wce;
+        if self.changes_medium() {
+            // A self-fenced cluster gateway submits no write (SPC-4 §5.15.2.4: NOT READY with
+            // its ALUA state, so multipath retries another path).
+            lun.admit_write()?;
+        }
         match self {
             IoOp::Read { offset, len } => {
                 if len == 0 {

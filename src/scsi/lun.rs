@@ -88,6 +88,9 @@ pub struct Lun {
     /// again when a data command executes, so a port that stopped serving while the command
     /// waited for its Data-Out does not touch the medium.
     alua: OnceLock<Arc<Alua>>,
+    /// Cluster mode: the gateway's self-fence (docs/cluster.md); `None` on a single node,
+    /// where writes are never fenced by time.
+    write_fence: Option<std::sync::Arc<super::write_fence::WriteFence>>,
 }
 
 impl Lun {
@@ -124,6 +127,7 @@ impl Lun {
             stats: Default::default(),
             tasks: Default::default(),
             alua: OnceLock::new(),
+            write_fence: None,
         })
     }
 
@@ -184,6 +188,17 @@ impl Lun {
         }
         self.physical_exponent = exponent;
         Ok(self)
+    }
+
+    /// Cluster mode: writes are admitted only while `fence` is open (docs/cluster.md).
+    pub fn set_write_fence(&mut self, fence: std::sync::Arc<super::write_fence::WriteFence>) {
+        self.write_fence = Some(fence);
+    }
+
+    /// Whether a command that changes the medium may reach the backend now; called under the
+    /// fencing gate, so `pr().quiesce()` after closing the fence waits for every admitted write.
+    pub fn admit_write(&self) -> Result<(), SenseReason> {
+        self.write_fence.as_ref().map_or(Ok(()), |fence| fence.admit())
     }
 
     /// Sets the caching mode page's WCE bit (SBC-3 §6.5.4): whether a volatile write cache

@@ -24,6 +24,7 @@ pub mod sense;
 pub mod target;
 pub mod task;
 pub mod task_set;
+pub mod write_fence;
 mod xcopy;
 
 pub use lun::{Lun, LunIdentity};
@@ -32,6 +33,7 @@ pub use sense::{Sense, SenseReason};
 pub use target::{LunMasking, Prepared, ScsiTarget};
 pub use task::{Completion, DataOut, ItNexus, ScsiTask, TaskAttr};
 pub use task_set::{Admitted, Drain, NexusTasks, StatusSink};
+pub use write_fence::WriteFence;
 
 #[cfg(test)]
 mod tests;

@@ -261,6 +261,8 @@ async fn copy_segment(s: &Segment, nexus: &ItNexus, copied: &mut u64) -> Result<
             if pr_conflict(&gate, nexus, PrClass::Write) || s.destination.reserved_by_other(nexus) {
                 return Err(refused());
             }
+            // A self-fenced cluster gateway writes nothing, copies included (docs/cluster.md).
+            s.destination.admit_write()?;
             let _range = s.destination.ranges().lock(s.destination_offset + done, n, true).await;
             s.destination.backend().write(s.destination_offset + done, &[data], durable).await.map_err(aborted)?;
         }

@@ -9,6 +9,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod block_initiator;
+pub mod etcd;
 pub mod raw_initiator;
 
 use std::fs;

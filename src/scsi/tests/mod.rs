@@ -7,6 +7,7 @@ mod alua;
 mod mode_pages;
 mod sbc_compare;
 mod sbc_extra;
+mod write_fence;
 mod xcopy;
 use crate::backend::{Backend, FileBackend, MemoryBackend};
 use bytes::Bytes;

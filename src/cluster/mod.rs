@@ -1,0 +1,202 @@
+//! Cluster mode (issue #10, docs/cluster.md): several gateways serve the same LUNs, with etcd as
+//! the only source of cluster truth. This phase: membership (a lease per gateway, self-fencing
+//! on the local clock before etcd can expire it, clean rejoin), unique gateway ids, one LUN
+//! identity across gateways, and the ALUA port groups of every gateway.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `store` | the `ClusterStore` trait: the etcd operations used |
+//! | `etcd` | `ClusterStore` on etcd (`etcd-client`) |
+//! | `memory` | an in-memory linearizable fake for unit tests (paused tokio clock) |
+//! | `records` | key layout and the JSON records: gateways, LUN definitions |
+//! | `identity` | publish-or-compare of each LUN's definition |
+//! | `membership` | lease, keepalive, self-fence deadline, drain, rejoin |
+//! | `peers` | the other gateways: joins and leaves logged, ALUA groups |
+//! | `status` | what `palisade cluster status` shows |
+
+pub mod etcd;
+pub mod identity;
+pub mod membership;
+#[cfg(test)]
+mod membership_tests;
+#[cfg(test)]
+pub mod memory;
+pub mod peers;
+pub mod records;
+pub mod status;
+pub mod store;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use tracing::{error, info};
+
+use crate::config::ClusterConfig;
+use crate::iscsi::registry::PortalAddr;
+use crate::scsi::alua::{AccessState, Alua};
+use crate::scsi::{Lun, WriteFence};
+use etcd::EtcdStore;
+use identity::Agreement;
+use membership::{LeaseTiming, Membership, ServedLun};
+use records::{GatewayRecord, Keys, LunDefinition, PortalRecord};
+use store::LeaseId;
+
+/// The ALUA state holder of a gateway with these portals: target port group = gateway id,
+/// relative target port id = gateway_id * 256 + TPGT (SPC-4 §7.8.6.8: unique in the cluster).
+/// Transitioning until the membership is taken and the LUN definitions agree.
+pub fn gateway_alua(config: &ClusterConfig, portals: &[PortalAddr]) -> Arc<Alua> {
+    let tpgts: Vec<u16> = portals.iter().map(|p| p.tpgt).collect();
+    let alua = Alua::gateway(config.gateway_id, &tpgts);
+    // REPORT TARGET PORT GROUPS' IMPLICIT TRANSITION TIME: a gateway that lost etcd comes back
+    // within about one lease TTL (SPC-4 §6.37).
+    alua.set_implicit_transition_secs(config.lease_ttl.as_secs().clamp(1, 255) as u8);
+    alua.set_local_state(AccessState::Transitioning);
+    alua
+}
+
+/// The definition of `lun` of `target` as this gateway would present it.
+pub fn definition_of(target: &str, lun: &Lun) -> LunDefinition {
+    LunDefinition {
+        target: target.to_string(),
+        lun: lun.id(),
+        naa: LunDefinition::naa_hex(lun.identity().naa),
+        serial: lun.identity().serial.clone(),
+        block_size: lun.block_size(),
+        capacity_blocks: lun.block_count(),
+    }
+}
+
+/// A running cluster membership: the keepalive task and the peer watcher.
+pub struct ClusterNode {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    store: Arc<EtcdStore>,
+    lease: Arc<AtomicI64>,
+    status: Arc<status::ClusterStatus>,
+    fence: Arc<WriteFence>,
+    served: Vec<Arc<Lun>>,
+}
+
+/// LUNs (target name, LUN id) whose definition disagrees with the cluster's.
+pub type Refused = Vec<(String, u64)>;
+
+impl ClusterNode {
+    /// Connects to etcd, takes this gateway's membership (refusing a duplicate gateway id),
+    /// agrees on every LUN's definition, then serves: the write fence opens, the gateway reports
+    /// Active/Optimized, and keepalives run. LUNs whose definition differs are returned, with
+    /// the differing fields logged, and must not be served.
+    pub async fn start(
+        config: &ClusterConfig,
+        portals: &[PortalAddr],
+        fence: Arc<WriteFence>,
+        alua: Arc<Alua>,
+        luns: Vec<(String, Arc<Lun>)>,
+    ) -> Result<(ClusterNode, Refused), String> {
+        let timing = LeaseTiming::new(config.lease_ttl, config.self_fence_margin);
+        // Each request may take at most one keepalive interval: a gateway that cannot reach
+        // etcd finds out in time to retry before its deadline.
+        let request_timeout = timing.interval;
+        let endpoints = config.etcd_endpoints.join(", ");
+        let connect = |what: &'static str| {
+            let endpoints = config.etcd_endpoints.clone();
+            async move {
+                EtcdStore::connect(&endpoints, request_timeout)
+                    .await
+                    .map(Arc::new)
+                    .map_err(|e| format!("cluster: cannot reach etcd ({what} client) at {}: {e}", endpoints.join(", ")))
+            }
+        };
+        let store = connect("main").await?;
+        let keepalive_store = connect("keepalive").await?;
+        let keys = Keys::new(&config.key_prefix);
+        let record = GatewayRecord {
+            gateway_id: config.gateway_id,
+            portals: portals
+                .iter()
+                .map(|p| PortalRecord {
+                    address: p.addr.to_string(),
+                    tpgt: p.tpgt,
+                    relative_port: GatewayRecord::relative_port(config.gateway_id, p.tpgt),
+                })
+                .collect(),
+            pid: std::process::id(),
+            boot_id: rand::random(),
+        };
+        let membership = Membership::join(
+            store.clone(),
+            keepalive_store,
+            keys.clone(),
+            record.clone(),
+            timing,
+            fence.clone(),
+            alua.clone(),
+        )
+        .await
+        .map_err(|e| format!("cluster: {e}"))?;
+        let mut served = Vec::new();
+        let mut refused = Vec::new();
+        for (target, lun) in luns {
+            let definition = definition_of(&target, &lun);
+            match membership.agree(&definition).await {
+                Ok(Agreement::Published) => {
+                    info!(target = %target, lun = lun.id(), naa = %definition.naa, serial = %definition.serial, "published the LUN definition")
+                }
+                Ok(Agreement::Matches) => {
+                    info!(target = %target, lun = lun.id(), "LUN definition matches the cluster's")
+                }
+                Ok(Agreement::Differs(differences)) => {
+                    for d in &differences {
+                        error!(target = %target, lun = lun.id(), field = d.field, ours = %d.ours, cluster = %d.cluster,
+                            "refusing to serve LUN {} of {target}: its {} differs from the cluster's definition ({d})", lun.id(), d.field);
+                    }
+                    refused.push((target, lun.id()));
+                    continue;
+                }
+                Err(e) => return Err(format!("cluster: reading LUN definitions from etcd at {endpoints}: {e}")),
+            }
+            served.push(ServedLun { definition, lun });
+        }
+        let lease = membership.lease_cell();
+        info!(
+            gateway = config.gateway_id,
+            lease = %format_args!("{:x}", lease.load(Ordering::Acquire)),
+            ttl_ms = timing.ttl.as_millis() as u64,
+            margin_ms = timing.margin.as_millis() as u64,
+            keepalive_ms = timing.interval.as_millis() as u64,
+            "joined the cluster; serving"
+        );
+        let status = membership.status();
+        let watcher = tokio::spawn(peers::watch(store.clone(), keys, record, alua, status.clone(), timing.interval));
+        let served_luns = served.iter().map(|s| s.lun.clone()).collect();
+        let keepalive = membership.start(served);
+        let node = ClusterNode { tasks: vec![keepalive, watcher], store, lease, status, fence, served: served_luns };
+        Ok((node, refused))
+    }
+
+    /// What `palisade cluster status` shows.
+    pub fn status(&self) -> Arc<status::ClusterStatus> {
+        self.status.clone()
+    }
+
+    /// Stops the keepalives, closes the write fence and waits for admitted writes (a task
+    /// aborted at shutdown may still have one in the backend), then revokes the lease, so the
+    /// other gateways see this one leave now — and nothing of it lands after they do.
+    pub async fn leave(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.fence.close(true);
+        for lun in &self.served {
+            lun.pr().quiesce().await;
+        }
+        let lease = LeaseId(self.lease.load(Ordering::Acquire));
+        Membership::<EtcdStore>::leave(&self.store, lease).await;
+    }
+}
+
+impl Drop for ClusterNode {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
