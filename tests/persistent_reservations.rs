@@ -418,7 +418,7 @@ async fn four_thousand_registrants_survive_restart_and_are_preempted_and_cleared
     let port = free_port();
     let server = Server::start(&dir, port);
     let portal = format!("127.0.0.1:{port}");
-    let url = palisade::bench::url::IscsiUrl::parse(&format!("iscsi://{portal}/{DEFAULT_IQN}/0")).unwrap();
+    let url = initiator::url::IscsiUrl::parse(&format!("iscsi://{portal}/{DEFAULT_IQN}/0")).unwrap();
     let all: Vec<Registration> = (0..HOSTS)
         .flat_map(|h| (0..PATHS).map(move |p| (h, p)))
         .map(|(h, p)| Registration { initiator: host_name(h), isid: path_isid(p), key: host_key(h) })
@@ -495,7 +495,7 @@ async fn pr_in_with(c: &Client, action: u8, allocation_length: u16) -> (usize, V
     let additional = u32::from_be_bytes(r.data[4..8].try_into().unwrap()) as usize;
     // SPC-4 §4.2.5.6: exactly the allocation length, or all of the data when it is shorter.
     assert_eq!(r.data.len(), (allocation_length as usize).min(8 + additional), "PR IN {action}");
-    (additional, r.data)
+    (additional, r.data.to_vec())
 }
 
 /// Every registered key (READ KEYS with the largest allocation length: room for 8,191).

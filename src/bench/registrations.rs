@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::cdb;
-use super::connection::{Connection, Request};
 use super::error::BenchError;
-use super::login::LoginOptions;
-use super::url::IscsiUrl;
+use initiator::cdb;
+use initiator::connection::{Connection, Request};
+use initiator::login::LoginOptions;
+use initiator::url::IscsiUrl;
 
 /// SPC-4 §6.15.2 Table 209.
 pub const REGISTER_AND_IGNORE_EXISTING_KEY: u8 = 0x06;
@@ -31,11 +31,11 @@ pub struct Registration {
 pub async fn execute_past_unit_attentions(conn: &mut Connection, request: Request) -> Result<(u8, Bytes), BenchError> {
     for _ in 0..8 {
         let done = conn.execute(request.clone()).await?;
-        let sense = done.sense.as_deref().and_then(cdb::sense_key);
+        let sense = done.sense.as_deref().and_then(initiator::sense::triple);
         match (done.status, sense) {
             (cdb::CHECK_CONDITION, Some((cdb::UNIT_ATTENTION, _, _))) => continue,
             (status, _) if status == cdb::GOOD => return Ok((status, done.data)),
-            (status, _) => return Err(BenchError(cdb::describe_status(status, done.sense.as_deref()))),
+            (status, _) => return Err(BenchError(initiator::sense::describe_status(status, done.sense.as_deref()))),
         }
     }
     Err(BenchError::new("unit attentions never ended"))
@@ -57,7 +57,7 @@ pub async fn register(url: &IscsiUrl, r: &Registration, aptpl: bool) -> Result<(
     execute_past_unit_attentions(&mut conn, request)
         .await
         .map_err(|e| BenchError(format!("REGISTER of {} {:02x?}: {e}", r.initiator, r.isid)))?;
-    conn.logout().await
+    Ok(conn.logout().await?)
 }
 
 /// Registers every one of `all`, `parallel` sessions at a time; the first failure is returned.
