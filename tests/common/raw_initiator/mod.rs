@@ -165,17 +165,34 @@ impl RawInitiator {
         }
     }
 
-    /// Pings and asserts the echo comes back as the very next PDU.
+    /// Pings and asserts the echo comes back, answering the target's own pings (ITT
+    /// 0xffffffff, RFC 7143 §11.19) that cross it on the wire; any other PDU fails the test.
     pub fn ping(&mut self, data: &[u8]) {
         let nop = self.conn.nop_out(data);
         self.send(&nop.encode());
-        match self.recv_msg(ANSWER_TIMEOUT) {
-            TargetPdu::NopIn(NopIn { itt, ttt, data: echoed, .. }) => {
-                assert_eq!(itt, nop.itt, "NOP-In answers our ITT");
-                assert_eq!(ttt, RESERVED_TAG, "NOP-In answering a ping carries TTT 0xffffffff (§11.19.1)");
-                assert_eq!(&echoed[..], data, "NOP-In echoes the ping data (§11.19)");
+        loop {
+            match self.recv_msg(ANSWER_TIMEOUT) {
+                TargetPdu::NopIn(ping) if ping.itt == RESERVED_TAG && ping.ttt != RESERVED_TAG => {
+                    // §11.18: answered with its TTT, as an immediate NOP-Out.
+                    let answer = pdu::msg::NopOut {
+                        immediate: true,
+                        lun: ping.lun,
+                        itt: RESERVED_TAG,
+                        ttt: ping.ttt,
+                        cmd_sn: self.cmd_sn,
+                        exp_stat_sn: self.exp_stat_sn,
+                        data: bytes::Bytes::new(),
+                    };
+                    self.send(&answer.encode());
+                }
+                TargetPdu::NopIn(NopIn { itt, ttt, data: echoed, .. }) => {
+                    assert_eq!(itt, nop.itt, "NOP-In answers our ITT");
+                    assert_eq!(ttt, RESERVED_TAG, "NOP-In answering a ping carries TTT 0xffffffff (§11.19.1)");
+                    assert_eq!(&echoed[..], data, "NOP-In echoes the ping data (§11.19)");
+                    return;
+                }
+                other => panic!("expected the NOP-In answering our ping, got {other:?}"),
             }
-            other => panic!("expected the NOP-In answering our ping, got {other:?}"),
         }
     }
 
