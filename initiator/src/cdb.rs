@@ -1,7 +1,7 @@
 //! CDBs the bench and the tests build (SBC-3, SPC-4), the status codes (SAM-5 §5.3) and the
 //! LUN field (SAM-5 §4.7).
 
-use crate::be;
+use pdu::be;
 
 /// GOOD status (SAM-5 §5.3.1).
 pub const GOOD: u8 = 0x00;

@@ -11,12 +11,11 @@
 //!   window, immediate/unsolicited data, R2T → Data-Out with test hooks (delay, hold), Data-In
 //!   reassembly, NOP-In answers, logout; a session's connections share one command window.
 //! - [`shared`]: a connection many tasks submit commands to at once (a driver task owns it).
-//! - [`cdb`], [`sense`], [`chap`], [`be`], [`url`]: CDBs, the one sense parser, CHAP's MD5, the
-//!   big-endian helpers, libiscsi-style URLs.
+//! - [`cdb`], [`sense`], [`url`]: CDBs, the one sense parser, libiscsi-style URLs. CHAP's MD5
+//!   (`pdu::chap`) and the big-endian helpers (`pdu::be`) are the codec crate's, shared with
+//!   the target.
 
-pub mod be;
 pub mod cdb;
-pub mod chap;
 pub mod connection;
 pub mod error;
 pub mod login;

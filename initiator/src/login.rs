@@ -9,10 +9,10 @@ use pdu::msg::{LoginRequest, LoginResponse, Stage, TargetPdu};
 use pdu::text::{self, TextAccumulator};
 use pdu::Digests;
 
-use crate::chap;
 use crate::error::Error;
 use crate::raw::{RawConnection, OUR_MAX_RECV};
 use crate::url::IscsiUrl;
+use pdu::chap;
 
 /// What this initiator asks for.
 #[derive(Clone, Debug)]

@@ -1,7 +1,7 @@
 //! Sense data as the target returns it (SPC-4 §4.5): fixed format (response codes 70h/71h,
 //! §4.5.3) and descriptor format (72h/73h, §4.5.2). The one parser for the bench and every test.
 
-use crate::be;
+use pdu::be;
 
 /// Sense key UNIT ATTENTION (SPC-4 §4.5.6, Table 27).
 pub const UNIT_ATTENTION: u8 = 0x06;

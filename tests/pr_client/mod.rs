@@ -4,11 +4,11 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use initiator::be;
 use initiator::cdb;
 use initiator::connection::R2tPolicy;
 use initiator::shared::SharedConnection;
 use initiator::{IscsiUrl, LoginOptions};
+use pdu::be;
 use std::time::Duration;
 
 pub use initiator::cdb::{CHECK_CONDITION, GOOD, RESERVATION_CONFLICT};

@@ -15,8 +15,6 @@ use pdu::{OutPdu, Pdu, RESERVED_TAG};
 #[allow(unused_imports)]
 pub use initiator::cdb::{CHECK_CONDITION, GOOD};
 #[allow(unused_imports)]
-pub use initiator::chap::{decode_hex, encode_hex, response as chap_response};
-#[allow(unused_imports)]
 pub use initiator::login::{first_login_request, LoginOptions};
 #[allow(unused_imports)]
 pub use initiator::raw::{
@@ -24,6 +22,8 @@ pub use initiator::raw::{
 };
 pub use initiator::steps::ScsiOutcome;
 use initiator::RawConnection;
+#[allow(unused_imports)]
+pub use pdu::chap::{decode_hex, encode_hex, response as chap_response};
 
 /// Why a login did not reach Full Feature Phase.
 #[derive(Debug, PartialEq, Eq)]

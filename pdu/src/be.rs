@@ -1,6 +1,6 @@
-//! Big-endian fields of CDBs, parameter lists and sense data (SPC-4 §3.5.3: "big-endian"
-//! byte order everywhere). Reads out of range give `None`, never a panic: the data comes from
-//! the target.
+//! Big-endian fields at byte offsets, as iSCSI (RFC 7143 §11.1: network byte order) and SCSI
+//! (SPC-4 §3.5.3: CDBs, parameter lists, sense data) both lay them out. Reads out of range give
+//! `None`, never a panic: the bytes come from the peer.
 
 /// The `N` bytes at `at`, if the buffer has them.
 fn bytes_at<const N: usize>(buf: &[u8], at: usize) -> Option<[u8; N]> {

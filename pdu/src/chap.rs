@@ -1,5 +1,6 @@
 //! CHAP with MD5 (RFC 7143 §12.1.3, RFC 1994 §4.1) and the hexadecimal binary values its keys
-//! carry (RFC 7143 §6.1). The initiator's one copy, for the bench, the tests and the fuzzers.
+//! carry (RFC 7143 §6.1): the one copy both ends of a login use (the target's authenticator, the
+//! initiator crate, the fuzzers).
 
 use md5::{Digest, Md5};
 
