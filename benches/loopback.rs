@@ -14,7 +14,6 @@ use initiator::connection::{Completion, Connection, Request};
 use initiator::login::LoginOptions;
 use initiator::url::IscsiUrl;
 use palisade::bench::pattern::XorShift;
-use palisade::bench::runner::clear_unit_attention;
 use palisade::config::DEFAULT_TARGET_NAME;
 
 const LUN_BYTES: u64 = 256 << 20;
@@ -25,7 +24,7 @@ async fn connect(addr: SocketAddr) -> Connection {
     let mut s =
         Connection::connect(&url, &LoginOptions::new("iqn.2026-11.io.palisade:loopback-bench", 7)).await.unwrap();
     // Take the power-on UNIT ATTENTION before measuring.
-    clear_unit_attention(&mut s).await.unwrap();
+    s.clear_unit_attention().await.unwrap();
     s
 }
 

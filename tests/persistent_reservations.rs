@@ -381,7 +381,7 @@ async fn preempt_and_abort_answers_the_victims_tasks_task_aborted_when_tas_is_se
 /// it survives kill -9 and restart, and PREEMPT AND ABORT and CLEAR act on the crowd.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_thousand_registrants_survive_restart_and_are_preempted_and_cleared() {
-    use palisade::bench::registrations::{register_all, Registration};
+    use initiator::registrations::{register_all, Registration};
     const HOSTS: usize = 1024;
     const PATHS: usize = 4;
     let host_name = |h: usize| format!("iqn.2026-11.test:scale-{h:04}");

@@ -21,6 +21,7 @@ use pdu::{serial, Framer, OutPdu, Pdu, WireWriter, RESERVED_TAG};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+use crate::cdb;
 use crate::error::Error;
 use crate::login::{self, AddConnection, LoginOptions, SessionParams};
 use crate::raw::RawConnection;
@@ -594,6 +595,32 @@ impl Connection {
                 return Ok(done.swap_remove(i));
             }
         }
+    }
+
+    /// Runs `request` until it gets past the unit attentions every new nexus first sees (SPC-4
+    /// §5.14, at most 8); returns its data when it ends GOOD.
+    pub async fn execute_past_unit_attentions(&mut self, request: Request) -> Result<Bytes, Error> {
+        for _ in 0..8 {
+            let done = self.execute(request.clone()).await?;
+            let sense = done.sense.as_deref().and_then(crate::sense::triple);
+            match (done.status, sense) {
+                (cdb::CHECK_CONDITION, Some((cdb::UNIT_ATTENTION, _, _))) => continue,
+                (cdb::GOOD, _) => return Ok(done.data),
+                (status, _) => return Err(Error::Other(crate::sense::describe_status(status, done.sense.as_deref()))),
+            }
+        }
+        Err(Error::new("unit attentions never ended"))
+    }
+
+    /// TEST UNIT READY until the unit attentions of a new I_T nexus are taken (SPC-4 §5.14), so
+    /// the commands that matter do not get them.
+    pub async fn clear_unit_attention(&mut self) -> Result<(), Error> {
+        let tur =
+            Request { cdb: cdb::test_unit_ready(), write_data: Bytes::new(), read_len: 0, collect: false, tag: 0 };
+        self.execute_past_unit_attentions(tur)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Other(format!("TEST UNIT READY: {e}")))
     }
 
     /// Waits for outstanding commands, then logs out (RFC 7143 §11.14): the session from its

@@ -10,6 +10,7 @@
 //! - [`connection`]: a pipelined Full Feature Phase connection (the bench's engine): CmdSN
 //!   window, immediate/unsolicited data, R2T → Data-Out with test hooks (delay, hold), Data-In
 //!   reassembly, NOP-In answers, logout; a session's connections share one command window.
+//! - [`registrations`]: many I_T nexuses registering persistent reservation keys (scale setup).
 //! - [`shared`]: a connection many tasks submit commands to at once (a driver task owns it).
 //! - [`cdb`], [`sense`], [`url`]: CDBs, the one sense parser, libiscsi-style URLs. CHAP's MD5
 //!   (`pdu::chap`) and the big-endian helpers (`pdu::be`) are the codec crate's, shared with
@@ -20,6 +21,7 @@ pub mod connection;
 pub mod error;
 pub mod login;
 pub mod raw;
+pub mod registrations;
 pub mod sense;
 pub mod shared;
 pub mod steps;

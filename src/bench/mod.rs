@@ -2,13 +2,11 @@
 //! (URLs, login, the pipelined connection of a session with MC/S). Module map:
 //! - [`workload`]: patterns and LBA choice; [`pattern`]: the self-checking block format.
 //! - [`runner`]: sessions, budgets, progress; [`report`]: text/JSON report; [`histogram`]: latency.
-//! - [`registrations`]: many I_T nexuses registering persistent reservation keys (scale setup).
 
 pub mod args;
 pub mod error;
 pub mod histogram;
 pub mod pattern;
-pub mod registrations;
 pub mod report;
 pub mod runner;
 pub mod workload;

@@ -124,7 +124,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
                 args.connections
             )));
         }
-        clear_unit_attention(&mut leading).await.map_err(|e| BenchError(format!("{url}: {e}")))?;
+        leading.clear_unit_attention().await.map_err(|e| BenchError(format!("{url}: {e}")))?;
         let mut connections = vec![leading];
         for cid in 1..args.connections {
             let added = connections[0].add_connection(url, &opts, cid as u16).await?;
@@ -242,16 +242,6 @@ async fn logout_all(sessions: Vec<Vec<Connection>>, urls: Vec<String>) -> Result
 fn clock_seed() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
         ^ std::process::id() as u64
-}
-
-/// The first command of a new I_T nexus usually gets a UNIT ATTENTION (SPC-4 §5.14); TEST UNIT
-/// READY takes it so the measured I/O does not.
-pub async fn clear_unit_attention(s: &mut Connection) -> Result<(), BenchError> {
-    let tur = Request { cdb: cdb::test_unit_ready(), write_data: Bytes::new(), read_len: 0, collect: false, tag: 0 };
-    super::registrations::execute_past_unit_attentions(s, tur)
-        .await
-        .map(|_| ())
-        .map_err(|e| BenchError(format!("TEST UNIT READY: {e}")))
 }
 
 async fn read_capacity(s: &mut Connection) -> Result<Capacity, BenchError> {
