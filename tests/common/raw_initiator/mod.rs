@@ -261,6 +261,12 @@ impl RawInitiator {
         pdu::text::parse(&rsp.data).expect("Text Response keys")
     }
 
+    /// SendTargets (RFC 7143 Appendix C), following continued Text Responses (§11.10.2):
+    /// (TargetName, [TargetAddress…]) per target.
+    pub fn send_targets(&mut self, which: &str) -> Vec<(String, Vec<String>)> {
+        block_on!(self, |c| c.send_targets(which)).unwrap_or_else(|e| panic!("SendTargets: {e}"))
+    }
+
     /// Logout (close the session) and expect response 0 then the connection to close.
     pub fn logout(&mut self) {
         let rsp = block_on!(self, |c| c.logout(true, 1)).unwrap_or_else(|e| panic!("logout: {e}"));
