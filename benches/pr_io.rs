@@ -26,7 +26,7 @@ use palisade::config::DEFAULT_TARGET_NAME;
 const LUN_BYTES: u64 = 64 << 20;
 const IO: u64 = 4096;
 const BENCH_INITIATOR: &str = "iqn.2026-11.io.palisade:pr-io-bench";
-/// SPC-4 §6.15.2 Table 209 RESERVE; Table 212 type 7.
+/// SPC-4 §6.16.2 Table 213 RESERVE; Table 206 type 7.
 const RESERVE: u8 = 0x01;
 const WRITE_EXCLUSIVE_ALL_REGISTRANTS: u8 = 0x07;
 

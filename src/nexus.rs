@@ -64,13 +64,23 @@ impl fmt::Debug for InitiatorPort {
     }
 }
 
-/// An iSCSI target port: target name and target portal group tag (RFC 7143 §4.2.7.1). The
-/// TPGT is also the RELATIVE TARGET PORT IDENTIFIER (SPC-4 §7.8.6.8) that READ FULL STATUS and
-/// VPD 83h report; several gateways serving one target give their ports distinct TPGTs.
+/// An iSCSI target port: target name and target portal group tag (RFC 7143 §4.2.7.1), and its
+/// RELATIVE TARGET PORT IDENTIFIER (SPC-4 §7.8.6.7) that READ FULL STATUS, VPD 83h and REPORT
+/// TARGET PORT GROUPS report. Single-node the relative port is the TPGT; in a cluster it is
+/// gateway id × 256 + TPGT (`scsi::alua::Alua::relative_port`), so two gateways whose portal
+/// groups share a TPGT are still two target ports.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct TargetPort {
     pub name: String,
     pub tpgt: u16,
+    pub relative_port: u16,
+}
+
+impl TargetPort {
+    /// A single-node target port: its relative port identifier is the TPGT.
+    pub fn new(name: &str, tpgt: u16) -> TargetPort {
+        TargetPort { name: name.to_string(), tpgt, relative_port: tpgt }
+    }
 }
 
 /// "<name>,t,0x<TPGT>" (RFC 7143 §4.2.7.1).
@@ -95,10 +105,14 @@ pub struct ItNexus {
 
 impl ItNexus {
     pub fn new(initiator_name: &str, isid: [u8; 6], target_name: &str, tpgt: u16) -> ItNexus {
-        ItNexus {
-            initiator: InitiatorPort::new(initiator_name, isid),
-            target: TargetPort { name: target_name.to_string(), tpgt },
-        }
+        ItNexus { initiator: InitiatorPort::new(initiator_name, isid), target: TargetPort::new(target_name, tpgt) }
+    }
+
+    /// The same nexus on a target port whose relative port identifier is `relative_port`
+    /// (a cluster gateway's port, SPC-4 §7.8.6.7).
+    pub fn with_relative_port(mut self, relative_port: u16) -> ItNexus {
+        self.target.relative_port = relative_port;
+        self
     }
 
     /// The initiator port: what unit attentions, SPC-2 reservations and copy results are kept by.

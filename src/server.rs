@@ -19,6 +19,7 @@ use crate::iscsi::connection;
 use crate::iscsi::limits::ResourceLimits;
 use crate::iscsi::login::{ChapCredentials, TargetLimits};
 use crate::iscsi::registry::{format_portal, PortalAddr, Registry, SessionSettings, TargetEntry, Targets};
+use crate::scsi::alua::Alua;
 use crate::scsi::{Lun, LunIdentity, LunMasking, ScsiTarget};
 
 #[derive(Debug)]
@@ -54,6 +55,8 @@ struct Served {
     config: Config,
     portals: Vec<PortalAddr>,
     luns: HashMap<(String, u64), (LunConfig, Arc<Lun>)>,
+    /// The target port groups every target reports (SPC-4 §5.15), kept across reloads.
+    alua: Arc<Alua>,
 }
 
 impl Server {
@@ -74,10 +77,13 @@ impl Server {
             listeners.push((l, PortalAddr { addr, tpgt: p.tpgt }));
         }
         let portals: Vec<PortalAddr> = listeners.iter().map(|(_, p)| p.clone()).collect();
+        // SPC-4 §5.15: a single server is target port group 1, Active/Optimized, and each
+        // portal group is one target port whose relative identifier is its TPGT.
+        let alua = Alua::single_node(1, portals.iter().map(|p| p.tpgt).collect());
         let mut targets = Vec::new();
         let mut luns = HashMap::new();
         for t in &config.targets {
-            let entry = build_target(config, t, &portals, |l| {
+            let entry = build_target(config, t, &portals, &alua, |l| {
                 let lun = Arc::new(open_lun(t, l, config)?);
                 luns.insert((t.name.clone(), l.id), (l.clone(), lun.clone()));
                 Ok(lun)
@@ -92,7 +98,7 @@ impl Server {
         );
         let registry = Arc::new(registry);
         let admin = crate::admin::Admin::bind(config).await.map_err(StartError)?;
-        let served = Arc::new(Mutex::new(Served { config: config.clone(), portals, luns }));
+        let served = Arc::new(Mutex::new(Served { config: config.clone(), portals, luns, alua }));
         Ok(Server { registry, listeners, served, admin })
     }
 
@@ -104,6 +110,12 @@ impl Server {
     /// The portals actually bound (with resolved ports).
     pub fn portals(&self) -> Vec<PortalAddr> {
         self.listeners.iter().map(|(_, p)| p.clone()).collect()
+    }
+
+    /// The target port groups and local access state (SPC-4 §5.15) every target reports and
+    /// obeys: what a cluster layer drives (`set_local_state`, `set_groups`).
+    pub fn alua(&self) -> Arc<Alua> {
+        lock(&self.served).alua.clone()
     }
 
     /// The admin socket and metrics endpoint, when enabled.
@@ -227,6 +239,7 @@ fn build_target(
     config: &Config,
     t: &TargetConfig,
     bound: &[PortalAddr],
+    alua: &Arc<Alua>,
     mut lun_for: impl FnMut(&LunConfig) -> Result<Arc<Lun>, StartError>,
 ) -> Result<TargetEntry, StartError> {
     let mut luns = Vec::new();
@@ -245,17 +258,18 @@ fn build_target(
         }
         allowed = Some(names);
     }
-    let portals = config
+    let portals: Vec<PortalAddr> = config
         .portals
         .iter()
         .zip(bound)
         .filter(|(p, _)| t.portals.is_empty() || t.portals.contains(&p.name))
         .map(|(_, bound)| bound.clone())
         .collect();
+    let scsi = ScsiTarget::new(t.name.clone(), luns, masking).with_alua(alua.clone(), portals.iter().map(|p| p.tpgt));
     Ok(TargetEntry {
         name: t.name.clone(),
         alias: t.alias.clone(),
-        scsi: Arc::new(ScsiTarget::new(t.name.clone(), luns, masking)),
+        scsi: Arc::new(scsi),
         portals,
         allowed_initiators: allowed,
         chap: t.chap.as_ref().map(credentials),
@@ -312,7 +326,7 @@ fn open_backend_lun(t: &TargetConfig, l: &LunConfig) -> Result<Lun, StartError> 
     Ok(lun)
 }
 
-/// SPC-4 §5.13.4 APTPL: each LU's reservations live in `<data_dir>/<serial>.pr`. An unreadable
+/// SPC-4 §5.13.5.1 APTPL: each LU's reservations live in `<data_dir>/<serial>.pr`. An unreadable
 /// record is logged and the LU starts without reservations (never from a half-read state).
 fn restore_reservations(lun: &mut Lun, data_dir: &std::path::Path) {
     let path = data_dir.join(format!("{}.pr", lun.identity().serial));
@@ -406,7 +420,7 @@ impl ReloadHandle {
                         entry.clone()
                     }
                     _ => {
-                        let entry = build_target(new, t, &served.portals, |l| {
+                        let entry = build_target(new, t, &served.portals, &served.alua, |l| {
                             match served.luns.get(&(t.name.clone(), l.id)) {
                                 Some((was, lun)) if was == l => Ok(lun.clone()),
                                 _ => Ok(Arc::new(open_lun(t, l, new)?)),

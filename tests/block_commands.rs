@@ -263,7 +263,7 @@ fn bad_cdbs_and_parameter_lists_get_the_prescribed_sense() {
     let param_list_length = (0x05, 0x1A, 0x00);
     let invalid_param = (0x05, 0x26, 0x00);
     let cases: Vec<(&str, Vec<u8>, Vec<u8>, SenseCode)> = vec![
-        // SBC-3 §5.3: data-out must be exactly 2 × NUMBER OF LOGICAL BLOCKS blocks.
+        // SBC-3 §5.2: data-out must be exactly 2 × NUMBER OF LOGICAL BLOCKS blocks.
         ("CAW data-out too short", caw(0, 2), vec![0; 2 * BS], invalid_cdb),
         ("CAW beyond the end", caw(last, 2), vec![0; 4 * BS], lba_out_of_range),
         ("CAW miscompare", caw(0, 1), [vec![0xFF; BS], vec![0; BS]].concat(), (0x0E, 0x1D, 0x00)),
@@ -317,7 +317,7 @@ fn bad_cdbs_and_parameter_lists_get_the_prescribed_sense() {
         ("GET LBA STATUS beyond the end", get_lba_status(last + 1), vec![], lba_out_of_range),
         ("EXTENDED COPY truncated header", xcopy_cdb(15), vec![0; 15], param_list_length),
         ("EXTENDED COPY reserved LIST ID USAGE", xcopy_cdb(16), [vec![1, 0x08], vec![0; 14]].concat(), invalid_param),
-        // SPC-4 §6.18: no held status for this list identifier.
+        // SPC-4 §6.25: no held status for this list identifier.
         (
             "RECEIVE COPY RESULTS unknown list",
             vec![0x84, 0, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 0, 0],

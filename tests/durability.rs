@@ -61,7 +61,7 @@ fn write_stream(portal: &str, round: u32) -> (Vec<(u32, u32)>, u32) {
     while seq < ROUND_SPAN / WRITE_BLOCKS {
         let lba = round * ROUND_SPAN + seq * WRITE_BLOCKS;
         if seq % 8 == 7 {
-            // SBC-3 §5.27 SYNCHRONIZE CACHE(10), whole LU: writes acknowledged before it are durable.
+            // SBC-3 §5.26 SYNCHRONIZE CACHE(10), whole LU: writes acknowledged before it are durable.
             let pending = std::mem::take(&mut volatile);
             match try_exec(&mut ini, &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]) {
                 Ok(GOOD) => durable.extend(pending),

@@ -124,7 +124,7 @@ fn supported_vpd_pages_are_ascending_and_each_one_answers() {
     for required in [0x00, 0x80, 0x83, 0xb0, 0xb1] {
         assert!(pages.contains(&required), "page {required:#04x} not listed:\n{out}");
     }
-    // SPC-4 §7.8.14: the list is in ascending order.
+    // SPC-4 §7.8.16: the list is in ascending order.
     assert!(pages.windows(2).all(|w| w[0] < w[1]), "pages not ascending: {pages:02x?}");
     // libiscsi 1.19's iscsi-inq cannot decode the third-party copy page (0x8f) and errors out
     // on it; its content is checked by the unit tests in src/scsi/inquiry.rs instead.
@@ -148,7 +148,7 @@ fn unit_serial_number_is_stable_across_sessions_and_initiators() {
     };
     let first = serial(&[]);
     assert!(!first.is_empty(), "empty serial number");
-    // SPC-4 §7.8.15: PRODUCT SERIAL NUMBER is ASCII (0x20..0x7e).
+    // SPC-4 §7.8.18: PRODUCT SERIAL NUMBER is ASCII (0x20..0x7e).
     assert!(first.bytes().all(|b| (0x20..0x7f).contains(&b)), "serial not printable ASCII: {first:?}");
     assert_eq!(serial(&[]), first, "serial changed between two sessions");
     assert_eq!(serial(&["-i", "iqn.2026-11.io.palisade.test:other-host"]), first, "serial differs per initiator");

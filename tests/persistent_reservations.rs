@@ -55,7 +55,7 @@ async fn multipath_paths_register_separately_and_fall_together() {
     assert_eq!(b.read_keys().await.1, vec![0xB]);
     assert_eq!(b.read_reservation().await, Some((0xB, prout::WERO)));
     for c in [&a1, &a2] {
-        // SPC-4 §5.13.11.4.3: REGISTRATIONS PREEMPTED (2Ah/05h) on each path.
+        // SPC-4 §5.13.11.2.4.3: REGISTRATIONS PREEMPTED (2Ah/05h) on each path.
         assert!(c.clear_unit_attentions().await.contains(&(0x2A, 0x05)));
         let w = c.write16(0, Bytes::from(vec![1u8; 512]), Duration::from_secs(10)).await.unwrap();
         assert_eq!(w.status, RESERVATION_CONFLICT);
@@ -128,7 +128,7 @@ async fn fencing_preempt_and_abort_stops_every_write_of_the_victim() {
     assert_eq!(violations, 0);
 }
 
-/// APTPL (SPC-4 §5.13.4): kill -9 at random points of a stream of PR OUT commands; after each
+/// APTPL (SPC-4 §5.13.5.1): kill -9 at random points of a stream of PR OUT commands; after each
 /// restart the state is the last acknowledged one, or the one of the command in flight (whose
 /// GOOD was lost with the connection), never older and never torn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,7 +405,7 @@ async fn four_thousand_registrants_survive_restart_and_are_preempted_and_cleared
     observer.clear_unit_attentions().await;
     check_crowd(&observer, HOSTS * PATHS, host_key, PATHS).await;
 
-    // The 4,097th: ILLEGAL REQUEST, INSUFFICIENT REGISTRATION RESOURCES (SPC-4 §5.13.5.2).
+    // The 4,097th: ILLEGAL REQUEST, INSUFFICIENT REGISTRATION RESOURCES (SPC-4 §5.13.7).
     let extra = Client::login(&portal, "iqn.2026-11.test:one-too-many", isid(1), DEFAULT_IQN).await.expect("login");
     extra.clear_unit_attentions().await;
     let refused = extra.pr_out(prout::REGISTER_AND_IGNORE, 0, 0, 0xEEEE, prout::APTPL).await;

@@ -239,7 +239,7 @@ fn pr_out_cdb(action: u8, len: u32) -> [u8; 10] {
 }
 
 /// REGISTER with SPEC_I_PT: the 24-byte basic list, then the TransportID list length and the
-/// TransportIDs (SPC-4 §6.15.3 Table 209).
+/// TransportIDs (SPC-4 §6.16.3 Table 214).
 fn spec_i_pt_list(new_key: u64, tids: &[u8], declared_len: u32) -> Vec<u8> {
     let mut p = vec![0u8; 24];
     p[8..16].copy_from_slice(&new_key.to_be_bytes());
@@ -266,7 +266,7 @@ fn padded(name: &str, to: usize) -> Vec<u8> {
 /// SCST's TransportID parsing (the checklist item of issue 6; no CVE number claimed): TransportIDs
 /// whose lengths point past the list, names without their terminating NUL, names far over
 /// 223 bytes. Each is INVALID FIELD IN PARAMETER LIST or PARAMETER LIST LENGTH ERROR (SPC-4
-/// §6.15.3), nothing is registered, and the server never panics.
+/// §6.16.3), nothing is registered, and the server never panics.
 #[test]
 fn malformed_transport_ids_are_refused_with_parameter_list_errors() {
     let mut t = plain_target("");

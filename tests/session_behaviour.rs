@@ -282,7 +282,7 @@ fn lun_reset_by_another_nexus_ends_its_tasks_with_task_aborted_only_when_tas_is_
     a.exec_good(0, &[0x15, 0x10, 0, 0, param.len() as u8, 0], 0, &param);
     let sensed = a.exec_good(0, &[0x1a, 0x08, 0x0a, 0, 255, 0], 255, &[]);
     assert_eq!(sensed[page_at + 5] & 0x40, 0x40, "TAS is set");
-    // B is told: MODE PARAMETERS CHANGED (SPC-4 §6.9).
+    // B is told: MODE PARAMETERS CHANGED (SPC-4 §6.11).
     assert_sense(&b.exec(0, &[0x00; 6], 0, &[]), 0x06, 0x2a, 0x01);
 
     // B's write waits for Data-Out; A resets the LUN. SAM-5 §5.6: with TAS=1 a task aborted by

@@ -7,15 +7,17 @@
 //! * sbd 1.5: header, slots and messages written through one identity and read through the
 //!   other; `sbd watch` on the softdog watchdog obeys a `reset` sent through the other identity by
 //!   rebooting the guest (tests/guest/sbd.sh).
-//! * dm-multipath: one map over two sessions (two guest portal addresses); fio with crc32c
-//!   verification runs without error while one path is logged out and back in
-//!   (tests/guest/multipath.sh).
+//! * dm-multipath: one map over two sessions (two portal groups of one target, one per guest
+//!   portal address); the kernel's ALUA handler (scsi_dh_alua) attaches to both paths and finds
+//!   them active/optimized, sg_rtpg / sg_vpd show target port group 1 and relative ports 1 and 2
+//!   (SPC-4 §5.15); fio with crc32c verification runs without error while one path is logged
+//!   out and back in (tests/guest/multipath.sh).
 //!
 //! Each test prints the guest console; the VMs run one at a time (TCG on a shared CPU).
 
 mod common;
 
-use common::{guest_script, run_with_timeout, vm_runner, TargetProcess};
+use common::{free_port, guest_script, run_with_timeout, vm_runner, TargetProcess, DEFAULT_IQN};
 use std::process::Output;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -35,7 +37,44 @@ static ONE_VM: Mutex<()> = Mutex::new(());
 fn run_guest(script: &str) -> (TargetProcess, Output, String) {
     let _vm = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
     let target = TargetProcess::start_default();
-    let mut cmd = vm_runner(target.port(), GUEST_TIMEOUT_S);
+    let cmd = vm_runner(target.port(), GUEST_TIMEOUT_S);
+    run_guest_with(target, cmd, script)
+}
+
+/// The default target's LUN served on two portal groups: TPGT 1 on the target's port, TPGT 2 on
+/// the returned one (two target ports, relative ports 1 and 2, of target port group 1).
+fn start_two_portal_groups() -> (TargetProcess, u16) {
+    let second = free_port();
+    let toml = format!(
+        r#"
+[[portals]]
+name = "a"
+listen = "127.0.0.1:{{PORT}}"
+tpgt = 1
+
+[[portals]]
+name = "b"
+listen = "127.0.0.1:{second}"
+tpgt = 2
+
+[[targets]]
+name = "{DEFAULT_IQN}"
+
+[[targets.luns]]
+id = 0
+backend = "file"
+path = "{{DATA_DIR}}/lun0.img"
+size = "1GiB"
+"#
+    );
+    (TargetProcess::start_with_config(&toml, DEFAULT_IQN), second)
+}
+
+fn run_guest_with(
+    target: TargetProcess,
+    mut cmd: std::process::Command,
+    script: &str,
+) -> (TargetProcess, Output, String) {
     cmd.args(["--initiator-name", NODE_A, "--second-initiator-name", NODE_B]);
     cmd.arg(guest_script(script));
     let out = run_with_timeout(&mut cmd, Duration::from_secs(GUEST_TIMEOUT_S + 120));
@@ -128,16 +167,29 @@ fn sbd_messages_cross_identities_and_a_reset_message_reboots_the_watcher() {
 }
 
 #[test]
-fn dm_multipath_keeps_verified_io_running_while_a_path_goes_and_comes_back() {
-    let (_target, out, console) = run_guest("multipath.sh");
+fn dm_multipath_with_alua_keeps_verified_io_running_while_a_path_goes_and_comes_back() {
+    let _vm = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
+    let (target, second_port) = start_two_portal_groups();
+    let mut cmd = vm_runner(target.port(), GUEST_TIMEOUT_S);
+    cmd.args(["--second-portal-port", &second_port.to_string(), "--initiator-name", NODE_A]);
+    let (_target, out, console) = run_guest_with(target, cmd, "multipath.sh");
     println!(
         "----- transcript -----\n{}",
-        transcript(&console, &["tcp: [", " sd", "paths:", "--logout", "--login", "successful", "err=", "fio:"])
+        transcript(
+            &console,
+            &["tcp: [", " sd", "paths:", "--logout", "--login", "successful", "err=", "fio:", "alua", "hwhandler"]
+        )
     );
     assert!(out.status.success(), "guest script failed: {:?}", out.status);
     assert_contains(&console, "MULTIPATH OK");
     let counts: Vec<&str> = console.lines().filter_map(|l| l.strip_prefix("paths: ")).collect();
     assert_eq!(counts, ["2", "1", "2"], "path count over the run");
+    // SPC-4 §5.15: the ALUA handler attached to both paths, each a distinct relative port.
+    let attached: Vec<&str> = console.lines().filter(|l| l.starts_with("alua: sd")).collect();
+    assert_eq!(attached.len(), 2, "{attached:?}");
+    assert!(attached.iter().all(|l| l.ends_with("dh_state=alua access_state=active/optimized")), "{attached:?}");
+    assert_contains(&console, "alua: relative target ports of the paths: 1 2");
+    assert_contains(&console, "hwhandler='1 alua', path group prio=50 status=active");
     assert_contains(&console, "fio still running with both paths back");
     let fio = console.lines().find(|l| l.starts_with("fio: ")).expect("fio summary line");
     assert!(fio.starts_with("fio: err= 0,"), "fio errors: {fio}");

@@ -48,7 +48,7 @@ fn be64(b: &[u8]) -> u64 {
     u64::from_be_bytes(b[..8].try_into().unwrap())
 }
 
-/// (LBA, blocks) of READ/WRITE(6/10/12/16) (SBC-3 §5.9-§5.12, §5.35-§5.38).
+/// (LBA, blocks) of READ/WRITE(6/10/12/16) (SBC-3 §5.11-§5.13, §5.35-§5.38).
 fn rw_range(cdb: &[u8; 16]) -> Option<(u64, u64)> {
     Some(match cdb[0] {
         0x08 | 0x0a => {

@@ -20,7 +20,7 @@ pub fn lun_field(lun: u64) -> Option<u64> {
     }
 }
 
-/// TEST UNIT READY (SPC-4 §6.37).
+/// TEST UNIT READY (SPC-4 §6.47).
 pub fn test_unit_ready() -> [u8; 16] {
     [0; 16]
 }
@@ -41,7 +41,7 @@ pub fn read_capacity10() -> [u8; 16] {
     c
 }
 
-/// READ (16) (SBC-3 §5.11) / WRITE (16) (SBC-3 §5.40): 64-bit LBA, 32-bit block count.
+/// READ (16) (SBC-3 §5.13) / WRITE (16) (SBC-3 §5.40): 64-bit LBA, 32-bit block count.
 pub fn rw16(write: bool, lba: u64, blocks: u32) -> [u8; 16] {
     let mut c = [0u8; 16];
     c[0] = if write { 0x8a } else { 0x88 };
@@ -50,7 +50,7 @@ pub fn rw16(write: bool, lba: u64, blocks: u32) -> [u8; 16] {
     c
 }
 
-/// READ (10) (SBC-3 §5.10) / WRITE (10) (SBC-3 §5.38): 32-bit LBA, 16-bit block count.
+/// READ (10) (SBC-3 §5.11) / WRITE (10) (SBC-3 §5.38): 32-bit LBA, 16-bit block count.
 pub fn rw10(write: bool, lba: u32, blocks: u16) -> [u8; 10] {
     let mut c = [0u8; 10];
     c[0] = if write { 0x2a } else { 0x28 };
@@ -59,7 +59,7 @@ pub fn rw10(write: bool, lba: u32, blocks: u16) -> [u8; 10] {
     c
 }
 
-/// PERSISTENT RESERVE OUT (SPC-4 §6.15) with a `param_len`-byte parameter list.
+/// PERSISTENT RESERVE OUT (SPC-4 §6.16) with a `param_len`-byte parameter list.
 pub fn pr_out(service_action: u8, scope_type: u8, param_len: u32) -> [u8; 16] {
     let mut c = [0u8; 16];
     c[0] = 0x5f;
@@ -69,7 +69,7 @@ pub fn pr_out(service_action: u8, scope_type: u8, param_len: u32) -> [u8; 16] {
     c
 }
 
-/// The basic 24-byte PERSISTENT RESERVE OUT parameter list (SPC-4 §6.15.3); `flags` is byte
+/// The basic 24-byte PERSISTENT RESERVE OUT parameter list (SPC-4 §6.16.3); `flags` is byte
 /// 20 (SPEC_I_PT 08h, ALL_TG_PT 04h, APTPL 01h).
 pub fn pr_out_param(key: u64, service_action_key: u64, flags: u8) -> Vec<u8> {
     let mut p = vec![0u8; 24];
@@ -79,7 +79,7 @@ pub fn pr_out_param(key: u64, service_action_key: u64, flags: u8) -> Vec<u8> {
     p
 }
 
-/// PERSISTENT RESERVE IN (SPC-4 §6.14) with a 16-bit allocation length.
+/// PERSISTENT RESERVE IN (SPC-4 §6.15) with a 16-bit allocation length.
 pub fn pr_in(service_action: u8, allocation_length: u16) -> [u8; 16] {
     let mut c = [0u8; 16];
     c[0] = 0x5e;

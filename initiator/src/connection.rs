@@ -597,7 +597,7 @@ impl Connection {
         }
     }
 
-    /// Runs `request` until it gets past the unit attentions every new nexus first sees (SPC-4
+    /// Runs `request` until it gets past the unit attentions every new nexus first sees (SAM-5
     /// §5.14, at most 8); returns its data when it ends GOOD.
     pub async fn execute_past_unit_attentions(&mut self, request: Request) -> Result<Bytes, Error> {
         for _ in 0..8 {
@@ -612,7 +612,7 @@ impl Connection {
         Err(Error::new("unit attentions never ended"))
     }
 
-    /// TEST UNIT READY until the unit attentions of a new I_T nexus are taken (SPC-4 §5.14), so
+    /// TEST UNIT READY until the unit attentions of a new I_T nexus are taken (SAM-5 §5.14), so
     /// the commands that matter do not get them.
     pub async fn clear_unit_attention(&mut self) -> Result<(), Error> {
         let tur =

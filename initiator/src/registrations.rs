@@ -14,9 +14,9 @@ use crate::error::Error;
 use crate::login::LoginOptions;
 use crate::url::IscsiUrl;
 
-/// SPC-4 §6.15.2 Table 209.
+/// SPC-4 §6.16.2 Table 213.
 pub const REGISTER_AND_IGNORE_EXISTING_KEY: u8 = 0x06;
-/// SPC-4 §6.15.3: byte 20, bit 0.
+/// SPC-4 §6.16.3: byte 20, bit 0.
 pub const APTPL: u8 = 0x01;
 
 /// One I_T nexus to register and the key it registers.

@@ -101,7 +101,7 @@ pub struct ReservationView {
     pub type_short: String,
     /// E.g. "Write Exclusive, Registrants Only".
     pub type_name: String,
-    /// Only LU_SCOPE exists (SPC-4 §6.15.4).
+    /// Only LU_SCOPE exists (SPC-4 §6.15.3.3).
     pub scope: String,
     pub all_registrants: bool,
     /// The registrant that holds (for all-registrants types: created) the reservation.
@@ -283,7 +283,7 @@ fn holder_target(id: &RegistrantId) -> Option<String> {
     id.target.as_ref().map(target_port)
 }
 
-/// SPC-4 §6.15.4 Table 212.
+/// SPC-4 §6.15.3.4 Table 206.
 fn type_names(t: PrType) -> (&'static str, &'static str) {
     match t {
         PrType::WriteExclusive => ("WE", "Write Exclusive"),

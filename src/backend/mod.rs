@@ -51,7 +51,7 @@ impl Backend {
         }
     }
 
-    /// Makes every completed write durable (SBC-3 §5.22 SYNCHRONIZE CACHE).
+    /// Makes every completed write durable (SBC-3 §5.26 SYNCHRONIZE CACHE).
     pub async fn flush(&self) -> io::Result<()> {
         match self {
             Backend::File(b) => b.flush().await,
@@ -70,7 +70,7 @@ impl Backend {
     }
 
     /// Consecutive extents from `offset`, covering at most `len` bytes and at most `max_extents`
-    /// runs (SBC-3 §5.16 GET LBA STATUS). A block device reports everything mapped: the kernel
+    /// runs (SBC-3 §5.4 GET LBA STATUS). A block device reports everything mapped: the kernel
     /// does not say which sectors a discard really freed.
     pub async fn allocation(&self, offset: u64, len: u64, max_extents: usize) -> io::Result<Vec<Extent>> {
         match self {

@@ -36,7 +36,7 @@ impl Validator<'_> {
         let physical_block_size = self.physical_block_size(field, raw, block_size.unwrap_or(512));
         let backend = self.backend(field, raw, block_size.unwrap_or(512));
         let serial = raw.serial.as_ref().and_then(|serial| {
-            // SPC-4 §7.8.15: the unit serial number is ASCII data; 64 bytes keeps VPD 80h small.
+            // SPC-4 §7.8.18: the unit serial number is ASCII data; 64 bytes keeps VPD 80h small.
             self.ascii_text(&format!("{field}.serial"), serial, 64).then(|| serial.clone())
         });
         let product = raw.product.as_ref().and_then(|product| {

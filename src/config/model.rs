@@ -198,7 +198,7 @@ pub struct LimitsConfig {
     /// before the connection is dropped (a peer that stopped reading).
     pub send_timeout_secs: u64,
     /// Persistent reservation registrations (I_T nexuses) one logical unit holds; beyond,
-    /// INSUFFICIENT REGISTRATION RESOURCES (SPC-4 §5.13.5.2).
+    /// INSUFFICIENT REGISTRATION RESOURCES (SPC-4 §5.13.7).
     pub max_registrants_per_lun: u32,
 }
 

@@ -57,40 +57,26 @@ pub async fn run(
     let window = registry.settings.cmd_window;
 
     loop {
-        let pdu = read_pdu(stream, buf, &framer).await?;
-        if pdu.bhs().opcode() != Opcode::LOGIN_REQUEST {
-            // §6.3: only Login Requests are allowed before Full Feature Phase.
-            return Err(LoginEnd::Closed(format!("{:?} during login", pdu.bhs().opcode())));
-        }
-        let req = match LoginPdu::decode(&pdu) {
-            Ok(r) => r,
-            Err(e) => {
-                let stub = login_stub(&pdu);
-                send_failure(stream, &stub, stat_sn, LoginStatus::INITIATOR_ERROR).await;
-                return Err(LoginEnd::Closed(format!("malformed login request: {e}")));
-            }
-        };
-        let lead = first.get_or_insert_with(|| req.clone()).clone();
-        if req.isid != lead.isid || req.tsih != lead.tsih || req.cid != lead.cid {
-            // §6.3: ISID, TSIH and CID stay constant during a login.
-            send_failure(stream, &req, stat_sn, LoginStatus::INITIATOR_ERROR).await;
-            return Err(LoginEnd::Refused);
-        }
-        let seq = TargetSeq { stat_sn, exp_cmd_sn: req.cmd_sn, max_cmd_sn: req.cmd_sn.wrapping_add(window - 1) };
-        let keys = match text.push(&req.data, req.cont) {
-            Ok(Some(keys)) => keys,
-            Ok(None) => {
+        let (req, keys) = match next_request(stream, buf, &framer, &mut text, &mut first, stat_sn).await? {
+            Request::Whole(req, keys) => (req, keys),
+            Request::Piece(req) => {
                 // §11.12.2 / §6.1: answer each continued piece with an empty response.
-                let rsp = response(&req, seq, false, req.csg, req.csg, LoginStatus::SUCCESS, 0, Bytes::new());
+                let rsp = response(
+                    &req,
+                    target_seq(stat_sn, &req, window),
+                    false,
+                    req.csg,
+                    req.csg,
+                    LoginStatus::SUCCESS,
+                    0,
+                    Bytes::new(),
+                );
                 send(stream, &rsp).await?;
                 stat_sn = stat_sn.wrapping_add(1);
                 continue;
             }
-            Err(e) => {
-                send_failure(stream, &req, stat_sn, LoginStatus::INITIATOR_ERROR).await;
-                return Err(LoginEnd::Closed(format!("bad login text: {e}")));
-            }
         };
+        let seq = target_seq(stat_sn, &req, window);
         let reply = machine.step(&to_machine_request(&req, keys));
         let mut status = reply.status();
         let mut tsih = 0;
@@ -131,26 +117,80 @@ pub async fn run(
             return Err(LoginEnd::Refused);
         }
         if let Some(session) = established {
-            let p = &session.params;
-            info!(
-                session = %session.log_id(),
-                %peer,
-                kind = ?session.kind,
-                target = session.target.as_ref().map(|t| t.name.as_str()).unwrap_or("-"),
-                header_digest = p.header_digest,
-                data_digest = p.data_digest,
-                mrdsl_target = p.max_recv_data_segment_length_target,
-                mrdsl_initiator = p.max_recv_data_segment_length_initiator,
-                max_burst = p.max_burst_length,
-                first_burst = p.first_burst_length,
-                immediate_data = p.immediate_data,
-                initial_r2t = p.initial_r2t,
-                max_outstanding_r2t = p.max_outstanding_r2t,
-                "login complete"
-            );
+            log_established(&session, peer);
             return Ok(Established { session, next_stat_sn: stat_sn, cid: req.cid });
         }
     }
+}
+
+/// The sequence numbers of a Login Response: the command window opens at the request's CmdSN.
+fn target_seq(stat_sn: u32, req: &LoginPdu, window: u32) -> TargetSeq {
+    TargetSeq { stat_sn, exp_cmd_sn: req.cmd_sn, max_cmd_sn: req.cmd_sn.wrapping_add(window - 1) }
+}
+
+/// One Login Request read off the wire: either its whole (joined) text, or a continued piece.
+enum Request {
+    Whole(LoginPdu, Vec<(String, String)>),
+    Piece(LoginPdu),
+}
+
+/// Reads and checks the next Login Request; a request that breaks the rules is answered with a
+/// failure here and ends the login.
+async fn next_request(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    framer: &Framer,
+    text: &mut TextAccumulator,
+    first: &mut Option<LoginPdu>,
+    stat_sn: u32,
+) -> Result<Request, LoginEnd> {
+    let pdu = read_pdu(stream, buf, framer).await?;
+    if pdu.bhs().opcode() != Opcode::LOGIN_REQUEST {
+        // §6.3: only Login Requests are allowed before Full Feature Phase.
+        return Err(LoginEnd::Closed(format!("{:?} during login", pdu.bhs().opcode())));
+    }
+    let req = match LoginPdu::decode(&pdu) {
+        Ok(r) => r,
+        Err(e) => {
+            send_failure(stream, &login_stub(&pdu), stat_sn, LoginStatus::INITIATOR_ERROR).await;
+            return Err(LoginEnd::Closed(format!("malformed login request: {e}")));
+        }
+    };
+    let lead = first.get_or_insert_with(|| req.clone());
+    if req.isid != lead.isid || req.tsih != lead.tsih || req.cid != lead.cid {
+        // §6.3: ISID, TSIH and CID stay constant during a login.
+        send_failure(stream, &req, stat_sn, LoginStatus::INITIATOR_ERROR).await;
+        return Err(LoginEnd::Refused);
+    }
+    match text.push(&req.data, req.cont) {
+        Ok(Some(keys)) => Ok(Request::Whole(req, keys)),
+        Ok(None) => Ok(Request::Piece(req)),
+        Err(e) => {
+            send_failure(stream, &req, stat_sn, LoginStatus::INITIATOR_ERROR).await;
+            Err(LoginEnd::Closed(format!("bad login text: {e}")))
+        }
+    }
+}
+
+/// The operator's record of a new session and what was negotiated for it.
+fn log_established(session: &Session, peer: SocketAddr) {
+    let p = &session.params;
+    info!(
+        session = %session.log_id(),
+        %peer,
+        kind = ?session.kind,
+        target = session.target.as_ref().map(|t| t.name.as_str()).unwrap_or("-"),
+        header_digest = p.header_digest,
+        data_digest = p.data_digest,
+        mrdsl_target = p.max_recv_data_segment_length_target,
+        mrdsl_initiator = p.max_recv_data_segment_length_initiator,
+        max_burst = p.max_burst_length,
+        first_burst = p.first_burst_length,
+        immediate_data = p.immediate_data,
+        initial_r2t = p.initial_r2t,
+        max_outstanding_r2t = p.max_outstanding_r2t,
+        "login complete"
+    );
 }
 
 /// Creates the session, reinstating (§6.3.5) an older one with the same initiator port and
@@ -185,7 +225,12 @@ async fn open_session(
         info!(session = %old.log_id(), "session reinstatement: closing the old session");
         old.terminate(REINSTATE_WAIT).await;
     }
-    let nexus = target.as_ref().map(|t| Arc::new(ItNexus::new(&result.initiator_name, result.isid, &t.name, tpgt)));
+    let nexus = target.as_ref().map(|t| {
+        // SPC-4 §7.8.6.7: the port's relative identifier is the ALUA layer's (TPGT, or
+        // gateway id × 256 + TPGT on a cluster gateway).
+        let nexus = ItNexus::new(&result.initiator_name, result.isid, &t.name, tpgt);
+        Arc::new(nexus.with_relative_port(t.scsi.relative_port(tpgt)))
+    });
     let new = NewSession {
         kind: result.session_type,
         initiator_name: result.initiator_name.clone(),

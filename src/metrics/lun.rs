@@ -137,7 +137,7 @@ fn sense_key(sense: Option<&[u8]>) -> Option<u8> {
 }
 
 /// A reservation change that completed with GOOD: the PERSISTENT RESERVE OUT service actions
-/// (SPC-4 §6.15.2 Table 209) and SPC-2 RESERVE / RELEASE.
+/// (SPC-4 §6.16.2 Table 213) and SPC-2 RESERVE / RELEASE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrEvent {
     Register,

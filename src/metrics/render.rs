@@ -109,7 +109,7 @@ pub fn render(scrape: &Scrape) -> String {
     for (target, lun, _, l) in &counts {
         e.sample("palisade_lun_pr_reserved", &[("target", target), ("lun", lun)], u8::from(l.pr_reserved));
     }
-    e.family("palisade_lun_pr_generation", "gauge", "PRgeneration (SPC-4 §6.16.2).");
+    e.family("palisade_lun_pr_generation", "gauge", "PRgeneration (SPC-4 §6.15.2).");
     for (target, lun, _, l) in &counts {
         e.sample("palisade_lun_pr_generation", &[("target", target), ("lun", lun)], l.pr_generation);
     }

@@ -1,9 +1,9 @@
-//! PERSISTENT RESERVE OUT service actions as a pure function of the state (SPC-4 §5.13.5-
+//! PERSISTENT RESERVE OUT service actions as a pure function of the state (SPC-4 §5.13.7-
 //! §5.13.11): `State::apply` returns the next state and its effects (unit attentions, tasks to
 //! abort, whether APTPL requires persisting) as data, so every rule is unit-tested here.
 
 use super::request::{PrError, Request};
-use super::state::{InitiatorId, ItNexus, PrType, Registrant, RegistrantId, Reservation, State, TargetPort};
+use super::state::{InitiatorId, ItNexus, PrType, Registrant, RegistrantId, Reservation, State};
 
 /// Registrations per logical unit unless configured (`[limits] max_registrants_per_lun`):
 /// every path of every host of a large cluster, on every gateway, is its own I_T nexus.
@@ -28,7 +28,7 @@ pub struct Effects {
     pub ua: Vec<(InitiatorId, PrUnitAttention)>,
     /// Every task of these registrations' I_T nexuses on this LU is aborted (PREEMPT AND ABORT).
     pub abort: Vec<RegistrantId>,
-    /// APTPL is (or was) in force and the state changed: persist before GOOD (SPC-4 §5.13.4).
+    /// APTPL is (or was) in force and the state changed: persist before GOOD (SPC-4 §5.13.5.1).
     pub persist: bool,
 }
 
@@ -45,7 +45,7 @@ impl State {
     }
 
     /// Applies one PERSISTENT RESERVE OUT received on `nexus`; a registration beyond
-    /// `max_registrants` is refused with INSUFFICIENT REGISTRATION RESOURCES (SPC-4 §5.13.5.2).
+    /// `max_registrants` is refused with INSUFFICIENT REGISTRATION RESOURCES (SPC-4 §5.13.7).
     /// On error nothing changes.
     pub fn apply_limited(
         &self,
@@ -92,7 +92,7 @@ struct Step<'a> {
 }
 
 impl Step<'_> {
-    /// SPC-4 §5.13.5-§5.13.11: every service action but REGISTER AND IGNORE EXISTING KEY and
+    /// SPC-4 §5.13.7-§5.13.11: every service action but REGISTER AND IGNORE EXISTING KEY and
     /// the unregistered REGISTER needs the nexus's own key.
     fn registered(&self, key: u64) -> Result<Registrant, PrError> {
         match &self.own {
@@ -105,7 +105,7 @@ impl Step<'_> {
         self.next.generation = self.next.generation.wrapping_add(1);
     }
 
-    /// REGISTER and REGISTER AND IGNORE EXISTING KEY (SPC-4 §5.13.5).
+    /// REGISTER and REGISTER AND IGNORE EXISTING KEY (SPC-4 §5.13.7).
     fn register(
         &mut self,
         key: u64,
@@ -117,7 +117,7 @@ impl Step<'_> {
     ) -> Result<(), PrError> {
         match self.own.clone() {
             Some(reg) => {
-                // SPC-4 §5.13.5.3 Table 52: a registered nexus changes or removes its key.
+                // SPC-4 §5.13.7 Table 67: a registered nexus changes or removes its key.
                 if !ignore_existing && key != reg.key {
                     return Err(PrError::Conflict);
                 }
@@ -131,7 +131,7 @@ impl Step<'_> {
                 }
             }
             None => {
-                // SPC-4 §5.13.5.2: an unregistered nexus sends key zero (unless ignoring).
+                // SPC-4 §5.13.7: an unregistered nexus sends key zero (unless ignoring).
                 if !ignore_existing && key != 0 {
                     return Err(PrError::Conflict);
                 }
@@ -149,7 +149,7 @@ impl Step<'_> {
                     ids.push(id);
                 }
                 for (i, id) in ids.iter().enumerate() {
-                    // SPC-4 §6.15.3: a TransportID naming an already registered I_T nexus (or
+                    // SPC-4 §5.13.7: a TransportID naming an already registered I_T nexus (or
                     // one named twice) is an invalid field.
                     let clash =
                         self.state.registrants.overlapping(id).is_some() || ids[..i].iter().any(|o| o.overlaps(id));
@@ -183,7 +183,7 @@ impl Step<'_> {
         Ok(())
     }
 
-    /// RELEASE (SPC-4 §5.13.11.2).
+    /// RELEASE (SPC-4 §5.13.11.2.2).
     fn release(&mut self, key: u64, kind: PrType) -> Result<(), PrError> {
         self.registered(key)?;
         match &self.state.reservation {
@@ -203,7 +203,7 @@ impl Step<'_> {
         Ok(())
     }
 
-    /// CLEAR (SPC-4 §5.13.11.2.6): every registration and the reservation go; the others learn
+    /// CLEAR (SPC-4 §5.13.11.2.7): every registration and the reservation go; the others learn
     /// RESERVATIONS PREEMPTED.
     fn clear(&mut self, key: u64) -> Result<(), PrError> {
         self.registered(key)?;
@@ -214,12 +214,12 @@ impl Step<'_> {
         Ok(())
     }
 
-    /// PREEMPT and PREEMPT AND ABORT (SPC-4 §5.13.11.4).
+    /// PREEMPT and PREEMPT AND ABORT (SPC-4 §5.13.11.2.4).
     fn preempt(&mut self, key: u64, victim: u64, kind: PrType, abort: bool) -> Result<(), PrError> {
         let reg = self.registered(key)?;
         preempt(self.state, &mut self.next, &reg, victim, kind, &mut self.fx)?;
         if abort {
-            // SPC-4 §5.13.11.4.4 (PREEMPT AND ABORT): the preempted nexuses' tasks go; the
+            // SPC-4 §5.13.11.2.6 (PREEMPT AND ABORT): the preempted nexuses' tasks go; the
             // command itself, on the preempting nexus, is never among them.
             let everyone_else =
                 self.state.reservation.as_ref().is_some_and(|r| r.kind.all_registrants()) && victim == 0;
@@ -254,15 +254,12 @@ impl Step<'_> {
         if new_key == 0 {
             return Err(PrError::InvalidParamField { byte: 8, bit: None });
         }
-        // This server reports each target portal group as one target port; only the receiving
-        // one is known to the logical unit.
-        if rel_tgt_port != self.nexus.target.tpgt {
+        // This server reports each target portal group as one target port (SPC-4 §6.15.4
+        // RELATIVE TARGET PORT IDENTIFIER); only the receiving one is known to the logical unit.
+        if rel_tgt_port != self.nexus.target.relative_port {
             return Err(PrError::InvalidParamField { byte: 18, bit: None });
         }
-        let dest_id = RegistrantId {
-            initiator: dest.clone(),
-            target: Some(TargetPort { name: self.nexus.target.name.clone(), tpgt: rel_tgt_port }),
-        };
+        let dest_id = RegistrantId { initiator: dest.clone(), target: Some(self.nexus.target.clone()) };
         if dest_id.overlaps(&reg.id) {
             return Err(PrError::InvalidParamField { byte: 24, bit: None });
         }
@@ -282,7 +279,7 @@ impl Step<'_> {
     }
 }
 
-/// Removes a registration (SPC-4 §5.13.11.3): a holder's reservation goes with it, unless it
+/// Removes a registration (SPC-4 §5.13.11.2.3): a holder's reservation goes with it, unless it
 /// is all-registrants and others remain; registrants-only releases tell the other registrants.
 fn unregister(next: &mut State, id: &RegistrantId, fx: &mut Effects) {
     let held = next.holds(id);
@@ -313,7 +310,7 @@ fn notify_others(state: &State, nexus: &ItNexus, ua: PrUnitAttention, fx: &mut E
     }
 }
 
-/// SPC-4 §5.13.11.4: PREEMPT (the abort part is the caller's).
+/// SPC-4 §5.13.11.2.4: PREEMPT (the abort part is the caller's).
 fn preempt(
     old: &State,
     next: &mut State,
@@ -329,13 +326,13 @@ fn preempt(
         next.registrants.retain(|r| r.id == own.id || !select(r));
     };
     match &old.reservation {
-        // §5.13.11.4.4: all-registrants with key zero: everyone else goes, the preemptor
+        // §5.13.11.2.4.3: all-registrants with key zero: everyone else goes, the preemptor
         // holds a new reservation of the requested type.
         Some(res) if res.kind.all_registrants() && victim == 0 => {
             remove(next, fx, &|_| true);
             next.reservation = Some(Reservation { holder: own.id.clone(), kind });
         }
-        // §5.13.11.4.3: the holder's key preempts the reservation too.
+        // §5.13.11.2.4.3: the holder's key preempts the reservation too.
         Some(res)
             if !res.kind.all_registrants() && old.registrants.get(&res.holder).is_some_and(|r| r.key == victim) =>
         {
@@ -348,7 +345,7 @@ fn preempt(
                 }
             }
         }
-        // §5.13.11.4.2: otherwise only registrations are preempted; the key must exist and
+        // §5.13.11.2.5: otherwise only registrations are preempted; the key must exist and
         // must not be zero.
         _ => {
             if victim == 0 {

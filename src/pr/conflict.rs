@@ -1,4 +1,4 @@
-//! Which commands a persistent reservation lets through (SPC-4 §5.13.1 Table 66, SBC-3 §4.17
+//! Which commands a persistent reservation lets through (SPC-4 §5.13.1 Table 65, SBC-3 §4.17
 //! Table 13), and how SPC-2 RESERVE/RELEASE coexist with it (SPC-4 §5.13.3, CRH = 1). The
 //! command table gives each command a `PrClass`; this file never lists opcodes.
 
@@ -8,7 +8,7 @@ use super::state::{ItNexus, State};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PrClass {
     /// "Allowed" in every column: INQUIRY, REPORT LUNS, REQUEST SENSE, TEST UNIT READY,
-    /// READ CAPACITY, PERSISTENT RESERVE IN/OUT (PR OUT checks itself, §5.13.2)...
+    /// READ CAPACITY, PERSISTENT RESERVE IN/OUT (PR OUT checks itself, §5.13.1)...
     Allowed,
     /// Reads the medium or device state: allowed under Write Exclusive types, a conflict
     /// under Exclusive Access types unless registered (RO/AR).

@@ -84,7 +84,8 @@ fn id(r: &mut Reader) -> io::Result<RegistrantId> {
     let isid: [u8; 6] = r.take(6)?.try_into().expect("6");
     let target = if flags & HAS_TARGET != 0 {
         let name = r.string()?;
-        Some(TargetPort { name, tpgt: r.u16()? })
+        // Single-node files: the relative port is the TPGT (nexus.rs).
+        Some(TargetPort::new(&name, r.u16()?))
     } else {
         None
     };

@@ -1,4 +1,4 @@
-//! PERSISTENT RESERVE IN parameter data (SPC-4 §6.14): READ KEYS, READ RESERVATION, REPORT
+//! PERSISTENT RESERVE IN parameter data (SPC-4 §6.15): READ KEYS, READ RESERVATION, REPORT
 //! CAPABILITIES and READ FULL STATUS. Lengths describe the full data; the caller truncates to
 //! the allocation length.
 
@@ -6,7 +6,7 @@ use super::request::PrError;
 use super::state::{Registrant, State};
 use super::transport_id;
 
-/// SPC-4 §6.14.1 Table 199 service actions.
+/// SPC-4 §6.15.1 Table 201 service actions.
 pub mod sa {
     pub const READ_KEYS: u8 = 0x00;
     pub const READ_RESERVATION: u8 = 0x01;
@@ -35,7 +35,7 @@ fn header(state: &State, additional: usize) -> Vec<u8> {
 }
 
 /// Parameter data cut at the allocation length as it is written (SPC-4 §4.2.5.6), while the
-/// ADDITIONAL LENGTH in its header describes the whole list (§6.14.2, §6.14.5): an initiator
+/// ADDITIONAL LENGTH in its header describes the whole list (§6.15.2, §6.15.5): an initiator
 /// that asked for too little learns how much to ask for, and thousands of registrations are
 /// never built only to be thrown away.
 struct Capped {
@@ -62,7 +62,7 @@ impl Capped {
     }
 }
 
-/// SPC-4 §6.14.2: one key per registered I_T nexus (duplicates included).
+/// SPC-4 §6.15.2: one key per registered I_T nexus (duplicates included).
 fn read_keys(state: &State, allocation_length: usize) -> Vec<u8> {
     let mut data = Capped::new(state, 8 * state.registrants.len(), allocation_length);
     for r in state.registrants.iter() {
@@ -74,7 +74,7 @@ fn read_keys(state: &State, allocation_length: usize) -> Vec<u8> {
     data.out
 }
 
-/// SPC-4 §6.14.3: the reservation, if any; the key is zero for all-registrants types.
+/// SPC-4 §6.15.3: the reservation, if any; the key is zero for all-registrants types.
 fn read_reservation(state: &State) -> Vec<u8> {
     let Some(res) = &state.reservation else { return header(state, 0) };
     let mut out = header(state, 16);
@@ -86,7 +86,7 @@ fn read_reservation(state: &State) -> Vec<u8> {
     out
 }
 
-/// SPC-4 §6.14.4 Table 204: CRH, SIP_C, ATP_C and PTPL_C are supported; ALLOW COMMANDS
+/// SPC-4 §6.15.4 Table 207: CRH, SIP_C, ATP_C and PTPL_C are supported; ALLOW COMMANDS
 /// 001b (TEST UNIT READY passes Write Exclusive and Exclusive Access reservations); PTPL_A
 /// reports whether APTPL is active; every type of Table 212 is offered.
 fn report_capabilities() -> Vec<u8> {
@@ -102,7 +102,7 @@ pub fn report_capabilities_for(state: &State) -> Vec<u8> {
     out
 }
 
-/// SPC-4 §6.14.5: one descriptor per registration with its TransportID.
+/// SPC-4 §6.15.5: one descriptor per registration with its TransportID.
 fn read_full_status(state: &State, allocation_length: usize) -> Vec<u8> {
     let descriptor_len = |r: &Registrant| 24 + transport_id::encoded_len(&r.id.initiator);
     let additional = state.registrants.iter().map(descriptor_len).sum();
@@ -119,8 +119,9 @@ fn read_full_status(state: &State, allocation_length: usize) -> Vec<u8> {
         d.push((r.id.target.is_none() as u8) << 1 | holder as u8);
         d.push(if holder { state.reservation.as_ref().map_or(0, |res| res.kind.code()) } else { 0 });
         d.extend_from_slice(&[0; 4]);
-        // RELATIVE TARGET PORT IDENTIFIER: ignored (zero) with ALL_TG_PT (§6.14.5).
-        d.extend_from_slice(&r.id.target.as_ref().map_or(0, |t| t.tpgt).to_be_bytes());
+        // RELATIVE TARGET PORT IDENTIFIER of the registrant's port, not its TPGT (they differ
+        // on a cluster gateway); ignored (zero) with ALL_TG_PT (SPC-4 §6.15.5).
+        d.extend_from_slice(&r.id.target.as_ref().map_or(0, |t| t.relative_port).to_be_bytes());
         d.extend_from_slice(&(tid.len() as u32).to_be_bytes());
         d.extend_from_slice(&tid);
         data.put(&d);
@@ -199,6 +200,16 @@ mod tests {
         assert_eq!(second[12], 0x02); // ALL_TG_PT, not holder
         assert_eq!(&second[18..20], &[0, 0]);
         assert_eq!(respond(&s, 4, 10), Err(PrError::InvalidCdbField { byte: 1, bit: Some(4) }));
+    }
+
+    #[test]
+    fn spc4_6_14_5_read_full_status_reports_the_relative_target_port_not_the_tpgt() {
+        // Gateway 2's portal group 1: TPGT 1, relative target port 2 × 256 + 1.
+        let on_gateway_2 = nexus("c", 1).with_relative_port(0x0201);
+        let registrant = Registrant { id: RegistrantId::of(&on_gateway_2, false), key: 0xC };
+        let s = State { generation: 1, registrants: vec![registrant].into(), reservation: None, aptpl: false };
+        let data = respond(&s, sa::READ_FULL_STATUS, 4096).unwrap();
+        assert_eq!(&data[8 + 18..8 + 20], &[0x02, 0x01]);
     }
 
     /// 4,096 registrations, one per host, key = index + 1.

@@ -1,5 +1,5 @@
 //! The APTPL record of one logical unit's reservation state: a versioned, checksummed
-//! snapshot (SPC-4 §5.13.4). `FileStore` writes it whole at compaction; `journal.rs` records
+//! snapshot (SPC-4 §5.13.5.1). `FileStore` writes it whole at compaction; `journal.rs` records
 //! single changes on top of it.
 
 use super::apply::HARD_MAX_REGISTRANTS;
@@ -158,7 +158,8 @@ fn target_table(r: &mut Reader) -> io::Result<Vec<TargetPort>> {
     let mut targets = Vec::with_capacity(count.min(r.data.len() / 4));
     for _ in 0..count {
         let name = r.string()?;
-        targets.push(TargetPort { name, tpgt: r.u16()? });
+        // Records are single-node state: the relative port is the TPGT (nexus.rs).
+        targets.push(TargetPort::new(&name, r.u16()?));
     }
     Ok(targets)
 }
@@ -190,7 +191,7 @@ fn registrant_v1(r: &mut Reader) -> io::Result<Registrant> {
     let target_name = r.string()?;
     let tpgt = r.u16()?;
     let initiator = InitiatorId { name, isid: has_isid.then_some(isid) };
-    let target = has_target.then_some(TargetPort { name: target_name, tpgt });
+    let target = has_target.then_some(TargetPort::new(&target_name, tpgt));
     Ok(Registrant { id: RegistrantId { initiator, target }, key })
 }
 

@@ -1,10 +1,10 @@
-//! Decoding of PERSISTENT RESERVE OUT (SPC-4 §6.15): CDB fields plus the parameter list into
+//! Decoding of PERSISTENT RESERVE OUT (SPC-4 §6.16): CDB fields plus the parameter list into
 //! a `Request`, with every length and field check the standard prescribes.
 
 use super::state::{InitiatorId, PrType};
 use super::transport_id;
 
-/// PERSISTENT RESERVE OUT service actions (SPC-4 §6.15.2 Table 209).
+/// PERSISTENT RESERVE OUT service actions (SPC-4 §6.16.2 Table 213).
 pub mod sa {
     pub const REGISTER: u8 = 0x00;
     pub const RESERVE: u8 = 0x01;
@@ -16,7 +16,7 @@ pub mod sa {
     pub const REGISTER_AND_MOVE: u8 = 0x07;
 }
 
-/// The basic parameter list is 24 bytes (SPC-4 §6.15.3).
+/// The basic parameter list is 24 bytes (SPC-4 §6.16.3).
 pub const BASIC_LEN: usize = 24;
 /// Largest parameter list accepted: room for 64 maximal TransportIDs. Bigger lists are refused
 /// before any data is transferred.
@@ -59,7 +59,7 @@ fn be64(b: &[u8]) -> u64 {
     u64::from_be_bytes(b[..8].try_into().expect("8 bytes"))
 }
 
-/// SPC-4 §6.15.2: the PARAMETER LIST LENGTH field (CDB bytes 5..9) checked before any data-out
+/// SPC-4 §6.16.1: the PARAMETER LIST LENGTH field (CDB bytes 5..9) checked before any data-out
 /// is requested: a list that cannot even hold the basic 24 bytes, or is absurdly large, is a
 /// PARAMETER LIST LENGTH ERROR.
 pub fn check_param_len(param_len: usize) -> Result<(), PrError> {
@@ -79,15 +79,15 @@ pub fn decode(action: u8, scope_type: u8, param: &[u8]) -> Result<Request, PrErr
     let spec_i_pt = flags & 0x08 != 0;
     let all_tg_pt = flags & 0x04 != 0;
     let aptpl = flags & 0x01 != 0;
-    // SPC-4 §6.15.3: SPEC_I_PT is valid only with REGISTER.
+    // SPC-4 §6.16.3: SPEC_I_PT is valid only with REGISTER.
     if spec_i_pt && action != sa::REGISTER {
         return Err(PrError::InvalidParamField { byte: 20, bit: Some(3) });
     }
-    // SPC-4 §6.15.3: without SPEC_I_PT the list is exactly 24 bytes (REGISTER AND MOVE has its own).
+    // SPC-4 §6.16.1: without SPEC_I_PT the list is exactly 24 bytes (REGISTER AND MOVE has its own).
     if action != sa::REGISTER_AND_MOVE && !spec_i_pt && param.len() != BASIC_LEN {
         return Err(PrError::ParamListLength);
     }
-    // SPC-4 §6.15.4: only LU_SCOPE; the type matters for RESERVE, RELEASE and PREEMPT.
+    // SPC-4 §6.15.3.3: only LU_SCOPE; the type matters for RESERVE, RELEASE and PREEMPT.
     let kind = || {
         if scope_type >> 4 != 0 {
             return Err(PrError::InvalidCdbField { byte: 2, bit: Some(7) });
@@ -111,7 +111,7 @@ pub fn decode(action: u8, scope_type: u8, param: &[u8]) -> Result<Request, PrErr
     })
 }
 
-/// SPC-4 §6.15.3: with SPEC_I_PT, bytes 24..28 give the length of the TransportIDs that follow.
+/// SPC-4 §6.16.3: with SPEC_I_PT, bytes 24..28 give the length of the TransportIDs that follow.
 fn decode_spec(param: &[u8]) -> Result<Vec<InitiatorId>, PrError> {
     if param.len() < BASIC_LEN + 4 {
         return Err(PrError::ParamListLength);
@@ -131,7 +131,7 @@ fn decode_spec(param: &[u8]) -> Result<Vec<InitiatorId>, PrError> {
     Ok(ids)
 }
 
-/// SPC-4 §6.15.5 Table 214: the REGISTER AND MOVE parameter list.
+/// SPC-4 §6.16.4 Table 217: the REGISTER AND MOVE parameter list.
 fn decode_move(param: &[u8], key: u64, new_key: u64) -> Result<Request, PrError> {
     let unregister = param[17] & 0x02 != 0;
     let aptpl = param[17] & 0x01 != 0;

@@ -56,7 +56,7 @@ impl InitiatorId {
     }
 }
 
-/// SPC-4 §6.15.4 Table 212 persistent reservation types.
+/// SPC-4 §6.15.3.4 Table 206 persistent reservation types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PrType {
     WriteExclusive = 1,
@@ -105,7 +105,7 @@ impl PrType {
 }
 
 /// Who a registration belongs to: an initiator port (or device) at one target port, or at
-/// every target port (ALL_TG_PT, SPC-4 §6.15.3).
+/// every target port (ALL_TG_PT, SPC-4 §6.16.3).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RegistrantId {
     pub initiator: InitiatorId,
@@ -149,7 +149,7 @@ pub struct Registrant {
     pub key: u64,
 }
 
-/// SPC-4 §6.15.4: only LU_SCOPE (0h) exists; the scope field is kept for READ RESERVATION.
+/// SPC-4 §6.15.3.3: only LU_SCOPE (0h) exists; the scope field is kept for READ RESERVATION.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
     /// The registrant that holds it; for all-registrants types every registrant is a holder
@@ -160,12 +160,12 @@ pub struct Reservation {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct State {
-    /// SPC-4 §6.16.2 PRgeneration.
+    /// SPC-4 §6.15.2 PRgeneration.
     pub generation: u32,
     /// In registration order, indexed by initiator port (registrants.rs).
     pub registrants: Registrants,
     pub reservation: Option<Reservation>,
-    /// SPC-4 §5.13.4: the last APTPL value received governs all registrations.
+    /// SPC-4 §5.13.5.1: the last APTPL value received governs all registrations.
     pub aptpl: bool,
 }
 
@@ -195,7 +195,7 @@ impl State {
     }
 
     /// The reservation key READ RESERVATION reports: the holder's, or zero for all-registrants
-    /// types (SPC-4 §6.14.3).
+    /// types (SPC-4 §6.15.3).
     pub fn reservation_key(&self) -> Option<u64> {
         let res = self.reservation.as_ref()?;
         if res.kind.all_registrants() {

@@ -1,4 +1,4 @@
-//! APTPL persistence (SPC-4 §5.13.4): the state of a logical unit survives power loss when the
+//! APTPL persistence (SPC-4 §5.13.5.1): the state of a logical unit survives power loss when the
 //! last REGISTER asked for it. `Store` is the seam a cluster-wide store can plug into.
 //!
 //! `FileStore` keeps a snapshot record (record.rs), written atomically (temp file, fsync,

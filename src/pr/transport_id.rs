@@ -4,7 +4,7 @@
 
 use super::state::InitiatorId;
 
-/// SPC-4 §7.6.2 Table 446: protocol identifier of iSCSI.
+/// SPC-4 §7.6.1 Table 477: protocol identifier of iSCSI.
 pub const PROTOCOL_ISCSI: u8 = 0x5;
 /// RFC 7143 §4.2.7.2: an iSCSI name is at most 223 bytes.
 const MAX_NAME: usize = 223;

@@ -117,7 +117,7 @@ pub(crate) fn prepare_io(info: &CommandInfo, cdb: &[u8], lun: &Lun, expected_dat
         }
         CompareAndWrite => {
             check_range(lun, lba, blocks)?;
-            // SBC-3 §5.3: more than MAXIMUM COMPARE AND WRITE LENGTH → INVALID FIELD IN CDB.
+            // SBC-3 §5.2: more than MAXIMUM COMPARE AND WRITE LENGTH → INVALID FIELD IN CDB.
             if blocks > limits::MAX_COMPARE_AND_WRITE_BLOCKS as u64 {
                 return Err(Sense::invalid_cdb_field(13, None));
             }
@@ -142,7 +142,7 @@ pub(crate) fn prepare_io(info: &CommandInfo, cdb: &[u8], lun: &Lun, expected_dat
         Unmap => provisioning::prepare_unmap(cdb, lun)?,
         GetLbaStatus => provisioning::prepare_get_lba_status(cdb, lun)?,
         SynchronizeCache10 | SynchronizeCache16 => {
-            // SBC-3 §5.22: zero blocks means through the last LBA.
+            // SBC-3 §5.26: zero blocks means through the last LBA.
             let blocks = if blocks == 0 { lun.block_count().saturating_sub(lba) } else { blocks };
             check_range(lun, lba, blocks)?;
             IoOp::Synchronize { immediate: cdb[1] & 0x02 != 0 }
@@ -219,7 +219,7 @@ impl IoOp {
             }
             IoOp::Synchronize { immediate } => {
                 if immediate {
-                    // SBC-3 §5.22: IMMED returns once the CDB is validated.
+                    // SBC-3 §5.26: IMMED returns once the CDB is validated.
                     let lun = lun.clone();
                     tokio::spawn(async move {
                         if let Err(e) = lun.backend().flush().await {

@@ -5,6 +5,7 @@
 //! that runs it, so adding a command touches one row (FreeBSD CTL's command table is the model).
 //! Lookups go through a per-opcode index built at compile time.
 
+use super::alua::AccessState;
 use super::block::{be16, be32, be64};
 use super::sense::{Sense, SenseReason};
 use crate::pr::PrClass;
@@ -51,6 +52,7 @@ pub(crate) enum Command {
     ReadDefectData10,
     ReadDefectData12,
     ReportSupportedTmf,
+    ReportTargetPortGroups,
     ExtendedCopy,
     ReceiveCopyStatus,
     ReceiveCopyOperatingParameters,
@@ -63,7 +65,7 @@ pub(crate) enum Command {
 }
 
 /// How a command fares under a persistent reservation held by another I_T nexus (SPC-4
-/// §5.13.1 Table 66, SBC-3 §4.17 Table 13), before the reservation type is looked at.
+/// §5.13.1 Table 65, SBC-3 §4.17 Table 13), before the reservation type is looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PrPolicy {
     Allowed,
@@ -89,6 +91,34 @@ impl PrPolicy {
     }
 }
 
+/// In which target port asymmetric access states a command is processed (SPC-4 §5.16.2.4).
+/// Active/Optimized and Active/Non-optimized process every command (§5.16.2.4.2-3); the
+/// others answer NOT READY with their own ASC/ASCQ to everything their list leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AluaAccess {
+    /// Only in the active states.
+    Active,
+    /// Also in Standby: SPC-4 §5.16.2.4.4 lists INQUIRY, LOG SELECT/SENSE, MODE SELECT/SENSE,
+    /// REPORT LUNS, RECEIVE/SEND DIAGNOSTIC, REPORT/SET TARGET PORT GROUPS, REQUEST SENSE,
+    /// PERSISTENT RESERVE IN/OUT and the echo buffer modes of READ/WRITE BUFFER.
+    Standby,
+    /// In every state: the commands Standby (§5.16.2.4.4), Unavailable (§5.16.2.4.5) and
+    /// Transitioning (§5.16.2.5) all still process — INQUIRY, REPORT LUNS, REPORT TARGET PORT
+    /// GROUPS and REQUEST SENSE — so a host can always learn where else to go.
+    Any,
+}
+
+impl AluaAccess {
+    /// Whether a command of this class runs while the target port is in `state`.
+    pub(crate) fn allows(self, state: AccessState) -> bool {
+        match state {
+            AccessState::ActiveOptimized | AccessState::ActiveNonOptimized => true,
+            AccessState::Standby => self != AluaAccess::Active,
+            AccessState::Unavailable | AccessState::Transitioning => self == AluaAccess::Any,
+        }
+    }
+}
+
 /// Where a block command keeps its LOGICAL BLOCK ADDRESS and TRANSFER LENGTH (SBC-3 §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LbaLayout {
@@ -101,7 +131,7 @@ pub(crate) enum LbaLayout {
     Lba12,
     /// 64-bit LBA in bytes 2-9, 32-bit length in bytes 10-13.
     Lba16,
-    /// SBC-3 §5.3 COMPARE AND WRITE: 64-bit LBA, NUMBER OF LOGICAL BLOCKS in byte 13.
+    /// SBC-3 §5.2 COMPARE AND WRITE: 64-bit LBA, NUMBER OF LOGICAL BLOCKS in byte 13.
     Lba16Count8,
 }
 
@@ -139,6 +169,8 @@ pub(crate) struct CommandInfo {
     /// SPC-2 §5.5.1: runs while another I_T nexus holds an SPC-2 reservation; RELEASE from a
     /// non-holder succeeds without effect (SPC-2 §7.17).
     pub under_spc2_reservation: bool,
+    /// SPC-4 §5.16.2.4: the asymmetric access states in which it is processed.
+    pub alua: AluaAccess,
 }
 
 impl CommandInfo {
@@ -158,6 +190,7 @@ const fn row(opcode: u8, command: Command, pr: PrPolicy, layout: LbaLayout, usag
         layout,
         without_lun: false,
         under_spc2_reservation: false,
+        alua: AluaAccess::Active,
     }
 }
 
@@ -174,8 +207,13 @@ impl CommandInfo {
         self.under_spc2_reservation = true;
         self
     }
+    const fn alua(mut self, access: AluaAccess) -> Self {
+        self.alua = access;
+        self
+    }
 }
 
+use AluaAccess::{Any, Standby};
 use Command::*;
 use LbaLayout::*;
 use PrPolicy::*;
@@ -186,14 +224,20 @@ use PrPolicy::*;
 /// offered; ANCHOR (WRITE SAME, UNMAP) rejected since ANC_SUP is zero (SBC-3 §6.6.4).
 pub(crate) static COMMANDS: &[CommandInfo] = &[
     row(0x00, TestUnitReady, Allowed, NoLba, &[0x00, 0, 0, 0, 0, 0]),
-    row(0x03, RequestSense, Allowed, NoLba, &[0x03, 0x01, 0, 0, 0xFF, 0]).without_lun().under_spc2_reservation(),
+    row(0x03, RequestSense, Allowed, NoLba, &[0x03, 0x01, 0, 0, 0xFF, 0])
+        .without_lun()
+        .under_spc2_reservation()
+        .alua(Any),
     row(0x08, Read6, Reads, Lba6, &[0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0]),
     row(0x0A, Write6, Writes, Lba6, &[0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0]),
-    row(0x12, Inquiry, Allowed, NoLba, &[0x12, 0x01, 0xFF, 0xFF, 0xFF, 0]).without_lun().under_spc2_reservation(),
-    row(0x15, ModeSelect6, Writes, NoLba, &[0x15, 0x10, 0, 0, 0xFF, 0]),
+    row(0x12, Inquiry, Allowed, NoLba, &[0x12, 0x01, 0xFF, 0xFF, 0xFF, 0])
+        .without_lun()
+        .under_spc2_reservation()
+        .alua(Any),
+    row(0x15, ModeSelect6, Writes, NoLba, &[0x15, 0x10, 0, 0, 0xFF, 0]).alua(Standby),
     row(0x16, Reserve6, Spc2, NoLba, &[0x16, 0, 0, 0, 0, 0]),
     row(0x17, Release6, Spc2, NoLba, &[0x17, 0, 0, 0, 0, 0]).under_spc2_reservation(),
-    row(0x1A, ModeSense6, Reads, NoLba, &[0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0]),
+    row(0x1A, ModeSense6, Reads, NoLba, &[0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0]).alua(Standby),
     row(0x1B, StartStopUnit, StartStop, NoLba, &[0x1B, 0x01, 0, 0x0F, 0xF7, 0]),
     row(0x25, ReadCapacity10, Allowed, NoLba, &[0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0]),
     row(0x28, Read10, Reads, Lba10, &[0x28, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
@@ -205,25 +249,25 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
     row(0x37, ReadDefectData10, Reads, NoLba, &[0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
     row(0x41, WriteSame10, Writes, Lba10, &[0x41, 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
     row(0x42, Unmap, Writes, NoLba, &[0x42, 0, 0, 0, 0, 0, 0x1F, 0xFF, 0xFF, 0]),
-    row(0x55, ModeSelect10, Writes, NoLba, &[0x55, 0x10, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
+    row(0x55, ModeSelect10, Writes, NoLba, &[0x55, 0x10, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]).alua(Standby),
     row(0x56, Reserve10, Spc2, NoLba, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
     row(0x57, Release10, Spc2, NoLba, &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0]).under_spc2_reservation(),
-    row(0x5A, ModeSense10, Reads, NoLba, &[0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0]),
-    // SPC-4 §6.14 PERSISTENT RESERVE IN: READ KEYS, READ RESERVATION, REPORT CAPABILITIES,
-    // READ FULL STATUS. §6.15 PERSISTENT RESERVE OUT: service actions 0-7, SCOPE/TYPE byte 2;
-    // its service actions decide their own conflicts (SPC-4 §5.13.2, pr/apply.rs).
-    row(0x5E, PersistentReserveIn, Allowed, NoLba, PRIN_USAGE).service_action(0x00),
-    row(0x5E, PersistentReserveIn, Allowed, NoLba, PRIN_USAGE).service_action(0x01),
-    row(0x5E, PersistentReserveIn, Allowed, NoLba, PRIN_USAGE).service_action(0x02),
-    row(0x5E, PersistentReserveIn, Allowed, NoLba, PRIN_USAGE).service_action(0x03),
-    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x00),
-    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x01),
-    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x02),
-    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x03),
-    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x04),
-    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x05),
-    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x06),
-    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x07),
+    row(0x5A, ModeSense10, Reads, NoLba, &[0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0]).alua(Standby),
+    // SPC-4 §6.15 PERSISTENT RESERVE IN: READ KEYS, READ RESERVATION, REPORT CAPABILITIES,
+    // READ FULL STATUS. §6.16 PERSISTENT RESERVE OUT: service actions 0-7, SCOPE/TYPE byte 2;
+    // its service actions decide their own conflicts (SPC-4 §5.13.1, pr/apply.rs).
+    row(0x5E, PersistentReserveIn, Allowed, NoLba, PRIN_USAGE).service_action(0x00).alua(Standby),
+    row(0x5E, PersistentReserveIn, Allowed, NoLba, PRIN_USAGE).service_action(0x01).alua(Standby),
+    row(0x5E, PersistentReserveIn, Allowed, NoLba, PRIN_USAGE).service_action(0x02).alua(Standby),
+    row(0x5E, PersistentReserveIn, Allowed, NoLba, PRIN_USAGE).service_action(0x03).alua(Standby),
+    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x00).alua(Standby),
+    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x01).alua(Standby),
+    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x02).alua(Standby),
+    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x03).alua(Standby),
+    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x04).alua(Standby),
+    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x05).alua(Standby),
+    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x06).alua(Standby),
+    row(0x5F, PersistentReserveOut, Allowed, NoLba, PROUT_USAGE).service_action(0x07).alua(Standby),
     // EXTENDED COPY is judged as a write here and again for each LU it touches.
     row(0x83, ExtendedCopy, Writes, NoLba, &[0x83, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0])
         .service_action(0x00),
@@ -319,7 +363,16 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
     .service_action(0x12),
     row(0xA0, ReportLuns, Allowed, NoLba, &[0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0])
         .without_lun()
-        .under_spc2_reservation(),
+        .under_spc2_reservation()
+        .alua(Any),
+    // SPC-4 §6.37 REPORT TARGET PORT GROUPS (MAINTENANCE IN 0Ah): PARAMETER DATA FORMAT 000b
+    // or 001b in byte 1 bits 7-5 (bit 5 only); allowed under every reservation (§5.13.1
+    // Table 66). SET TARGET PORT GROUPS (MAINTENANCE OUT A4h/0Ah) has no row: with TPGS = 01b
+    // (implicit ALUA only, §6.6.2) it is not supported (§6.45, §5.16.2.7), so opcode A4h is
+    // answered INVALID COMMAND OPERATION CODE like any other unsupported command.
+    row(0xA3, ReportTargetPortGroups, Allowed, NoLba, &[0xA3, 0x3F, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0])
+        .service_action(0x0A)
+        .alua(Any),
     row(
         0xA3,
         ReportSupportedOpcodes,
@@ -436,9 +489,43 @@ mod tests {
     }
 
     #[test]
+    fn alua_column_follows_spc4_5_15_2_4() {
+        use AccessState::*;
+        let info = |cdb: &[u8]| lookup(cdb).unwrap().alua;
+        let everywhere = [&[0x12u8, 0][..], &[0x03, 0], &[0xA0, 0], &[0xA3, 0x0A]];
+        let standby_too = [&[0x1Au8, 0][..], &[0x5A, 0], &[0x15, 0], &[0x55, 0], &[0x5E, 0x03], &[0x5F, 0x01]];
+        let active_only = [&[0x00u8, 0][..], &[0x28, 0], &[0x2A, 0], &[0x25, 0], &[0x9E, 0x10], &[0xA3, 0x0C]];
+        for cdb in everywhere {
+            assert!([ActiveOptimized, ActiveNonOptimized, Standby, Unavailable, Transitioning]
+                .into_iter()
+                .all(|s| info(cdb).allows(s)));
+        }
+        for cdb in standby_too {
+            assert!(info(cdb).allows(Standby) && info(cdb).allows(ActiveNonOptimized), "{cdb:02x?}");
+            assert!(!info(cdb).allows(Unavailable) && !info(cdb).allows(Transitioning), "{cdb:02x?}");
+        }
+        for cdb in active_only {
+            assert!(info(cdb).allows(ActiveOptimized) && info(cdb).allows(ActiveNonOptimized), "{cdb:02x?}");
+            assert!(!info(cdb).allows(Standby) && !info(cdb).allows(Unavailable), "{cdb:02x?}");
+            assert!(!info(cdb).allows(Transitioning), "{cdb:02x?}");
+        }
+        // Every row sits in one of the three lists' classes, and only the four informational
+        // commands run in every state.
+        let anywhere: Vec<Command> = COMMANDS.iter().filter(|c| c.alua == AluaAccess::Any).map(|c| c.command).collect();
+        assert_eq!(anywhere, vec![RequestSense, Inquiry, ReportLuns, ReportTargetPortGroups]);
+    }
+
+    #[test]
+    fn set_target_port_groups_is_not_supported_with_implicit_alua() {
+        // SPC-4 §6.45 with TPGS = 01b: MAINTENANCE OUT / SET TARGET PORT GROUPS is unsupported.
+        assert_eq!(lookup(&[0xA4, 0x0A]).unwrap_err().reason, SenseReason::InvalidOpcode);
+        assert_eq!(lookup(&[0xA3, 0x0A]).unwrap().command, Command::ReportTargetPortGroups);
+    }
+
+    #[test]
     fn lookup_and_usage_checks() {
         assert_eq!(lookup(&[0x5D, 0]).unwrap_err().reason, SenseReason::InvalidOpcode);
-        // SPC-4 §6.14.1: an unknown PR IN service action is an invalid CDB field.
+        // SPC-4 §6.15.1: an unknown PR IN service action is an invalid CDB field.
         assert_eq!(lookup(&[0x5E, 0x04]).unwrap_err(), Sense::invalid_cdb_field(1, Some(4)));
         assert_eq!(lookup(&[0x5F, 0x07]).unwrap().command, Command::PersistentReserveOut);
         assert_eq!(lookup(&[0x9E, 0x11]).unwrap_err(), Sense::invalid_cdb_field(1, Some(4)));

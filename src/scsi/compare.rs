@@ -1,6 +1,6 @@
 //! Commands that read the medium and compare or combine it with the data-out buffer:
 //! VERIFY with BYTCHK (SBC-3 §5.33-5.35), WRITE AND VERIFY (§5.36-5.38), COMPARE AND WRITE
-//! (§5.3) and ORWRITE(16) (§5.10). Each holds its range exclusively (or shared for VERIFY)
+//! (§5.2) and ORWRITE(16) (§5.5). Each holds its range exclusively (or shared for VERIFY)
 //! across the read and the write, so no other command on the LUN sees or makes a partial state.
 
 use super::block::ByteCheck;
@@ -17,7 +17,7 @@ fn write_err(e: std::io::Error) -> Sense {
 }
 
 /// MISCOMPARE DURING VERIFY OPERATION with INFORMATION = offset of the first differing byte
-/// (SBC-3 §5.3, §5.33).
+/// (SBC-3 §5.2, §5.33).
 fn miscompare(offset: usize) -> Sense {
     Sense::from(SenseReason::MiscompareDuringVerify).with_information(offset as u64)
 }
@@ -96,7 +96,7 @@ pub(crate) async fn write_and_verify(lun: &Lun, offset: u64, data: &DataOut) -> 
 }
 
 /// COMPARE AND WRITE: atomically, if the blocks equal the verify instance, write the write
-/// instance; otherwise MISCOMPARE and nothing is written (SBC-3 §5.3).
+/// instance; otherwise MISCOMPARE and nothing is written (SBC-3 §5.2).
 pub(crate) async fn compare_and_write(
     lun: &Lun,
     offset: u64,
@@ -122,7 +122,7 @@ pub(crate) async fn compare_and_write(
     backend.write(offset, &[bytes::Bytes::copy_from_slice(new)], durable).await.map_err(write_err)
 }
 
-/// ORWRITE(16): each stored byte becomes stored | data (SBC-3 §5.10, no protection, no
+/// ORWRITE(16): each stored byte becomes stored | data (SBC-3 §5.5, no protection, no
 /// ORWGENERATION handling since only the 16-byte form exists here).
 pub(crate) async fn or_write(lun: &Lun, offset: u64, data: &DataOut, durable: bool) -> Result<(), Sense> {
     if data.is_empty() {

@@ -1,4 +1,4 @@
-//! RECEIVE COPY RESULTS (SPC-4 §6.18, LID1 service actions COPY STATUS and OPERATING
+//! RECEIVE COPY RESULTS (SPC-4 §6.25, §6.22, LID1 service actions COPY STATUS and OPERATING
 //! PARAMETERS) and the per-LUN record of EXTENDED COPY commands it reports on.
 
 use super::sense::{Sense, SenseReason};
@@ -92,7 +92,7 @@ impl CopyResults {
         self.records().retain(|r| r.state == State::InProgress || port.is_some_and(|p| r.port != *p));
     }
 
-    /// SPC-4 §6.18.3 COPY STATUS parameter data; a finished status is discarded once reported.
+    /// SPC-4 §6.25 COPY STATUS parameter data; a finished status is discarded once reported.
     pub(crate) fn copy_status(&self, port: &InitiatorPort, list_id: u8) -> Result<Vec<u8>, Sense> {
         let mut records = self.records();
         let Some(i) = records.iter().position(|r| r.port == *port && r.list_id == list_id) else {
@@ -122,7 +122,7 @@ impl CopyResults {
     }
 }
 
-/// SPC-4 §6.18.4 OPERATING PARAMETERS parameter data.
+/// SPC-4 §6.22 OPERATING PARAMETERS parameter data.
 pub(crate) fn operating_parameters(block_size: u32) -> Vec<u8> {
     let mut out = vec![0u8; 44];
     out[4] = 0x01; // SNLID: LIST ID USAGE 11b (no list identifier) is supported

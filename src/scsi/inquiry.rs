@@ -28,7 +28,7 @@ const PROTOCOL_ISCSI: u8 = 0x5;
 /// Version descriptors (SPC-4 §6.6.2): SAM-5, iSCSI, SPC-4, SBC-3.
 const VERSION_DESCRIPTORS: [u16; 4] = [0x00A0, 0x0960, 0x0460, 0x04C0];
 
-/// Copies `text` as space-padded printable ASCII into `field` (SPC-4 §4.4.1).
+/// Copies `text` as space-padded printable ASCII into `field` (SPC-4 §4.3.1).
 fn put_ascii(field: &mut [u8], text: &str) {
     field.fill(b' ');
     for (dst, b) in field.iter_mut().zip(text.bytes().filter(|b| (0x20..0x7F).contains(b))) {
@@ -36,8 +36,9 @@ fn put_ascii(field: &mut [u8], text: &str) {
     }
 }
 
-/// INQUIRY parameter data, untruncated. `lun` is None for a LUN that is absent or masked.
-pub(crate) fn inquiry(cdb: &[u8], lun: Option<&Lun>, nexus: &ItNexus) -> Result<Vec<u8>, Sense> {
+/// INQUIRY parameter data, untruncated. `lun` is None for a LUN that is absent or masked;
+/// `port_group` is the target port group of the port the command came through (SPC-4 §5.16.2).
+pub(crate) fn inquiry(cdb: &[u8], lun: Option<&Lun>, nexus: &ItNexus, port_group: u16) -> Result<Vec<u8>, Sense> {
     let evpd = cdb[1] & 0x01 != 0;
     let page = cdb[2];
     if !evpd {
@@ -51,7 +52,7 @@ pub(crate) fn inquiry(cdb: &[u8], lun: Option<&Lun>, nexus: &ItNexus) -> Result<
     let body = match page {
         VPD_SUPPORTED => VPD_PAGES.to_vec(),
         VPD_UNIT_SERIAL => lun.identity().serial.bytes().filter(|b| (0x20..0x7F).contains(b)).take(252).collect(),
-        VPD_DEVICE_ID => device_identification(lun, nexus),
+        VPD_DEVICE_ID => device_identification(lun, nexus, port_group),
         VPD_THIRD_PARTY_COPY => third_party_copy(),
         VPD_BLOCK_LIMITS => block_limits(lun),
         VPD_BLOCK_CHARACTERISTICS => {
@@ -77,7 +78,9 @@ fn standard(lun: Option<&Lun>) -> Vec<u8> {
     d[2] = 0x06; // SPC-4
     d[3] = 0x10 | 0x02; // HISUP, RESPONSE DATA FORMAT 2
     d[4] = (d.len() - 5) as u8;
-    d[5] = 0x08; // 3PC: EXTENDED COPY is supported (SPC-4 §6.6.2)
+    // 3PC: EXTENDED COPY is supported; TPGS 01b: implicit asymmetric logical unit access only,
+    // REPORT TARGET PORT GROUPS supported, SET TARGET PORT GROUPS not (SPC-4 §6.6.2, §5.16.2.7).
+    d[5] = 0x08 | 0x10;
     d[7] = 0x02; // CMDQUE
     put_ascii(&mut d[8..16], VENDOR_ID);
     let (product, revision) = match lun {
@@ -98,8 +101,9 @@ fn designator(out: &mut Vec<u8>, protocol_code_set: u8, piv_assoc_type: u8, valu
     out.extend_from_slice(value);
 }
 
-/// SPC-4 §7.8.6 device identification page.
-fn device_identification(lun: &Lun, nexus: &ItNexus) -> Vec<u8> {
+/// SPC-4 §7.8.6 device identification page. The logical unit's designators are the same through
+/// every port (and every cluster gateway); the target port's say which port and group answered.
+fn device_identification(lun: &Lun, nexus: &ItNexus, port_group: u16) -> Vec<u8> {
     let mut out = Vec::new();
     // NAA, associated with the logical unit, binary (§7.8.6.6).
     designator(&mut out, 0x01, 0x03, &lun.identity().naa.to_be_bytes());
@@ -108,9 +112,13 @@ fn device_identification(lun: &Lun, nexus: &ItNexus) -> Vec<u8> {
     put_ascii(&mut t10, VENDOR_ID);
     t10.extend(lun.identity().serial.bytes().filter(|b| (0x20..0x7F).contains(b)).take(200));
     designator(&mut out, 0x02, 0x01, &t10);
-    // Relative target port 1 (§7.8.6.7) and target port group 0 (§7.8.6.8): PIV, target port.
-    designator(&mut out, (PROTOCOL_ISCSI << 4) | 0x01, 0x80 | 0x10 | 0x04, &[0, 0, 0, 1]);
-    designator(&mut out, (PROTOCOL_ISCSI << 4) | 0x01, 0x80 | 0x10 | 0x05, &[0, 0, 0, 0]);
+    // Relative target port (§7.8.6.7: two obsolete bytes, RELATIVE TARGET PORT IDENTIFIER) and
+    // target port group (§7.8.6.8: two reserved bytes, TARGET PORT GROUP) of the port this
+    // command came through: PIV, association target port, binary.
+    let [rel_hi, rel_lo] = nexus.target.relative_port.to_be_bytes();
+    designator(&mut out, (PROTOCOL_ISCSI << 4) | 0x01, 0x80 | 0x10 | 0x04, &[0, 0, rel_hi, rel_lo]);
+    let [tpg_hi, tpg_lo] = port_group.to_be_bytes();
+    designator(&mut out, (PROTOCOL_ISCSI << 4) | 0x01, 0x80 | 0x10 | 0x05, &[0, 0, tpg_hi, tpg_lo]);
     // SCSI name string of the target port (§7.8.6.11): UTF-8, NUL terminated, padded to 4.
     let mut name = nexus.target.to_string().into_bytes();
     name.truncate(251);
@@ -136,23 +144,23 @@ fn tpc_descriptor(out: &mut Vec<u8>, kind: u16, mut body: Vec<u8>) {
 /// supported commands, parameter data, supported descriptors, supported CSCD IDs.
 fn third_party_copy() -> Vec<u8> {
     let mut out = Vec::new();
-    // §7.8.17.3 supported commands: EXTENDED COPY(LID1) 83h/00h; RECEIVE COPY RESULTS 84h
+    // §7.8.17.4 supported commands: EXTENDED COPY(LID1) 83h/00h; RECEIVE COPY RESULTS 84h
     // with COPY STATUS (00h) and OPERATING PARAMETERS (03h).
     let commands = [0x83, 1, 0x00, 0x84, 2, 0x00, 0x03];
     let mut body = vec![commands.len() as u8];
     body.extend_from_slice(&commands);
     tpc_descriptor(&mut out, 0x0001, body);
-    // §7.8.17.4 parameter data.
+    // §7.8.17.5 parameter data.
     let mut body = vec![0u8; 28];
     body[4..6].copy_from_slice(&xcopy::MAX_CSCD_DESCRIPTORS.to_be_bytes());
     body[6..8].copy_from_slice(&xcopy::MAX_SEGMENT_DESCRIPTORS.to_be_bytes());
     body[8..12].copy_from_slice(&xcopy::MAX_DESCRIPTOR_LIST_LENGTH.to_be_bytes());
     tpc_descriptor(&mut out, 0x0008, body);
-    // §7.8.17.5 supported descriptors.
+    // §7.8.17.6 supported descriptors.
     let mut body = vec![xcopy::SUPPORTED_DESCRIPTORS.len() as u8];
     body.extend_from_slice(&xcopy::SUPPORTED_DESCRIPTORS);
     tpc_descriptor(&mut out, 0x0009, body);
-    // §7.8.17.6 supported CSCD IDs: none beyond plain descriptor indexes.
+    // §7.8.17.7 supported CSCD IDs: none beyond plain descriptor indexes.
     tpc_descriptor(&mut out, 0x000A, vec![0, 0]);
     out
 }
@@ -203,26 +211,27 @@ mod tests {
 
     #[test]
     fn standard_data_fields() {
-        let d = inquiry(&[0x12, 0, 0, 0, 255, 0], Some(&lun()), &nexus()).unwrap();
+        let d = inquiry(&[0x12, 0, 0, 0, 255, 0], Some(&lun()), &nexus(), 1).unwrap();
         assert_eq!(d[0], 0);
         assert_eq!(d[2], 6);
         assert_eq!(d[3], 0x12);
         assert_eq!(d[4] as usize, d.len() - 5);
+        assert_eq!(d[5], 0x18, "3PC and TPGS = 01b (implicit ALUA)");
         assert_eq!(d[7], 0x02);
         assert_eq!(&d[8..16], b"PALISADE");
         assert_eq!(&d[16..32], b"Palisade disk   ");
         assert_eq!(&d[58..60], &[0x00, 0xA0]);
-        let absent = inquiry(&[0x12, 0, 0, 0, 255, 0], None, &nexus()).unwrap();
+        let absent = inquiry(&[0x12, 0, 0, 0, 255, 0], None, &nexus(), 1).unwrap();
         assert_eq!(absent[0], 0x7F);
     }
 
     #[test]
     fn page_code_without_evpd_is_invalid() {
-        let err = inquiry(&[0x12, 0, 0x80, 0, 255, 0], Some(&lun()), &nexus()).unwrap_err();
+        let err = inquiry(&[0x12, 0, 0x80, 0, 255, 0], Some(&lun()), &nexus(), 1).unwrap_err();
         assert_eq!(err, Sense::invalid_cdb_field(2, Some(7)));
-        let err = inquiry(&[0x12, 1, 0x42, 0, 255, 0], Some(&lun()), &nexus()).unwrap_err();
+        let err = inquiry(&[0x12, 1, 0x42, 0, 255, 0], Some(&lun()), &nexus(), 1).unwrap_err();
         assert_eq!(err.reason, SenseReason::InvalidFieldInCdb);
-        let err = inquiry(&[0x12, 1, 0x00, 0, 255, 0], None, &nexus()).unwrap_err();
+        let err = inquiry(&[0x12, 1, 0x00, 0, 255, 0], None, &nexus(), 1).unwrap_err();
         assert_eq!(err.reason, SenseReason::LunNotSupported);
     }
 
@@ -230,9 +239,9 @@ mod tests {
     fn vpd_pages() {
         let l = lun();
         let n = nexus();
-        let sup = inquiry(&[0x12, 1, 0, 0, 255, 0], Some(&l), &n).unwrap();
+        let sup = inquiry(&[0x12, 1, 0, 0, 255, 0], Some(&l), &n, 1).unwrap();
         assert_eq!(&sup[..], &[0, 0, 0, 7, 0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2]);
-        let tpc = inquiry(&[0x12, 1, 0x8F, 0, 255, 0], Some(&l), &n).unwrap();
+        let tpc = inquiry(&[0x12, 1, 0x8F, 0, 255, 0], Some(&l), &n, 1).unwrap();
         assert_eq!(u16::from_be_bytes([tpc[2], tpc[3]]) as usize, tpc.len() - 4);
         // Supported commands descriptor first: 83h/00h, 84h/00h,03h.
         assert_eq!(&tpc[4..16], &[0, 1, 0, 8, 7, 0x83, 1, 0, 0x84, 2, 0, 3]);
@@ -243,23 +252,58 @@ mod tests {
             at += 4 + len;
         }
         assert_eq!(at, tpc.len());
-        let serial = inquiry(&[0x12, 1, 0x80, 0, 255, 0], Some(&l), &n).unwrap();
+        let serial = inquiry(&[0x12, 1, 0x80, 0, 255, 0], Some(&l), &n, 1).unwrap();
         assert_eq!(&serial[3..], b"\x06SER123");
-        let bl = inquiry(&[0x12, 1, 0xB0, 0, 255, 0], Some(&l), &n).unwrap();
+        let bl = inquiry(&[0x12, 1, 0xB0, 0, 255, 0], Some(&l), &n, 1).unwrap();
         assert_eq!(bl.len(), 64);
         assert_eq!(bl[3], 0x3C);
         assert_eq!(u32::from_be_bytes(bl[24..28].try_into().unwrap()), limits::MAX_UNMAP_DESCRIPTORS);
-        let bc = inquiry(&[0x12, 1, 0xB1, 0, 255, 0], Some(&l), &n).unwrap();
+        let bc = inquiry(&[0x12, 1, 0xB1, 0, 255, 0], Some(&l), &n, 1).unwrap();
         assert_eq!(&bc[4..6], &[0, 1]);
-        let lbp = inquiry(&[0x12, 1, 0xB2, 0, 255, 0], Some(&l), &n).unwrap();
+        let lbp = inquiry(&[0x12, 1, 0xB2, 0, 255, 0], Some(&l), &n, 1).unwrap();
         assert_eq!(lbp[5], 0xE4);
 
-        let id = inquiry(&[0x12, 1, 0x83, 0, 255, 0], Some(&l), &n).unwrap();
+        let id = inquiry(&[0x12, 1, 0x83, 0, 255, 0], Some(&l), &n, 1).unwrap();
         assert_eq!(u16::from_be_bytes([id[2], id[3]]) as usize, id.len() - 4);
         assert_eq!(&id[4..8], &[0x01, 0x03, 0, 8]);
         assert_eq!(id[8] >> 4, 5); // NAA 5h
         let text = String::from_utf8_lossy(&id);
         assert!(text.contains("PALISADESER123"));
         assert!(text.contains("iqn.t,t,0x0001\0"));
+    }
+
+    /// The designators of VPD 83h as (code set, PIV/association/type, value).
+    fn designators(page: &[u8]) -> Vec<(u8, u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut at = 4;
+        while at + 4 <= page.len() {
+            let len = page[at + 3] as usize;
+            out.push((page[at], page[at + 1], page[at + 4..at + 4 + len].to_vec()));
+            at += 4 + len;
+        }
+        assert_eq!(at, page.len());
+        out
+    }
+
+    #[test]
+    fn device_identification_names_the_relative_port_and_group_of_the_receiving_port() {
+        let l = lun();
+        let single = inquiry(&[0x12, 1, 0x83, 0, 255, 0], Some(&l), &nexus(), 1).unwrap();
+        // Gateway 2 of a cluster, portal group 1: relative port 0x0201, group 2.
+        let gateway_port = nexus().with_relative_port(0x0201);
+        let cluster = inquiry(&[0x12, 1, 0x83, 0, 255, 0], Some(&l), &gateway_port, 2).unwrap();
+        let (single, cluster) = (designators(&single), designators(&cluster));
+        assert_eq!(single.len(), 5);
+        // NAA and T10 vendor ID (logical unit) are identical through every port.
+        assert_eq!(single[..2], cluster[..2]);
+        assert_eq!((single[0].0, single[0].1), (0x01, 0x03));
+        // SPC-4 §7.8.6.7 type 4 and §7.8.6.8 type 5: iSCSI, PIV, target port association.
+        assert_eq!(single[2], (0x51, 0x94, vec![0, 0, 0, 1]));
+        assert_eq!(single[3], (0x51, 0x95, vec![0, 0, 0, 1]));
+        assert_eq!(cluster[2], (0x51, 0x94, vec![0, 0, 0x02, 0x01]));
+        assert_eq!(cluster[3], (0x51, 0x95, vec![0, 0, 0, 2]));
+        // SPC-4 §7.8.6.11 target port name: SCSI name string, UTF-8, target port association.
+        assert_eq!((single[4].0, single[4].1), (0x53, 0x98));
+        assert!(single[4].2.starts_with(b"iqn.t,t,0x0001\0"));
     }
 }

@@ -1,6 +1,7 @@
 //! A logical unit: backend, geometry, identity and the small shared state (mode pages, unit
 //! attention queues, SPC-2 reservation) that lives behind one short-held mutex.
 
+use super::alua::{AccessState, Alua};
 use super::copy_results::CopyResults;
 use super::mode::ModePages;
 use super::range_lock::RangeLock;
@@ -10,11 +11,11 @@ use crate::backend::Backend;
 use crate::nexus::InitiatorPort;
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Highest LUN reachable with flat space addressing (SAM-5 §4.7.6: 14 bits).
 pub const MAX_LUN: u64 = 16383;
-/// SPC-4 §4.4.1 T10 vendor identification.
+/// SPC-4 §6.6.2 T10 vendor identification.
 pub const VENDOR_ID: &str = "PALISADE";
 /// Unit attentions queued per nexus beyond this are dropped (oldest kept, SAM-5 §5.14 allows it).
 const MAX_PENDING_UA: usize = 8;
@@ -34,7 +35,7 @@ pub struct LunIdentity {
 }
 
 impl LunIdentity {
-    /// Derives an NAA IEEE Registered identifier (NAA 5h, SPC-4 §7.8.6.6.3) from the serial,
+    /// Derives an NAA IEEE Registered identifier (NAA 5h, SPC-4 §7.8.6.6.4) from the serial,
     /// so the same serial always yields the same designator. NAA 5h rather than the locally
     /// assigned 3h because Linux ranks 3h no higher than the T10 vendor designator when it picks
     /// a device's WWID; multipath and udev then key on `naa.5…`. The company ID is
@@ -72,9 +73,9 @@ pub struct Lun {
     read_only: bool,
     /// SBC-3 §6.4.4 / READ CAPACITY(16): log2(logical blocks per physical block).
     physical_exponent: u8,
-    /// Overlapping commands serialise here (SBC-3 §5.3 COMPARE AND WRITE atomicity).
+    /// Overlapping commands serialise here (SBC-3 §5.2 COMPARE AND WRITE atomicity).
     ranges: RangeLock,
-    /// EXTENDED COPY statuses held for RECEIVE COPY RESULTS (SPC-4 §6.18).
+    /// EXTENDED COPY statuses held for RECEIVE COPY RESULTS (SPC-4 §6.25).
     copies: CopyResults,
     state: Mutex<LunState>,
     /// SPC-4 §5.13 persistent reservations and the fencing gate.
@@ -83,6 +84,10 @@ pub struct Lun {
     stats: std::sync::Arc<crate::metrics::LunStats>,
     /// SAM-5 §4.8: the tasks of every I_T nexus on this LU.
     tasks: super::task_set::TaskSet,
+    /// The server's ALUA state (SPC-4 §5.16.2), set when a target with ALUA takes this LU: read
+    /// again when a data command executes, so a port that stopped serving while the command
+    /// waited for its Data-Out does not touch the medium.
+    alua: OnceLock<Arc<Alua>>,
 }
 
 impl Lun {
@@ -118,7 +123,19 @@ impl Lun {
             pr: crate::pr::Unit::volatile(),
             stats: Default::default(),
             tasks: Default::default(),
+            alua: OnceLock::new(),
         })
+    }
+
+    /// Ties this LU to the server's ALUA state (the first call wins: one server, one `Alua`).
+    pub(crate) fn use_alua(&self, alua: &Arc<Alua>) {
+        let _ = self.alua.set(alua.clone());
+    }
+
+    /// The access state of the target port group this server reports (Active/Optimized when
+    /// no ALUA state was attached).
+    pub(crate) fn access_state(&self) -> AccessState {
+        self.alua.get().map_or(AccessState::ActiveOptimized, |alua| alua.local_state())
     }
 
     /// The LU's task set (SAM-5 §4.8).
@@ -209,7 +226,7 @@ impl Lun {
         }
     }
 
-    /// Registrations this LU accepts (SPC-4 §5.13.5.2: INSUFFICIENT REGISTRATION RESOURCES
+    /// Registrations this LU accepts (SPC-4 §5.13.7: INSUFFICIENT REGISTRATION RESOURCES
     /// beyond).
     pub fn set_max_registrants(&mut self, max: usize) {
         self.pr.set_max_registrants(max);
@@ -220,7 +237,7 @@ impl Lun {
         &self.pr
     }
 
-    /// Restores APTPL reservations from `store` (SPC-4 §5.13.4) and keeps it for later
+    /// Restores APTPL reservations from `store` (SPC-4 §5.13.5.1) and keeps it for later
     /// changes. A record that cannot be read is returned as an error; the LU then starts with
     /// no reservations.
     pub fn restore_reservations(&mut self, store: std::sync::Arc<dyn crate::pr::Store>) -> io::Result<()> {

@@ -19,6 +19,7 @@ pub mod pr_out;
 mod provisioning;
 mod range_lock;
 mod reports;
+mod rtpg;
 pub mod sense;
 pub mod target;
 pub mod task;

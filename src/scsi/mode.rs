@@ -28,10 +28,10 @@ pub const PAGE_CACHING: u8 = 0x08;
 pub const PAGE_CONTROL: u8 = 0x0A;
 pub const PAGE_INFORMATIONAL_EXCEPTIONS: u8 = 0x1C;
 const PAGE_ALL: u8 = 0x3F;
-/// Ascending page-code order, as "return all pages" requires (SPC-4 §6.11).
+/// Ascending page-code order, as "return all pages" requires (SPC-4 §6.13).
 const PAGES: [u8; 3] = [PAGE_CACHING, PAGE_CONTROL, PAGE_INFORMATIONAL_EXCEPTIONS];
 
-/// SPC-4 §6.11 Table 160 page control.
+/// SPC-4 §6.13 Table 197 page control.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PageControl {
     Current,
@@ -79,7 +79,7 @@ fn page_bytes(code: u8, values: ModePages, control: PageControl) -> Vec<u8> {
     }
 }
 
-/// MODE SENSE(6) (SPC-4 §6.11) or MODE SENSE(10) (SPC-4 §6.12); returns the untruncated data.
+/// MODE SENSE(6) (SPC-4 §6.13) or MODE SENSE(10) (SPC-4 §6.14); returns the untruncated data.
 pub(crate) fn mode_sense(cdb: &[u8], lun: &Lun, ten: bool) -> Result<Vec<u8>, Sense> {
     let dbd = cdb[1] & 0x08 != 0;
     let llbaa = ten && cdb[1] & 0x10 != 0;
@@ -142,7 +142,7 @@ pub(crate) fn mode_sense(cdb: &[u8], lun: &Lun, ten: bool) -> Result<Vec<u8>, Se
     Ok(out)
 }
 
-/// MODE SELECT(6/10) parameter list (SPC-4 §6.9, §6.10, §7.5). Validates every page before
+/// MODE SELECT(6/10) parameter list (SPC-4 §6.11, §6.12, §7.5). Validates every page before
 /// applying any, and returns whether a value changed.
 pub(crate) fn mode_select(lun: &Lun, param: &[u8], ten: bool) -> Result<bool, Sense> {
     let header_len = if ten { 8 } else { 4 };

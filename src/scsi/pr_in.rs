@@ -1,4 +1,4 @@
-//! PERSISTENT RESERVE IN (SPC-4 §6.14): the parameter data is built from the state seen under
+//! PERSISTENT RESERVE IN (SPC-4 §6.15): the parameter data is built from the state seen under
 //! the fencing gate, so it never shows half of a concurrent PR OUT.
 
 use super::lun::Lun;

@@ -1,4 +1,4 @@
-//! PERSISTENT RESERVE OUT (SPC-4 §6.15): CDB checks at admission; at execution the parameter
+//! PERSISTENT RESERVE OUT (SPC-4 §6.16): CDB checks at admission; at execution the parameter
 //! list is decoded and applied through the LU's fencing gate (pr::Unit::change), whose commit
 //! step aborts the preempted nexuses' tasks in the LU's task set and queues the unit
 //! attentions; GOOD is returned once those tasks have ended.
@@ -50,14 +50,14 @@ pub(crate) struct PrOut {
     pub param_len: usize,
 }
 
-/// SPC-4 §6.15.1: PARAMETER LIST LENGTH is checked before any data-out is solicited.
+/// SPC-4 §6.16.1: PARAMETER LIST LENGTH is checked before any data-out is solicited.
 pub(crate) fn prepare(cdb: &[u8]) -> Result<PrOut, Sense> {
     let param_len = u32::from_be_bytes([cdb[5], cdb[6], cdb[7], cdb[8]]) as usize;
     pr::request::check_param_len(param_len).map_err(to_sense)?;
     Ok(PrOut { action: cdb[1] & 0x1F, scope_type: cdb[2], param_len })
 }
 
-/// Maps every reservation error but RESERVATION CONFLICT to its sense (SPC-4 §6.15, Annex D).
+/// Maps every reservation error but RESERVATION CONFLICT to its sense (SPC-4 §6.16, Annex D).
 pub(crate) fn to_sense(e: PrError) -> Sense {
     match e {
         PrError::InvalidCdbField { byte, bit } => Sense::invalid_cdb_field(byte, bit),
@@ -106,7 +106,7 @@ impl PrOut {
                     lun.establish_unit_attention_where(ua_reason(kind), |port| ports.contains(port));
                 }
                 if !fx.abort.is_empty() {
-                    // SPC-4 §5.13.11.4.4: the preempted nexuses' tasks are aborted (TASK ABORTED
+                    // SPC-4 §5.13.11.2.6: the preempted nexuses' tasks are aborted (TASK ABORTED
                     // with TAS set, SAM-5 §5.6), all but this PERSISTENT RESERVE OUT itself.
                     // Each nexus probes the victims by hash, however many there are.
                     let victims: HashSet<&pr::RegistrantId> = fx.abort.iter().collect();

@@ -1,5 +1,5 @@
 //! Logical block provisioning (SBC-3 §4.7): WRITE SAME(10/16) with UNMAP and NDOB (§5.42,
-//! §5.43), UNMAP (§5.28) and GET LBA STATUS (§5.16). The provisioning bits this LUN reports
+//! §5.43), UNMAP (§5.28) and GET LBA STATUS (§5.4). The provisioning bits this LUN reports
 //! (VPD B2h, READ CAPACITY(16)) come from `Backend::supports_unmap`; GET LBA STATUS reports
 //! what the backend really has allocated.
 
@@ -32,7 +32,7 @@ pub(crate) fn prepare_write_same(
     check_range(lun, lba, blocks)?;
     check_writable(lun)?;
     let unmap = cdb[1] & 0x08 != 0;
-    // SBC-4 §5.49 NDOB (WRITE SAME(16) only): no data-out, the blocks become zeros.
+    // SBC-4 §5.53 NDOB (WRITE SAME(16) only): no data-out, the blocks become zeros.
     let ndob = command == Command::WriteSame16 && cdb[1] & 0x01 != 0;
     // Otherwise exactly one logical block of data-out must accompany the command.
     if !ndob && expected_data_out_len as u64 != bs {
@@ -52,7 +52,7 @@ pub(crate) fn prepare_unmap(cdb: &[u8], lun: &Lun) -> Result<IoOp, Sense> {
 
 pub(crate) fn prepare_get_lba_status(cdb: &[u8], lun: &Lun) -> Result<IoOp, Sense> {
     let lba = be64(&cdb[2..10]);
-    // SBC-3 §5.16: a STARTING LOGICAL BLOCK ADDRESS beyond the last LBA is out of range.
+    // SBC-3 §5.4: a STARTING LOGICAL BLOCK ADDRESS beyond the last LBA is out of range.
     if lba >= lun.block_count() {
         return Err(SenseReason::LbaOutOfRange.into());
     }
@@ -144,7 +144,7 @@ const STATUS_DEALLOCATED: u8 = 0x1;
 /// Descriptors returned at most per command, whatever the allocation length.
 const MAX_LBA_STATUS_DESCRIPTORS: usize = 512;
 
-/// GET LBA STATUS parameter data (SBC-3 §5.16.2): one 16-byte descriptor per run of
+/// GET LBA STATUS parameter data (SBC-3 §5.4): one 16-byte descriptor per run of
 /// same-status blocks starting at `lba`, as many as the allocation length holds.
 pub(crate) async fn get_lba_status(lun: &Lun, lba: u64, allocation_length: usize) -> Result<Bytes, Sense> {
     let bs = lun.block_size() as u64;

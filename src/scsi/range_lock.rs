@@ -1,7 +1,7 @@
 //! Per-LUN byte-range lock: commands that touch overlapping ranges run one after another,
 //! commands on disjoint ranges never wait for each other.
 //!
-//! Why: SBC-3 §5.3 makes COMPARE AND WRITE atomic with respect to every other command on the
+//! Why: SBC-3 §5.2 makes COMPARE AND WRITE atomic with respect to every other command on the
 //! logical unit (from any I_T nexus); ORWRITE and WRITE AND VERIFY need the same read-modify-
 //! write isolation. READ takes the range shared, anything that writes takes it exclusive, so a
 //! READ never sees half of a COMPARE AND WRITE. Requests are granted in arrival order among

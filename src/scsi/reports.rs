@@ -101,7 +101,7 @@ pub(crate) fn report_supported_tmf(cdb: &[u8]) -> Vec<u8> {
     const LURS: u8 = 0x08;
     const TRS: u8 = 0x02;
     let mut out = vec![ATS | ATSS | CTSS | LURS | TRS, 0, 0, 0];
-    // REPD (SPC-4 r37): the extended format, 16 bytes with ADDITIONAL DATA LENGTH 0Ch.
+    // REPD (SPC-4 §6.36): the extended format, 16 bytes with ADDITIONAL DATA LENGTH 0Ch.
     if cdb[2] & 0x80 != 0 {
         out.extend_from_slice(&[0x0C]);
         out.resize(16, 0);
@@ -109,7 +109,7 @@ pub(crate) fn report_supported_tmf(cdb: &[u8]) -> Vec<u8> {
     out
 }
 
-/// SBC-3 §5.18/§5.19 READ DEFECT DATA(10/12): a virtual medium has no defects, so both lists
+/// SBC-3 §5.17/§5.18 READ DEFECT DATA(10/12): a virtual medium has no defects, so both lists
 /// are valid and empty, in the format asked for.
 pub(crate) fn read_defect_data(cdb: &[u8], twelve: bool) -> Vec<u8> {
     let request = if twelve { cdb[1] } else { cdb[2] };

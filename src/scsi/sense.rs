@@ -41,6 +41,14 @@ pub enum SenseReason {
     ItNexusLoss,
     ModeParametersChanged,
     LogicalUnitNotReady,
+    /// SPC-4 §5.16.2.5: the target port group is Transitioning (02/04/0A).
+    AsymmetricAccessStateTransition,
+    /// SPC-4 §5.16.2.4.4: LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE (02/04/0B).
+    TargetPortInStandbyState,
+    /// SPC-4 §5.16.2.4.5: LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN UNAVAILABLE STATE (02/04/0C).
+    TargetPortInUnavailableState,
+    /// SPC-4 §5.16.2.5: a target port group's access state changed (06/2A/06).
+    AsymmetricAccessStateChanged,
     /// RFC 7143 §11.4.7.2 / SPC-4: a data digest failed on the command's data.
     ProtocolServiceCrcError,
     /// SPC-4 Table D.1, ASC 4Bh: the iSCSI data sequence broke (DataSN, offset, TTT).
@@ -94,6 +102,10 @@ impl SenseReason {
             ItNexusLoss => (UNIT_ATTENTION, 0x29, 0x07),
             ModeParametersChanged => (UNIT_ATTENTION, 0x2A, 0x01),
             LogicalUnitNotReady => (NOT_READY, 0x04, 0x00),
+            AsymmetricAccessStateTransition => (NOT_READY, 0x04, 0x0A),
+            TargetPortInStandbyState => (NOT_READY, 0x04, 0x0B),
+            TargetPortInUnavailableState => (NOT_READY, 0x04, 0x0C),
+            AsymmetricAccessStateChanged => (UNIT_ATTENTION, 0x2A, 0x06),
             ProtocolServiceCrcError => (ABORTED_COMMAND, 0x47, 0x05),
             DataPhaseError => (ABORTED_COMMAND, 0x4B, 0x00),
             InvalidTargetPortTransferTag => (ABORTED_COMMAND, 0x4B, 0x01),

@@ -1,6 +1,7 @@
 //! One SCSI target device: its logical units and LUN masking, the synchronous `prepare` step
 //! (lookup, CDB validation, unit attentions) and the asynchronous `execute` step.
 
+use super::alua::{AccessState, Alua};
 use super::block::{prepare_io, IoOp};
 use super::commands::{check_usage, lookup, Command, CommandInfo};
 use super::lun::{decode_lun, Lun};
@@ -8,7 +9,7 @@ use super::pr_out::PrOut;
 use super::sense::{Sense, SenseReason};
 use super::task::{Completion, DataOut, ItNexus, ScsiTask};
 use super::task_set::{Drain, NexusTasks, StatusSink};
-use super::{copy_results, inquiry, mode, reports, xcopy};
+use super::{copy_results, inquiry, mode, reports, rtpg, xcopy};
 use super::{pr_in, pr_out};
 use crate::nexus::IscsiName;
 use crate::pr::{self, PrClass, Spc2Outcome};
@@ -53,6 +54,10 @@ pub struct ScsiTarget {
     name: String,
     luns: BTreeMap<u64, Arc<Lun>>,
     masking: LunMasking,
+    /// The server's target port groups and the access state of its own (SPC-4 §5.16.2).
+    alua: Arc<Alua>,
+    /// TPGTs of the portal groups this target is served on (None: every portal group).
+    portal_groups: Option<BTreeSet<u16>>,
 }
 
 /// What `execute` has left to do.
@@ -72,7 +77,7 @@ enum Op {
         allocation_length: usize,
     },
     PrOut(PrOut),
-    /// SPC-4 §6.4: with the LUNs this nexus may access (the only ones a copy may touch).
+    /// SPC-4 §6.5: with the LUNs this nexus may access (the only ones a copy may touch).
     ExtendedCopy {
         param_len: usize,
         visible: Vec<Arc<Lun>>,
@@ -105,9 +110,34 @@ fn be32(b: &[u8]) -> usize {
 
 impl ScsiTarget {
     /// Builds a target; a later LUN with a duplicate id replaces an earlier one.
+    /// Its only target port group is group 1, Active/Optimized, until `with_alua`.
     pub fn new(name: String, luns: Vec<Arc<Lun>>, masking: LunMasking) -> Self {
         let luns = luns.into_iter().map(|lun| (lun.id(), lun)).collect();
-        ScsiTarget { name, luns, masking }
+        let alua = Alua::single_node(1, Vec::new());
+        ScsiTarget { name, luns, masking, alua, portal_groups: None }
+    }
+
+    /// Reports `alua`'s target port groups and obeys its local access state (SPC-4 §5.16.2);
+    /// `portal_groups` are the TPGTs this target is served on (REPORT TARGET PORT GROUPS lists
+    /// only their ports). Every LUN is told of state changes (§5.16.2.5 unit attention).
+    pub fn with_alua(mut self, alua: Arc<Alua>, portal_groups: impl IntoIterator<Item = u16>) -> Self {
+        for lun in self.luns.values() {
+            alua.attach(lun);
+        }
+        self.alua = alua;
+        self.portal_groups = Some(portal_groups.into_iter().collect());
+        self
+    }
+
+    /// The RELATIVE TARGET PORT IDENTIFIER (SPC-4 §7.8.6.7) of this server's portal group
+    /// `tpgt`, for the nexus of a session that logs in through it.
+    pub fn relative_port(&self, tpgt: u16) -> u16 {
+        self.alua.relative_port(tpgt)
+    }
+
+    /// Whether relative port `port` (of any group) is a port of this target.
+    fn serves_port(&self, port: u16) -> bool {
+        self.portal_groups.as_ref().is_none_or(|tpgts| tpgts.contains(&self.alua.tpgt_of(port)))
     }
 
     /// The logical units, for operator tools (`palisade pr show`).
@@ -200,6 +230,13 @@ impl ScsiTarget {
         }
         let cdb = &cdb[..info.usage.len()];
         check_usage(info, cdb).map_err(fail)?;
+        // SPC-4 §5.16.2.4: outside the active states only the commands the state's list names
+        // run; the rest get NOT READY with the state's ASC/ASCQ, so multipath tries another
+        // path. One atomic load per command.
+        let state = self.alua.local_state();
+        if let Some(refusal) = state.refusal().filter(|_| !info.alua.allows(state)) {
+            return Err(fail(refusal.into()));
+        }
         if let Some(lun) = &lun {
             // SPC-2 §5.5.1: a logical unit reserved by another I_T nexus answers RESERVATION
             // CONFLICT, without sense data, to everything but a few informational commands.
@@ -236,7 +273,14 @@ impl ScsiTarget {
         // Commands below `works_without_lun` got a LUN or were rejected above.
         let need_lun = || lun.ok_or(Sense::from(SenseReason::LunNotSupported));
         match command {
-            Inquiry => respond(inquiry::inquiry(cdb, lun, nexus)?, be16(&cdb[3..5])),
+            Inquiry => {
+                let mut data = inquiry::inquiry(cdb, lun, nexus, self.alua.local_group())?;
+                if lun.is_some() && self.alua.local_state() == AccessState::Unavailable {
+                    // SPC-4 §5.16.2.4.5: through an unavailable port the PERIPHERAL QUALIFIER is 001b.
+                    data[0] = (data[0] & 0x1F) | 0x20;
+                }
+                respond(data, be16(&cdb[3..5]))
+            }
             ReportLuns => respond(reports::report_luns(cdb, &self.visible_luns(nexus))?, be32(&cdb[6..10])),
             RequestSense => respond(reports::request_sense(cdb, lun, nexus), cdb[4] as usize),
             TestUnitReady => Ok(Op::Respond(None)),
@@ -246,6 +290,11 @@ impl ScsiTarget {
             ReadCapacity16 => respond(reports::read_capacity16(cdb, need_lun()?)?, be32(&cdb[10..14])),
             ReportSupportedOpcodes => respond(reports::report_supported_opcodes(cdb)?, be32(&cdb[6..10])),
             ReportSupportedTmf => respond(reports::report_supported_tmf(cdb), be32(&cdb[6..10])),
+            ReportTargetPortGroups => {
+                need_lun()?;
+                let data = rtpg::report_target_port_groups(cdb, &self.alua, |p| self.serves_port(p));
+                respond(data, be32(&cdb[6..10]))
+            }
             ReadDefectData10 => respond(reports::read_defect_data(cdb, false), be16(&cdb[7..9])),
             ReadDefectData12 => respond(reports::read_defect_data(cdb, true), be32(&cdb[6..10])),
             ExtendedCopy => {
@@ -297,7 +346,7 @@ impl ScsiTarget {
             ModeSelect6 | ModeSelect10 => {
                 let ten = command == ModeSelect10;
                 let param_len = if ten { be16(&cdb[7..9]) } else { cdb[4] as usize };
-                // SPC-4 §6.9: PF zero means vendor-specific page format, which is not offered.
+                // SPC-4 §6.11: PF zero means vendor-specific page format, which is not offered.
                 if cdb[1] & 0x10 == 0 && param_len > 0 {
                     return Err(Sense::invalid_cdb_field(1, Some(4)));
                 }
@@ -360,6 +409,13 @@ impl Prepared {
                     if pr_conflict(&gate, &self.nexus, self.pr_class) || lun.reserved_by_other(&self.nexus) {
                         return Completion::reservation_conflict();
                     }
+                    // SPC-4 §5.16.2.4: data commands run only in the active states (the
+                    // `alua` column); a port that left them while this command waited for
+                    // its Data-Out or its turn answers NOT READY and touches nothing, so the
+                    // host retries on another path.
+                    if let Some(refusal) = lun.access_state().refusal() {
+                        return Completion::check_condition(Sense::from(refusal).encode(d_sense));
+                    }
                     let result = io.execute(lun.clone(), data).await;
                     drop(gate);
                     result
@@ -377,9 +433,13 @@ impl Prepared {
                 }
             }
             Op::ExtendedCopy { param_len, visible } => match self.lun {
-                Some(lun) => {
-                    xcopy::extended_copy(&lun, &self.nexus, &visible, &data.to_vec(param_len)).await.map(|_| None)
-                }
+                Some(lun) => match lun.access_state().refusal() {
+                    // SPC-4 §5.16.2.4: re-checked at execution, as for data commands above.
+                    Some(refusal) => Err(refusal.into()),
+                    None => {
+                        xcopy::extended_copy(&lun, &self.nexus, &visible, &data.to_vec(param_len)).await.map(|_| None)
+                    }
+                },
                 None => Err(SenseReason::LunNotSupported.into()),
             },
             Op::ModeSelect { ten, param_len } => match self.lun {
@@ -408,7 +468,7 @@ fn mode_select(
     ten: bool,
     param_len: usize,
 ) -> Result<Option<Bytes>, Sense> {
-    // SPC-4 §6.9: a zero parameter list length transfers nothing and is not an error.
+    // SPC-4 §6.11: a zero parameter list length transfers nothing and is not an error.
     if param_len == 0 {
         return Ok(None);
     }
@@ -416,7 +476,7 @@ fn mode_select(
         return Err(SenseReason::ParameterListLengthError.into());
     }
     if mode::mode_select(lun, &data.to_vec(param_len), ten)? {
-        // SPC-4 §7.5.1: other I_T nexuses learn of the change through a unit attention.
+        // SPC-4 §6.11: other I_T nexuses learn of the change through a unit attention.
         lun.establish_unit_attention(SenseReason::ModeParametersChanged, Some(nexus));
     }
     Ok(None)

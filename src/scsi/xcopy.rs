@@ -1,4 +1,4 @@
-//! EXTENDED COPY (LID1) (SPC-4 §6.4): block-to-block copies (segment descriptor 02h) between
+//! EXTENDED COPY (LID1) (SPC-4 §6.5): block-to-block copies (segment descriptor 02h) between
 //! logical units of this target, named by identification CSCD descriptors (E4h) that carry the
 //! NAA designator of VPD page 83h.
 //!
@@ -14,7 +14,7 @@ use super::task::ItNexus;
 use crate::pr::PrClass;
 use std::sync::Arc;
 
-/// Limits reported in OPERATING PARAMETERS and VPD page 8Fh (SPC-4 §6.18.4, §7.8.17).
+/// Limits reported in OPERATING PARAMETERS and VPD page 8Fh (SPC-4 §6.22, §7.8.17).
 pub(crate) const MAX_CSCD_DESCRIPTORS: u16 = 8;
 pub(crate) const MAX_SEGMENT_DESCRIPTORS: u16 = 64;
 /// CSCD plus segment descriptor bytes: room for the maxima above.

@@ -3,7 +3,11 @@
 # LUN, one through each guest portal address (PORTAL, SECOND_PORTAL), form one multipath map
 # with two paths. fio writes and verifies (crc32c, direct I/O) on the map while the second path
 # is logged out and logged back in; fio must see no error, and the map's path count must go
-# 2 -> 1 -> 2. Ends with "MULTIPATH OK".
+# 2 -> 1 -> 2. Before that, ALUA (SPC-4 §5.15): the kernel's scsi_dh_alua handler must attach to
+# both paths and find them active/optimized, multipath must pick the ALUA hardware handler and
+# priorities, and sg_rtpg / sg_vpd show the target port group and each path's relative target
+# port (the host runs the target on two portal groups, TPGT 1 and 2, one per guest address).
+# Ends with "MULTIPATH OK".
 # Environment from run-in-vm.sh: PORTAL, SECOND_PORTAL, INITIATOR_NAME.
 set -euo pipefail
 
@@ -29,7 +33,9 @@ wait_paths() { # N: until the map has N active paths (multipathd reacts to udev 
 show_map() { echo "# multipath -ll"; multipath -ll "$MAP" | sed -E "s/\x1b\[[0-9;]*m//g" | sed 's/^/    /'; echo "paths: $(paths)"; }
 
 step "iscsid and multipathd ($INITIATOR_NAME)"
-modprobe -a iscsi_tcp sd_mod sg dm_mod dm_multipath dm_round_robin dm_service_time
+# scsi_dh_alua before any login: the SCSI midlayer attaches it to each new disk whose standard
+# INQUIRY reports TPGS != 0, and it reads REPORT TARGET PORT GROUPS and VPD 83h to do so.
+modprobe -a iscsi_tcp sd_mod sg dm_mod dm_multipath dm_round_robin dm_service_time scsi_dh_alua
 cat >/etc/multipath.conf <<'EOF'
 defaults {
     user_friendly_names yes
@@ -71,6 +77,35 @@ wait_paths 2
 show_map
 DEV=/dev/mapper/$MAP
 [[ -b $DEV ]] || fail "$DEV missing"
+
+step "ALUA on both paths: scsi_dh_alua, access state, REPORT TARGET PORT GROUPS, VPD 83h"
+map_text=$(multipath -ll "$MAP" | sed -E "s/\x1b\[[0-9;]*m//g")
+grep -q "hwhandler='1 alua'" <<<"$map_text" || fail "multipath did not pick the ALUA hardware handler"
+# multipath's alua prioritizer gives an active/optimized path priority 50.
+grep -q "prio=50 status=active" <<<"$map_text" || fail "the path group is not active with ALUA priority 50"
+echo "alua: map $MAP hwhandler='1 alua', path group prio=50 status=active"
+RELATIVE_PORTS=()
+for sd in $(grep -oE ' sd[a-z]+ ' <<<"$map_text"); do
+    dh=$(cat "/sys/block/$sd/device/dh_state")
+    state=$(cat "/sys/block/$sd/device/access_state")
+    echo "alua: $sd dh_state=$dh access_state=$state"
+    [[ $dh == alua ]] || fail "$sd: device handler is '$dh', not alua"
+    [[ $state == active/optimized ]] || fail "$sd: access state '$state'"
+    echo "# sg_vpd -p di /dev/$sd"
+    sg_vpd -p di "/dev/$sd" | tee "/tmp/vpd-$sd.txt" | sed 's/^/    /'
+    grep -qE 'Target port group: 0x0*1$' "/tmp/vpd-$sd.txt" || fail "$sd: VPD 83h target port group is not 1"
+    port=$(sed -nE 's/.*Relative target port: (0x[0-9a-f]+)$/\1/p' "/tmp/vpd-$sd.txt")
+    [[ -n $port ]] || fail "$sd: no relative target port designator"
+    RELATIVE_PORTS+=("$((port))")
+    echo "# sg_rtpg -d /dev/$sd"
+    sg_rtpg -d "/dev/$sd" | tee "/tmp/rtpg-$sd.txt" | sed 's/^/    /'
+    grep -qiE 'target port group id *: *0x0*1\b' "/tmp/rtpg-$sd.txt" || fail "$sd: RTPG lacks group 1"
+    grep -qiE 'access state *: *0x00.*active/optimized' "/tmp/rtpg-$sd.txt" || fail "$sd: RTPG state"
+    grep -qiE 'target port count *: *0*2$' "/tmp/rtpg-$sd.txt" || fail "$sd: RTPG does not list both ports"
+done
+ports_seen=$(printf '%s\n' "${RELATIVE_PORTS[@]}" | sort -n | tr '\n' ' ')
+echo "alua: relative target ports of the paths: $ports_seen"
+[[ $ports_seen == "1 2 " ]] || fail "the two paths are not relative target ports 1 and 2"
 
 step "fio on $DEV (randwrite 4k, direct, crc32c verify) for $FIO_SECONDS s while a path goes away and comes back"
 fio --name=multipath --filename="$DEV" --direct=1 --ioengine=libaio --iodepth=8 --rw=randwrite --bs=4k \

@@ -90,7 +90,7 @@ impl Client {
         panic!("unit attentions never ended");
     }
 
-    /// READ KEYS (SPC-4 §6.14.2): (PRgeneration, keys).
+    /// READ KEYS (SPC-4 §6.15.2): (PRgeneration, keys).
     pub async fn read_keys(&self) -> (u32, Vec<u64>) {
         let r = self.pr_in(0).await;
         assert_eq!(r.status, GOOD, "READ KEYS: {r:?}");
@@ -99,7 +99,7 @@ impl Client {
         (gen, (0..n).map(|i| be::u64_at(&r.data, 8 + 8 * i).expect("a whole key")).collect())
     }
 
-    /// READ RESERVATION (SPC-4 §6.14.3): Some((key, type)).
+    /// READ RESERVATION (SPC-4 §6.15.3): Some((key, type)).
     pub async fn read_reservation(&self) -> Option<(u64, u8)> {
         let r = self.pr_in(1).await;
         assert_eq!(r.status, GOOD, "READ RESERVATION: {r:?}");
@@ -118,7 +118,7 @@ impl Client {
     }
 }
 
-/// PR OUT service actions and types used by the tests (SPC-4 §6.15).
+/// PR OUT service actions and types used by the tests (SPC-4 §6.16).
 pub mod prout {
     pub const REGISTER: u8 = 0;
     pub const RESERVE: u8 = 1;

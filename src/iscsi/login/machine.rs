@@ -146,10 +146,23 @@ impl LoginMachine {
             Some(known) => identity::check_repeats(known, &keys)?,
         }
 
-        let mut auth_method = None;
-        let mut chap = ChapKeys::default();
-        let mut operational = Vec::new();
-        for (key, value) in &keys {
+        let sorted = self.sort_keys(&keys, &mut out)?;
+        if self.stage == Stage::Security {
+            self.authenticate(sorted.auth_method, &sorted.chap, &mut out)?;
+        }
+        if self.stage == Stage::Operational {
+            let negotiator = self.negotiator.as_mut().expect("set with identity");
+            negotiator.respond(&sorted.operational, &mut out)?;
+            negotiator.declarations(&mut out);
+        }
+        self.transition(req, out)
+    }
+
+    /// Sorts one request's keys by kind (RFC 7143 §6.2, §6.3, §13): security keys, operational
+    /// keys, and those answered at once (Irrelevant, NotUnderstood) into `out`.
+    fn sort_keys<'k>(&mut self, keys: &'k [(String, String)], out: &mut Keys) -> Result<SortedKeys<'k>, LoginStatus> {
+        let mut sorted = SortedKeys::default();
+        for (key, value) in keys {
             let key = key.as_str();
             if IDENTITY_KEYS.contains(&key) {
                 continue;
@@ -167,8 +180,8 @@ impl LoginMachine {
                     return Err(LoginStatus::INITIATOR_ERROR);
                 }
                 match key {
-                    "AuthMethod" => auth_method = Some(value.as_str()),
-                    _ => chap.set(key, value),
+                    "AuthMethod" => sorted.auth_method = Some(value.as_str()),
+                    _ => sorted.chap.set(key, value),
                 }
             } else if is_operational_key(key) || answer {
                 // RFC 7143 §13: only Any-Stage keys (the identity ones) may appear in the
@@ -176,7 +189,7 @@ impl LoginMachine {
                 if self.stage == Stage::Security {
                     return Err(LoginStatus::INITIATOR_ERROR);
                 }
-                operational.push((key, value.as_str()));
+                sorted.operational.push((key, value.as_str()));
             } else if key == "SendTargets" {
                 // RFC 7143 §13.3: SendTargets is for Text Requests in Full Feature Phase.
                 out.push((key.to_string(), "Irrelevant".into()));
@@ -185,16 +198,7 @@ impl LoginMachine {
                 out.push((key.to_string(), "NotUnderstood".into()));
             }
         }
-
-        if self.stage == Stage::Security {
-            self.authenticate(auth_method, &chap, &mut out)?;
-        }
-        if self.stage == Stage::Operational {
-            let negotiator = self.negotiator.as_mut().expect("set with identity");
-            negotiator.respond(&operational, &mut out)?;
-            negotiator.declarations(&mut out);
-        }
-        self.transition(req, out)
+        Ok(sorted)
     }
 
     /// Header rules of RFC 7143 §11.12 and the version check of §11.12.4/§11.12.5.
@@ -392,4 +396,12 @@ impl LoginMachine {
             outcome,
         }
     }
+}
+
+/// One request's keys, sorted by the stage that handles them.
+#[derive(Default)]
+struct SortedKeys<'k> {
+    auth_method: Option<&'k str>,
+    chap: ChapKeys<'k>,
+    operational: Vec<(&'k str, &'k str)>,
 }

@@ -3,6 +3,7 @@
 
 use super::*;
 
+mod alua;
 mod mode_pages;
 mod sbc_compare;
 mod sbc_extra;

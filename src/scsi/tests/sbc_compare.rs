@@ -52,7 +52,7 @@ async fn compare_and_write_cdb_errors() {
     assert_eq!(sense_code(&c), (5, 0x24, 0));
     assert_eq!(&c.sense.as_ref().unwrap()[15..18], &[0xC0, 0, 13]);
     assert_eq!(sense_code(&run_exact(&t, &n, &caw(0, 0, 0), &two).await), (5, 0x24, 0));
-    // Zero blocks with no data-out: nothing happens, GOOD (SBC-3 §5.3).
+    // Zero blocks with no data-out: nothing happens, GOOD (SBC-3 §5.2).
     good(&run_exact(&t, &n, &caw(0, 0, 0), &[]).await);
     // Beyond the end, WRPROTECT, write-protected LUN.
     assert_eq!(sense_code(&run_exact(&t, &n, &caw(BLOCKS - 1, 2, 0), &[0; 4 * BS as usize]).await), (5, 0x21, 0));

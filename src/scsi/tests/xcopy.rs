@@ -126,7 +126,7 @@ async fn parameter_list_errors() {
     good(&run(&t, &n, 0, &xcopy_cdb(ok.len()), &ok).await);
 }
 
-/// PERSISTENT RESERVE OUT with a 24-byte parameter list (SPC-4 §6.15.3).
+/// PERSISTENT RESERVE OUT with a 24-byte parameter list (SPC-4 §6.16.3).
 fn prout(sa: u8, pr_type: u8, key: u64, sa_key: u64) -> (Vec<u8>, Vec<u8>) {
     let cdb = vec![0x5F, sa, pr_type, 0, 0, 0, 0, 0, 24, 0];
     let mut p = vec![0u8; 24];
@@ -150,7 +150,7 @@ async fn copy_into_a_lun_reserved_by_another_nexus_is_refused() {
     good(&run(&t, &owner, 1, &cdb, &p).await);
     let data = vec![0x5Au8; 8 * BS as usize];
     good(&run(&t, &n, 0, &rw10(0x2A, 0, 0, 8), &data).await);
-    // SPC-4 §5.13.1 / §6.4: the copy writes LUN 1 on behalf of this nexus, which may not write.
+    // SPC-4 §5.13.1 / §6.5: the copy writes LUN 1 on behalf of this nexus, which may not write.
     let param = param(1, 0, &[cscd(&a), cscd(&b)], &[segment(0, 1, 8, 0, 0)]);
     let c = run(&t, &n, 0, &xcopy_cdb(param.len()), &param).await;
     assert_eq!(sense_code(&c), (0x0A, 0x0D, 0x02));

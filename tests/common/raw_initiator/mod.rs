@@ -225,7 +225,7 @@ impl RawInitiator {
     }
 
     /// TEST UNIT READY until it returns GOOD, consuming the POWER ON / RESET unit attention a
-    /// new I_T nexus starts with (SAM-5 §5.14, SPC-4 §5.14). Panics after a few tries.
+    /// new I_T nexus starts with (SAM-5 §5.14). Panics after a few tries.
     pub fn clear_unit_attention(&mut self, lun: u64) {
         for _ in 0..4 {
             let out = self.exec(lun, &[0x00; 6], 0, &[]);
