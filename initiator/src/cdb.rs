@@ -10,8 +10,8 @@ pub const RESERVATION_CONFLICT: u8 = 0x18;
 /// Sense key UNIT ATTENTION (SPC-4 §4.5.6): reported once after login/reset, then cleared.
 pub use crate::sense::UNIT_ATTENTION;
 
-/// The 8-byte LUN field of a PDU: SAM-5 §4.7.3 peripheral addressing below 256, flat
-/// addressing (§4.7.7) up to 16383; larger numbers are not single-level LUNs (`None`).
+/// The 8-byte LUN field of a PDU (SAM-5 §4.7): peripheral device addressing below 256, flat
+/// space addressing up to 16383; larger numbers are not single-level LUNs (`None`).
 pub fn lun_field(lun: u64) -> Option<u64> {
     match lun {
         0..=255 => Some(lun << 48),

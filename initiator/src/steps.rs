@@ -98,7 +98,7 @@ impl RawConnection {
         loop {
             match self.recv_msg(self.answer_timeout).await? {
                 TargetPdu::DataIn(d) if d.itt == itt => {
-                    // §11.7.5: we ask for DataPDUInOrder=Yes (the default), so offsets follow on.
+                    // §13.18: DataPDUInOrder=Yes (the default, and what we offer), so offsets follow on.
                     if d.buffer_offset as usize != data.len() {
                         return Err(Error::new(format!(
                             "Data-In at offset {} after {} bytes",

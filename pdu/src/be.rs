@@ -1,5 +1,5 @@
-//! Big-endian fields at byte offsets, as iSCSI (RFC 7143 §11.1: network byte order) and SCSI
-//! (SPC-4 §3.5.3: CDBs, parameter lists, sense data) both lay them out. Reads out of range give
+//! Big-endian fields at byte offsets, as iSCSI headers (network byte order) and SCSI CDBs,
+//! parameter lists and sense data all lay them out. Reads out of range give
 //! `None`, never a panic: the bytes come from the peer.
 
 /// The `N` bytes at `at`, if the buffer has them.
