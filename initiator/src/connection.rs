@@ -379,7 +379,7 @@ impl Connection {
     async fn poll_until_completion(&mut self, done: &mut Vec<Completion>, serving: bool) -> Result<(), Error> {
         let before = done.len();
         loop {
-            self.release_due_r2ts()?;
+            self.release_due_r2ts();
             let pending_write = self.flush()?;
             if done.len() > before || (!serving && self.outstanding == 0 && !pending_write) {
                 return Ok(());
@@ -405,19 +405,21 @@ impl Connection {
     }
 
     /// Queues the Data-Out of delayed R2Ts whose time has come.
-    fn release_due_r2ts(&mut self) -> Result<(), Error> {
+    fn release_due_r2ts(&mut self) {
         let now = Instant::now();
         let mut i = 0;
         while i < self.delayed.len() {
             if self.delayed[i].0 <= now {
                 let (_, r) = self.delayed.swap_remove(i);
-                let data = self.task_mut(r.itt)?.write_data.clone();
-                self.queue_data_out(r.itt, r.ttt, &data, r.from, r.to);
+                // A task that ended meanwhile (e.g. TASK ABORTED) needs no Data-Out any more.
+                if let Ok(task) = self.task_mut(r.itt) {
+                    let data = task.write_data.clone();
+                    self.queue_data_out(r.itt, r.ttt, &data, r.from, r.to);
+                }
             } else {
                 i += 1;
             }
         }
-        Ok(())
     }
 
     fn receive(&mut self, done: &mut Vec<Completion>) -> Result<(), Error> {
