@@ -1,6 +1,6 @@
 //! The whole I/O path in one process: the real server (`Server::bind` on 127.0.0.1:0 with a
 //! 256 MiB memory LUN, its own 2-thread runtime) driven over loopback TCP by the bench client
-//! (`palisade::bench::connection`) on a single-thread runtime, like `palisade bench` would.
+//! (`initiator::connection`) on a single-thread runtime, like `palisade bench` would.
 
 mod common;
 
@@ -9,12 +9,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use palisade::bench::cdb;
-use palisade::bench::connection::{Completion, Connection, Request};
-use palisade::bench::login::LoginOptions;
+use initiator::cdb;
+use initiator::connection::{Completion, Connection, Request};
+use initiator::login::LoginOptions;
+use initiator::url::IscsiUrl;
 use palisade::bench::pattern::XorShift;
-use palisade::bench::runner::clear_unit_attention;
-use palisade::bench::url::IscsiUrl;
 use palisade::config::DEFAULT_TARGET_NAME;
 
 const LUN_BYTES: u64 = 256 << 20;
@@ -25,7 +24,7 @@ async fn connect(addr: SocketAddr) -> Connection {
     let mut s =
         Connection::connect(&url, &LoginOptions::new("iqn.2026-11.io.palisade:loopback-bench", 7)).await.unwrap();
     // Take the power-on UNIT ATTENTION before measuring.
-    clear_unit_attention(&mut s).await.unwrap();
+    s.clear_unit_attention().await.unwrap();
     s
 }
 

@@ -15,12 +15,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use palisade::bench::cdb;
-use palisade::bench::connection::{Completion, Connection, Request};
-use palisade::bench::login::LoginOptions;
+use initiator::cdb;
+use initiator::connection::{Completion, Connection, Request};
+use initiator::login::LoginOptions;
+use initiator::registrations::{register_all, Registration};
+use initiator::url::IscsiUrl;
 use palisade::bench::pattern::XorShift;
-use palisade::bench::registrations::{execute_past_unit_attentions, register_all, Registration};
-use palisade::bench::url::IscsiUrl;
 use palisade::config::DEFAULT_TARGET_NAME;
 
 const LUN_BYTES: u64 = 64 << 20;
@@ -63,7 +63,7 @@ async fn prepare(addr: SocketAddr, lun: u64, others: usize) -> Connection {
             collect: false,
             tag: action as u64,
         };
-        execute_past_unit_attentions(&mut conn, request).await.expect("REGISTER and RESERVE");
+        conn.execute_past_unit_attentions(request).await.expect("REGISTER and RESERVE");
     }
     // Prefill: reading never-written memory would skip the backend's copy.
     let fill = Bytes::from(vec![0x5au8; 1 << 20]);

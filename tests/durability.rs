@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use common::raw_initiator::*;
-use hardening::{free_port, stamp, target_toml, unique_dir, Server, IQN};
+use hardening::{free_port, stamp, target_toml, unique_dir, TargetProcess, IQN};
 use pdu::msg::TargetPdu;
 
 const INITIATOR: &str = "iqn.2026-11.test:durability";
@@ -87,7 +87,7 @@ fn write_stream(portal: &str, round: u32) -> (Vec<(u32, u32)>, u32) {
 #[test]
 fn kill_9_never_loses_a_write_acknowledged_as_durable() {
     let dir = unique_dir("palisade-durability");
-    let mut s = Server::start(&lun_toml(), free_port(), &dir);
+    let mut s = TargetProcess::start_config_at(&lun_toml(), free_port(), &dir);
     let started = Instant::now();
     let mut all_durable: Vec<(u32, u32, u32)> = Vec::new();
     let mut total_writes = 0;
@@ -138,7 +138,7 @@ fn kill_9_never_loses_a_write_acknowledged_as_durable() {
 #[test]
 fn sigterm_asks_for_logout_drains_flushes_and_keeps_unflushed_writes() {
     let dir = unique_dir("palisade-sigterm");
-    let mut s = Server::start(&lun_toml(), free_port(), &dir);
+    let mut s = TargetProcess::start_config_at(&lun_toml(), free_port(), &dir);
     let mut ini = RawInitiator::login_ok(&s.portal(), &opts());
     ini.clear_unit_attention(0);
     // Plain writes (no FUA, no SYNCHRONIZE CACHE) into a LUN that reports a write cache.

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::raw_initiator::*;
-use hardening::{free_port, stamp, target_toml, unique_dir, Server, IQN};
+use hardening::{free_port, stamp, target_toml, unique_dir, TargetProcess, IQN};
 use pdu::msg::TargetPdu;
 
 const INITIATOR: &str = "iqn.2026-11.test:faults";
@@ -41,7 +41,7 @@ fn write10_fua(ini: &mut RawInitiator, lba: u32, data: &[u8]) {
 fn resets_mid_write_and_mid_read_leak_nothing_and_lose_no_acknowledged_write() {
     let lun = "[[targets.luns]]\nid = 0\nbackend = \"file\"\npath = \"{DATA_DIR}/lun0.img\"\nsize = \"64MiB\"\n";
     let dir = unique_dir("palisade-faults");
-    let mut s = Server::start(&target_toml(lun, ""), free_port(), &dir);
+    let mut s = TargetProcess::start_config_at(&target_toml(lun, ""), free_port(), &dir);
     let portal = s.portal();
     const ROUNDS: u32 = 40;
     let started = Instant::now();
@@ -164,7 +164,8 @@ fn disk_full_is_space_allocation_failed_and_the_server_keeps_serving() {
     let dir = unique_dir("palisade-diskfull");
     let mount = Mount::new(&["-t", "tmpfs", "-o", "size=4m", "tmpfs"], &dir.join("small"));
     let lun_path = mount.0.join("lun0.img");
-    let mut s = Server::start(&target_toml(&two_luns(&lun_path.to_string_lossy()), ""), free_port(), &dir);
+    let mut s =
+        TargetProcess::start_config_at(&target_toml(&two_luns(&lun_path.to_string_lossy()), ""), free_port(), &dir);
     let mut ini = RawInitiator::login_ok(&s.portal(), &opts(1));
     ini.clear_unit_attention(0);
     ini.clear_unit_attention(1);
@@ -218,7 +219,8 @@ fn backing_file_io_errors_are_medium_errors_and_the_server_keeps_serving() {
     assert!(mkfs.as_ref().is_ok_and(|o| o.status.success()), "mkfs.ext4 (e2fsprogs) failed: {mkfs:?}");
     let mount = Mount::new(&["-o", "loop", &image.to_string_lossy()], &dir.join("disk"));
     let lun_path = mount.0.join("lun0.img");
-    let mut s = Server::start(&target_toml(&two_luns(&lun_path.to_string_lossy()), ""), free_port(), &dir);
+    let mut s =
+        TargetProcess::start_config_at(&target_toml(&two_luns(&lun_path.to_string_lossy()), ""), free_port(), &dir);
     let mut ini = RawInitiator::login_ok(&s.portal(), &opts(1));
     ini.clear_unit_attention(0);
     ini.clear_unit_attention(1);

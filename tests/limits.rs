@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::raw_initiator::*;
-use hardening::{free_port, stamp, target_toml, unique_dir, Server, IQN};
+use hardening::{free_port, stamp, target_toml, unique_dir, TargetProcess, IQN};
 use pdu::msg::TargetPdu;
 use pdu::RESERVED_TAG;
 
@@ -20,9 +20,9 @@ const INITIATOR: &str = "iqn.2026-11.test:limits";
 const FILE_LUN: &str =
     "[[targets.luns]]\nid = 0\nbackend = \"file\"\npath = \"{DATA_DIR}/lun0.img\"\nsize = \"64MiB\"\n";
 
-fn start(extra: &str) -> Server {
+fn start(extra: &str) -> TargetProcess {
     let dir = unique_dir("palisade-limits");
-    Server::start(&target_toml(FILE_LUN, extra), free_port(), &dir)
+    TargetProcess::start_config_at(&target_toml(FILE_LUN, extra), free_port(), &dir)
 }
 
 fn opts(isid_tail: u8) -> LoginOptions {

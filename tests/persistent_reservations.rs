@@ -8,7 +8,7 @@ mod pr_client;
 use bytes::Bytes;
 use common::{free_port, unique_temp_dir, TargetProcess, DEFAULT_IQN};
 use pr_client::{prout, Client, GOOD, RESERVATION_CONFLICT};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -128,34 +128,6 @@ async fn fencing_preempt_and_abort_stops_every_write_of_the_victim() {
     assert_eq!(violations, 0);
 }
 
-/// The server binary on a fixed data dir, killable with SIGKILL and restartable.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(dir: &std::path::Path, port: u16) -> Server {
-        let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir", &dir.to_string_lossy()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn palisade");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Server { child, port }
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// APTPL (SPC-4 §5.13.5.1): kill -9 at random points of a stream of PR OUT commands; after each
 /// restart the state is the last acknowledged one, or the one of the command in flight (whose
 /// GOOD was lost with the connection), never older and never torn.
@@ -166,8 +138,9 @@ async fn aptpl_state_survives_kill_9_at_random_points() {
     let port = free_port();
     let mut acked: u64 = 0; // the key of the last acknowledged REGISTER (0 = none yet)
     for round in 0..rounds {
-        let server = Server::start(&dir, port);
-        let portal = format!("127.0.0.1:{}", server.port);
+        // A new server each round on the same port and data dir (kept: it holds the APTPL state).
+        let mut server = TargetProcess::start_default_at(port, &dir);
+        let portal = server.portal();
         let c = Client::login(&portal, HOST_A, isid(1), DEFAULT_IQN).await.expect("login");
         c.clear_unit_attentions().await;
         let (_, keys) = c.read_keys().await;
@@ -408,7 +381,7 @@ async fn preempt_and_abort_answers_the_victims_tasks_task_aborted_when_tas_is_se
 /// it survives kill -9 and restart, and PREEMPT AND ABORT and CLEAR act on the crowd.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_thousand_registrants_survive_restart_and_are_preempted_and_cleared() {
-    use palisade::bench::registrations::{register_all, Registration};
+    use initiator::registrations::{register_all, Registration};
     const HOSTS: usize = 1024;
     const PATHS: usize = 4;
     let host_name = |h: usize| format!("iqn.2026-11.test:scale-{h:04}");
@@ -416,9 +389,9 @@ async fn four_thousand_registrants_survive_restart_and_are_preempted_and_cleared
     let path_isid = |p: usize| [0x80, 0x00, 0x00, 0x02, 0x00, p as u8];
     let dir = unique_temp_dir("palisade-pr-scale");
     let port = free_port();
-    let server = Server::start(&dir, port);
-    let portal = format!("127.0.0.1:{port}");
-    let url = palisade::bench::url::IscsiUrl::parse(&format!("iscsi://{portal}/{DEFAULT_IQN}/0")).unwrap();
+    let mut server = TargetProcess::start_default_at(port, &dir);
+    let portal = server.portal();
+    let url = initiator::url::IscsiUrl::parse(&format!("iscsi://{portal}/{DEFAULT_IQN}/0")).unwrap();
     let all: Vec<Registration> = (0..HOSTS)
         .flat_map(|h| (0..PATHS).map(move |p| (h, p)))
         .map(|(h, p)| Registration { initiator: host_name(h), isid: path_isid(p), key: host_key(h) })
@@ -446,7 +419,7 @@ async fn four_thousand_registrants_survive_restart_and_are_preempted_and_cleared
 
     // kill -9 and restart: every registration and the reservation come back (APTPL).
     server.kill9();
-    let server = Server::start(&dir, port);
+    server.restart();
     let observer = Client::login(&portal, &host_name(0), path_isid(0), DEFAULT_IQN).await.expect("login");
     observer.clear_unit_attentions().await;
     check_crowd(&observer, HOSTS * PATHS, host_key, PATHS).await;
@@ -477,7 +450,7 @@ async fn four_thousand_registrants_survive_restart_and_are_preempted_and_cleared
     assert_eq!(observer.read_reservation().await, None);
     drop((observer, member, outsider));
     server.kill9();
-    let server = Server::start(&dir, port);
+    server.restart();
     let observer = Client::login(&portal, &host_name(0), path_isid(0), DEFAULT_IQN).await.expect("login");
     observer.clear_unit_attentions().await;
     assert_eq!(all_keys(&observer).await.len(), 0);
@@ -495,7 +468,7 @@ async fn pr_in_with(c: &Client, action: u8, allocation_length: u16) -> (usize, V
     let additional = u32::from_be_bytes(r.data[4..8].try_into().unwrap()) as usize;
     // SPC-4 §4.2.5.6: exactly the allocation length, or all of the data when it is shorter.
     assert_eq!(r.data.len(), (allocation_length as usize).min(8 + additional), "PR IN {action}");
-    (additional, r.data)
+    (additional, r.data.to_vec())
 }
 
 /// Every registered key (READ KEYS with the largest allocation length: room for 8,191).

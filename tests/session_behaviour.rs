@@ -181,6 +181,36 @@ fn lun_reset_completes_then_unit_attention_29h_03h() {
     assert_healthy(&mut t);
 }
 
+/// RFC 7143 §11.10.2 the other way round: a SendTargets answer longer than the initiator's
+/// MaxRecvDataSegmentLength comes in Text Responses with C=1, each asked for with the target's
+/// TTT, and the joined text lists every target with its portal.
+#[test]
+fn a_long_send_targets_answer_is_continued_across_text_responses() {
+    const TARGETS: usize = 24;
+    let name = |i: usize| format!("iqn.2026-11.io.palisade:continued-answer-target-{i:03}");
+    let mut toml = String::from("[[portals]]\nname = \"test\"\nlisten = \"127.0.0.1:{PORT}\"\n");
+    for i in 0..TARGETS {
+        toml += &format!(
+            "\n[[targets]]\nname = \"{}\"\n\n[[targets.luns]]\nid = 0\nbackend = \"memory\"\nsize = \"1MiB\"\n",
+            name(i)
+        );
+    }
+    let mut t = TargetProcess::start_with_config(&toml, &name(0));
+    let mut opts = LoginOptions::discovery(INITIATOR);
+    opts.max_recv_data_segment_length = 512; // the smallest legal value (§13.12)
+    let mut ini = RawInitiator::login_ok(&t.portal(), &opts);
+    let answer = ini.send_targets("All");
+    let mut names: Vec<String> = answer.iter().map(|(n, _)| n.clone()).collect();
+    names.sort();
+    assert_eq!(names, (0..TARGETS).map(name).collect::<Vec<_>>(), "every target once: {answer:?}");
+    let portal = format!("{},1", t.portal());
+    for (target, addresses) in &answer {
+        assert_eq!(addresses, &vec![portal.clone()], "{target}'s TargetAddress");
+    }
+    ini.logout();
+    assert_healthy(&mut t);
+}
+
 #[test]
 fn text_request_continued_with_the_c_bit_is_answered_once_complete() {
     let mut t = start("");

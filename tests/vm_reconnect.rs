@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{guest_script, vm_runner};
-use hardening::{free_port, target_toml, unique_dir, Server};
+use hardening::{free_port, target_toml, unique_dir, TargetProcess};
 
 const GUEST_TIMEOUT_S: u64 = 500;
 /// How long after fio starts the target is restarted.
@@ -25,8 +25,8 @@ const RESTART_AFTER: Duration = Duration::from_secs(4);
 fn linux_initiator_recovers_the_session_across_a_target_restart_without_corruption() {
     let lun = "[[targets.luns]]\nid = 0\nbackend = \"file\"\npath = \"{DATA_DIR}/lun0.img\"\nsize = \"128MiB\"\n";
     let dir = unique_dir("palisade-vm-reconnect");
-    let mut server = Server::start(&target_toml(lun, ""), free_port(), &dir);
-    let mut vm = vm_runner(server.port, GUEST_TIMEOUT_S)
+    let mut server = TargetProcess::start_config_at(&target_toml(lun, ""), free_port(), &dir);
+    let mut vm = vm_runner(server.port(), GUEST_TIMEOUT_S)
         .arg(guest_script("reconnect.sh"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

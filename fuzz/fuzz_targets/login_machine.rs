@@ -26,11 +26,11 @@
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use md5::{Digest, Md5};
 use palisade::iscsi::login::{
     ChapCredentials, LoginMachine, LoginPolicy, LoginProgress, LoginReply, LoginRequest, SessionType, Stage,
     TargetAccess, TargetLimits,
 };
+use pdu::chap::{decode_hex as unhex, encode_hex as hex};
 
 const CHAP_TARGET: &str = "iqn.2024-01.org.palisade:disk1";
 const OPEN_TARGET: &str = "iqn.2024-01.org.palisade:open";
@@ -63,27 +63,9 @@ impl LoginPolicy for Policy {
     }
 }
 
+/// The initiator's answer to the target's challenge (RFC 1994 §4.1, the shared `pdu::chap`).
 fn chap_response(id: u8, challenge: &[u8]) -> [u8; 16] {
-    let mut md5 = Md5::new();
-    md5.update([id]);
-    md5.update(CHAP_SECRET);
-    md5.update(challenge);
-    md5.finalize().into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::from("0x");
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
-
-/// Hex large-binary-value (RFC 7143 §6.1), odd digit counts with an implied leading zero.
-fn unhex(value: &str) -> Option<Vec<u8>> {
-    let digits = value.strip_prefix("0x").or_else(|| value.strip_prefix("0X"))?;
-    let padded = if digits.len() % 2 == 1 { format!("0{digits}") } else { digits.to_string() };
-    (0..padded.len()).step_by(2).map(|i| u8::from_str_radix(padded.get(i..i + 2)?, 16).ok()).collect()
+    pdu::chap::response(id, CHAP_SECRET, challenge)
 }
 
 /// RFC 7143 §6.1 key alphabet, plus '#' of X# names (§13.22) that the machine also accepts

@@ -8,11 +8,15 @@
 //! - [`text`]: key=value data segments (§6.1) with C-bit continuation (§11.10.2).
 //! - [`encode`]: outgoing PDUs as header bytes plus a `Bytes` data segment, gathered for a
 //!   vectored write.
+//! - [`be`]: big-endian fields at offsets, bounds-checked (PDUs, CDBs, parameter data).
+//! - [`chap`]: CHAP's MD5 response (RFC 1994 §4.1) and hex binary values (§6.1), for both ends.
 //! - [`serial`]: serial number arithmetic for CmdSN/StatSN/DataSN (RFC 1982, RFC 7143 §4.2.2.1).
 //!
 //! Received data segments are `Bytes` slices of the receive buffer: never copied.
 
+pub mod be;
 pub mod bhs;
+pub mod chap;
 pub mod digest;
 pub mod encode;
 pub mod error;

@@ -25,8 +25,8 @@ impl From<std::io::Error> for BenchError {
     }
 }
 
-impl From<pdu::DecodeError> for BenchError {
-    fn from(e: pdu::DecodeError) -> Self {
-        BenchError(format!("bad PDU from target: {e}"))
+impl From<initiator::Error> for BenchError {
+    fn from(e: initiator::Error) -> Self {
+        BenchError(e.to_string())
     }
 }

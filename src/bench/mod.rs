@@ -1,24 +1,14 @@
-//! `palisade bench`: an initiator-side load generator for any iSCSI target, built on the `pdu`
-//! codec. Module map:
-//! - [`url`]: libiscsi-style `iscsi://` URLs (with optional CHAP credentials).
-//! - [`login`]: the initiator's login phase (AuthMethod None or CHAP, operational keys).
-//! - [`connection`]: one Full Feature Phase connection of a session (MC/S: several share the
-//!   CmdSN window): R2T/Data-Out, Data-In, NOP-In, logout.
+//! `palisade bench`: a load generator for any iSCSI target, on the `palisade-initiator` crate
+//! (URLs, login, the pipelined connection of a session with MC/S). Module map:
 //! - [`workload`]: patterns and LBA choice; [`pattern`]: the self-checking block format.
 //! - [`runner`]: sessions, budgets, progress; [`report`]: text/JSON report; [`histogram`]: latency.
-//! - [`registrations`]: many I_T nexuses registering persistent reservation keys (scale setup).
 
 pub mod args;
-pub mod cdb;
-pub mod connection;
 pub mod error;
 pub mod histogram;
-pub mod login;
 pub mod pattern;
-pub mod registrations;
 pub mod report;
 pub mod runner;
-pub mod url;
 pub mod workload;
 
 pub use args::BenchArgs;

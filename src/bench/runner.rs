@@ -9,15 +9,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::args::{parse_lba_range, BenchArgs};
-use super::cdb::{self, Capacity};
-use super::connection::{Connection, Request};
 use super::error::BenchError;
 use super::histogram::Histogram;
-use super::login::LoginOptions;
 use super::pattern::{self, XorShift};
 use super::report::{self, Cpu, MismatchRecord, Report, TargetInfo, VerifyReport};
-use super::url::IscsiUrl;
 use super::workload::{self, Generations, LunState, Pattern, Region};
+use initiator::cdb::{self, Capacity};
+use initiator::connection::{Connection, Request};
+use initiator::login::LoginOptions;
+use initiator::url::IscsiUrl;
 
 const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 /// Largest I/O the bench issues; above this targets refuse anyway (MAXIMUM TRANSFER LENGTH).
@@ -124,7 +124,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
                 args.connections
             )));
         }
-        clear_unit_attention(&mut leading).await.map_err(|e| BenchError(format!("{url}: {e}")))?;
+        leading.clear_unit_attention().await.map_err(|e| BenchError(format!("{url}: {e}")))?;
         let mut connections = vec![leading];
         for cid in 1..args.connections {
             let added = connections[0].add_connection(url, &opts, cid as u16).await?;
@@ -244,16 +244,6 @@ fn clock_seed() -> u64 {
         ^ std::process::id() as u64
 }
 
-/// The first command of a new I_T nexus usually gets a UNIT ATTENTION (SAM-5 §5.14); TEST UNIT
-/// READY takes it so the measured I/O does not.
-pub async fn clear_unit_attention(s: &mut Connection) -> Result<(), BenchError> {
-    let tur = Request { cdb: cdb::test_unit_ready(), write_data: Bytes::new(), read_len: 0, collect: false, tag: 0 };
-    super::registrations::execute_past_unit_attentions(s, tur)
-        .await
-        .map(|_| ())
-        .map_err(|e| BenchError(format!("TEST UNIT READY: {e}")))
-}
-
 async fn read_capacity(s: &mut Connection) -> Result<Capacity, BenchError> {
     let c = s
         .execute(Request {
@@ -271,7 +261,10 @@ async fn read_capacity(s: &mut Connection) -> Result<Capacity, BenchError> {
         .execute(Request { cdb: cdb::read_capacity10(), write_data: Bytes::new(), read_len: 8, collect: true, tag: 0 })
         .await?;
     if c.status != cdb::GOOD {
-        return Err(BenchError(format!("READ CAPACITY: {}", cdb::describe_status(c.status, c.sense.as_deref()))));
+        return Err(BenchError(format!(
+            "READ CAPACITY: {}",
+            initiator::sense::describe_status(c.status, c.sense.as_deref())
+        )));
     }
     cdb::parse_capacity10(&c.data).ok_or_else(|| BenchError::new("short READ CAPACITY (10) data"))
 }
@@ -376,7 +369,7 @@ async fn drive(
                     res.error_samples.push(format!(
                         "{what} LBA {}: {}",
                         region.lba_of(io.unit),
-                        cdb::describe_status(c.status, c.sense.as_deref())
+                        initiator::sense::describe_status(c.status, c.sense.as_deref())
                     ));
                 }
             } else if io.write {

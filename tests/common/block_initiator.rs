@@ -1,9 +1,11 @@
 //! The initiator of the block-command tests (libiscsi-bin has no generic "send this CDB" tool):
-//! the raw initiator logged in with InitialR2T=Yes and ImmediateData=No, so every write goes
+//! `palisade-initiator` through the blocking raw initiator, logged in with InitialR2T=Yes and ImmediateData=No, so every write goes
 //! through R2T / Data-Out, with a patient per-PDU timeout for slow commands (large UNMAP, XCOPY).
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::time::Duration;
+
+use initiator::sense::Sense;
 
 use super::raw_initiator::{LoginOptions, RawInitiator};
 
@@ -20,19 +22,19 @@ impl CmdResult {
         self.status == 0
     }
 
-    /// (sense key, ASC, ASCQ) from fixed or descriptor sense; panics without sense data.
-    pub fn sense_code(&self) -> (u8, u8, u8) {
-        let s = self.sense.as_ref().unwrap_or_else(|| panic!("no sense data: status {:#x}", self.status));
-        match s[0] & 0x7F {
-            0x70 | 0x71 => (s[2] & 0x0F, s[12], s[13]),
-            _ => (s[1] & 0x0F, s[2], s[3]),
-        }
+    fn parsed_sense(&self) -> Option<Sense> {
+        Sense::parse(self.sense.as_deref()?)
     }
 
-    /// The fixed-format INFORMATION field when VALID is set.
+    /// (sense key, ASC, ASCQ) from fixed or descriptor sense; panics without sense data.
+    pub fn sense_code(&self) -> (u8, u8, u8) {
+        let s = self.parsed_sense().unwrap_or_else(|| panic!("no usable sense data: {self:?}"));
+        s.triple()
+    }
+
+    /// The INFORMATION field when VALID is set (SPC-4 §4.5.3; §4.5.2.2 in descriptor format).
     pub fn information(&self) -> Option<u32> {
-        let s = self.sense.as_ref()?;
-        (s[0] & 0x80 != 0).then(|| u32::from_be_bytes([s[3], s[4], s[5], s[6]]))
+        self.parsed_sense()?.information.map(|i| u32::try_from(i).expect("INFORMATION fits 32 bits"))
     }
 }
 

@@ -1,7 +1,9 @@
-//! Shared harness for the integration tests: starts the real `palisade` binary on a free loopback
-//! port with a throw-away data directory, waits until it accepts TCP connections, and stops it
-//! (SIGTERM, then SIGKILL) on drop. The server's stdout/stderr go to a log file that is printed
-//! when the owning test panics.
+//! The one server harness of the integration tests: `TargetProcess` starts the real `palisade`
+//! binary on a free loopback port with a throw-away data directory (or on a chosen port and a
+//! directory that outlives it), waits until it accepts TCP connections, and stops it (SIGTERM,
+//! then SIGKILL) on drop, whatever the test did. It also kills with SIGKILL and restarts on the
+//! same port and data, sends signals, and reads the server's RSS. The server's stdout/stderr go to
+//! a log file that is printed when the owning test panics.
 //!
 //! `PALISADE_TEST_EXTERNAL_URL=iscsi://HOST:PORT/IQN/LUN` makes the harness use an already running
 //! target instead of spawning one (used to validate the tests themselves against tgt); `url(0)`
@@ -36,6 +38,10 @@ pub struct TargetProcess {
     external_url: Option<String>,
     data_dir: PathBuf,
     log_path: PathBuf,
+    /// The `palisade` arguments, for `restart`.
+    args: Vec<String>,
+    /// The data dir is the harness's own (removed on drop), not one the test chose to keep.
+    owns_data_dir: bool,
 }
 
 /// One LUN of a generated config.
@@ -115,6 +121,26 @@ impl TargetProcess {
         Self::spawn(port, data_dir, DEFAULT_IQN, &args)
     }
 
+    /// `palisade serve --listen 127.0.0.1:PORT --data-dir DIR` on a port and data dir the test
+    /// chose: the dir is left in place on drop, so a later server can pick its state up.
+    pub fn start_default_at(port: u16, data_dir: &Path) -> Self {
+        let listen = format!("127.0.0.1:{port}");
+        let args = ["serve", "--listen", &listen, "--data-dir", &data_dir.to_string_lossy()].map(String::from);
+        let mut t = Self::spawn(port, data_dir.to_path_buf(), DEFAULT_IQN, &args);
+        t.owns_data_dir = false;
+        t
+    }
+
+    /// `palisade serve --config DIR/palisade.toml` with `toml_template` ({PORT} and {DATA_DIR}
+    /// replaced) on a port and data dir the test chose; the dir is left in place on drop.
+    pub fn start_config_at(toml_template: &str, port: u16, data_dir: &Path) -> Self {
+        let toml =
+            toml_template.replace("{PORT}", &port.to_string()).replace("{DATA_DIR}", &data_dir.to_string_lossy());
+        let mut t = Self::start_config_in(port, data_dir.to_path_buf(), DEFAULT_IQN, &toml);
+        t.owns_data_dir = false;
+        t
+    }
+
     /// `palisade serve --config FILE` with the TOML rendered from `spec` (see `config_toml`).
     pub fn start_with_spec(spec: &ConfigSpec) -> Self {
         let (port, data_dir) = (free_port(), unique_temp_dir("palisade-test"));
@@ -141,26 +167,37 @@ impl TargetProcess {
     fn spawn(port: u16, data_dir: PathBuf, iqn: &str, args: &[String]) -> Self {
         // The log lives beside (not inside) the data dir so the server cannot trip over it.
         let log_path = data_dir.with_extension("log");
-        let log = fs::File::create(&log_path).expect("create server log");
-        let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-            .args(args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawn palisade binary");
+        fs::File::create(&log_path).expect("create server log");
         let mut target = TargetProcess {
-            child: Some(child),
+            child: None,
             port,
             host: "127.0.0.1".into(),
             iqn: iqn.into(),
             external_url: None,
             data_dir,
             log_path,
+            args: args.to_vec(),
+            owns_data_dir: true,
         };
-        target.wait_ready();
+        target.restart();
         target
+    }
+
+    /// Starts the binary (again) with the same arguments, port and data; the log is appended
+    /// to. Panics if it is still running.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "palisade is still running");
+        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("open server log");
+        let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+            .args(&self.args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn palisade binary");
+        self.child = Some(child);
+        self.wait_ready();
     }
 
     fn external() -> Option<Self> {
@@ -179,6 +216,8 @@ impl TargetProcess {
             external_url: Some(url.clone()),
             log_path: data_dir.with_extension("log"),
             data_dir,
+            args: Vec::new(),
+            owns_data_dir: true,
         })
     }
 
@@ -195,7 +234,7 @@ impl TargetProcess {
             if Instant::now() > deadline {
                 panic!("palisade not listening on {addr} after {READY_TIMEOUT:?}; log:\n{}", self.log());
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(30));
         }
     }
 
@@ -233,14 +272,79 @@ impl TargetProcess {
         }
         plain_log(s)
     }
-    /// Still running? (false once it exited or was never ours)
-    /// The server's process ID (None for an external target).
+    /// Where the server's output goes (beside the data dir).
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The server's process ID (None for an external target or a stopped server).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Still running? (false once it exited or was never ours)
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// SIGKILL: no flush, no logout, nothing. `restart` brings it back on the same data.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends `sig` to the running server.
+    pub fn signal(&self, sig: libc::c_int) {
+        let pid = self.pid().expect("palisade is running");
+        // SAFETY: kill(2) on the PID of our own child, not reaped yet (we hold its `Child`).
+        unsafe { libc::kill(pid as libc::pid_t, sig) };
+    }
+
+    /// SIGTERM and wait up to `limit` for the exit (SIGKILL after that, returning None).
+    pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        self.child.as_ref()?;
+        self.signal(libc::SIGTERM);
+        self.wait_exit(limit)
+    }
+
+    /// Waits up to `limit` for the server to exit (SIGKILL after that, returning None).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// Resident memory of the server process in KiB (0 when it cannot be read).
+    pub fn rss_kib(&self) -> u64 {
+        let Some(pid) = self.pid() else { return 0 };
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The `live_tasks` and `held_data_bytes` of the last "connection closed" log line.
+    pub fn last_close_gauges(&self) -> Option<(u64, u64)> {
+        let log = self.log();
+        let line = log.lines().rev().find(|l| l.contains("connection closed"))?;
+        let field = |name: &str| -> Option<u64> {
+            let at = line.find(&format!("{name}="))? + name.len() + 1;
+            line[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        };
+        Some((field("live_tasks")?, field("held_data_bytes")?))
     }
 
     /// SIGTERM, wait up to STOP_TIMEOUT, then SIGKILL. Returns the exit status.
@@ -274,8 +378,10 @@ impl Drop for TargetProcess {
                 self.log()
             );
         }
-        let _ = fs::remove_dir_all(&self.data_dir);
-        let _ = fs::remove_file(&self.log_path);
+        if self.owns_data_dir {
+            let _ = fs::remove_dir_all(&self.data_dir);
+            let _ = fs::remove_file(&self.log_path);
+        }
     }
 }
 

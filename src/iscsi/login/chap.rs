@@ -1,7 +1,5 @@
 //! CHAP authentication, target side (RFC 7143 §12.1.3, §9.2.1; RFC 1994).
 
-use md5::{Digest, Md5};
-
 use super::text::{decode_binary, encode_hex, list_items, parse_number};
 use super::{ChapCredentials, LoginStatus};
 
@@ -162,13 +160,8 @@ impl ChapExchange {
     }
 }
 
-pub fn chap_response(id: u8, secret: &[u8], challenge: &[u8]) -> [u8; 16] {
-    let mut md5 = Md5::new();
-    md5.update([id]);
-    md5.update(secret);
-    md5.update(challenge);
-    md5.finalize().into()
-}
+/// RFC 1994 §4.1 MD5(identifier || secret || challenge): one copy for target and initiator.
+pub use pdu::chap::response as chap_response;
 
 /// Comparison whose time does not depend on where the first differing byte is.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -149,14 +149,7 @@ fn decode_base64(text: &str, max_decoded: usize) -> Option<Vec<u8>> {
 }
 
 /// Encode as a "0x" hex constant, the form every initiator parses (RFC 7143 §6.1).
-pub fn encode_hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(2 + bytes.len() * 2);
-    s.push_str("0x");
-    for b in bytes {
-        s.push_str(&format!("{b:02x}"));
-    }
-    s
-}
+pub use pdu::chap::encode_hex;
 
 #[cfg(test)]
 mod tests {

@@ -74,12 +74,11 @@ async fn fresh(t: &ScsiTarget, lun: u64) -> Arc<ItNexus> {
 /// (key, asc, ascq) of a CHECK CONDITION in either format.
 fn sense_code(c: &Completion) -> (u8, u8, u8) {
     assert_eq!(c.status, 0x02, "expected CHECK CONDITION, got {c:?}");
-    let s = c.sense.as_ref().unwrap();
-    match s[0] & 0x7F {
-        0x70 => (s[2] & 0x0F, s[12], s[13]),
-        0x72 => (s[1] & 0x0F, s[2], s[3]),
-        other => panic!("bad response code {other:#x}"),
-    }
+    let s = c.sense.as_ref().expect("sense data with CHECK CONDITION");
+    // The tests' one sense parser (fixed and descriptor format, SPC-4 §4.5); current errors only.
+    let sense = initiator::sense::Sense::parse(s).unwrap_or_else(|| panic!("unparsable sense {s:02x?}"));
+    assert!(matches!(sense.response_code, 0x70 | 0x72), "bad response code {:#x}", sense.response_code);
+    sense.triple()
 }
 
 fn good(c: &Completion) -> Bytes {

@@ -21,9 +21,11 @@ use pdu::{serial, Framer, OutPdu, Pdu, WireWriter, RESERVED_TAG};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use super::error::BenchError;
-use super::login::{self, AddConnection, LoginOptions, SessionParams};
-use super::url::IscsiUrl;
+use crate::cdb;
+use crate::error::Error;
+use crate::login::{self, AddConnection, LoginOptions, SessionParams};
+use crate::raw::RawConnection;
+use crate::url::IscsiUrl;
 
 /// One SCSI command to send.
 #[derive(Clone, Debug)]
@@ -99,6 +101,27 @@ impl Window {
     }
 }
 
+/// How a connection answers R2Ts (RFC 7143 §11.8). Anything but `Answer` is a test hook: it
+/// leaves writes waiting for Data-Out, e.g. to be aborted by PREEMPT AND ABORT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum R2tPolicy {
+    /// Send the solicited Data-Out at once.
+    Answer,
+    /// Send it after a random delay of up to this long (each R2T on its own).
+    Delay(Duration),
+    /// Never send it.
+    Hold,
+}
+
+/// The Data-Out an R2T asked for: bytes `from..to` of task `itt`, for transfer tag `ttt`.
+#[derive(Clone, Copy, Debug)]
+struct DelayedR2t {
+    itt: u32,
+    ttt: u32,
+    from: usize,
+    to: usize,
+}
+
 pub struct Connection {
     stream: TcpStream,
     framer: Framer,
@@ -117,6 +140,9 @@ pub struct Connection {
     free: Vec<usize>,
     outstanding: usize,
     logout_done: bool,
+    r2t_policy: R2tPolicy,
+    /// R2Ts answered later (`R2tPolicy::Delay`), with when.
+    delayed: Vec<(Instant, DelayedR2t)>,
     /// NOP-In pings answered (RFC 7143 §11.19).
     pub pings_answered: u64,
     /// How long the target may stay silent while commands are outstanding.
@@ -125,18 +151,13 @@ pub struct Connection {
 
 impl Connection {
     /// Connects, logs in a new session, and enters Full Feature Phase.
-    pub async fn connect(url: &IscsiUrl, opts: &LoginOptions) -> Result<Connection, BenchError> {
+    pub async fn connect(url: &IscsiUrl, opts: &LoginOptions) -> Result<Connection, Error> {
         Self::open(url, opts, None).await
     }
 
     /// Adds a connection with ID `cid` to this connection's session (RFC 7143 §5.3.1). The
     /// session must have negotiated MaxConnections above its current connection count.
-    pub async fn add_connection(
-        &self,
-        url: &IscsiUrl,
-        opts: &LoginOptions,
-        cid: u16,
-    ) -> Result<Connection, BenchError> {
+    pub async fn add_connection(&self, url: &IscsiUrl, opts: &LoginOptions, cid: u16) -> Result<Connection, Error> {
         let add = AddConnection {
             tsih: self.tsih,
             cid,
@@ -149,39 +170,54 @@ impl Connection {
         Ok(c)
     }
 
-    async fn open(url: &IscsiUrl, opts: &LoginOptions, add: Option<&AddConnection>) -> Result<Connection, BenchError> {
-        let mut stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(url.address()))
-            .await
-            .map_err(|_| BenchError(format!("{url}: connect timed out")))?
-            .map_err(|e| BenchError(format!("{url}: connect: {e}")))?;
-        // Small command PDUs must leave at once, not wait for Nagle.
-        stream.set_nodelay(true)?;
-        let done = login::login(&mut stream, url, opts, add).await.map_err(|e| BenchError(format!("{url}: {e}")))?;
+    async fn open(url: &IscsiUrl, opts: &LoginOptions, add: Option<&AddConnection>) -> Result<Connection, Error> {
+        let in_context = |e: Error| match e {
+            Error::Other(why) => Error::Other(format!("{url}: {why}")),
+            Error::Timeout(why) => Error::Timeout(format!("{url}: {why}")),
+            refused_or_closed => refused_or_closed,
+        };
+        let mut raw = RawConnection::connect(&url.address()).await.map_err(in_context)?;
+        let done = login::login(&mut raw, &opts.for_url(url), add).await.map_err(in_context)?;
+        Ok(Connection::from_raw(raw, done, url.lun_field(), add.map_or(opts.cid, |a| a.cid)))
+    }
+
+    /// Takes over a raw connection that `login::login` brought into Full Feature Phase; its
+    /// commands address `lun_field` (see `cdb::lun_field`).
+    pub fn from_raw(raw: RawConnection, done: login::LoggedIn, lun_field: u64, cid: u16) -> Connection {
+        let (stream, mut rx) = raw.into_parts();
+        rx.reserve(READ_RESERVE);
         let params = done.params;
-        Ok(Connection {
+        Connection {
             stream,
             framer: Framer { digests: params.digests, max_data_segment: params.our_max_recv_data_segment_length },
             params,
-            rx: BytesMut::with_capacity(READ_RESERVE),
+            rx,
             writer: WireWriter::new(),
             out: VecDeque::new(),
-            lun: url.lun_field(),
+            lun: lun_field,
             window: Arc::new(Mutex::new(Window {
                 cmd_sn: done.cmd_sn,
                 exp_cmd_sn: done.exp_cmd_sn,
                 max_cmd_sn: done.max_cmd_sn,
             })),
             tsih: done.tsih,
-            cid: add.map_or(0, |a| a.cid),
+            cid,
             exp_stat_sn: done.exp_stat_sn,
             slots: Vec::new(),
             reuse: Vec::new(),
             free: Vec::new(),
             outstanding: 0,
             logout_done: false,
+            r2t_policy: R2tPolicy::Answer,
+            delayed: Vec::new(),
             pings_answered: 0,
             io_timeout: Duration::from_secs(30),
-        })
+        }
+    }
+
+    /// How R2Ts are answered from now on (a test hook: writes left waiting for Data-Out).
+    pub fn set_r2t_policy(&mut self, policy: R2tPolicy) {
+        self.r2t_policy = policy;
     }
 
     pub fn params(&self) -> &SessionParams {
@@ -203,11 +239,11 @@ impl Connection {
     }
 
     /// Queues a command and whatever data may go with it unsolicited. Call `poll` to send.
-    pub fn submit(&mut self, req: Request) -> Result<(), BenchError> {
+    pub fn submit(&mut self, req: Request) -> Result<(), Error> {
         let cmd_sn = {
             let mut w = self.window.lock().expect("window lock");
             if !w.open() || self.outstanding >= MAX_SLOTS {
-                return Err(BenchError::new("CmdSN window closed (MaxCmdSN reached)"));
+                return Err(Error::new("CmdSN window closed (MaxCmdSN reached)"));
             }
             let sn = w.cmd_sn;
             w.cmd_sn = sn.wrapping_add(1);
@@ -215,7 +251,7 @@ impl Connection {
         };
         let len = req.write_data.len();
         if len > u32::MAX as usize || (len > 0 && req.read_len > 0) {
-            return Err(BenchError::new("a request is either a read or a write"));
+            return Err(Error::new("a request is either a read or a write"));
         }
         let slot = match self.free.pop() {
             Some(s) => s,
@@ -299,14 +335,14 @@ impl Connection {
     }
 
     /// Writes what the socket takes now. Returns whether anything is left.
-    fn flush(&mut self) -> Result<bool, BenchError> {
+    fn flush(&mut self) -> Result<bool, Error> {
         if !self.writer.is_empty() {
             self.out.extend(self.writer.take_chunks());
         }
         while !self.out.is_empty() {
             let slices: Vec<IoSlice<'_>> = self.out.iter().take(MAX_IOVECS).map(|b| IoSlice::new(b)).collect();
             match self.stream.try_write_vectored(&slices) {
-                Ok(0) => return Err(BenchError::new("target closed the connection")),
+                Ok(0) => return Err(Error::new("target closed the connection")),
                 Ok(mut n) => {
                     while n > 0 {
                         let front = self.out.front_mut().expect("written bytes were queued");
@@ -327,33 +363,71 @@ impl Connection {
     }
 
     /// Sends queued PDUs and handles what arrives until at least one command completes (or, with
-    /// nothing outstanding, until everything queued is written).
-    pub async fn poll(&mut self, done: &mut Vec<Completion>) -> Result<(), BenchError> {
+    /// nothing outstanding, until everything queued is written). Silence for `io_timeout` with
+    /// commands outstanding is an error.
+    pub async fn poll(&mut self, done: &mut Vec<Completion>) -> Result<(), Error> {
+        self.poll_until_completion(done, false).await
+    }
+
+    /// Like `poll`, but keeps reading while nothing is outstanding and never calls silence an
+    /// error: for a driver that owns the connection for its whole life (NOP-In pings must be
+    /// answered, aborted commands may never be). Cancel-safe.
+    pub async fn serve(&mut self, done: &mut Vec<Completion>) -> Result<(), Error> {
+        self.poll_until_completion(done, true).await
+    }
+
+    async fn poll_until_completion(&mut self, done: &mut Vec<Completion>, serving: bool) -> Result<(), Error> {
         let before = done.len();
         loop {
+            self.release_due_r2ts();
             let pending_write = self.flush()?;
-            if done.len() > before || (self.outstanding == 0 && !pending_write) {
+            if done.len() > before || (!serving && self.outstanding == 0 && !pending_write) {
                 return Ok(());
             }
             let interest = if pending_write { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
-            let ready = tokio::time::timeout(self.io_timeout, self.stream.ready(interest)).await.map_err(|_| {
-                BenchError(format!(
-                    "target silent for {:?} with {} commands outstanding",
-                    self.io_timeout, self.outstanding
-                ))
-            })??;
-            if ready.is_readable() {
-                self.receive(done)?;
+            let next_due = self.delayed.iter().map(|(due, _)| *due).min();
+            let wait = next_due.map_or(self.io_timeout, |due| due.saturating_duration_since(Instant::now()));
+            match tokio::time::timeout(wait.min(self.io_timeout), self.stream.ready(interest)).await {
+                Ok(ready) => {
+                    if ready?.is_readable() {
+                        self.receive(done)?;
+                    }
+                }
+                Err(_) if serving || next_due.is_some() => {}
+                Err(_) => {
+                    return Err(Error::Timeout(format!(
+                        "target silent for {:?} with {} commands outstanding",
+                        self.io_timeout, self.outstanding
+                    )))
+                }
             }
         }
     }
 
-    fn receive(&mut self, done: &mut Vec<Completion>) -> Result<(), BenchError> {
+    /// Queues the Data-Out of delayed R2Ts whose time has come.
+    fn release_due_r2ts(&mut self) {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.delayed.len() {
+            if self.delayed[i].0 <= now {
+                let (_, r) = self.delayed.swap_remove(i);
+                // A task that ended meanwhile (e.g. TASK ABORTED) needs no Data-Out any more.
+                if let Ok(task) = self.task_mut(r.itt) {
+                    let data = task.write_data.clone();
+                    self.queue_data_out(r.itt, r.ttt, &data, r.from, r.to);
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn receive(&mut self, done: &mut Vec<Completion>) -> Result<(), Error> {
         if self.rx.capacity() - self.rx.len() < 4096 {
             self.rx.reserve(READ_RESERVE);
         }
         match self.stream.try_read_buf(&mut self.rx) {
-            Ok(0) => return Err(BenchError::new("target closed the connection")),
+            Ok(0) => return Err(Error::new("target closed the connection")),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) => return Err(e.into()),
@@ -380,11 +454,11 @@ impl Connection {
         }
     }
 
-    fn task_mut(&mut self, itt: u32) -> Result<&mut Task, BenchError> {
+    fn task_mut(&mut self, itt: u32) -> Result<&mut Task, Error> {
         let slot = (itt & 0xffff) as usize;
         match self.slots.get_mut(slot).and_then(|t| t.as_mut()) {
             Some(t) if t.itt == itt => Ok(t),
-            _ => Err(BenchError(format!("target answered unknown task {itt:#010x}"))),
+            _ => Err(Error::Other(format!("target answered unknown task {itt:#010x}"))),
         }
     }
 
@@ -405,10 +479,10 @@ impl Connection {
         });
     }
 
-    fn handle(&mut self, p: Pdu, done: &mut Vec<Completion>) -> Result<(), BenchError> {
+    fn handle(&mut self, p: Pdu, done: &mut Vec<Completion>) -> Result<(), Error> {
         if !p.data_digest_ok() {
             // ERL 0 has no recovery for a damaged data segment (RFC 7143 §7.8).
-            return Err(BenchError::new("data digest error on a PDU from the target"));
+            return Err(Error::new("data digest error on a PDU from the target"));
         }
         match TargetPdu::decode(&p)? {
             TargetPdu::DataIn(d) => {
@@ -416,7 +490,10 @@ impl Connection {
                 let task = self.task_mut(d.itt)?;
                 let end = d.buffer_offset as u64 + d.data.len() as u64;
                 if end > task.read_len as u64 {
-                    return Err(BenchError(format!("Data-In beyond the expected length ({end} > {})", task.read_len)));
+                    return Err(Error::Other(format!(
+                        "Data-In beyond the expected length ({end} > {})",
+                        task.read_len
+                    )));
                 }
                 task.received += d.data.len() as u64;
                 if task.collect && !d.data.is_empty() {
@@ -433,7 +510,7 @@ impl Connection {
                 self.status_seen(r.seq.stat_sn);
                 self.task_mut(r.itt)?;
                 if r.response != 0 {
-                    return Err(BenchError(format!(
+                    return Err(Error::Other(format!(
                         "target reported iSCSI response {:#04x} (command failed in the target)",
                         r.response
                     )));
@@ -448,9 +525,17 @@ impl Connection {
                 let from = r.buffer_offset as usize;
                 let to = from + r.desired_data_transfer_length as usize;
                 if to > data.len() || r.desired_data_transfer_length == 0 {
-                    return Err(BenchError(format!("R2T for bytes {from}..{to} of a {}-byte write", data.len())));
+                    return Err(Error::Other(format!("R2T for bytes {from}..{to} of a {}-byte write", data.len())));
                 }
-                self.queue_data_out(r.itt, r.ttt, &data, from, to);
+                match self.r2t_policy {
+                    R2tPolicy::Answer => self.queue_data_out(r.itt, r.ttt, &data, from, to),
+                    R2tPolicy::Hold => {}
+                    R2tPolicy::Delay(max) => {
+                        let delay = Duration::from_micros(rand::random::<u64>() % (max.as_micros() as u64 + 1));
+                        let r2t = DelayedR2t { itt: r.itt, ttt: r.ttt, from, to };
+                        self.delayed.push((Instant::now() + delay, r2t));
+                    }
+                }
             }
             TargetPdu::NopIn(n) => {
                 self.update_window(&n.seq);
@@ -476,29 +561,29 @@ impl Connection {
                 self.status_seen(l.seq.stat_sn);
                 self.logout_done = true;
                 if l.response != logout::response::CLOSED {
-                    return Err(BenchError(format!("logout refused (response {})", l.response)));
+                    return Err(Error::Other(format!("logout refused (response {})", l.response)));
                 }
             }
             TargetPdu::Async(a) => {
                 self.update_window(&a.seq);
                 if a.event != pdu::msg::async_msg::event::SCSI_ASYNC_EVENT {
-                    return Err(BenchError(format!(
+                    return Err(Error::Other(format!(
                         "target sent asynchronous event {} (logout/drop requested)",
                         a.event
                     )));
                 }
             }
             TargetPdu::Reject(r) => {
-                return Err(BenchError(format!("target rejected a PDU, reason {:#04x}", r.reason)));
+                return Err(Error::Other(format!("target rejected a PDU, reason {:#04x}", r.reason)));
             }
-            other => return Err(BenchError(format!("unexpected PDU from target: {other:?}"))),
+            other => return Err(Error::Other(format!("unexpected PDU from target: {other:?}"))),
         }
         Ok(())
     }
 
     /// Sends one command and waits for it; completions of other commands are dropped, so use
     /// this only when nothing else is in flight (setup, tests).
-    pub async fn execute(&mut self, req: Request) -> Result<Completion, BenchError> {
+    pub async fn execute(&mut self, req: Request) -> Result<Completion, Error> {
         let tag = req.tag;
         while !self.can_submit() {
             let mut sink = Vec::new();
@@ -514,10 +599,36 @@ impl Connection {
         }
     }
 
+    /// Runs `request` until it gets past the unit attentions every new nexus first sees (SAM-5
+    /// §5.14, at most 8); returns its data when it ends GOOD.
+    pub async fn execute_past_unit_attentions(&mut self, request: Request) -> Result<Bytes, Error> {
+        for _ in 0..8 {
+            let done = self.execute(request.clone()).await?;
+            let sense = done.sense.as_deref().and_then(crate::sense::triple);
+            match (done.status, sense) {
+                (cdb::CHECK_CONDITION, Some((cdb::UNIT_ATTENTION, _, _))) => continue,
+                (cdb::GOOD, _) => return Ok(done.data),
+                (status, _) => return Err(Error::Other(crate::sense::describe_status(status, done.sense.as_deref()))),
+            }
+        }
+        Err(Error::new("unit attentions never ended"))
+    }
+
+    /// TEST UNIT READY until the unit attentions of a new I_T nexus are taken (SAM-5 §5.14), so
+    /// the commands that matter do not get them.
+    pub async fn clear_unit_attention(&mut self) -> Result<(), Error> {
+        let tur =
+            Request { cdb: cdb::test_unit_ready(), write_data: Bytes::new(), read_len: 0, collect: false, tag: 0 };
+        self.execute_past_unit_attentions(tur)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Other(format!("TEST UNIT READY: {e}")))
+    }
+
     /// Waits for outstanding commands, then logs out (RFC 7143 §11.14): the session from its
     /// leading connection (CID 0), only this connection from an added one. Log the added
     /// connections out first.
-    pub async fn logout(mut self) -> Result<(), BenchError> {
+    pub async fn logout(mut self) -> Result<(), Error> {
         let mut done = Vec::new();
         while self.outstanding > 0 {
             self.poll(&mut done).await?;
@@ -536,7 +647,7 @@ impl Connection {
         while !self.logout_done {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(BenchError::new("no Logout Response within 10 s"));
+                return Err(Error::new("no Logout Response within 10 s"));
             }
             let pending = self.flush()?;
             let interest = if pending { Interest::READABLE | Interest::WRITABLE } else { Interest::READABLE };
@@ -553,7 +664,7 @@ impl Connection {
                 }
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(e.into()),
-                Err(_) => return Err(BenchError::new("no Logout Response within 10 s")),
+                Err(_) => return Err(Error::new("no Logout Response within 10 s")),
             }
         }
         Ok(())

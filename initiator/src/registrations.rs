@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::cdb;
-use super::connection::{Connection, Request};
-use super::error::BenchError;
-use super::login::LoginOptions;
-use super::url::IscsiUrl;
+use crate::cdb;
+use crate::connection::{Connection, Request};
+use crate::error::Error;
+use crate::login::LoginOptions;
+use crate::url::IscsiUrl;
 
 /// SPC-4 §6.16.2 Table 213.
 pub const REGISTER_AND_IGNORE_EXISTING_KEY: u8 = 0x06;
@@ -27,22 +27,8 @@ pub struct Registration {
     pub key: u64,
 }
 
-/// Runs `request` until it gets past the unit attentions every new nexus first sees.
-pub async fn execute_past_unit_attentions(conn: &mut Connection, request: Request) -> Result<(u8, Bytes), BenchError> {
-    for _ in 0..8 {
-        let done = conn.execute(request.clone()).await?;
-        let sense = done.sense.as_deref().and_then(cdb::sense_key);
-        match (done.status, sense) {
-            (cdb::CHECK_CONDITION, Some((cdb::UNIT_ATTENTION, _, _))) => continue,
-            (status, _) if status == cdb::GOOD => return Ok((status, done.data)),
-            (status, _) => return Err(BenchError(cdb::describe_status(status, done.sense.as_deref()))),
-        }
-    }
-    Err(BenchError::new("unit attentions never ended"))
-}
-
 /// Logs in as `r`, registers its key on `url`'s LUN and logs out.
-pub async fn register(url: &IscsiUrl, r: &Registration, aptpl: bool) -> Result<(), BenchError> {
+pub async fn register(url: &IscsiUrl, r: &Registration, aptpl: bool) -> Result<(), Error> {
     let mut opts = LoginOptions::new(&r.initiator, 0);
     opts.isid = r.isid;
     let mut conn = Connection::connect(url, &opts).await?;
@@ -54,22 +40,17 @@ pub async fn register(url: &IscsiUrl, r: &Registration, aptpl: bool) -> Result<(
         collect: false,
         tag: 1,
     };
-    execute_past_unit_attentions(&mut conn, request)
+    conn.execute_past_unit_attentions(request)
         .await
-        .map_err(|e| BenchError(format!("REGISTER of {} {:02x?}: {e}", r.initiator, r.isid)))?;
+        .map_err(|e| Error::Other(format!("REGISTER of {} {:02x?}: {e}", r.initiator, r.isid)))?;
     conn.logout().await
 }
 
 /// Registers every one of `all`, `parallel` sessions at a time; the first failure is returned.
-pub async fn register_all(
-    url: &IscsiUrl,
-    all: Vec<Registration>,
-    aptpl: bool,
-    parallel: usize,
-) -> Result<(), BenchError> {
+pub async fn register_all(url: &IscsiUrl, all: Vec<Registration>, aptpl: bool, parallel: usize) -> Result<(), Error> {
     let all = Arc::new(all);
     let next = Arc::new(AtomicUsize::new(0));
-    let mut workers: tokio::task::JoinSet<Result<(), BenchError>> = tokio::task::JoinSet::new();
+    let mut workers: tokio::task::JoinSet<Result<(), Error>> = tokio::task::JoinSet::new();
     for _ in 0..parallel.max(1) {
         let (url, all, next) = (url.clone(), all.clone(), next.clone());
         workers.spawn(async move {
@@ -81,7 +62,7 @@ pub async fn register_all(
         });
     }
     while let Some(done) = workers.join_next().await {
-        done.map_err(|e| BenchError(format!("registration worker: {e}")))??;
+        done.map_err(|e| Error::Other(format!("registration worker: {e}")))??;
     }
     Ok(())
 }
