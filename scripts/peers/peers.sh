@@ -15,6 +15,9 @@
 #
 # Knobs (environment):
 #   TGT_PORT [3261]  TGT_IQN [iqn.2026-11.io.palisade.peers:tgt]       LUN 1 (LUN 0 is tgt's controller)
+#   TGT_BACKING      tgt's LUN: an existing file or block device used as it is (not filled, not
+#                    resized, not deleted), instead of PEERS_DATA/palisade-peer-tgt-PORT.img
+#   TGT_BSOFLAGS     tgt's --bsoflags for the LUN, e.g. "direct" (O_DIRECT: no host page cache)
 #   ISTGT_PORT [3262] ISTGT_IQN [iqn.2026-11.io.palisade.peers:istgt] LUN 0
 #   ISTGT_QD [128] istgt's per-LUN queue depth (MaxSessions 32, MaxConnections 8 per session)
 #   SIZE_MIB [1024]  LUN size; a file of another size is recreated
@@ -51,6 +54,10 @@ peer_vars() {
   esac
   DIR="$PEERS_STATE/$1-$PORT"
   BACKING="$PEERS_DATA/palisade-peer-$1-$PORT.img"
+  GIVEN_BACKING=""
+  if [ "$1" = tgt ] && [ -n "${TGT_BACKING:-}" ]; then
+    BACKING="$TGT_BACKING" GIVEN_BACKING=1
+  fi
   URL="iscsi://127.0.0.1:$PORT/$IQN/$LUN"
 }
 
@@ -90,6 +97,10 @@ kill_recorded() {
 
 prepare_backing() {
   local want=$((SIZE_MIB * 1024 * 1024))
+  if [ -n "$GIVEN_BACKING" ]; then
+    [ -e "$BACKING" ] || die "TGT_BACKING $BACKING does not exist"
+    return 0
+  fi
   if [ "$FILL" = random ]; then
     # Written in full each start: reads then cost what reading data costs.
     dd if=/dev/urandom of="$BACKING" bs=1M count="$SIZE_MIB" status=none || die "cannot fill $BACKING"
@@ -157,7 +168,9 @@ start_tgt() {
   done
   tgtadm_ --mode target --op new --tid 1 --targetname "$IQN" >>"$DIR/log" 2>&1 ||
     start_failed "tgtadm: cannot create target $IQN"
-  tgtadm_ --mode logicalunit --op new --tid 1 --lun "$LUN" --backing-store "$BACKING" >>"$DIR/log" 2>&1 ||
+  local bsoflags=()
+  [ -n "${TGT_BSOFLAGS:-}" ] && bsoflags=(--bsoflags "$TGT_BSOFLAGS")
+  tgtadm_ --mode logicalunit --op new --tid 1 --lun "$LUN" --backing-store "$BACKING" "${bsoflags[@]}" >>"$DIR/log" 2>&1 ||
     start_failed "tgtadm: cannot add LUN $LUN ($BACKING)"
   tgtadm_ --mode target --op bind --tid 1 --initiator-address ALL >>"$DIR/log" 2>&1 ||
     start_failed "tgtadm: cannot open the target to initiators"
