@@ -2,6 +2,7 @@
 //! path goes through [`DirectFile`] (O_DIRECT, aligned buffers); otherwise through the page cache.
 
 use super::direct::{self, DirectFile};
+use super::mapped::MappedFile;
 use super::positional::{write_zeros, PositionalFile};
 use super::Extent;
 use bytes::Bytes;
@@ -15,6 +16,8 @@ pub struct FileBackend {
     io: PositionalFile,
     /// Set when the LUN bypasses the page cache; reads and writes then go through it.
     direct: Option<DirectFile>,
+    /// The page-cache read path: views of a read-only mapping (None: not mappable, or direct).
+    mapped: Option<MappedFile>,
     size: u64,
 }
 
@@ -37,7 +40,8 @@ impl FileBackend {
         } else {
             current
         };
-        Ok(FileBackend { io: PositionalFile::new(file), direct: None, size })
+        let mapped = MappedFile::new(&file, size);
+        Ok(FileBackend { io: PositionalFile::new(file), direct: None, mapped, size })
     }
 
     /// Like [`open`](Self::open), with reads and writes through O_DIRECT. Fails when the file
@@ -47,13 +51,18 @@ impl FileBackend {
         let direct = DirectFile::new(direct::open(path, read_only)?, path)?;
         direct.check_block_size(block_size)?;
         backend.direct = Some(direct);
+        // Direct I/O bypasses the page cache: no mapping of it either.
+        backend.mapped = None;
         Ok(backend)
     }
 
     pub(crate) async fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         match &self.direct {
             Some(d) => d.read(offset, len).await,
-            None => self.io.read(offset, len).await,
+            None => match self.mapped.as_ref().and_then(|m| m.read_resident(offset, len)) {
+                Some(data) => Ok(data),
+                None => self.io.read(offset, len).await,
+            },
         }
     }
 
