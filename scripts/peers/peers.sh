@@ -149,8 +149,14 @@ start_failed() {
   die "$*"
 }
 
+# tgtd's control port names its management socket and must be below 32768: the iSCSI port
+# itself when it is, else the port folded below it.
+control_port() {
+  echo $((PORT < 32768 ? PORT : PORT % 32768))
+}
+
 tgtadm_() {
-  tgtadm --control-port "$PORT" --lld iscsi "$@"
+  tgtadm --control-port "$(control_port)" --lld iscsi "$@"
 }
 
 start_tgt() {
@@ -160,7 +166,7 @@ start_tgt() {
   : >"$DIR/log"
   # tgtd's management socket is /var/run/tgtd/socket.<control port>: using the iSCSI port as the
   # control port keeps instances (and a system tgtd on the default socket) apart.
-  launch tgtd -f --control-port "$PORT" --iscsi "portal=127.0.0.1:$PORT" ||
+  launch tgtd -f --control-port "$(control_port)" --iscsi "portal=127.0.0.1:$PORT" ||
     start_failed "tgtd did not listen on 127.0.0.1:$PORT"
   for _ in $(seq 50); do
     tgtadm_ --mode target --op show >/dev/null 2>&1 && break
@@ -262,7 +268,7 @@ stop_peer() {
   if pid="$(running_pid)"; then
     kill_recorded "$pid"
     # Killed tgtd leaves its management socket behind.
-    [ "$1" = tgt ] && rm -f "/var/run/tgtd/socket.$PORT" "/var/run/tgtd/socket.$PORT.lock"
+    [ "$1" = tgt ] && rm -f "/var/run/tgtd/socket.$(control_port)" "/var/run/tgtd/socket.$(control_port).lock"
     echo "$1: stopped pid $pid"
   else
     echo "$1: not running"
