@@ -40,8 +40,10 @@ impl FileBackend {
         } else {
             current
         };
-        let mapped = MappedFile::new(&file, size);
-        Ok(FileBackend { io: PositionalFile::new(file), direct: None, mapped, size })
+        let io = PositionalFile::new(file);
+        // Stores into the mapping only where the file's pages are memory (see mapped.rs).
+        let mapped = MappedFile::new(io.file(), size, !read_only && io.memory_backed());
+        Ok(FileBackend { io, direct: None, mapped, size })
     }
 
     /// Like [`open`](Self::open), with reads and writes through O_DIRECT. Fails when the file
@@ -69,7 +71,15 @@ impl FileBackend {
     pub(crate) async fn write(&self, offset: u64, data: &[Bytes], fua: bool) -> io::Result<()> {
         match &self.direct {
             Some(d) => d.write(offset, data, fua).await,
-            None => self.io.write(offset, data, fua).await,
+            None => match &self.mapped {
+                // Only a tmpfs/ramfs file's mapping is writable: its fdatasync never waits for a
+                // device, so it runs here as the positional path's does (SBC-3 §5.40 FUA).
+                Some(m) if m.write_resident(offset, data) => match fua {
+                    true => self.io.file().sync_data(),
+                    false => Ok(()),
+                },
+                _ => self.io.write(offset, data, fua).await,
+            },
         }
     }
 
