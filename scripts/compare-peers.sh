@@ -162,8 +162,12 @@ if [ "$DISK" = 1 ]; then
   for spec in "tgt-direct $TGT_DIRECT_PORT $DISK_FILE" "tgt-blk $TGT_BLK_PORT $LOOP_DEV"; do
     read -r label port backing <<<"$spec"
     log "restarting $label: tgt on 127.0.0.1:$port, $backing with bsoflags=direct"
-    TGT_PORT="$port" TGT_BACKING="$backing" TGT_BSOFLAGS=direct "$PEERS/peers.sh" restart tgt >>"$OUTDIR/run.log" 2>&1 \
-      || die "peers.sh restart tgt ($label) failed (see $OUTDIR/run.log)"
+    # The port is in the ephemeral range: a client socket may hold it for a moment, so retry.
+    for attempt in 1 2 3; do
+      TGT_PORT="$port" TGT_BACKING="$backing" TGT_BSOFLAGS=direct "$PEERS/peers.sh" restart tgt >>"$OUTDIR/run.log" 2>&1 && break
+      [ "$attempt" = 3 ] && die "peers.sh restart tgt ($label) failed (see $OUTDIR/run.log)"
+      sleep 2
+    done
     URL[$label]="$(TGT_PORT="$port" "$PEERS/peers.sh" url tgt)"
     PID[$label]="$(TGT_PORT="$port" "$PEERS/peers.sh" pid tgt)"
   done
