@@ -49,7 +49,7 @@ async fn run(
             seq += 1;
             let lba = unit * size / BLOCK;
             s.submit(Request {
-                cdb: cdb::rw16(write, lba, (size / BLOCK) as u32),
+                cdb: cdb::rw16(write, false, lba, (size / BLOCK) as u32),
                 write_data: if write { payload.clone() } else { Bytes::new() },
                 read_len: if write { 0 } else { size as u32 },
                 collect: false,

@@ -69,7 +69,7 @@ async fn prepare(addr: SocketAddr, lun: u64, others: usize) -> Connection {
     let fill = Bytes::from(vec![0x5au8; 1 << 20]);
     for mib in 0..LUN_BYTES >> 20 {
         let request = Request {
-            cdb: cdb::rw16(true, mib * 2048, 2048),
+            cdb: cdb::rw16(true, false, mib * 2048, 2048),
             write_data: fill.clone(),
             read_len: 0,
             collect: false,
@@ -90,7 +90,7 @@ async fn iops(conn: &mut Connection, write: bool, millis: u64, rng: &mut XorShif
     while Instant::now() < until {
         let lba = rng.below(LUN_BYTES / IO) * (IO / 512);
         conn.submit(Request {
-            cdb: cdb::rw16(write, lba, (IO / 512) as u32),
+            cdb: cdb::rw16(write, false, lba, (IO / 512) as u32),
             write_data: if write { payload.clone() } else { Bytes::new() },
             read_len: if write { 0 } else { IO as u32 },
             collect: false,

@@ -2,23 +2,34 @@
 # compare-peers.sh — Palisade against tgt and istgt, side by side in one run, written up in
 # docs/performance.md.
 #
-#   1. builds Palisade (release) and serves a 1 GiB file LUN on the peers' tmpfs (PAL_BACKEND=memory:
-#      a memory LUN) on 127.0.0.1:$PORT, prefilled by
-#      `palisade bench` with random data; restarts tgt and istgt (scripts/peers/peers.sh) on 1 GiB
-#      tmpfs files filled from /dev/urandom (reading sparse holes flatters a target);
+#   1. builds Palisade (release) and serves on 127.0.0.1:$PORT, in one server: LUN 0, a 1 GiB file
+#      on the peers' tmpfs (the headline "palisade" column; PAL_BACKEND=memory makes it a memory
+#      LUN); LUN 1, a 1 GiB memory LUN ("palisade-mem", an extra column); with DISK=1 also LUN 2, a
+#      1 GiB file on this machine's disk with direct_io ("palisade-direct") and LUN 3, a loop device
+#      (--direct-io=on) over another disk file, with direct_io ("palisade-blk"); all prefilled
+#      with random data; restarts tgt and istgt (scripts/peers/peers.sh) on 1 GiB tmpfs files filled
+#      from /dev/urandom (reading sparse holes flatters a target), and with DISK=1 two more tgt
+#      instances with bsoflags=direct on the very same disk file and loop device ("tgt-direct",
+#      "tgt-blk");
 #   2. measures the loopback TCP ceiling (scripts/peers/limits.py, iperf3);
 #   3. runs the matrix ROUNDS times, interleaving targets (A B C, then C B A, …):
 #        libiscsi iscsi-perf: 4 KiB random read QD1 and QD32, 256 KiB sequential read QD8
 #        qemu-img bench (qemu's libiscsi driver): 4 KiB and 256 KiB sequential writes, QD32 / QD8
 #          (both through scripts/peers/perf.py)
 #        palisade bench: 4 KiB randread QD1/QD32, 4 KiB randwrite QD32, 256 KiB read/write QD8,
-#                        and 64 sessions x QD8 randread (not istgt: MaxSessions 32)
+#                        both writes again with FUA, and 64 sessions x QD8 randread (not istgt:
+#                        MaxSessions 32)
+#      then (DISK=1) the disk rows: palisade bench 4 KiB randread QD1/QD32, 256 KiB read QD8,
+#      4 KiB randwrite QD32, 256 KiB write QD8 on palisade-direct, tgt-direct, palisade-blk, tgt-blk;
+#      and (ISOLATION=1) scripts/slow-disk-isolation.sh;
 #      recording each target's CPU seconds (utime+stime of its PID, /proc) per GiB moved;
 #   4. optionally (PROFILE=1, needs `perf`) samples Palisade during 4 KiB QD32 and 256 KiB reads;
 #   5. writes docs/performance.md: medians, min–max, ratios to each peer, the issue-5 goals.
 #
-# Knobs: ROUNDS=3 DURATION=8 (s per run) PORT=3415 PROFILE=1 TARGETS="palisade tgt istgt"
+# Knobs: ROUNDS=3 DURATION=8 (s per run) PORT=3415 PROFILE=1 TARGETS="palisade palisade-mem tgt istgt"
 #        PAL_BACKEND=file (a file on the peers' tmpfs, PEERS_DATA) | memory
+#        DISK=1 DISK_DIR=target/compare-peers (a disk file system) TGT_DIRECT_PORT=41263
+#        TGT_BLK_PORT=41264 ISOLATION=1 ISOLATION_PORT=41300
 #        OUTDIR=target/compare-peers/<stamp> DOC=docs/performance.md
 #        REPORT_FROM=<an OUTDIR of an earlier run>: only rewrite DOC from that run's raw data
 # WRITES DESTROY THE PEERS' LUN DATA (their tmpfs files; nothing else). Takes ~25 min with defaults.
@@ -32,7 +43,13 @@ DURATION="${DURATION:-8}"
 PORT="${PORT:-3415}"
 PAL_BACKEND="${PAL_BACKEND:-file}"
 PROFILE="${PROFILE:-1}"
-read -ra TARGETS <<<"${TARGETS:-palisade tgt istgt}"
+read -ra TARGETS <<<"${TARGETS:-palisade palisade-mem tgt istgt}"
+DISK="${DISK:-1}"
+DISK_DIR="${DISK_DIR:-$REPO/target/compare-peers}"
+TGT_DIRECT_PORT="${TGT_DIRECT_PORT:-41263}"
+TGT_BLK_PORT="${TGT_BLK_PORT:-41264}"
+ISOLATION="${ISOLATION:-1}"
+DISK_TARGETS=(palisade-direct tgt-direct palisade-blk tgt-blk)
 STAMP="$(date +%Y%m%d-%H%M%S)"
 OUTDIR="${REPORT_FROM:-${OUTDIR:-$REPO/target/compare-peers/$STAMP}}"
 DOC="${DOC:-$REPO/docs/performance.md}"
@@ -46,17 +63,16 @@ if [ -n "${REPORT_FROM:-}" ]; then
   # Rewrite the report from an earlier run's raw data (no measuring).
   OUTDIR="$REPORT_FROM"
   [ -f "$OUTDIR/run.env" ] || die "$OUTDIR/run.env missing: not a compare-peers output folder"
-  # Runs recorded before PAL_BACKEND existed measured the memory LUN.
-  PAL_BACKEND=memory
-  # shellcheck disable=SC1091
-  . "$OUTDIR/run.env"
   PERF_TSV="$OUTDIR/perf.tsv"; BENCH_TSV="$OUTDIR/bench.tsv"; PROFILE_TXT="$OUTDIR/profile.txt"; STEAL_TSV="$OUTDIR/steal.tsv"
+  DISK_TSV="$OUTDIR/disk.tsv"
 else
 # The clients: libiscsi's iscsi-perf, qemu-img with its libiscsi driver (writes), iperf3.
 ( ensure_debs libiscsi-bin iperf3 && ensure_qemu_iscsi ) 2>&1 | tee -a "$OUTDIR/run.log" >&2
 [ "${PIPESTATUS[0]}" -eq 0 ] || die "installing the clients failed"
 RUN_AT="$(date '+%Y-%m-%d %H:%M')"
-printf 'ROUNDS=%q\nDURATION=%q\nTARGETS=(%s)\nRUN_AT=%q\nPAL_BACKEND=%q\n' "$ROUNDS" "$DURATION" "${TARGETS[*]}" "$RUN_AT" "$PAL_BACKEND" >"$OUTDIR/run.env"
+mkdir -p "$DISK_DIR"
+printf 'ROUNDS=%q\nDURATION=%q\nTARGETS=(%s)\nRUN_AT=%q\nPAL_BACKEND=%q\nDISK_FS=%q\n' "$ROUNDS" "$DURATION" "${TARGETS[*]}" \
+  "$RUN_AT" "$PAL_BACKEND" "$(df --output=source,fstype "$DISK_DIR" 2>/dev/null | tail -1 | tr -s ' ')" >"$OUTDIR/run.env"
 
 # ------------------------------------------------------------------ Palisade
 log "building palisade (release)"
@@ -68,6 +84,24 @@ PAL_IQN="iqn.2026-11.io.palisade:compare"
 # LUN files; PAL_BACKEND=memory measures its memory LUN instead.
 PAL_LUN_FILE="${PEERS_DATA:-/dev/shm}/palisade-compare-$PORT.img"
 rm -f "$PAL_LUN_FILE"
+# Data not in the page cache (issue 13): one disk file for palisade-direct and tgt-direct, one
+# loop device over another for palisade-blk and tgt-blk, so both targets read the same blocks.
+DISK_FILE="$DISK_DIR/compare-direct-$PORT.img"
+LOOP_FILE="$DISK_DIR/compare-loop-$PORT.img"
+LOOP_DEV=""
+disk_luns() {
+  [ "$DISK" = 1 ] || return 0
+  printf '\n[[targets.luns]]\nid = 2\nbackend = "file"\npath = "%s"\ndirect_io = true\n' "$DISK_FILE"
+  printf '\n[[targets.luns]]\nid = 3\nbackend = "block"\npath = "%s"\ndirect_io = true\n' "$LOOP_DEV"
+}
+if [ "$DISK" = 1 ]; then
+  log "filling $DISK_FILE and $LOOP_FILE with 1 GiB of random data each ($(df --output=fstype "$DISK_DIR" | tail -1), O_DIRECT)"
+  for f in "$DISK_FILE" "$LOOP_FILE"; do
+    dd if=/dev/urandom of="$f" bs=1M count=1024 oflag=direct status=none || die "cannot fill $f"
+  done
+  LOOP_DEV="$(losetup --find --show --direct-io=on "$LOOP_FILE")" || die "losetup $LOOP_FILE failed"
+  log "loop device $LOOP_DEV over $LOOP_FILE"
+fi
 cat >"$PAL_DIR/palisade.toml" <<EOF
 data_dir = "$PAL_DIR"
 
@@ -88,6 +122,12 @@ else
   printf 'backend = "file"\npath = "%s"\n' "$PAL_LUN_FILE"
 fi)
 size = "1GiB"
+
+[[targets.luns]]
+id = 1
+backend = "memory"
+size = "1GiB"
+$(disk_luns)
 EOF
 ss -Hltn "sport = :$PORT" | grep -q LISTEN && die "port $PORT is busy"
 RUST_LOG=warn "$BIN" serve --config "$PAL_DIR/palisade.toml" >"$OUTDIR/raw/palisade.log" 2>&1 &
@@ -95,6 +135,12 @@ PAL_PID=$!
 cleanup() {
   if [ -n "${PAL_PID:-}" ] && [ -d "/proc/$PAL_PID" ]; then kill -TERM "$PAL_PID" 2>/dev/null; wait "$PAL_PID" 2>/dev/null; fi
   rm -f "$PAL_LUN_FILE"  # 1 GiB of tmpfs, that is of memory
+  if [ "$DISK" = 1 ]; then
+    TGT_PORT="$TGT_DIRECT_PORT" "$PEERS/peers.sh" stop tgt >/dev/null 2>&1
+    TGT_PORT="$TGT_BLK_PORT" "$PEERS/peers.sh" stop tgt >/dev/null 2>&1
+    [ -n "$LOOP_DEV" ] && losetup -d "$LOOP_DEV"
+    rm -f "$DISK_FILE" "$LOOP_FILE"
+  fi
 }
 trap cleanup EXIT
 for _ in $(seq 1 100); do ss -Hltn "sport = :$PORT" | grep -q LISTEN && break; sleep 0.1; done
@@ -103,10 +149,29 @@ PAL_URL="iscsi://127.0.0.1:$PORT/$PAL_IQN/0"
 log "palisade pid $PAL_PID at $PAL_URL; prefilling 1 GiB"
 "$BIN" bench "$PAL_URL" --pattern write --block-size 1m --qd 8 --total-bytes 1GiB --json >"$OUTDIR/raw/prefill.json" \
   || die "prefill of the palisade LUN failed"
+"$BIN" bench "${PAL_URL%/0}/1" --pattern write --block-size 1m --qd 8 --total-bytes 1GiB --json >"$OUTDIR/raw/prefill-mem.json" \
+  || die "prefill of the palisade memory LUN failed"
 
 # ------------------------------------------------------------------ peers
 declare -A URL PID
 URL[palisade]="$PAL_URL"; PID[palisade]="$PAL_PID"
+URL[palisade-mem]="${PAL_URL%/0}/1"; PID[palisade-mem]="$PAL_PID"
+if [ "$DISK" = 1 ]; then
+  URL[palisade-direct]="${PAL_URL%/0}/2"; PID[palisade-direct]="$PAL_PID"
+  URL[palisade-blk]="${PAL_URL%/0}/3"; PID[palisade-blk]="$PAL_PID"
+  for spec in "tgt-direct $TGT_DIRECT_PORT $DISK_FILE" "tgt-blk $TGT_BLK_PORT $LOOP_DEV"; do
+    read -r label port backing <<<"$spec"
+    log "restarting $label: tgt on 127.0.0.1:$port, $backing with bsoflags=direct"
+    # The port is in the ephemeral range: a client socket may hold it for a moment, so retry.
+    for attempt in 1 2 3; do
+      TGT_PORT="$port" TGT_BACKING="$backing" TGT_BSOFLAGS=direct "$PEERS/peers.sh" restart tgt >>"$OUTDIR/run.log" 2>&1 && break
+      [ "$attempt" = 3 ] && die "peers.sh restart tgt ($label) failed (see $OUTDIR/run.log)"
+      sleep 2
+    done
+    URL[$label]="$(TGT_PORT="$port" "$PEERS/peers.sh" url tgt)"
+    PID[$label]="$(TGT_PORT="$port" "$PEERS/peers.sh" pid tgt)"
+  done
+fi
 for p in tgt istgt; do
   [[ " ${TARGETS[*]} " == *" $p "* ]] || continue
   log "restarting $p on a 1 GiB LUN filled with random data"
@@ -174,7 +239,16 @@ BENCH_CONFIGS=(
   "randwrite-4k-qd32|--pattern randwrite --block-size 4k --qd 32"
   "read-256k-qd8|--pattern read --block-size 256k --qd 8"
   "write-256k-qd8|--pattern write --block-size 256k --qd 8"
+  "randwrite-4k-qd32-fua|--pattern randwrite --block-size 4k --qd 32 --fua"
+  "write-256k-qd8-fua|--pattern write --block-size 256k --qd 8 --fua"
   "randread-4k-64x8|--pattern randread --block-size 4k --qd 8 --sessions 64"
+)
+DISK_CONFIGS=(
+  "randread-4k-qd1|--pattern randread --block-size 4k --qd 1"
+  "randread-4k-qd32|--pattern randread --block-size 4k --qd 32"
+  "read-256k-qd8|--pattern read --block-size 256k --qd 8"
+  "randwrite-4k-qd32|--pattern randwrite --block-size 4k --qd 32"
+  "write-256k-qd8|--pattern write --block-size 256k --qd 8"
 )
 PERF_FAILED=0
 for r in $(seq 1 "$ROUNDS"); do
@@ -197,7 +271,34 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# Data not in the page cache: the same palisade bench rows, into their own table.
+DISK_TSV="$OUTDIR/disk.tsv"
+if [ "$DISK" = 1 ]; then
+  MAIN_BENCH_TSV="$BENCH_TSV"
+  BENCH_TSV="$DISK_TSV"
+  head -1 "$MAIN_BENCH_TSV" >"$BENCH_TSV"
+  for r in $(seq 1 "$ROUNDS"); do
+    mapfile -t order < <(round_order "$r" "${DISK_TARGETS[@]}")
+    log "disk round $r/$ROUNDS: ${order[*]}"
+    for entry in "${DISK_CONFIGS[@]}"; do
+      cfg="${entry%%|*}"; args="${entry#*|}"
+      for t in "${order[@]}"; do
+        # shellcheck disable=SC2086
+        bench_run "$t" "$cfg" "$r" $args 2>&1 | tee -a "$OUTDIR/run.log" >&2
+      done
+    done
+  done
+  BENCH_TSV="$MAIN_BENCH_TSV"
+fi
+
 kill "$STEAL_PID" 2>/dev/null
+
+# ------------------------------------------------------------------ slow-disk isolation
+if [ "$ISOLATION" = 1 ]; then
+  log "slow-disk isolation (scripts/slow-disk-isolation.sh)"
+  PORT="${ISOLATION_PORT:-41300}" BIN="$BIN" OUT="$OUTDIR/isolation" DURATION="$DURATION" ROUNDS="$ROUNDS" DISK_DIR="$DISK_DIR" \
+    "$REPO/scripts/slow-disk-isolation.sh" >>"$OUTDIR/run.log" 2>&1 || log "WARNING: the isolation run failed (see $OUTDIR/run.log)"
+fi
 [ "$PERF_FAILED" -eq 0 ] || log "WARNING: $PERF_FAILED perf.py run(s) failed: their cells have fewer samples (see run.log)"
 
 # ------------------------------------------------------------------ profile
@@ -241,214 +342,7 @@ fi
 
 # ------------------------------------------------------------------ report
 log "writing $DOC"
-python3 - "$PERF_TSV" "$BENCH_TSV" "$OUTDIR/limits.tsv" "$PROFILE_TXT" "$ROUNDS" "$DURATION" "${TARGETS[*]}" "$DOC" "$STEAL_TSV" "$RUN_AT" "$PAL_BACKEND" <<'PY' || die "report generation failed"
-import csv, os, platform, statistics, sys, time
-perf_tsv, bench_tsv, limits_tsv, profile_txt, rounds, duration, targets, doc, steal_tsv, run_at, pal_backend = sys.argv[1:]
-pal_lun = ("`memory` LUN of 1 GiB" if pal_backend == "memory"
-           else "`file` LUN of 1 GiB on the same tmpfs as the peers' files (like with like)")
-targets = targets.split()
-peers = [t for t in targets if t != "palisade"]
-
-def rows(path):
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return list(csv.DictReader(f, delimiter="\t"))
-
-def num(v):
-    try:
-        x = float(v)
-        return x if x == x else None
-    except (TypeError, ValueError):
-        return None
-
-perf, bench, limits = rows(perf_tsv), rows(bench_tsv), rows(limits_tsv)
-
-def values(src, label, config, field):
-    return [x for x in (num(r[field]) for r in src if r["label"] == label and r["config"] == config) if x is not None and x > 0]
-
-def med(vs):
-    return statistics.median(vs) if vs else None
-
-def fmt(v, kind):
-    if v is None:
-        return "–"
-    if kind == "iops":
-        return f"{v / 1000:.1f} K"
-    if kind == "mib":
-        return f"{v:,.0f}"
-    if kind == "us":
-        return f"{v:.0f}"
-    return f"{v:.2f}"
-
-def cell(vs, kind):
-    if not vs:
-        return "–"
-    if len(vs) == 1:
-        return fmt(vs[0], kind) + " (n=1)"
-    return f"{fmt(med(vs), kind)} ({fmt(min(vs), kind)}–{fmt(max(vs), kind)})"
-
-def ratio(a, b, lower_is_better=False):
-    if a is None or b is None or a == 0 or b == 0:
-        return "–"
-    return f"{a / b:.2f}×"
-
-# (title, source, config, field, kind)
-throughput = [
-    ("4 KiB random read, QD1 — IOPS", "iscsi-perf", perf, "rr4k-qd1", "iops", "iops"),
-    ("4 KiB random read, QD32 — IOPS", "iscsi-perf", perf, "rr4k-qd32", "iops", "iops"),
-    ("256 KiB sequential read, QD8 — MiB/s", "iscsi-perf", perf, "seq256k-qd8", "MiBps", "mib"),
-    ("4 KiB sequential write, QD32 — IOPS", "qemu-img bench", perf, "sw4k-qd32", "iops", "iops"),
-    ("256 KiB sequential write, QD8 — MiB/s", "qemu-img bench", perf, "sw256k-qd8", "MiBps", "mib"),
-    ("4 KiB random read, QD1 — IOPS", "palisade bench", bench, "randread-4k-qd1", "iops", "iops"),
-    ("4 KiB random read, QD32 — IOPS", "palisade bench", bench, "randread-4k-qd32", "iops", "iops"),
-    ("4 KiB random write, QD32 — IOPS", "palisade bench", bench, "randwrite-4k-qd32", "iops", "iops"),
-    ("256 KiB sequential read, QD8 — MiB/s", "palisade bench", bench, "read-256k-qd8", "MiBps", "mib"),
-    ("256 KiB sequential write, QD8 — MiB/s", "palisade bench", bench, "write-256k-qd8", "MiBps", "mib"),
-    ("4 KiB random read, 64 sessions × QD8 — IOPS", "palisade bench", bench, "randread-4k-64x8", "iops", "iops"),
-]
-cpu_rows = [(t, tool, src, cfg, "target_cpu_s_per_GiB", "cpu") for (t, tool, src, cfg, _, _) in throughput]
-
-def table(spec, higher_is_better=True):
-    out = ["| workload | client | " + " | ".join(targets) + " | " + " | ".join(f"palisade ÷ {p}" for p in peers) + " |",
-           "|---|---|" + "---|" * (len(targets) + len(peers))]
-    for title, tool, src, cfg, field, kind in spec:
-        title = title.split(" — ")[0] if kind == "cpu" else title
-        meds = {t: med(values(src, t, cfg, field)) for t in targets}
-        cells = [cell(values(src, t, cfg, field), kind) for t in targets]
-        ratios = [ratio(meds.get("palisade"), meds.get(p)) for p in peers]
-        out.append(f"| {title} | {tool} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
-    return "\n".join(out)
-
-lat = [("4 KiB random read, QD1", "randread-4k-qd1"), ("4 KiB random read, QD32", "randread-4k-qd32"),
-       ("4 KiB random write, QD32", "randwrite-4k-qd32"), ("256 KiB sequential read, QD8", "read-256k-qd8"),
-       ("256 KiB sequential write, QD8", "write-256k-qd8")]
-lat_lines = ["| workload (palisade bench) | " + " | ".join(f"{t} p50 / p99 µs" for t in targets) + " |",
-             "|---|" + "---|" * len(targets)]
-for title, cfg in lat:
-    cells = []
-    for t in targets:
-        p50, p99 = med(values(bench, t, cfg, "p50_us")), med(values(bench, t, cfg, "p99_us"))
-        cells.append(f"{fmt(p50, 'us')} / {fmt(p99, 'us')}" if p50 else "–")
-    lat_lines.append(f"| {title} | " + " | ".join(cells) + " |")
-
-loop = [x for x in (num(r["GiB_per_s"]) for r in limits if r.get("test") == "iperf3-loopback-P1") if x]
-loop_med = med(loop)
-
-def best_peer(src, cfg, field, higher=True):
-    vals = [(med(values(src, p, cfg, field)), p) for p in peers]
-    vals = [v for v in vals if v[0] is not None]
-    if not vals:
-        return None, None
-    return (max(vals) if higher else min(vals))
-
-def verdict(ok):
-    return "**met**" if ok else "**not met**" if ok is not None else "–"
-
-goals = ["| goal (issue 5) | measured | verdict |", "|---|---|---|"]
-pal = lambda src, cfg, field: med(values(src, "palisade", cfg, field))
-v, who = best_peer(perf, "rr4k-qd32", "iops")
-p = pal(perf, "rr4k-qd32", "iops")
-goals.append(f"| 4 KiB random read QD32 IOPS ≥ 1.5× the better peer (iscsi-perf) | palisade {fmt(p, 'iops')} vs {who} {fmt(v, 'iops')}: {ratio(p, v)} | {verdict(p / v >= 1.5 if p and v else None)} |")
-v, who = best_peer(perf, "seq256k-qd8", "MiBps")
-p = pal(perf, "seq256k-qd8", "MiBps")
-ceiling = loop_med * 1024 if loop_med else None
-share = f", {100 * p / ceiling:.0f} % of loopback TCP ({loop_med:.2f} GiB/s)" if p and ceiling else ""
-goals.append(f"| 256 KiB sequential read ≥ 1.3× the better peer and ≥ 70 % of loopback TCP | palisade {fmt(p, 'mib')} MiB/s vs {who} {fmt(v, 'mib')}: {ratio(p, v)}{share} | {verdict((p / v >= 1.3 and (ceiling is None or p >= 0.7 * ceiling)) if p and v else None)} |")
-v, who = best_peer(perf, "seq256k-qd8", "target_cpu_s_per_GiB", higher=False)
-p = pal(perf, "seq256k-qd8", "target_cpu_s_per_GiB")
-goals.append(f"| target CPU-s per GiB (256 KiB read) ≤ 0.6× the better peer | palisade {fmt(p, 'cpu')} vs {who} {fmt(v, 'cpu')}: {ratio(p, v)} | {verdict(p / v <= 0.6 if p and v else None)} |")
-v, who = best_peer(bench, "randread-4k-qd1", "p50_us", higher=False)
-p = pal(bench, "randread-4k-qd1", "p50_us")
-goals.append(f"| 4 KiB read QD1 p50 latency ≤ the better peer (palisade bench) | palisade {fmt(p, 'us')} µs vs {who} {fmt(v, 'us')} µs | {verdict(p <= v if p and v else None)} |")
-# The CPU goal over every workload, not only the 256 KiB read: which rows meet it.
-cpu_ok, cpu_miss = [], []
-for title, tool, src, cfg, field, kind in cpu_rows:
-    pv = pal(src, cfg, field)
-    v, who = best_peer(src, cfg, field, higher=False)
-    if pv and v:
-        (cpu_ok if pv / v <= 0.6 else cpu_miss).append(f"{title.split(' — ')[0]} ({tool}) {pv:.2f} vs {who} {v:.2f}: {pv / v:.3f}×")
-if cpu_ok or cpu_miss:
-    missed = "; above it: " + "; ".join(cpu_miss) if cpu_miss else ""
-    goals.append(f"| target CPU-s per GiB ≤ 0.6× the better peer, every workload | {len(cpu_ok)} of {len(cpu_ok) + len(cpu_miss)} rows{missed} | {verdict(not cpu_miss)} |")
-many, one = pal(bench, "randread-4k-64x8", "iops"), pal(bench, "randread-4k-qd32", "iops")
-goals.append(f"| 64 sessions × QD8 within 15 % of 1 session × QD32 (palisade bench) | {fmt(many, 'iops')} vs {fmt(one, 'iops')}: {ratio(many, one)} | {verdict(many >= 0.85 * one if many and one else None)} |")
-
-profile = open(profile_txt).read().strip() if os.path.exists(profile_txt) else ""
-host = f"{os.cpu_count()} CPUs, Linux {platform.release()}"
-busy = [x for x in (num(r["sys_busy_pct"]) for r in perf + bench) if x is not None]
-steal = [x for x in (num(l) for l in (open(steal_tsv).read().split() if os.path.exists(steal_tsv) else [])) if x is not None]
-steal_note = (f" Hypervisor steal time during the matrix (sampled each second): median {statistics.median(steal):.0f} %, "
-              f"{sum(1 for x in steal if x >= 10) * 100 / len(steal):.0f} % of the seconds at 10 % or more, max {max(steal):.0f} %."
-              if steal else "")
-text = f"""# Performance: Palisade next to tgt and istgt
-
-Generated by `scripts/compare-peers.sh` from its run of {run_at} ({host}); {rounds} rounds of
-{duration} s per cell, targets interleaved round by round (A B C, then C B A). Do not edit by hand:
-rerun the script.
-
-**Read the numbers as noisy.** The machine has 2 cores shared with other work; initiator and target
-run on the same cores (the machine was {fmt(med(busy), 'us')} % busy in the median run), so every
-cell moves by 10–30 % between runs and a ratio is only meaningful where the min–max ranges do not
-overlap.{steal_note} The client matters as much as the target: compare within a row, not across clients.
-
-## Setup
-
-- **palisade**: release build, {pal_lun}, prefilled with random data by `palisade bench`;
-  default session settings (MaxRecvDataSegmentLength 256 KiB, FirstBurstLength 64 KiB, ImmediateData=Yes,
-  InitialR2T=Yes, CmdSN window 128).
-- **tgt** 1.0.85 and **istgt** 0.4 (Debian packages, `scripts/peers/peers.sh`): 1 GiB files on tmpfs,
-  prefilled from /dev/urandom.
-- Clients: libiscsi `iscsi-perf` (reads, one session), `qemu-img bench` through qemu's libiscsi driver
-  (sequential writes, count sized to ~{duration} s), and `palisade bench --threads 1`. Target CPU is
-  utime+stime of the target's PID from /proc over the run, divided by GiB moved.
-- Loopback TCP ceiling (iperf3, one stream, same run): {fmt(loop_med, 'cpu')} GiB/s (n={len(loop)}).
-
-## Throughput: median (min–max)
-
-{table(throughput)}
-
-## Target CPU seconds per GiB moved: median (min–max), lower is better
-
-{table(cpu_rows)}
-
-## Latency seen by palisade bench (median of the runs' percentiles)
-
-{chr(10).join(lat_lines)}
-
-## Issue 5 targets
-
-{chr(10).join(goals)}
-
-## Measured elsewhere
-
-Reservations at scale (4,096 registrants against 2, PR OUT latencies with and without APTPL):
-[reservations.md](reservations.md#measured-reservation-scale-issue-15), from `cargo bench --bench pr_io` and `--bench pr_out`.
-
-## Where Palisade's time goes
-
-{profile if profile else "No profile in this run (PROFILE=0 or `perf` unavailable)."}
-
-## Reproduce
-
-```
-scripts/compare-peers.sh                  # ROUNDS=3 DURATION=8 PROFILE=1; ~20 min; rewrites this file
-ROUNDS=5 DURATION=15 scripts/compare-peers.sh   # steadier numbers on a quiet machine
-```
-
-`palisade bench` works against any target on its own, e.g.:
-
-```
-palisade bench iscsi://127.0.0.1:3260/iqn.2026-11.io.palisade:default/0 --pattern randread --block-size 4k --qd 32 --duration 10s
-palisade bench URL --pattern mixed --read-pct 70 --sessions 4 --qd 16 --json
-palisade bench URL --sessions 2 --connections 4 --qd 32                          # MC/S, if the target allows it
-palisade bench URL --pattern write --verify --block-size 64k --total-bytes 1GiB   # then --pattern read --verify
-palisade bench iscsi://user%secret@host/iqn.x:y/0 ...                             # CHAP
-```
-"""
-open(doc, "w").write(text)
-print(f"wrote {doc}")
-PY
+"$PEERS/compare_report.py" "$OUTDIR" "$DOC" || die "report generation failed"
 log "done: $DOC (raw data in $OUTDIR)"
 # A failed client run leaves a cell with fewer samples than the others: the report is written,
 # but the run does not count as a success.

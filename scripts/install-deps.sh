@@ -6,6 +6,8 @@
 #   * libiscsi-bin: iscsi-test-cu, iscsi-ls, iscsi-inq, iscsi-readcapacity16 (client + conformance tests)
 #   * bc, python3: the conformance run and its result parser
 #   * tgt, istgt: peer targets the comparison tests start on loopback
+#   * mount, util-linux: losetup, lsblk, blockdev for the disk rows of scripts/compare-peers.sh and
+#     scripts/slow-disk-isolation.sh (loop devices; usually there already)
 #   * the VM harness (scripts/vm/build-image.sh): QEMU, socat, debootstrap and the cached Debian
 #     guest image for the VM tests (a no-op when the cached image matches the sources)
 # Runs apt and the image build as root (directly, or through sudo).
@@ -13,7 +15,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export DEBIAN_FRONTEND=noninteractive
 
-PACKAGES=(libiscsi-bin bc python3 tgt istgt etcd-server protobuf-compiler)
+PACKAGES=(libiscsi-bin bc python3 tgt istgt etcd-server protobuf-compiler mount util-linux)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }
 

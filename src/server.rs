@@ -343,8 +343,8 @@ fn open_backend_lun(t: &TargetConfig, l: &LunConfig) -> Result<Lun, StartError> 
             Backend::File(opened.map_err(|e| StartError(field(&format!("{}: {e}", path.display()))))?)
         }
         BackendConfig::Memory { size } => Backend::Memory(MemoryBackend::new(*size)),
-        BackendConfig::BlockDevice { path } => Backend::BlockDevice(
-            BlockDeviceBackend::open(path, l.read_only, true)
+        BackendConfig::BlockDevice { path, direct_io } => Backend::BlockDevice(
+            BlockDeviceBackend::open(path, l.read_only, true, direct_io.then_some(l.block_size))
                 .map_err(|e| StartError(field(&format!("{}: {e}", path.display()))))?,
         ),
     };

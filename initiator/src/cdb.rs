@@ -41,10 +41,14 @@ pub fn read_capacity10() -> [u8; 16] {
     c
 }
 
-/// READ (16) (SBC-3 §5.13) / WRITE (16) (SBC-3 §5.40): 64-bit LBA, 32-bit block count.
-pub fn rw16(write: bool, lba: u64, blocks: u32) -> [u8; 16] {
+/// READ (16) (SBC-3 §5.13) / WRITE (16) (SBC-3 §5.40): 64-bit LBA, 32-bit block count; `fua`
+/// sets FUA (byte 1 bit 3), so the data is on the medium before the command completes.
+pub fn rw16(write: bool, fua: bool, lba: u64, blocks: u32) -> [u8; 16] {
     let mut c = [0u8; 16];
     c[0] = if write { 0x8a } else { 0x88 };
+    if fua {
+        c[1] = 0x08;
+    }
     be::put_u64(&mut c, 2, lba);
     be::put_u32(&mut c, 10, blocks);
     c
@@ -112,11 +116,12 @@ mod tests {
 
     #[test]
     fn read16_encodes_lba_and_length() {
-        let c = rw16(false, 0x0102_0304_0506_0708, 8);
+        let c = rw16(false, false, 0x0102_0304_0506_0708, 8);
         assert_eq!(c[0], 0x88);
         assert_eq!(&c[2..10], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(&c[10..14], &[0, 0, 0, 8]);
-        assert_eq!(rw16(true, 0, 1)[0], 0x8a);
+        assert_eq!(rw16(true, false, 0, 1)[0], 0x8a);
+        assert_eq!(rw16(true, true, 0, 1)[1], 0x08, "FUA");
     }
 
     #[test]

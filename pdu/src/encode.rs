@@ -99,18 +99,25 @@ impl WireWriter {
             self.scratch.put_slice(&digest::digest_bytes(crc));
         }
         if !pdu.data.is_empty() {
-            if pdu.data.len() <= SMALL_DATA {
-                // Copying a few hundred bytes is cheaper than another iovec.
-                self.scratch.put_slice(&pdu.data);
-            } else {
-                self.flush_scratch();
-                self.chunks.push(pdu.data.clone());
-            }
             let pad = pad_len(pdu.data.len());
-            self.scratch.put_bytes(0, pad);
             if digests.data {
-                let crc = digest::data_digest_of(&pdu.data);
+                // RFC 7143 §11.2.3: the digest covers exactly the bytes sent. A data segment may
+                // be a view of memory that others write meanwhile (a file LUN's page-cache
+                // mapping), so with a data digest it is copied once and digested from the copy.
+                let data_start = self.scratch.len();
+                self.scratch.put_slice(&pdu.data);
+                self.scratch.put_bytes(0, pad);
+                let crc = digest::data_digest([&self.scratch[data_start..data_start + pdu.data.len()]], pdu.data.len());
                 self.scratch.put_slice(&digest::digest_bytes(crc));
+            } else {
+                if pdu.data.len() <= SMALL_DATA {
+                    // Copying a few hundred bytes is cheaper than another iovec.
+                    self.scratch.put_slice(&pdu.data);
+                } else {
+                    self.flush_scratch();
+                    self.chunks.push(pdu.data.clone());
+                }
+                self.scratch.put_bytes(0, pad);
             }
         }
         self.len += pdu.wire_len(digests);
@@ -127,5 +134,41 @@ impl WireWriter {
         self.flush_scratch();
         self.len = 0;
         std::mem::take(&mut self.chunks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Opcode;
+
+    fn data_in(len: usize) -> OutPdu {
+        let data = Bytes::from((0..len).map(|i| i as u8).collect::<Vec<u8>>());
+        OutPdu::new(BhsBuf::new(Opcode::SCSI_DATA_IN), data)
+    }
+
+    #[test]
+    fn large_segments_are_referenced_without_a_data_digest() {
+        let mut w = WireWriter::new();
+        w.push(&data_in(4096), Digests::default());
+        let chunks = w.take_chunks();
+        assert_eq!(chunks.len(), 2, "header, then the segment itself");
+        assert_eq!(chunks[1].len(), 4096);
+    }
+
+    #[test]
+    fn with_a_data_digest_the_segment_is_copied_and_digested_from_the_copy() {
+        let pdu = data_in(4097);
+        let mut w = WireWriter::new();
+        w.push(&pdu, Digests { header: false, data: true });
+        let chunks = w.take_chunks();
+        assert_eq!(chunks.len(), 1, "one owned buffer: nobody can change the bytes after the digest");
+        let wire = &chunks[0];
+        assert_eq!(wire.len(), pdu.wire_len(Digests { header: false, data: true }));
+        let data = &wire[48..48 + 4097];
+        assert_eq!(data, &pdu.data[..]);
+        let digest_at = 48 + 4097 + pad_len(4097);
+        let crc = digest::digest_bytes(digest::data_digest_of(&pdu.data));
+        assert_eq!(&wire[digest_at..digest_at + 4], &crc);
     }
 }

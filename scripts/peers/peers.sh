@@ -15,6 +15,9 @@
 #
 # Knobs (environment):
 #   TGT_PORT [3261]  TGT_IQN [iqn.2026-11.io.palisade.peers:tgt]       LUN 1 (LUN 0 is tgt's controller)
+#   TGT_BACKING      tgt's LUN: an existing file or block device used as it is (not filled, not
+#                    resized, not deleted), instead of PEERS_DATA/palisade-peer-tgt-PORT.img
+#   TGT_BSOFLAGS     tgt's --bsoflags for the LUN, e.g. "direct" (O_DIRECT: no host page cache)
 #   ISTGT_PORT [3262] ISTGT_IQN [iqn.2026-11.io.palisade.peers:istgt] LUN 0
 #   ISTGT_QD [128] istgt's per-LUN queue depth (MaxSessions 32, MaxConnections 8 per session)
 #   SIZE_MIB [1024]  LUN size; a file of another size is recreated
@@ -51,6 +54,10 @@ peer_vars() {
   esac
   DIR="$PEERS_STATE/$1-$PORT"
   BACKING="$PEERS_DATA/palisade-peer-$1-$PORT.img"
+  GIVEN_BACKING=""
+  if [ "$1" = tgt ] && [ -n "${TGT_BACKING:-}" ]; then
+    BACKING="$TGT_BACKING" GIVEN_BACKING=1
+  fi
   URL="iscsi://127.0.0.1:$PORT/$IQN/$LUN"
 }
 
@@ -90,6 +97,10 @@ kill_recorded() {
 
 prepare_backing() {
   local want=$((SIZE_MIB * 1024 * 1024))
+  if [ -n "$GIVEN_BACKING" ]; then
+    [ -e "$BACKING" ] || die "TGT_BACKING $BACKING does not exist"
+    return 0
+  fi
   if [ "$FILL" = random ]; then
     # Written in full each start: reads then cost what reading data costs.
     dd if=/dev/urandom of="$BACKING" bs=1M count="$SIZE_MIB" status=none || die "cannot fill $BACKING"
@@ -138,8 +149,14 @@ start_failed() {
   die "$*"
 }
 
+# tgtd's control port names its management socket and must be below 32768: the iSCSI port
+# itself when it is, else the port folded below it.
+control_port() {
+  echo $((PORT < 32768 ? PORT : PORT % 32768))
+}
+
 tgtadm_() {
-  tgtadm --control-port "$PORT" --lld iscsi "$@"
+  tgtadm --control-port "$(control_port)" --lld iscsi "$@"
 }
 
 start_tgt() {
@@ -149,7 +166,7 @@ start_tgt() {
   : >"$DIR/log"
   # tgtd's management socket is /var/run/tgtd/socket.<control port>: using the iSCSI port as the
   # control port keeps instances (and a system tgtd on the default socket) apart.
-  launch tgtd -f --control-port "$PORT" --iscsi "portal=127.0.0.1:$PORT" ||
+  launch tgtd -f --control-port "$(control_port)" --iscsi "portal=127.0.0.1:$PORT" ||
     start_failed "tgtd did not listen on 127.0.0.1:$PORT"
   for _ in $(seq 50); do
     tgtadm_ --mode target --op show >/dev/null 2>&1 && break
@@ -157,7 +174,9 @@ start_tgt() {
   done
   tgtadm_ --mode target --op new --tid 1 --targetname "$IQN" >>"$DIR/log" 2>&1 ||
     start_failed "tgtadm: cannot create target $IQN"
-  tgtadm_ --mode logicalunit --op new --tid 1 --lun "$LUN" --backing-store "$BACKING" >>"$DIR/log" 2>&1 ||
+  local bsoflags=()
+  [ -n "${TGT_BSOFLAGS:-}" ] && bsoflags=(--bsoflags "$TGT_BSOFLAGS")
+  tgtadm_ --mode logicalunit --op new --tid 1 --lun "$LUN" --backing-store "$BACKING" "${bsoflags[@]}" >>"$DIR/log" 2>&1 ||
     start_failed "tgtadm: cannot add LUN $LUN ($BACKING)"
   tgtadm_ --mode target --op bind --tid 1 --initiator-address ALL >>"$DIR/log" 2>&1 ||
     start_failed "tgtadm: cannot open the target to initiators"
@@ -249,7 +268,7 @@ stop_peer() {
   if pid="$(running_pid)"; then
     kill_recorded "$pid"
     # Killed tgtd leaves its management socket behind.
-    [ "$1" = tgt ] && rm -f "/var/run/tgtd/socket.$PORT" "/var/run/tgtd/socket.$PORT.lock"
+    [ "$1" = tgt ] && rm -f "/var/run/tgtd/socket.$(control_port)" "/var/run/tgtd/socket.$(control_port).lock"
     echo "$1: stopped pid $pid"
   else
     echo "$1: not running"

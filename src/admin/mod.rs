@@ -106,7 +106,9 @@ fn backend_notes(config: &Config) -> BackendNotes {
                     (if *direct_io { "file (O_DIRECT)" } else { "file" }, Some(path.display().to_string()))
                 }
                 BackendConfig::Memory { .. } => ("memory", None),
-                BackendConfig::BlockDevice { path } => ("block", Some(path.display().to_string())),
+                BackendConfig::BlockDevice { path, direct_io } => {
+                    (if *direct_io { "block (O_DIRECT)" } else { "block" }, Some(path.display().to_string()))
+                }
             };
             notes.by_lun.insert((t.name.clone(), l.id), (backend.to_string(), path));
         }

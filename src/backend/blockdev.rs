@@ -1,6 +1,8 @@
 //! Block-device backend: like the file backend, but the size comes from BLKGETSIZE64 and the
-//! device is never resized; UNMAP issues BLKDISCARD.
+//! device is never resized; UNMAP issues BLKDISCARD. With `direct_io` reads and writes bypass
+//! the host page cache through [`DirectFile`] (O_DIRECT), as tgt's `bsoflags=direct` does.
 
+use super::direct::{self, DirectFile};
 use super::positional::PositionalFile;
 use bytes::Bytes;
 use std::fs::OpenOptions;
@@ -15,6 +17,8 @@ const BLKDISCARD: libc::c_ulong = 0x1277;
 #[derive(Debug)]
 pub struct BlockDeviceBackend {
     io: PositionalFile,
+    /// Set when the LUN bypasses the page cache; reads and writes then go through it.
+    direct: Option<DirectFile>,
     size: u64,
     discard: bool,
 }
@@ -22,7 +26,9 @@ pub struct BlockDeviceBackend {
 impl BlockDeviceBackend {
     /// Opens the device; `discard` says whether UNMAP may issue BLKDISCARD (the device must
     /// then read zeros after discard for LBPRZ to be true, which is the caller's promise).
-    pub fn open(path: &Path, read_only: bool, discard: bool) -> io::Result<Self> {
+    /// `direct_block_size`: read and write with O_DIRECT, for a LUN of that logical block size
+    /// (refused when the device's direct-I/O alignment does not divide it).
+    pub fn open(path: &Path, read_only: bool, discard: bool, direct_block_size: Option<u32>) -> io::Result<Self> {
         let file = OpenOptions::new().read(true).write(!read_only).open(path)?;
         let mut size: u64 = 0;
         // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which is valid for that.
@@ -30,15 +36,29 @@ impl BlockDeviceBackend {
         if rc != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(BlockDeviceBackend { io: PositionalFile::new(file), size, discard })
+        let direct = match direct_block_size {
+            Some(block_size) => {
+                let direct = DirectFile::new(direct::open(path, read_only)?, path)?;
+                direct.check_block_size(block_size)?;
+                Some(direct)
+            }
+            None => None,
+        };
+        Ok(BlockDeviceBackend { io: PositionalFile::new(file), direct, size, discard })
     }
 
     pub(crate) async fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
-        self.io.read(offset, len).await
+        match &self.direct {
+            Some(d) => d.read(offset, len).await,
+            None => self.io.read(offset, len).await,
+        }
     }
 
     pub(crate) async fn write(&self, offset: u64, data: &[Bytes], fua: bool) -> io::Result<()> {
-        self.io.write(offset, data, fua).await
+        match &self.direct {
+            Some(d) => d.write(offset, data, fua).await,
+            None => self.io.write(offset, data, fua).await,
+        }
     }
 
     pub(crate) async fn flush(&self) -> io::Result<()> {
@@ -87,7 +107,7 @@ mod tests {
     fn regular_file_is_not_a_block_device() {
         let path = std::env::temp_dir().join(format!("palisade-blk-{}", std::process::id()));
         std::fs::write(&path, [0u8; 4096]).unwrap();
-        let err = BlockDeviceBackend::open(&path, true, false).unwrap_err();
+        let err = BlockDeviceBackend::open(&path, true, false, None).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOTTY));
         std::fs::remove_file(&path).unwrap();
     }

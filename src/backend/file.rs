@@ -2,6 +2,7 @@
 //! path goes through [`DirectFile`] (O_DIRECT, aligned buffers); otherwise through the page cache.
 
 use super::direct::{self, DirectFile};
+use super::mapped::MappedFile;
 use super::positional::{write_zeros, PositionalFile};
 use super::Extent;
 use bytes::Bytes;
@@ -15,6 +16,8 @@ pub struct FileBackend {
     io: PositionalFile,
     /// Set when the LUN bypasses the page cache; reads and writes then go through it.
     direct: Option<DirectFile>,
+    /// The page-cache read path: views of a read-only mapping (None: not mappable, or direct).
+    mapped: Option<MappedFile>,
     size: u64,
 }
 
@@ -37,7 +40,10 @@ impl FileBackend {
         } else {
             current
         };
-        Ok(FileBackend { io: PositionalFile::new(file), direct: None, size })
+        let io = PositionalFile::new(file);
+        // Stores into the mapping only where the file's pages are memory (see mapped.rs).
+        let mapped = MappedFile::new(io.file(), size, !read_only && io.memory_backed());
+        Ok(FileBackend { io, direct: None, mapped, size })
     }
 
     /// Like [`open`](Self::open), with reads and writes through O_DIRECT. Fails when the file
@@ -47,20 +53,33 @@ impl FileBackend {
         let direct = DirectFile::new(direct::open(path, read_only)?, path)?;
         direct.check_block_size(block_size)?;
         backend.direct = Some(direct);
+        // Direct I/O bypasses the page cache: no mapping of it either.
+        backend.mapped = None;
         Ok(backend)
     }
 
     pub(crate) async fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         match &self.direct {
             Some(d) => d.read(offset, len).await,
-            None => self.io.read(offset, len).await,
+            None => match self.mapped.as_ref().and_then(|m| m.read_resident(offset, len)) {
+                Some(data) => Ok(data),
+                None => self.io.read(offset, len).await,
+            },
         }
     }
 
     pub(crate) async fn write(&self, offset: u64, data: &[Bytes], fua: bool) -> io::Result<()> {
         match &self.direct {
             Some(d) => d.write(offset, data, fua).await,
-            None => self.io.write(offset, data, fua).await,
+            None => match &self.mapped {
+                // Only a tmpfs/ramfs file's mapping is writable: its fdatasync never waits for a
+                // device, so it runs here as the positional path's does (SBC-3 §5.40 FUA).
+                Some(m) if m.write_resident(offset, data) => match fua {
+                    true => self.io.file().sync_data(),
+                    false => Ok(()),
+                },
+                _ => self.io.write(offset, data, fua).await,
+            },
         }
     }
 

@@ -4,6 +4,7 @@
 mod blockdev;
 mod direct;
 mod file;
+mod mapped;
 mod memory;
 mod positional;
 

@@ -45,6 +45,15 @@ impl PositionalFile {
         PositionalFile { file: Arc::new(file), nowait_reads: Arc::new(AtomicBool::new(true)), memory_backed }
     }
 
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// True for a file on tmpfs or ramfs (its pages are memory, no device behind them).
+    pub(crate) fn memory_backed(&self) -> bool {
+        self.memory_backed
+    }
+
     /// Reads exactly `len` bytes at `offset`. What the page cache holds is copied here, without
     /// a thread hand-off (the command can then complete inline); the rest, if any, is read on a
     /// blocking thread.

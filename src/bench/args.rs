@@ -42,6 +42,9 @@ pub struct BenchArgs {
     /// Write self-checking blocks (LBA, generation, CRC32C) and verify every block read.
     #[arg(long)]
     pub verify: bool,
+    /// Writes with FUA set (SBC-3 §5.40): each one durable before it completes.
+    #[arg(long)]
+    pub fua: bool,
     /// Print the final report as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -34,6 +34,7 @@ struct Live {
 struct RunContext {
     pattern: Pattern,
     read_pct: u8,
+    fua: bool,
     block_size: u64,
     deadline: Option<Instant>,
     total_bytes: Option<u64>,
@@ -162,6 +163,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     let ctx = Arc::new(RunContext {
         pattern: args.pattern,
         read_pct: args.read_pct,
+        fua: args.fua,
         block_size: args.block_size,
         deadline: duration.map(|d| start + d),
         total_bytes: args.total_bytes,
@@ -339,7 +341,7 @@ async fn drive(
             let slot = free.pop().expect("checked non-empty");
             inflight[slot] = Some(Inflight { unit, write, generation });
             s.submit(Request {
-                cdb: cdb::rw16(write, lba, region.io_blocks as u32),
+                cdb: cdb::rw16(write, write && ctx.fua, lba, region.io_blocks as u32),
                 write_data: data,
                 read_len: if write { 0 } else { io_bytes as u32 },
                 collect: !write && lun.verify.is_some(),
@@ -543,6 +545,7 @@ mod tests {
         let ctx = RunContext {
             pattern: Pattern::Write,
             read_pct: 0,
+            fua: false,
             block_size: 4096,
             deadline: None,
             total_bytes: Some(10_000),

@@ -45,7 +45,10 @@ fn full_example_parses_to_expected_values() {
                         write_cache: false,
                         ..LunConfig::new(
                             1,
-                            BackendConfig::BlockDevice { path: "/dev/disk/by-id/nvme-eui.0025388b91c1a2b3".into() },
+                            BackendConfig::BlockDevice {
+                                path: "/dev/disk/by-id/nvme-eui.0025388b91c1a2b3".into(),
+                                direct_io: false,
+                            },
                         )
                     },
                     LunConfig {

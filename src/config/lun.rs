@@ -149,12 +149,11 @@ impl Validator<'_> {
             }
             "block" => {
                 self.refuse(field, "size", size.is_some(), "block");
-                self.refuse(field, "direct_io", raw.direct_io.is_some(), "block");
                 let Some(path) = raw.path.as_deref() else {
                     self.problem(format!("{field}.path"), "a block backend needs `path`, e.g. \"/dev/sdb\"");
                     return None;
                 };
-                Some(BackendConfig::BlockDevice { path: self.resolve(path) })
+                Some(BackendConfig::BlockDevice { path: self.resolve(path), direct_io: raw.direct_io.unwrap_or(false) })
             }
             other => {
                 self.problem(

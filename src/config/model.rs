@@ -115,7 +115,7 @@ pub enum BackendConfig {
     /// Volatile RAM disk of `size` bytes.
     Memory { size: u64 },
     /// A block device; its size comes from the device.
-    BlockDevice { path: PathBuf },
+    BlockDevice { path: PathBuf, direct_io: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -103,7 +103,9 @@ fn describe_target(out: &mut String, target: &TargetConfig) {
                 if *direct_io { ", direct I/O" } else { "" }
             ),
             BackendConfig::Memory { size } => format!("memory ({})", format_size(*size)),
-            BackendConfig::BlockDevice { path } => format!("block device {}", path.display()),
+            BackendConfig::BlockDevice { path, direct_io } => {
+                format!("block device {}{}", path.display(), if *direct_io { ", direct I/O" } else { "" })
+            }
         };
         let _ = writeln!(
             out,

@@ -213,7 +213,7 @@ impl<'a> Validator<'a> {
         for (target_index, target) in targets.iter().enumerate() {
             for (lun_index, lun) in target.luns.iter().enumerate() {
                 let path = match &lun.backend {
-                    BackendConfig::File { path, .. } | BackendConfig::BlockDevice { path } => path,
+                    BackendConfig::File { path, .. } | BackendConfig::BlockDevice { path, .. } => path,
                     BackendConfig::Memory { .. } => continue,
                 };
                 let field = format!("targets[{target_index}].luns[{lun_index}].path");

@@ -108,11 +108,11 @@ impl Client {
 
     pub async fn write16(&self, lba: u64, data: Bytes, wait: Duration) -> Option<Reply> {
         let blocks = (data.len() / 512) as u32;
-        self.command(&cdb::rw16(true, lba, blocks), data, 0, wait).await
+        self.command(&cdb::rw16(true, false, lba, blocks), data, 0, wait).await
     }
 
     pub async fn read16(&self, lba: u64, blocks: u32) -> Reply {
-        self.command(&cdb::rw16(false, lba, blocks), Bytes::new(), blocks * 512, Duration::from_secs(20))
+        self.command(&cdb::rw16(false, false, lba, blocks), Bytes::new(), blocks * 512, Duration::from_secs(20))
             .await
             .expect("READ answered")
     }
