@@ -2,7 +2,7 @@
 //! path goes through [`DirectFile`] (O_DIRECT, aligned buffers); otherwise through the page cache.
 
 use super::direct::{self, DirectFile};
-use super::mapped::MappedFile;
+use super::mapped::{MappedFile, ZERO_COPY_MIN};
 use super::positional::{write_zeros, PositionalFile};
 use super::Extent;
 use bytes::Bytes;
@@ -61,10 +61,23 @@ impl FileBackend {
     pub(crate) async fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         match &self.direct {
             Some(d) => d.read(offset, len).await,
-            None => match self.mapped.as_ref().and_then(|m| m.read_resident(offset, len)) {
-                Some(data) => Ok(data),
-                None => self.io.read(offset, len).await,
-            },
+            // A file on tmpfs/ramfs reads through its mapping at any size. A file on a disk only
+            // for views (one copy less); its small reads take the positional path, whose one
+            // RWF_NOWAIT read both copies from the page cache and hears from the file system
+            // (EIO once it has failed: MEDIUM ERROR, SBC-3 §4.18), and a view is preceded by a
+            // one-byte probe for the same reason.
+            None if self.io.memory_backed() || len >= ZERO_COPY_MIN => {
+                match self.mapped.as_ref().and_then(|m| m.read_resident(offset, len)) {
+                    Some(data) => {
+                        if !self.io.memory_backed() {
+                            self.io.check_readable(offset)?;
+                        }
+                        Ok(data)
+                    }
+                    None => self.io.read(offset, len).await,
+                }
+            }
+            None => self.io.read(offset, len).await,
         }
     }
 

@@ -81,6 +81,18 @@ impl PositionalFile {
         .await
     }
 
+    /// Asks the file system whether the file can still be read at `offset`, without waiting for
+    /// a device (one byte, RWF_NOWAIT): a page-cache hit through the mapping never asks it, so a
+    /// file system that has failed (EIO after a shutdown) would go unnoticed. "Not cached"
+    /// (EAGAIN) and "cannot tell" (EOPNOTSUPP) are not failures.
+    pub(crate) fn check_readable(&self, offset: u64) -> io::Result<()> {
+        let mut probe = BytesMut::with_capacity(1);
+        match fill(&self.file, &mut probe, offset, 1, libc::RWF_NOWAIT) {
+            Err(e) if e.raw_os_error() != Some(libc::EAGAIN) && e.raw_os_error() != Some(libc::EOPNOTSUPP) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Writes each segment at its own offset (no coalescing copy); `fua` adds an fdatasync.
     pub(crate) async fn write(&self, offset: u64, data: &[Bytes], fua: bool) -> io::Result<()> {
         if self.memory_backed {
