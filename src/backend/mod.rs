@@ -23,6 +23,15 @@ pub struct Extent {
     pub mapped: bool,
 }
 
+/// How `Backend::copy_to` moved the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyPath {
+    /// copy_file_range(2): the kernel copied (or shared) the extents; nothing crossed into user space.
+    Kernel,
+    /// Read into a buffer and written from it.
+    Buffered,
+}
+
 /// Storage behind a logical unit. All methods take `&self`: one backend is shared by every session.
 #[derive(Debug)]
 pub enum Backend {
@@ -49,6 +58,29 @@ impl Backend {
             Backend::Memory(b) => b.write(offset, data),
             Backend::BlockDevice(b) => b.write(offset, data, fua).await,
         }
+    }
+
+    /// Copies `len` bytes at `offset` to `dest` at `dest_offset` without the bytes leaving the
+    /// server (SBC-3 §4.30 offloaded data transfer): inside the kernel between two file LUNs
+    /// (copy_file_range, reflink where the file system has it), else read and written here.
+    /// With `durable` the copy is on stable storage before this returns. The caller bounds `len`
+    /// (the buffered path holds it in memory).
+    pub async fn copy_to(
+        &self,
+        offset: u64,
+        dest: &Backend,
+        dest_offset: u64,
+        len: u64,
+        durable: bool,
+    ) -> io::Result<CopyPath> {
+        if let (Backend::File(from), Backend::File(to)) = (self, dest) {
+            if from.copy_to(offset, to, dest_offset, len, durable).await? {
+                return Ok(CopyPath::Kernel);
+            }
+        }
+        let data = self.read(offset, len as usize).await?;
+        dest.write(dest_offset, &[data], durable).await?;
+        Ok(CopyPath::Buffered)
     }
 
     /// Makes every completed write durable (SBC-3 §5.22 SYNCHRONIZE CACHE).
