@@ -137,3 +137,34 @@ impl Backend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[tokio::test]
+    async fn file_to_file_copies_go_through_the_kernel_others_through_a_buffer() {
+        // The repository's target folder is on a disk file system (temp_dir may be tmpfs).
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = |tag: &str| dir.join(format!("palisade-copy-{tag}-{}", std::process::id()));
+        let (a, b) = (path("a"), path("b"));
+        let from = Backend::File(FileBackend::open(&a, 4 << 20, false).unwrap());
+        let to = Backend::File(FileBackend::open(&b, 4 << 20, false).unwrap());
+        let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 253) as u8).collect();
+        from.write(4096, &[Bytes::from(data.clone())], false).await.unwrap();
+        assert_eq!(from.copy_to(4096, &to, 8192, 1 << 20, true).await.unwrap(), CopyPath::Kernel);
+        assert_eq!(&to.read(8192, 1 << 20).await.unwrap()[..], &data[..]);
+        // Within one file, and to a memory LUN (buffered).
+        assert_eq!(from.copy_to(4096, &from, 2 << 20, 1 << 20, false).await.unwrap(), CopyPath::Kernel);
+        assert_eq!(&from.read(2 << 20, 1 << 20).await.unwrap()[..], &data[..]);
+        let memory = Backend::Memory(MemoryBackend::new(4 << 20));
+        assert_eq!(from.copy_to(4096, &memory, 0, 1 << 20, false).await.unwrap(), CopyPath::Buffered);
+        assert_eq!(&memory.read(0, 1 << 20).await.unwrap()[..], &data[..]);
+        // Past the end of the source is an error, not a short copy.
+        assert!(from.copy_to((4 << 20) - 512, &to, 0, 4096, false).await.is_err());
+        std::fs::remove_file(a).unwrap();
+        std::fs::remove_file(b).unwrap();
+    }
+}

@@ -339,6 +339,12 @@ impl ScsiTarget {
         }
     }
 
+    /// The ROD token table (tests age and count its tokens).
+    #[cfg(test)]
+    pub(crate) fn rod_tokens(&self) -> &TokenTable {
+        &self.tokens
+    }
+
     /// The logical units `nexus` may access (the only ones a copy on its behalf may touch).
     fn visible_lun_list(&self, nexus: &ItNexus) -> Vec<Arc<Lun>> {
         self.luns.values().filter(|l| self.masking.permits(nexus.initiator_name(), l.id())).cloned().collect()

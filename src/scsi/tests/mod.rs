@@ -4,6 +4,7 @@
 use super::*;
 
 mod mode_pages;
+mod odx;
 mod sbc_compare;
 mod sbc_extra;
 mod xcopy;
