@@ -17,7 +17,7 @@ const GUEST_TIMEOUT_S: u64 = 900;
 #[test]
 fn ddpt_odx_copies_zeroes_and_refuses_abused_tokens() {
     let bench_mib: u64 = std::env::var("PALISADE_ODX_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let size = format!("{}M", bench_mib.max(256));
+    let size = format!("{}MiB", bench_mib.max(256));
     let mut spec = ConfigSpec::single_file_lun(&size);
     spec.luns.push(LunSpec { id: 1, file: Some("lun1.img".into()), size, block_size: 512 });
     let target = TargetProcess::start_with_spec(&spec);
