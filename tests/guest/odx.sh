@@ -23,7 +23,8 @@ iscsiadm -m node -o new -T "$TARGET" -p "$PORTAL" >/dev/null
 iscsiadm -m node -T "$TARGET" -p "$PORTAL" --login >/dev/null
 # LUN 0 (source) and LUN 1 (destination): their block and SCSI generic devices.
 for _ in $(seq 200); do
-    [[ $(lsscsi -g | grep -c PALISADE) -ge 2 ]] && break
+    # Both LUNs with their sd and sg nodes (the second disk may attach a moment later).
+    [[ $(lsscsi -g | grep PALISADE | grep -c '/dev/sd.*/dev/sg') -ge 2 ]] && break
     sleep 0.1
 done
 lsscsi -g
@@ -53,13 +54,15 @@ dd if=/dev/urandom of=/tmp/src.bin bs=1M count=32 status=none
 dd if=/tmp/src.bin of="$SDA" bs=1M oflag=direct status=none
 SRC_SUM=$(md5sum </tmp/src.bin | cut -d' ' -f1)
 
-step "ddpt --odx: LUN 0 -> LUN 1 (32 MiB)"
-ddpt --odx if="$SGA" bs=512 of="$SGB" count=65536 2>&1 | tee /tmp/ddpt1.txt
-same "LUN0[0..] -> LUN1[0..]" "$SDA" 0 "$SDB" 0 65536
+# ddpt 0.97 wants ranges as scatter/gather lists (LBA,NUM) rather than count= with --odx.
+step "ddpt --odx: all of LUN 0 -> LUN 1"
+ddpt --odx if="$SGA" bs=512 of="$SGB" 2>&1 | tee /tmp/ddpt1.txt
+blocks=$(($(blockdev --getsize64 "$SDA") / 512))
+same "LUN0 -> LUN1 (whole LUN)" "$SDA" 0 "$SDB" 0 $blocks
 [[ $(sum_of "$SDB" 0 65536) == "$SRC_SUM" ]] || fail "LUN 1 is not the source data"
 
-step "ddpt --odx within LUN 0 (to LBA 131072)"
-ddpt --odx if="$SGA" bs=512 of="$SGA" seek=131072 count=65536 2>&1 | tee /tmp/ddpt2.txt
+step "ddpt --odx within LUN 0 (LBA 0 -> 131072, 65536 blocks)"
+ddpt --odx if="$SGA" bs=512 skip=0,65536 of="$SGA" seek=131072,65536 2>&1 | tee /tmp/ddpt2.txt
 same "LUN0[0..] -> LUN0[131072..]" "$SDA" 0 "$SDA" 131072 65536
 
 step "ddptctl: POPULATE TOKEN, RECEIVE ROD TOKEN INFORMATION, WRITE USING TOKEN"
@@ -70,7 +73,7 @@ ddptctl -v --wut=200000,4096 --rtf=/tmp/tok.bin "$SGB" 2>&1 | tee /tmp/wut.txt
 same "token LUN0[2048..] -> LUN1[200000..]" "$SDA" 2048 "$SDB" 200000 4096
 
 step "block device zero token: ddpt rtype=zero on LUN 1 [1024, +2048)"
-ddpt if=/dev/null rtype=zero bs=512 of="$SGB" seek=1024 count=2048 2>&1 | tee /tmp/zero.txt
+ddpt if=/dev/null rtype=zero bs=512 of="$SGB" seek=1024,2048 2>&1 | tee /tmp/zero.txt
 zeros=$(dd if=/dev/zero bs=512 count=2048 status=none | md5sum | cut -d' ' -f1)
 [[ $(sum_of "$SDB" 1024 2048) == "$zeros" ]] || fail "range not zeroed"
 [[ $(sum_of "$SDB" 0 1024) == $(sum_of "$SDA" 0 1024) ]] || fail "zeroing spilled before the range"
@@ -101,7 +104,7 @@ grep -qi "token corrupt\|token unknown" /tmp/flipped.txt || fail "expected INVAL
 [[ $(sum_of "$SDB" 300000 2048) == "$before" ]] || fail "data moved with a forged token"
 
 if [[ $BENCH_MIB -gt 0 ]]; then
-    blocks=$((BENCH_MIB * 2048))
+    blocks=$((BENCH_MIB * 2048))  # 512-byte blocks
     nic=$(ip -o link show | awk -F': ' '$2 != "lo" {print $2; exit}')
     wire() { echo $(($(cat /sys/class/net/$nic/statistics/rx_bytes) + $(cat /sys/class/net/$nic/statistics/tx_bytes))); }
     step "bench: fill $BENCH_MIB MiB of LUN 0"
@@ -112,7 +115,7 @@ if [[ $BENCH_MIB -gt 0 ]]; then
         w0=$(wire)
         t0=$(date +%s.%N)
         if [[ $mode == odx ]]; then
-            ddpt --odx if="$SGA" bs=512 of="$SGB" count=$blocks
+            ddpt --odx if="$SGA" bs=512 skip=0,$blocks of="$SGB" seek=0,$blocks
         else
             ddpt if="$SGA" bs=512 bpt=2048 of="$SGB" count=$blocks
         fi
