@@ -337,7 +337,9 @@ fn log_paths(kernel: u64, buffered: u64) {
 }
 
 /// One chunk, source → destination, with the reservation of `nexus` checked on both under
-/// their fencing gates and the token's validity checked after the source was read.
+/// their fencing gates (a destination conflict mid-copy, after a PREEMPT, is RESERVATION
+/// CONFLICT; a source conflict is COPY ABORTED, COPY TARGET DEVICE NOT REACHABLE) and the
+/// token's validity checked after the source was read.
 async fn copy_chunk(
     entry: &TokenEntry,
     src_offset: u64,
@@ -358,7 +360,10 @@ async fn copy_chunk(
         // Overlapping ranges of one LU: read, then write, never holding both range locks.
         let data = {
             let gate = src.pr().read().await;
-            if refused(src, &gate, PrClass::Read) || refused(dest, &gate, PrClass::Write) {
+            if refused(dest, &gate, PrClass::Write) {
+                return Err(Refusal::Conflict);
+            }
+            if refused(src, &gate, PrClass::Read) {
                 return Err(unreachable());
             }
             let _range = src.ranges().lock(src_offset, n, false).await;
@@ -370,7 +375,7 @@ async fn copy_chunk(
         };
         let gate = dest.pr().read().await;
         if refused(dest, &gate, PrClass::Write) {
-            return Err(unreachable());
+            return Err(Refusal::Conflict);
         }
         let _range = dest.lock_for_write(dest_offset, n).await;
         dest.backend().write(dest_offset, &[data], durable).await.map_err(aborted)?;
@@ -387,7 +392,12 @@ async fn copy_chunk(
         (Some(g2), true) => (&*gate_first, &**g2),
         (Some(g2), false) => (&**g2, &*gate_first),
     };
-    if refused(src, src_gate, PrClass::Read) || refused(dest, dest_gate, PrClass::Write) {
+    // The destination is the LU the command addressed: a conflict there is RESERVATION
+    // CONFLICT (SPC-4 §5.13.1); the source is another copy target: COPY ABORTED (SPC-4 §6.4.3.6).
+    if refused(dest, dest_gate, PrClass::Write) {
+        return Err(Refusal::Conflict);
+    }
+    if refused(src, src_gate, PrClass::Read) {
         return Err(unreachable());
     }
     let (_src_range, _dest_range) = if src_first {
