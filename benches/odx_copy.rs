@@ -5,6 +5,9 @@
 //! TOKEN. Reports time, MiB/s and the bytes each moved over iSCSI (Data-In + Data-Out payload
 //! and parameter lists, plus a 48-byte BHS per command and response), and checks the copies.
 //!
+//! A second table isolates the server side: `Backend::copy_to` between two file backends
+//! (copy_file_range) against reading and writing the same 8 MiB chunks through user space.
+//!
 //! `cargo bench --bench odx_copy` (ODX_BENCH_MIB overrides 1024, ODX_BENCH_ROUNDS 3).
 
 mod common;
@@ -13,6 +16,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
+use palisade::backend::{Backend, CopyPath, FileBackend};
 use palisade::bench::cdb;
 use palisade::bench::connection::{Connection, Request};
 use palisade::bench::login::LoginOptions;
@@ -182,5 +186,35 @@ fn main() {
             }
         }
     });
+    backend_paths(&client, &dir, bytes, rounds);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The server-side copy alone: kernel (copy_file_range) against user-space read + write.
+fn backend_paths(rt: &tokio::runtime::Runtime, dir: &std::path::Path, bytes: u64, rounds: u64) {
+    const CHUNK: u64 = 8 << 20;
+    let open = |name: &str| Backend::File(FileBackend::open(&dir.join(name), bytes, false).unwrap());
+    let (from, to) = (open("lun0.img"), open("lun1.img"));
+    println!("\nbackend copy of {} MiB, file to file, 8 MiB chunks, no fdatasync", bytes / MIB);
+    println!("| round | path | seconds | MiB/s |");
+    println!("|---|---|---|---|");
+    rt.block_on(async {
+        for round in 1..=rounds {
+            for kernel in [false, true] {
+                let t0 = Instant::now();
+                for at in (0..bytes).step_by(CHUNK as usize) {
+                    if kernel {
+                        let path = from.copy_to(at, &to, at, CHUNK, false).await.unwrap();
+                        assert_eq!(path, CopyPath::Kernel);
+                    } else {
+                        let data = from.read(at, CHUNK as usize).await.unwrap();
+                        to.write(at, &[data], false).await.unwrap();
+                    }
+                }
+                let secs = t0.elapsed().as_secs_f64();
+                let path = if kernel { "copy_file_range" } else { "read + write" };
+                println!("| {round} | {path} | {secs:.3} | {:.0} |", (bytes / MIB) as f64 / secs);
+            }
+        }
+    });
 }
