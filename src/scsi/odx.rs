@@ -160,6 +160,12 @@ pub(crate) async fn populate_token(
         t => t,
     };
     let ranges = parse_ranges(param, 14, lun)?;
+    // A token for no blocks represents nothing: refused rather than made, so a client that
+    // loops until the ROD is used up (ddpt 0.97 with a plain skip=) stops at once instead of
+    // filling the token table.
+    if ranges.is_empty() {
+        return Err(Sense::invalid_param_field(14, None).into());
+    }
     let blocks: u64 = ranges.iter().map(|r| r.len).sum::<u64>() / lun.block_size() as u64;
     let op = lun.rod_operations().begin(nexus.initiator_port(), list_id, SA_POPULATE_TOKEN)?;
     // SPC-4 §5.13.1: making a token reads the source; checked under the fencing gate so a

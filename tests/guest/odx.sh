@@ -54,10 +54,11 @@ dd if=/dev/urandom of=/tmp/src.bin bs=1M count=32 status=none
 dd if=/tmp/src.bin of="$SDA" bs=1M oflag=direct status=none
 SRC_SUM=$(md5sum </tmp/src.bin | cut -d' ' -f1)
 
-# ddpt 0.97 wants ranges as scatter/gather lists (LBA,NUM) rather than count= with --odx.
+# ddpt 0.97 wants ranges as scatter/gather lists (LBA,NUM) with --odx: with a plain skip= it
+# sums its gather list to zero blocks and asks for empty tokens (which the target refuses).
 step "ddpt --odx: all of LUN 0 -> LUN 1"
-ddpt --odx if="$SGA" bs=512 of="$SGB" 2>&1 | tee /tmp/ddpt1.txt
 blocks=$(($(blockdev --getsize64 "$SDA") / 512))
+ddpt --odx if="$SGA" bs=512 skip=0,$blocks of="$SGB" seek=0,$blocks 2>&1 | tee /tmp/ddpt1.txt
 same "LUN0 -> LUN1 (whole LUN)" "$SDA" 0 "$SDB" 0 $blocks
 [[ $(sum_of "$SDB" 0 65536) == "$SRC_SUM" ]] || fail "LUN 1 is not the source data"
 

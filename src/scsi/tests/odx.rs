@@ -440,6 +440,10 @@ async fn populate_token_parameter_checks() {
     let p = pt_param(0, 0, 0, &[(BLOCKS - 1, 2)]);
     assert_eq!(code(run(&t, &n, 0, &pt_cdb(1, p.len()), &p).await), (5, 0x21, 0));
     assert_eq!(code(t.prepare(task(&n, 0, &pt_cdb(1, 16 + 65 * 16), 0)).unwrap_err()), (5, 0x1A, 0));
+    // Ranges of zero blocks only: a token for nothing is refused.
+    let p = pt_param(0, 0, 0, &[(0, 0), (8, 0)]);
+    let c = run(&t, &n, 0, &pt_cdb(1, p.len()), &p).await;
+    assert_eq!(c.sense.as_ref().unwrap()[15..18], [0x80, 0, 14]);
     // DATA LENGTH larger than what was sent.
     let mut p = pt_param(0, 0, 0, &[(0, 1)]);
     p[1] += 16;
