@@ -218,7 +218,12 @@ impl TokenTable {
         bytes[8..16].copy_from_slice(&id.to_be_bytes()); // COPY MANAGER ROD TOKEN IDENTIFIER
         bytes[16..48].copy_from_slice(&creator_descriptor(&new.source)); // CREATOR LOGICAL UNIT DESCRIPTOR
         bytes[48..64].copy_from_slice(&(total as u128).to_be_bytes()); // NUMBER OF BYTES REPRESENTED
-                                                                       // Extended ROD token data (vendor specific): the unguessable part.
+                                                                       // Device type specific data of a block device ROD token (SBC-3 §4.30.2): the source's
+                                                                       // READ CAPACITY(16) geometry — block length, provisioning (LBPME, LBPRZ), exponent.
+        bytes[96..100].copy_from_slice(&new.source.block_size().to_be_bytes());
+        let thin = if new.source.backend().supports_unmap() { 0xC0 } else { 0 };
+        bytes[102] = thin | (new.source.physical_block_exponent() & 0x0F);
+        // Extended ROD token data (vendor specific): the unguessable part.
         rng.fill_bytes(&mut bytes[TOKEN_LEN - 32..]);
         let entry = Arc::new(TokenEntry {
             id,
@@ -385,6 +390,7 @@ mod tests {
         assert_eq!(&token[0..4], &ROD_PIT_CHANGE_VULNERABLE.to_be_bytes());
         assert_eq!(&token[6..8], &[0x01, 0xF8]);
         assert_eq!(u128::from_be_bytes(token[48..64].try_into().unwrap()), 8192);
+        assert_eq!((&token[96..100], token[102]), (&512u32.to_be_bytes()[..], 0xC0));
         assert!(Arc::ptr_eq(&table.redeem(&token).unwrap(), &entry));
         // Any flipped bit outside the identifier: corrupt; inside it: unknown.
         for byte in [0, 20, 100, 500] {

@@ -1,10 +1,11 @@
 #!/bin/bash
-# Guest-side ODX test (tests/vm_odx.rs): the Linux initiator and Debian's ddpt against a target
-# with two LUNs. ddptctl reads the third-party copy VPD page, populates a token, receives it
-# (RECEIVE ROD TOKEN INFORMATION) and writes with it; ddpt --odx copies between the LUNs and
-# within one, and zeroes a range with the block device zero token; every copy is compared byte
-# for byte. Then the token abuses a real initiator can commit: a token whose source was written
-# after POPULATE TOKEN, and a bit-flipped token, must fail without moving data.
+# Guest-side ODX test (tests/vm_odx.rs): the Linux initiator against a target with two LUNs.
+# ddptctl reads the third-party copy VPD page and RECEIVE ROD TOKEN INFORMATION (the token into a
+# file); POPULATE TOKEN and WRITE USING TOKEN go through sg_raw (see below why not ddpt's own):
+# a copy between the LUNs and one within a LUN, and the block device zero token; every copy is
+# compared byte for byte. Then the token abuses a real initiator can commit: a token whose source
+# was written after POPULATE TOKEN, a bit-flipped token, and ddpt 0.97's misaligned range
+# descriptors must all fail without moving data.
 # With BENCH_MIB set (scripts/odx-bench.sh) it then times a BENCH_MIB copy by ODX and by the
 # initiator reading and writing (ddpt without --odx), with the bytes on the guest's NIC.
 # Ends with "ODX OK".
@@ -54,55 +55,93 @@ dd if=/dev/urandom of=/tmp/src.bin bs=1M count=32 status=none
 dd if=/tmp/src.bin of="$SDA" bs=1M oflag=direct status=none
 SRC_SUM=$(md5sum </tmp/src.bin | cut -d' ' -f1)
 
-# ddpt 0.97 wants ranges as scatter/gather lists (LBA,NUM) with --odx: with a plain skip= it
-# sums its gather list to zero blocks and asks for empty tokens (which the target refuses).
-step "ddpt --odx: all of LUN 0 -> LUN 1"
-blocks=$(($(blockdev --getsize64 "$SDA") / 512))
-ddpt --odx if="$SGA" bs=512 skip=0,$blocks of="$SGB" seek=0,$blocks 2>&1 | tee /tmp/ddpt1.txt
-same "LUN0 -> LUN1 (whole LUN)" "$SDA" 0 "$SDB" 0 $blocks
+# Parameter lists are built with python3 and sent with sg_raw (sg3-utils, SG_IO through the
+# kernel initiator): Debian's ddpt 0.97 (and ddpt's git head) writes POPULATE TOKEN / WRITE USING
+# TOKEN block device range descriptors one byte early (offset 15 instead of 16, 535 instead of
+# 536: `n = 15` in do_pop_tok/do_wut), so its PT/WUT ask for other ranges than the user gave.
+LID=300
+pt() { # device lba blocks -> list id in $LID (POPULATE TOKEN, SBC-3 §5.8)
+    LID=$((LID + 1))
+    python3 - "$2" "$3" >/tmp/pt.bin <<'PY'
+import struct, sys
+lba, n = int(sys.argv[1]), int(sys.argv[2])
+p = bytearray(16) + struct.pack(">QI4x", lba, n)
+p[0:2] = struct.pack(">H", len(p) - 2); p[14:16] = struct.pack(">H", 16)
+sys.stdout.buffer.write(p)
+PY
+    sg_raw -s 32 -i /tmp/pt.bin "$1" 83 10 00 00 00 00 $(printf '%02x %02x %02x %02x' 0 0 $((LID >> 8)) $((LID & 255))) 00 00 00 20 00 00
+}
+rrti_token() { # device token-file (RECEIVE ROD TOKEN INFORMATION through ddptctl --poll)
+    ddptctl --poll --list_id=$LID --rtf="$2" "$1"
+}
+wut() { # device token-file lba blocks [flags] (WRITE USING TOKEN, SBC-3 §5.45)
+    LID=$((LID + 1))
+    python3 - "$2" "$3" "$4" "${5:-0}" >/tmp/wut.bin <<'PY'
+import struct, sys
+token = open(sys.argv[1], "rb").read()[:512]
+lba, n, flags = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+p = bytearray(536) + struct.pack(">QI4x", lba, n)
+p[0:2] = struct.pack(">H", len(p) - 2); p[2] = flags; p[16:528] = token; p[534:536] = struct.pack(">H", 16)
+sys.stdout.buffer.write(p)
+PY
+    sg_raw -s 552 -i /tmp/wut.bin "$1" 83 11 00 00 00 00 $(printf '%02x %02x %02x %02x' 0 0 $((LID >> 8)) $((LID & 255))) 00 00 02 28 00 00
+}
+
+step "POPULATE TOKEN on LUN 0 [0, +65536), token from RECEIVE ROD TOKEN INFORMATION (ddptctl --poll)"
+pt "$SGA" 0 65536
+rrti_token "$SGA" /tmp/tok.bin 2>&1 | tee /tmp/rrti.txt
+[[ $(stat -c %s /tmp/tok.bin) -eq 512 ]] || fail "no 512-byte ROD token"
+ddptctl --info --rtf=/tmp/tok.bin 2>&1 | tee /tmp/tokinfo.txt
+
+step "WRITE USING TOKEN: LUN 0 -> LUN 1 (32 MiB), then its RRTI"
+wut "$SGB" /tmp/tok.bin 0 65536
+ddptctl --poll --list_id=$LID "$SGB" 2>&1 | tee /tmp/rrti-wut.txt
+same "LUN0[0..] -> LUN1[0..]" "$SDA" 0 "$SDB" 0 65536
 [[ $(sum_of "$SDB" 0 65536) == "$SRC_SUM" ]] || fail "LUN 1 is not the source data"
 
-step "ddpt --odx within LUN 0 (LBA 0 -> 131072, 65536 blocks)"
-ddpt --odx if="$SGA" bs=512 skip=0,65536 of="$SGA" seek=131072,65536 2>&1 | tee /tmp/ddpt2.txt
+step "WRITE USING TOKEN within LUN 0 (same token, to LBA 131072)"
+wut "$SGA" /tmp/tok.bin 131072 65536
 same "LUN0[0..] -> LUN0[131072..]" "$SDA" 0 "$SDA" 131072 65536
 
-step "ddptctl: POPULATE TOKEN, RECEIVE ROD TOKEN INFORMATION, WRITE USING TOKEN"
-ddptctl -v --pt=2048,4096 --rtf=/tmp/tok.bin "$SGA" 2>&1 | tee /tmp/pt.txt
-[[ $(stat -c %s /tmp/tok.bin) -ge 512 ]] || fail "no ROD token written"
-ddptctl --info --rtf=/tmp/tok.bin 2>&1 | tee /tmp/tokinfo.txt
-ddptctl -v --wut=200000,4096 --rtf=/tmp/tok.bin "$SGB" 2>&1 | tee /tmp/wut.txt
-same "token LUN0[2048..] -> LUN1[200000..]" "$SDA" 2048 "$SDB" 200000 4096
-
-step "block device zero token: ddpt rtype=zero on LUN 1 [1024, +2048)"
-ddpt if=/dev/null rtype=zero bs=512 of="$SGB" seek=1024,2048 2>&1 | tee /tmp/zero.txt
+step "block device zero ROD token on LUN 1 [1024, +2048)"
+python3 -c 'import sys,struct; t=bytearray(512); t[0:4]=bytes([255,255,0,1]); t[6:8]=struct.pack(">H",0x1F8); sys.stdout.buffer.write(t)' >/tmp/zero.tok
+wut "$SGB" /tmp/zero.tok 1024 2048
 zeros=$(dd if=/dev/zero bs=512 count=2048 status=none | md5sum | cut -d' ' -f1)
 [[ $(sum_of "$SDB" 1024 2048) == "$zeros" ]] || fail "range not zeroed"
 [[ $(sum_of "$SDB" 0 1024) == $(sum_of "$SDA" 0 1024) ]] || fail "zeroing spilled before the range"
 [[ $(sum_of "$SDB" 3072 1024) == $(sum_of "$SDA" 3072 1024) ]] || fail "zeroing spilled after the range"
 
+expect_refusal() { # label pattern command...
+    local label=$1 pattern=$2
+    shift 2
+    if "$@" >/tmp/refused.txt 2>&1; then
+        cat /tmp/refused.txt
+        fail "$label was honoured"
+    fi
+    cat /tmp/refused.txt
+    grep -qi "$pattern" /tmp/refused.txt || fail "$label: expected '$pattern'"
+}
+
 step "abuse: the source is written after POPULATE TOKEN (point in time token is revoked)"
-ddptctl --pt=8192,2048 --rtf=/tmp/tok2.bin "$SGA"
-cp /tmp/tok2.bin /tmp/tok3.bin
+pt "$SGA" 8192 2048
+rrti_token "$SGA" /tmp/tok2.bin
 dd if=/dev/urandom of="$SDA" bs=512 count=1 seek=9000 oflag=direct status=none
 before=$(sum_of "$SDB" 300000 2048)
-if ddptctl --wut=300000,2048 --rtf=/tmp/tok2.bin "$SGB" >/tmp/revoked.txt 2>&1; then
-    cat /tmp/revoked.txt
-    fail "a revoked token was honoured"
-fi
-cat /tmp/revoked.txt
-grep -qi "token revoked" /tmp/revoked.txt || fail "expected INVALID TOKEN OPERATION, TOKEN REVOKED"
+expect_refusal "a revoked token" "token revoked" wut "$SGB" /tmp/tok2.bin 300000 2048
 [[ $(sum_of "$SDB" 300000 2048) == "$before" ]] || fail "data moved with a revoked token"
 
 step "abuse: a bit-flipped token"
-ddptctl --pt=20480,2048 --rtf=/tmp/tok4.bin "$SGA"
+pt "$SGA" 20480 2048
+rrti_token "$SGA" /tmp/tok4.bin
 printf '\x5a' | dd of=/tmp/tok4.bin bs=1 seek=300 conv=notrunc status=none
-if ddptctl --wut=300000,2048 --rtf=/tmp/tok4.bin "$SGB" >/tmp/flipped.txt 2>&1; then
-    cat /tmp/flipped.txt
-    fail "a bit-flipped token was honoured"
-fi
-cat /tmp/flipped.txt
-grep -qi "token corrupt\|token unknown" /tmp/flipped.txt || fail "expected INVALID TOKEN OPERATION, TOKEN CORRUPT"
+expect_refusal "a bit-flipped token" "token corrupt" wut "$SGB" /tmp/tok4.bin 300000 2048
 [[ $(sum_of "$SDB" 300000 2048) == "$before" ]] || fail "data moved with a forged token"
+
+step "ddpt --odx (0.97): its shifted range descriptors are refused, nothing is copied"
+expect_refusal "ddpt's misaligned POPULATE TOKEN" "LBA out of range" \
+    ddpt --odx if="$SGA" bs=512 skip=4096,2048 of="$SGB" seek=400000,2048
+[[ $(sum_of "$SDB" 400000 2048) == $(dd if=/dev/zero bs=512 count=2048 status=none | md5sum | cut -d' ' -f1) ]] ||
+    fail "ddpt's request moved data"
 
 if [[ $BENCH_MIB -gt 0 ]]; then
     blocks=$((BENCH_MIB * 2048))  # 512-byte blocks
@@ -116,7 +155,13 @@ if [[ $BENCH_MIB -gt 0 ]]; then
         w0=$(wire)
         t0=$(date +%s.%N)
         if [[ $mode == odx ]]; then
-            ddpt --odx if="$SGA" bs=512 skip=0,$blocks of="$SGB" seek=0,$blocks
+            # One token per GiB (MAXIMUM TOKEN TRANSFER SIZE), as ddpt would cut it.
+            for ((at = 0; at < blocks; at += 2097152)); do
+                n=$((blocks - at < 2097152 ? blocks - at : 2097152))
+                pt "$SGA" $at $n
+                rrti_token "$SGA" /tmp/bench.tok >/dev/null
+                wut "$SGB" /tmp/bench.tok $at $n 2
+            done
         else
             ddpt if="$SGA" bs=512 bpt=2048 of="$SGB" count=$blocks
         fi
