@@ -21,10 +21,12 @@ fn ddpt_odx_copies_zeroes_and_refuses_abused_tokens() {
     let mut spec = ConfigSpec::single_file_lun(&size);
     spec.luns.push(LunSpec { id: 1, file: Some("lun1.img".into()), size, block_size: 512 });
     let target = TargetProcess::start_with_spec(&spec);
-    let mut cmd = vm_runner(target.port(), GUEST_TIMEOUT_S);
+    // Under TCG the initiator moves ~4 MiB/s each way: a benchmark needs its own budget.
+    let guest_timeout = GUEST_TIMEOUT_S + bench_mib * 2;
+    let mut cmd = vm_runner(target.port(), guest_timeout);
     cmd.args(["--env", &format!("BENCH_MIB={bench_mib}")]);
     cmd.arg(guest_script("odx.sh"));
-    let timeout = Duration::from_secs(GUEST_TIMEOUT_S + 60);
+    let timeout = Duration::from_secs(guest_timeout + 60);
     let out = run_with_timeout(&mut cmd, timeout);
     let console = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
