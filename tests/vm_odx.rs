@@ -5,7 +5,7 @@
 //! byte for byte in the guest.
 //!
 //! `PALISADE_ODX_BENCH_MIB=N` adds a timed N MiB copy by ODX and by the initiator
-//! (scripts/odx-bench.sh runs it with 1024).
+//! (`VM_MIB=N scripts/odx-bench.sh` runs it).
 
 mod common;
 

@@ -6,8 +6,8 @@
 # compared byte for byte. Then the token abuses a real initiator can commit: a token whose source
 # was written after POPULATE TOKEN, a bit-flipped token, and ddpt 0.97's misaligned range
 # descriptors must all fail without moving data.
-# With BENCH_MIB set (scripts/odx-bench.sh) it then times a BENCH_MIB copy by ODX and by the
-# initiator reading and writing (ddpt without --odx), with the bytes on the guest's NIC.
+# With BENCH_MIB set (VM_MIB=N scripts/odx-bench.sh) it then times a BENCH_MIB copy by ODX and
+# by the initiator reading and writing (ddpt without --odx), with the bytes on the guest's NIC.
 # Ends with "ODX OK".
 set -euo pipefail
 
