@@ -74,6 +74,39 @@ def scsi_records():
         yield f"{f.parent.name}-{f.stem}", b"\x00" + raw[32:48] + struct.pack(">H", len(data)) + data
 
 
+def odx_records():
+    """POPULATE TOKEN of LUN 0 blocks 0-7, RECEIVE ROD TOKEN INFORMATION, WRITE USING TOKEN to
+    blocks 16-23 (token field all zeros: the target XORs in the genuine token), the same with
+    one bit flipped, and the block device zero token (SBC-3 §5.8, §5.45; SPC-4 §6.28)."""
+    def rec(cdb, data=b""):
+        return b"\x00" + cdb.ljust(16, b"\x00") + struct.pack(">H", len(data)) + data
+    def ranges(lba, blocks):
+        return struct.pack(">QI4x", lba, blocks)
+    pt = bytearray(16) + ranges(0, 8)
+    pt[0:2] = struct.pack(">H", len(pt) - 2)
+    pt[14:16] = struct.pack(">H", 16)
+    def wut(token, lba):
+        p = bytearray(536) + ranges(lba, 8)
+        p[0:2] = struct.pack(">H", len(p) - 2)
+        p[16:528] = token
+        p[534:536] = struct.pack(">H", 16)
+        return bytes(p)
+    def cdb(sa, list_id, length):
+        return bytes([0x83, sa, 0, 0, 0, 0]) + struct.pack(">II", list_id, length)
+    rrti = bytes([0x84, 0x07]) + struct.pack(">I", 1) + bytes(4) + struct.pack(">I", 1024)
+    flipped = bytearray(512)
+    flipped[300] = 0x10
+    zero = bytearray(512)
+    zero[0:4] = bytes([0xFF, 0xFF, 0, 1])
+    zero[6:8] = struct.pack(">H", 0x1F8)
+    genuine = wut(bytes(512), 16)
+    yield "odx-populate-receive-write", (rec(cdb(0x10, 1, len(pt)), bytes(pt)) + rec(rrti)
+                                          + rec(cdb(0x11, 2, len(genuine)), genuine)
+                                          + rec(cdb(0x11, 3, len(genuine)), wut(bytes(flipped), 24)))
+    zero_wut = wut(bytes(zero), 40)
+    yield "odx-zero-token", rec(cdb(0x11, 4, len(zero_wut)), zero_wut)
+
+
 def main():
     out = pathlib.Path(sys.argv[1])
     seeds = {t: {} for t in ("pdu_framing", "text_keys", "login_machine", "scsi_cdb", "config_toml")}
@@ -91,6 +124,7 @@ def main():
         seeds["text_keys"][f.stem] = params(f.stem)
     seeds["login_machine"] = dict(login_flows())
     records = dict(scsi_records())
+    records.update(odx_records())
     seeds["scsi_cdb"] = records
     seeds["scsi_cdb"]["all-commands"] = b"".join(records.values())
     for f in sorted(CONFIG.rglob("*.toml")):

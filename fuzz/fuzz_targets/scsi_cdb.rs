@@ -17,6 +17,13 @@
 //!   LBA × block size; after a GOOD WRITE the medium holds the data-out given;
 //! - data-out wanted never exceeds the 32 MiB transfer limit, and a WRITE wants exactly
 //!   transfer length × block size.
+//!
+//! ROD tokens (SBC-3 §4.30): every token a GOOD RECEIVE ROD TOKEN INFORMATION hands out is
+//! kept, and the ROD TOKEN field of a WRITE USING TOKEN parameter list is XORed with the latest
+//! one, so the input's bytes there are a delta from a genuine token (zeros: the token itself,
+//! anything else: a bit-flipped, truncated or forged one). Invariant: a WRITE USING TOKEN that
+//! ends GOOD with a non-empty parameter list presented, byte for byte, a token this target
+//! made or the block device zero ROD token.
 
 #![no_main]
 
@@ -119,6 +126,7 @@ async fn run(data: &[u8]) {
     let luns = [lun(0, 512, 64), lun(1, 4096, 16)];
     let target = ScsiTarget::new("iqn.2026-11.io.palisade:fuzz".into(), luns.to_vec(), LunMasking::allow_all());
     let nexuses = [nexus(1), nexus(2)];
+    let mut tokens: Vec<[u8; TOKEN_LEN]> = Vec::new();
     let mut rest = data;
     while let Some((&control, tail)) = rest.split_first() {
         let mut cdb = [0u8; 16];
@@ -129,6 +137,14 @@ async fn run(data: &[u8]) {
         let tail = tail.get(2..).unwrap_or(&[]);
         let (data_out, after) = tail.split_at(want.min(tail.len()));
         rest = after;
+        let mut data_out = data_out.to_vec();
+        let write_using_token = cdb[0] == 0x83 && cdb[1] & 0x1f == 0x11;
+        if let (true, Some(latest)) = (write_using_token, tokens.last()) {
+            for (byte, genuine) in data_out.iter_mut().skip(WUT_TOKEN_AT).zip(latest) {
+                *byte ^= genuine;
+            }
+        }
+        let data_out = &data_out[..];
 
         let lun_id = [0, 1, 7, 300][(control & 3) as usize];
         let lun = luns.get(lun_id as usize).filter(|_| lun_id < 2);
@@ -175,11 +191,41 @@ async fn run(data: &[u8]) {
                 assert_eq!(wanted as u64, blocks * block_size, "WRITE data-out length");
             }
         }
+        if let (Some(wanted), GOOD) = (wanted, completion.status) {
+            let given = &data_out[..data_out.len().min(wanted as usize)];
+            if write_using_token && !given.is_empty() {
+                let presented = given.get(WUT_TOKEN_AT..WUT_TOKEN_AT + TOKEN_LEN).expect("GOOD with a whole token");
+                let zero_token = presented[..4] == [0xff, 0xff, 0, 1];
+                assert!(
+                    zero_token || tokens.iter().any(|t| t[..] == *presented),
+                    "WRITE USING TOKEN honoured a token this target never made"
+                );
+            }
+            if cdb[0] == 0x84 && cdb[1] & 0x1f == 0x07 {
+                remember_token(&mut tokens, completion.data_in.as_deref().unwrap_or_default());
+            }
+        }
         if let (Some(lun), GOOD) = (lun, completion.status) {
             check_medium(lun, &cdb, &completion, &data_out[..data_out.len().min(wanted.unwrap_or(0) as usize)]).await;
         }
         if control & 0x40 != 0 {
             target.nexus_lost(nexus);
+        }
+    }
+}
+
+/// Where WRITE USING TOKEN's parameter list holds the ROD token (SBC-3 §5.45.2), and its length.
+const WUT_TOKEN_AT: usize = 16;
+const TOKEN_LEN: usize = 512;
+
+/// Keeps the token of a RECEIVE ROD TOKEN INFORMATION answer, if it carries a whole one (after
+/// the 32-byte header, the sense data, the 4-byte descriptors length and 2 reserved bytes).
+fn remember_token(tokens: &mut Vec<[u8; TOKEN_LEN]>, info: &[u8]) {
+    let Some(&sense_len) = info.get(13) else { return };
+    let at = 32 + sense_len as usize + 6;
+    if let Some(token) = info.get(at..at + TOKEN_LEN) {
+        if tokens.len() < 64 {
+            tokens.push(token.try_into().expect("512 bytes"));
         }
     }
 }

@@ -96,6 +96,23 @@ impl FileBackend {
         }
     }
 
+    /// Kernel copy to another file LUN (copy_file_range); Ok(false) when either side bypasses
+    /// the page cache (a buffered kernel copy would not be coherent with O_DIRECT I/O) or the
+    /// kernel cannot copy between these files.
+    pub(crate) async fn copy_to(
+        &self,
+        offset: u64,
+        dest: &FileBackend,
+        dest_offset: u64,
+        len: u64,
+        durable: bool,
+    ) -> io::Result<bool> {
+        if self.direct.is_some() || dest.direct.is_some() {
+            return Ok(false);
+        }
+        self.io.copy_to(offset, &dest.io, dest_offset, len, durable).await
+    }
+
     pub(crate) async fn flush(&self) -> io::Result<()> {
         self.io.flush().await
     }

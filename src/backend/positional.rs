@@ -119,6 +119,33 @@ impl PositionalFile {
 }
 
 impl PositionalFile {
+    /// Copies `len` bytes from this file at `offset` to `dest` at `dest_offset` inside the
+    /// kernel with copy_file_range(2) (a reflink or server-side copy where the file system has
+    /// one, a page-cache copy otherwise): no byte enters user space. Ok(false) when the kernel
+    /// cannot do it for these files (EXDEV, EINVAL, EOPNOTSUPP, ENOSYS before anything was
+    /// copied): the caller then copies through a buffer.
+    pub(crate) async fn copy_to(
+        &self,
+        offset: u64,
+        dest: &PositionalFile,
+        dest_offset: u64,
+        len: u64,
+        durable: bool,
+    ) -> io::Result<bool> {
+        let (from, to) = (self.file.clone(), dest.file.clone());
+        let job = move || {
+            let offloaded = copy_file_range_all(&from, offset, &to, dest_offset, len)?;
+            if offloaded && durable {
+                to.sync_data()?;
+            }
+            Ok(offloaded)
+        };
+        if self.memory_backed && dest.memory_backed {
+            return job();
+        }
+        blocking(job).await
+    }
+
     /// posix_fadvise(WILLNEED): asks the kernel to start reading the range into its cache.
     pub(crate) async fn prefetch(&self, offset: u64, len: u64) {
         let advised = self
@@ -143,6 +170,32 @@ impl PositionalFile {
             tracing::debug!("prefetch hint failed: {e}");
         }
     }
+}
+
+fn copy_file_range_all(from: &File, offset: u64, to: &File, dest_offset: u64, len: u64) -> io::Result<bool> {
+    let (mut off_in, mut off_out) = (offset as libc::loff_t, dest_offset as libc::loff_t);
+    let mut done = 0u64;
+    while done < len {
+        let want = (len - done).min(1 << 30) as usize;
+        // SAFETY: both descriptors are open for the call; the offsets are locals the kernel
+        // updates; no user buffer is involved.
+        let n = unsafe { libc::copy_file_range(from.as_raw_fd(), &mut off_in, to.as_raw_fd(), &mut off_out, want, 0) };
+        match n {
+            n if n > 0 => done += n as u64,
+            0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            _ => {
+                let err = io::Error::last_os_error();
+                match err.raw_os_error() {
+                    Some(libc::EINTR) => {}
+                    Some(libc::EXDEV | libc::EINVAL | libc::EOPNOTSUPP | libc::ENOSYS) if done == 0 => {
+                        return Ok(false)
+                    }
+                    _ => return Err(err),
+                }
+            }
+        }
+    }
+    Ok(true)
 }
 
 fn write_segments(file: &File, offset: u64, segments: &[Bytes], fua: bool) -> io::Result<()> {

@@ -215,7 +215,7 @@ impl IoOp {
             IoOp::Write { offset, fua, .. } => {
                 // Writes what arrived (at most `len`): a short EDTL truncates the transfer.
                 if !data.is_empty() {
-                    let _range = lun.ranges().lock(offset, data.len() as u64, true).await;
+                    let _range = lun.lock_for_write(offset, data.len() as u64).await;
                     backend.write(offset, data.segments(), fua || write_through).await.map_err(write_err)?;
                 }
                 Ok(None)

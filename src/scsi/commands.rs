@@ -54,8 +54,12 @@ pub(crate) enum Command {
     ReportSupportedTmf,
     ReportTargetPortGroups,
     ExtendedCopy,
+    PopulateToken,
+    WriteUsingToken,
+    CopyOperationAbort,
     ReceiveCopyStatus,
     ReceiveCopyOperatingParameters,
+    ReceiveRodTokenInformation,
     Reserve6,
     Release6,
     Reserve10,
@@ -271,6 +275,15 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
     // EXTENDED COPY is judged as a write here and again for each LU it touches.
     row(0x83, ExtendedCopy, Writes, NoLba, &[0x83, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0])
         .service_action(0x00),
+    // SBC-3 §5.8 POPULATE TOKEN reads the source ranges (SBC-3 §4.17 Table 13: a read);
+    // §5.45 WRITE USING TOKEN writes the destination ranges; the token's source is judged
+    // again, for the writing nexus, when the copy reads it (odx.rs).
+    row(0x83, PopulateToken, Reads, NoLba, TOKEN_USAGE).service_action(0x10),
+    row(0x83, WriteUsingToken, Writes, NoLba, TOKEN_USAGE).service_action(0x11),
+    // SPC-4 §6.3 COPY OPERATION ABORT: LIST IDENTIFIER in bytes 2-5; it only stops what this
+    // nexus started.
+    row(0x83, CopyOperationAbort, Allowed, NoLba, &[0x83, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+        .service_action(0x1C),
     // SPC-4 Table 66: RECEIVE COPY RESULTS reads the copy manager's state of this LU.
     row(0x84, ReceiveCopyStatus, Reads, NoLba, &[0x84, 0x1F, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0])
         .service_action(0x00),
@@ -282,6 +295,16 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
         &[0x84, 0x1F, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0],
     )
     .service_action(0x03),
+    // SPC-4 §6.28 RECEIVE ROD TOKEN INFORMATION: LIST IDENTIFIER bytes 2-5, ALLOCATION LENGTH
+    // bytes 10-13.
+    row(
+        0x84,
+        ReceiveRodTokenInformation,
+        Reads,
+        NoLba,
+        &[0x84, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0],
+    )
+    .service_action(0x07),
     row(
         0x88,
         Read16,
@@ -390,6 +413,9 @@ pub(crate) static COMMANDS: &[CommandInfo] = &[
     row(0xB7, ReadDefectData12, Reads, NoLba, &[0xB7, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
 ];
 
+/// POPULATE TOKEN / WRITE USING TOKEN: LIST IDENTIFIER bytes 6-9, PARAMETER LIST LENGTH
+/// bytes 10-13, GROUP NUMBER byte 14 (accepted and ignored).
+const TOKEN_USAGE: &[u8] = &[0x83, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0];
 const PRIN_USAGE: &[u8] = &[0x5E, 0x1F, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0];
 const PROUT_USAGE: &[u8] = &[0x5F, 0x1F, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0];
 

@@ -86,7 +86,7 @@ pub(crate) async fn write_and_verify(lun: &Lun, offset: u64, data: &DataOut) -> 
         return Ok(());
     }
     let backend = lun.backend();
-    let _range = lun.ranges().lock(offset, data.len() as u64, true).await;
+    let _range = lun.lock_for_write(offset, data.len() as u64).await;
     backend.write(offset, data.segments(), true).await.map_err(write_err)?;
     let stored = backend.read(offset, data.len()).await.map_err(read_err)?;
     match first_difference(&stored, data) {
@@ -114,7 +114,7 @@ pub(crate) async fn compare_and_write(
     }
     let (expected, new) = buffer.split_at(len);
     let backend = lun.backend();
-    let _range = lun.ranges().lock(offset, len as u64, true).await;
+    let _range = lun.lock_for_write(offset, len as u64).await;
     let stored = backend.read(offset, len).await.map_err(read_err)?;
     if let Some(at) = stored.iter().zip(expected).position(|(a, b)| a != b) {
         return Err(miscompare(at));
@@ -129,7 +129,7 @@ pub(crate) async fn or_write(lun: &Lun, offset: u64, data: &DataOut, durable: bo
         return Ok(());
     }
     let backend = lun.backend();
-    let _range = lun.ranges().lock(offset, data.len() as u64, true).await;
+    let _range = lun.lock_for_write(offset, data.len() as u64).await;
     let mut merged = backend.read(offset, data.len()).await.map_err(read_err)?.to_vec();
     let mut at = 0;
     for segment in data.segments() {

@@ -4,7 +4,7 @@ use super::limits;
 use super::lun::{Lun, VENDOR_ID};
 use super::sense::{Sense, SenseReason};
 use super::task::ItNexus;
-use super::xcopy;
+use super::{odx_vpd, xcopy};
 
 const VPD_SUPPORTED: u8 = 0x00;
 const VPD_UNIT_SERIAL: u8 = 0x80;
@@ -53,7 +53,7 @@ pub(crate) fn inquiry(cdb: &[u8], lun: Option<&Lun>, nexus: &ItNexus, port_group
         VPD_SUPPORTED => VPD_PAGES.to_vec(),
         VPD_UNIT_SERIAL => lun.identity().serial.bytes().filter(|b| (0x20..0x7F).contains(b)).take(252).collect(),
         VPD_DEVICE_ID => device_identification(lun, nexus, port_group),
-        VPD_THIRD_PARTY_COPY => third_party_copy(),
+        VPD_THIRD_PARTY_COPY => third_party_copy(lun),
         VPD_BLOCK_LIMITS => block_limits(lun),
         VPD_BLOCK_CHARACTERISTICS => {
             // SBC-3 §6.5.2: MEDIUM ROTATION RATE 1 = non-rotating medium.
@@ -140,13 +140,18 @@ fn tpc_descriptor(out: &mut Vec<u8>, kind: u16, mut body: Vec<u8>) {
     out.extend(body);
 }
 
-/// SPC-4 §7.8.17 third-party copy page, with the descriptors EXTENDED COPY (LID1) requires:
-/// supported commands, parameter data, supported descriptors, supported CSCD IDs.
-fn third_party_copy() -> Vec<u8> {
+/// SPC-4 §7.8.17 third-party copy page, with what EXTENDED COPY (LID1) requires (supported
+/// commands, parameter data, supported descriptors, supported CSCD IDs) and what offloaded data
+/// transfer requires (SBC-3 §6.6.6: Block Device ROD Token Limits; SPC-4 §7.8.17: ROD Token
+/// Features, Supported ROD Token and ROD Types, General Copy Operations), in type order. The
+/// ROD token descriptors are built in odx_vpd.rs.
+fn third_party_copy(lun: &Lun) -> Vec<u8> {
     let mut out = Vec::new();
-    // §7.8.17.4 supported commands: EXTENDED COPY(LID1) 83h/00h; RECEIVE COPY RESULTS 84h
-    // with COPY STATUS (00h) and OPERATING PARAMETERS (03h).
-    let commands = [0x83, 1, 0x00, 0x84, 2, 0x00, 0x03];
+    tpc_descriptor(&mut out, 0x0000, odx_vpd::block_device_rod_token_limits(lun.block_size()));
+    // §7.8.17.4 supported commands: EXTENDED COPY(LID1) 83h/00h, POPULATE TOKEN 83h/10h,
+    // WRITE USING TOKEN 83h/11h, COPY OPERATION ABORT 83h/1Ch; RECEIVE COPY RESULTS 84h with
+    // COPY STATUS (00h), OPERATING PARAMETERS (03h), RECEIVE ROD TOKEN INFORMATION (07h).
+    let commands = [0x83, 4, 0x00, 0x10, 0x11, 0x1C, 0x84, 3, 0x00, 0x03, 0x07];
     let mut body = vec![commands.len() as u8];
     body.extend_from_slice(&commands);
     tpc_descriptor(&mut out, 0x0001, body);
@@ -155,13 +160,16 @@ fn third_party_copy() -> Vec<u8> {
     body[4..6].copy_from_slice(&xcopy::MAX_CSCD_DESCRIPTORS.to_be_bytes());
     body[6..8].copy_from_slice(&xcopy::MAX_SEGMENT_DESCRIPTORS.to_be_bytes());
     body[8..12].copy_from_slice(&xcopy::MAX_DESCRIPTOR_LIST_LENGTH.to_be_bytes());
-    tpc_descriptor(&mut out, 0x0008, body);
+    tpc_descriptor(&mut out, 0x0004, body);
     // §7.8.17.6 supported descriptors.
     let mut body = vec![xcopy::SUPPORTED_DESCRIPTORS.len() as u8];
     body.extend_from_slice(&xcopy::SUPPORTED_DESCRIPTORS);
-    tpc_descriptor(&mut out, 0x0009, body);
+    tpc_descriptor(&mut out, 0x0008, body);
     // §7.8.17.7 supported CSCD IDs: none beyond plain descriptor indexes.
-    tpc_descriptor(&mut out, 0x000A, vec![0, 0]);
+    tpc_descriptor(&mut out, 0x000C, vec![0, 0]);
+    tpc_descriptor(&mut out, 0x0106, odx_vpd::rod_token_features());
+    tpc_descriptor(&mut out, 0x0108, odx_vpd::supported_rod_types());
+    tpc_descriptor(&mut out, 0x8001, odx_vpd::general_copy_operations(lun.block_size()));
     out
 }
 
@@ -243,8 +251,10 @@ mod tests {
         assert_eq!(&sup[..], &[0, 0, 0, 7, 0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2]);
         let tpc = inquiry(&[0x12, 1, 0x8F, 0, 255, 0], Some(&l), &n, 1).unwrap();
         assert_eq!(u16::from_be_bytes([tpc[2], tpc[3]]) as usize, tpc.len() - 4);
-        // Supported commands descriptor first: 83h/00h, 84h/00h,03h.
-        assert_eq!(&tpc[4..16], &[0, 1, 0, 8, 7, 0x83, 1, 0, 0x84, 2, 0, 3]);
+        // Block Device ROD Token Limits first, then supported commands: 83h/00h,10h,11h,1Ch,
+        // 84h/00h,03h,07h.
+        assert_eq!(&tpc[4..8], &[0, 0, 0, 0x20]);
+        assert_eq!(&tpc[40..56], &[0, 1, 0, 12, 11, 0x83, 4, 0, 0x10, 0x11, 0x1C, 0x84, 3, 0, 3, 7]);
         let mut at = 4;
         while at < tpc.len() {
             let len = u16::from_be_bytes([tpc[at + 2], tpc[at + 3]]) as usize;

@@ -4,7 +4,9 @@
 use super::alua::{AccessState, Alua};
 use super::copy_results::CopyResults;
 use super::mode::ModePages;
-use super::range_lock::RangeLock;
+use super::range_lock::{RangeGuard, RangeLock};
+use super::rod_status::RodOperations;
+use super::rod_token::SourceWatch;
 use super::sense::SenseReason;
 use super::task::ItNexus;
 use crate::backend::Backend;
@@ -77,6 +79,10 @@ pub struct Lun {
     ranges: RangeLock,
     /// EXTENDED COPY statuses held for RECEIVE COPY RESULTS (SPC-4 §6.25).
     copies: CopyResults,
+    /// POPULATE TOKEN / WRITE USING TOKEN operations for RECEIVE ROD TOKEN INFORMATION.
+    rod_ops: RodOperations,
+    /// Point-in-time ROD tokens whose source is this LU (revoked by writes to their ranges).
+    source_watch: SourceWatch,
     state: Mutex<LunState>,
     /// SPC-4 §5.13 persistent reservations and the fencing gate.
     pr: crate::pr::Unit,
@@ -118,6 +124,8 @@ impl Lun {
             physical_exponent: 0,
             ranges: RangeLock::default(),
             copies: CopyResults::default(),
+            rod_ops: RodOperations::default(),
+            source_watch: SourceWatch::default(),
             state: Mutex::new(LunState {
                 mode: ModePages::default(),
                 unit_attentions: HashMap::new(),
@@ -177,6 +185,20 @@ impl Lun {
     }
     pub(crate) fn copy_results(&self) -> &CopyResults {
         &self.copies
+    }
+    pub(crate) fn rod_operations(&self) -> &RodOperations {
+        &self.rod_ops
+    }
+    pub(crate) fn source_watch(&self) -> &SourceWatch {
+        &self.source_watch
+    }
+
+    /// Takes [offset, offset+len) exclusively for a write. Every write path goes through here,
+    /// so point-in-time ROD tokens over these bytes are revoked before the data can change
+    /// (SPC-4 §5.17.6.2 ROD type 800001h, rod_token.rs).
+    pub(crate) async fn lock_for_write(&self, offset: u64, len: u64) -> RangeGuard<'_> {
+        self.source_watch.written(offset, len);
+        self.ranges.lock(offset, len, true).await
     }
 
     /// Reports 2^`exponent` logical blocks per physical block (SBC-3 §5.16 READ CAPACITY(16)
@@ -318,6 +340,7 @@ impl Lun {
         }
         // SPC-4 §6.18: held copy results do not survive a reset.
         self.copies.discard(None);
+        self.rod_ops.discard(None);
         self.establish_unit_attention(SenseReason::BusDeviceResetFunction, None);
     }
 
@@ -326,6 +349,7 @@ impl Lun {
     pub(crate) fn nexus_lost(&self, nexus: &ItNexus) {
         let port = nexus.initiator_port();
         self.copies.discard(Some(port));
+        self.rod_ops.discard(Some(port));
         let mut state = self.state();
         if state.reservation.as_ref() == Some(port) {
             state.reservation = None;

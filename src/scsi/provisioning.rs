@@ -74,7 +74,7 @@ pub(crate) async fn write_same(
     if pattern.len() < bs {
         return Err(SenseReason::InvalidFieldInCdb.into());
     }
-    let _range = lun.ranges().lock(offset, len, true).await;
+    let _range = lun.lock_for_write(offset, len).await;
     // SBC-3 §5.42: UNMAP may deallocate when the result reads back identically, i.e. the
     // block is all zeros and unmapped blocks read as zeros (LBPRZ).
     if unmap && backend.supports_unmap() && pattern.iter().all(|&b| b == 0) {
@@ -98,7 +98,7 @@ pub(crate) async fn write_same(
 pub(crate) async fn unmap(lun: &Lun, data: &DataOut, param_len: usize) -> Result<(), Sense> {
     let ranges = parse_unmap(lun, &data.to_vec(param_len), param_len)?;
     for (offset, len) in ranges {
-        let _range = lun.ranges().lock(offset, len, true).await;
+        let _range = lun.lock_for_write(offset, len).await;
         lun.backend().unmap(offset, len).await.map_err(write_err)?;
     }
     Ok(())

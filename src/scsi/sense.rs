@@ -74,6 +74,19 @@ pub enum SenseReason {
     OperationInProgress,
     CopyAborted,
     CopyTargetDeviceNotReachable,
+    /// SPC-4 Table D.1 ASC 23h INVALID TOKEN OPERATION (ROD tokens, SBC-3 §5.45 WRITE USING
+    /// TOKEN): one reason per ASCQ this target reports.
+    InvalidTokenCauseNotReportable,
+    InvalidTokenUnsupportedType,
+    InvalidTokenUnknown,
+    InvalidTokenCorrupt,
+    InvalidTokenRevoked,
+    InvalidTokenExpired,
+    InvalidTokenCancelled,
+    InvalidTokenDeleted,
+    InvalidTokenLength,
+    /// SPC-4 Table D.1 55h/0Dh: the ROD token table is full (SBC-3 §5.8 POPULATE TOKEN).
+    InsufficientResourcesToCreateRodToken,
 }
 
 impl SenseReason {
@@ -124,6 +137,16 @@ impl SenseReason {
             OperationInProgress => (ILLEGAL_REQUEST, 0x00, 0x16),
             CopyAborted => (COPY_ABORTED, 0x00, 0x00),
             CopyTargetDeviceNotReachable => (COPY_ABORTED, 0x0D, 0x02),
+            InvalidTokenCauseNotReportable => (ILLEGAL_REQUEST, 0x23, 0x00),
+            InvalidTokenUnsupportedType => (ILLEGAL_REQUEST, 0x23, 0x01),
+            InvalidTokenUnknown => (ILLEGAL_REQUEST, 0x23, 0x04),
+            InvalidTokenCorrupt => (ILLEGAL_REQUEST, 0x23, 0x05),
+            InvalidTokenRevoked => (ILLEGAL_REQUEST, 0x23, 0x06),
+            InvalidTokenExpired => (ILLEGAL_REQUEST, 0x23, 0x07),
+            InvalidTokenCancelled => (ILLEGAL_REQUEST, 0x23, 0x08),
+            InvalidTokenDeleted => (ILLEGAL_REQUEST, 0x23, 0x09),
+            InvalidTokenLength => (ILLEGAL_REQUEST, 0x23, 0x0A),
+            InsufficientResourcesToCreateRodToken => (ILLEGAL_REQUEST, 0x55, 0x0D),
         }
     }
 }

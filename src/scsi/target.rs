@@ -6,10 +6,11 @@ use super::block::{prepare_io, IoOp};
 use super::commands::{check_usage, lookup, Command, CommandInfo};
 use super::lun::{decode_lun, Lun};
 use super::pr_out::PrOut;
+use super::rod_token::TokenTable;
 use super::sense::{Sense, SenseReason};
 use super::task::{Completion, DataOut, ItNexus, ScsiTask};
 use super::task_set::{Drain, NexusTasks, StatusSink};
-use super::{copy_results, inquiry, mode, reports, rtpg, xcopy};
+use super::{copy_results, inquiry, mode, odx, reports, rtpg, xcopy};
 use super::{pr_in, pr_out};
 use crate::nexus::IscsiName;
 use crate::pr::{self, PrClass, Spc2Outcome};
@@ -58,6 +59,8 @@ pub struct ScsiTarget {
     alua: Arc<Alua>,
     /// TPGTs of the portal groups this target is served on (None: every portal group).
     portal_groups: Option<BTreeSet<u16>>,
+    /// ROD tokens this target made (SBC-3 §4.30); honoured by no other target.
+    tokens: TokenTable,
 }
 
 /// What `execute` has left to do.
@@ -82,6 +85,17 @@ enum Op {
         param_len: usize,
         visible: Vec<Arc<Lun>>,
     },
+    /// SBC-3 §5.8 POPULATE TOKEN.
+    PopulateToken {
+        list_id: u32,
+        param_len: usize,
+    },
+    /// SBC-3 §5.45 WRITE USING TOKEN, with the LUNs this nexus may read through a token.
+    WriteUsingToken {
+        list_id: u32,
+        param_len: usize,
+        visible: Vec<Arc<Lun>>,
+    },
 }
 
 /// A validated command, ready for its data-out and execution.
@@ -94,6 +108,8 @@ pub struct Prepared {
     op: Op,
     /// SPC-4 §5.13.1 class, re-checked under the fencing gate at execution.
     pr_class: PrClass,
+    /// The target's ROD token table, for POPULATE TOKEN and WRITE USING TOKEN.
+    tokens: Option<TokenTable>,
 }
 
 fn truncate(mut data: Vec<u8>, allocation_length: usize) -> Option<Bytes> {
@@ -114,7 +130,7 @@ impl ScsiTarget {
     pub fn new(name: String, luns: Vec<Arc<Lun>>, masking: LunMasking) -> Self {
         let luns = luns.into_iter().map(|lun| (lun.id(), lun)).collect();
         let alua = Alua::single_node(1, Vec::new());
-        ScsiTarget { name, luns, masking, alua, portal_groups: None }
+        ScsiTarget { name, luns, masking, alua, portal_groups: None, tokens: TokenTable::default() }
     }
 
     /// Reports `alua`'s target port groups and obeys its local access state (SPC-4 §5.16.2);
@@ -261,8 +277,10 @@ impl ScsiTarget {
             Op::PrIn { .. } => 0,
             Op::PrOut(p) => p.param_len as u32,
             Op::ExtendedCopy { param_len, .. } => *param_len as u32,
+            Op::PopulateToken { param_len, .. } | Op::WriteUsingToken { param_len, .. } => *param_len as u32,
         };
-        Ok(Prepared { lun, nexus: task.nexus, d_sense, data_out_len, op, pr_class: class })
+        let tokens = matches!(op, Op::PopulateToken { .. } | Op::WriteUsingToken { .. }).then(|| self.tokens.clone());
+        Ok(Prepared { lun, nexus: task.nexus, d_sense, data_out_len, op, pr_class: class, tokens })
     }
 
     fn prepare_command(&self, info: &CommandInfo, cdb: &[u8], lun: Option<&Lun>, task: &ScsiTask) -> Result<Op, Sense> {
@@ -301,13 +319,27 @@ impl ScsiTarget {
                 let param_len = be32(&cdb[10..14]);
                 xcopy::check_parameter_list_length(param_len)?;
                 need_lun()?;
-                let visible = self
-                    .luns
-                    .values()
-                    .filter(|l| self.masking.permits(nexus.initiator_name(), l.id()))
-                    .cloned()
-                    .collect();
-                Ok(Op::ExtendedCopy { param_len, visible })
+                Ok(Op::ExtendedCopy { param_len, visible: self.visible_lun_list(nexus) })
+            }
+            PopulateToken | WriteUsingToken => {
+                let (list_id, param_len) = odx::cdb_fields(cdb);
+                odx::check_parameter_list_length(cdb[1] & 0x1F, param_len)?;
+                need_lun()?;
+                if command == PopulateToken {
+                    return Ok(Op::PopulateToken { list_id, param_len });
+                }
+                let visible = self.visible_lun_list(nexus);
+                Ok(Op::WriteUsingToken { list_id, param_len, visible })
+            }
+            CopyOperationAbort => {
+                need_lun()?.rod_operations().abort(nexus.initiator_port(), be32(&cdb[2..6]) as u32)?;
+                Ok(Op::Respond(None))
+            }
+            ReceiveRodTokenInformation => {
+                let lun = need_lun()?;
+                let info =
+                    lun.rod_operations().report(nexus.initiator_port(), be32(&cdb[2..6]) as u32, lun.mode().d_sense)?;
+                respond(info, be32(&cdb[10..14]))
             }
             ReceiveCopyStatus => {
                 let status = need_lun()?.copy_results().copy_status(nexus.initiator_port(), cdb[2])?;
@@ -356,6 +388,17 @@ impl ScsiTarget {
         }
     }
 
+    /// The ROD token table (tests age and count its tokens).
+    #[cfg(test)]
+    pub(crate) fn rod_tokens(&self) -> &TokenTable {
+        &self.tokens
+    }
+
+    /// The logical units `nexus` may access (the only ones a copy on its behalf may touch).
+    fn visible_lun_list(&self, nexus: &ItNexus) -> Vec<Arc<Lun>> {
+        self.luns.values().filter(|l| self.masking.permits(nexus.initiator_name(), l.id())).cloned().collect()
+    }
+
     /// SAM-5 §7.7 LOGICAL UNIT RESET: every task of the LU, from every I_T nexus, is aborted
     /// (other nexuses' tasks end with TASK ABORTED when the LU has TAS set, §5.6) and has ended
     /// before the LU is reset. False when the nexus addresses no such LUN.
@@ -385,6 +428,7 @@ impl ScsiTarget {
         for lun in self.luns.values() {
             lun.nexus_lost(nexus);
         }
+        self.tokens.nexus_lost(nexus.initiator_port());
     }
 }
 
@@ -442,6 +486,32 @@ impl Prepared {
                 },
                 None => Err(SenseReason::LunNotSupported.into()),
             },
+            // SBC-3 §5.8.1/§5.45.1: a parameter list shorter than PARAMETER LIST LENGTH.
+            Op::PopulateToken { param_len, .. } | Op::WriteUsingToken { param_len, .. } if data.len() < param_len => {
+                Err(SenseReason::ParameterListLengthError.into())
+            }
+            Op::PopulateToken { list_id, param_len } => {
+                let (Some(lun), Some(tokens)) = (self.lun, self.tokens) else {
+                    return Completion::check_condition(Sense::from(SenseReason::LunNotSupported).encode(d_sense));
+                };
+                // SPC-4 §5.16.2.4: re-checked at execution, as for data commands.
+                if let Some(refusal) = lun.access_state().refusal() {
+                    return Completion::check_condition(Sense::from(refusal).encode(d_sense));
+                }
+                let param = data.to_vec(param_len);
+                return refusal(odx::populate_token(&lun, &self.nexus, &tokens, list_id, &param).await, d_sense);
+            }
+            Op::WriteUsingToken { list_id, param_len, visible } => {
+                let (Some(lun), Some(tokens)) = (self.lun, self.tokens) else {
+                    return Completion::check_condition(Sense::from(SenseReason::LunNotSupported).encode(d_sense));
+                };
+                if let Some(refusal) = lun.access_state().refusal() {
+                    return Completion::check_condition(Sense::from(refusal).encode(d_sense));
+                }
+                let param = data.to_vec(param_len);
+                let done = odx::write_using_token(&lun, &self.nexus, &tokens, &visible, list_id, &param).await;
+                return refusal(done, d_sense);
+            }
             Op::ModeSelect { ten, param_len } => match self.lun {
                 Some(lun) => mode_select(&lun, &self.nexus, &data, ten, param_len),
                 None => Err(SenseReason::LunNotSupported.into()),
@@ -452,6 +522,15 @@ impl Prepared {
             Ok(None) => Completion::good(),
             Err(sense) => Completion::check_condition(sense.encode(d_sense)),
         }
+    }
+}
+
+/// The answer to an offloaded data transfer command.
+fn refusal(done: Result<(), odx::Refusal>, d_sense: bool) -> Completion {
+    match done {
+        Ok(()) => Completion::good(),
+        Err(odx::Refusal::Conflict) => Completion::reservation_conflict(),
+        Err(odx::Refusal::Sense(sense)) => Completion::check_condition(sense.encode(d_sense)),
     }
 }
 

@@ -263,7 +263,7 @@ async fn copy_segment(s: &Segment, nexus: &ItNexus, copied: &mut u64) -> Result<
             }
             // A self-fenced cluster gateway writes nothing, copies included (docs/cluster.md).
             s.destination.admit_write()?;
-            let _range = s.destination.ranges().lock(s.destination_offset + done, n, true).await;
+            let _range = s.destination.lock_for_write(s.destination_offset + done, n).await;
             s.destination.backend().write(s.destination_offset + done, &[data], durable).await.map_err(aborted)?;
         }
         done += n;

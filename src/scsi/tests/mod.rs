@@ -5,6 +5,7 @@ use super::*;
 
 mod alua;
 mod mode_pages;
+mod odx;
 mod sbc_compare;
 mod sbc_extra;
 mod write_fence;
