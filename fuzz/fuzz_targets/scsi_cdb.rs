@@ -35,6 +35,7 @@ use palisade::backend::{Backend, MemoryBackend};
 use palisade::scsi::limits::MAX_TRANSFER_BYTES;
 use palisade::scsi::lun::encode_lun;
 use palisade::scsi::{Completion, DataOut, ItNexus, Lun, LunIdentity, LunMasking, ScsiTarget, ScsiTask, TaskAttr};
+use pdu::be::{be16, be32, be64};
 
 const GOOD: u8 = 0x00;
 const CHECK_CONDITION: u8 = 0x02;
@@ -43,16 +44,6 @@ const RESERVATION_CONFLICT: u8 = 0x18;
 thread_local! {
     static RUNTIME: tokio::runtime::Runtime =
         tokio::runtime::Builder::new_current_thread().build().expect("current-thread runtime");
-}
-
-fn be16(b: &[u8]) -> u64 {
-    u16::from_be_bytes([b[0], b[1]]) as u64
-}
-fn be32(b: &[u8]) -> u64 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as u64
-}
-fn be64(b: &[u8]) -> u64 {
-    u64::from_be_bytes(b[..8].try_into().unwrap())
 }
 
 /// (LBA, blocks) of READ/WRITE(6/10/12/16) (SBC-3 §5.11-§5.13, §5.35-§5.38).

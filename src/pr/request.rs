@@ -3,6 +3,7 @@
 
 use super::state::{InitiatorId, PrType};
 use super::transport_id;
+use pdu::be::{be32, be64};
 
 /// PERSISTENT RESERVE OUT service actions (SPC-4 §6.16.2 Table 213).
 pub mod sa {
@@ -50,13 +51,6 @@ pub enum Request {
     Clear { key: u64 },
     Preempt { key: u64, victim: u64, kind: PrType, abort: bool },
     RegisterAndMove { key: u64, new_key: u64, aptpl: bool, unregister: bool, rel_tgt_port: u16, dest: InitiatorId },
-}
-
-fn be32(b: &[u8]) -> usize {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
-}
-fn be64(b: &[u8]) -> u64 {
-    u64::from_be_bytes(b[..8].try_into().expect("8 bytes"))
 }
 
 /// SPC-4 §6.16.1: the PARAMETER LIST LENGTH field (CDB bytes 5..9) checked before any data-out
@@ -116,7 +110,7 @@ fn decode_spec(param: &[u8]) -> Result<Vec<InitiatorId>, PrError> {
     if param.len() < BASIC_LEN + 4 {
         return Err(PrError::ParamListLength);
     }
-    let total = be32(&param[24..28]);
+    let total = be32(&param[24..28]) as usize;
     if 28 + total != param.len() {
         return Err(PrError::ParamListLength);
     }
@@ -136,7 +130,7 @@ fn decode_move(param: &[u8], key: u64, new_key: u64) -> Result<Request, PrError>
     let unregister = param[17] & 0x02 != 0;
     let aptpl = param[17] & 0x01 != 0;
     let rel_tgt_port = u16::from_be_bytes([param[18], param[19]]);
-    let tid_len = be32(&param[20..24]);
+    let tid_len = be32(&param[20..24]) as usize;
     if 24 + tid_len > param.len() || tid_len < 24 {
         return Err(PrError::ParamListLength);
     }

@@ -39,15 +39,8 @@ pub(crate) enum IoOp {
     GetLbaStatus { lba: u64, allocation_length: usize },
 }
 
-pub(crate) fn be16(b: &[u8]) -> u64 {
-    u16::from_be_bytes([b[0], b[1]]) as u64
-}
-pub(crate) fn be32(b: &[u8]) -> u64 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as u64
-}
-pub(crate) fn be64(b: &[u8]) -> u64 {
-    u64::from_be_bytes(b[..8].try_into().expect("8 bytes"))
-}
+/// CDB and parameter-list fields: one big-endian reader for the whole server (`pdu::be`).
+pub(crate) use pdu::be::{be16, be32, be64};
 
 /// SBC-3 §4.5: the range [lba, lba + blocks) must lie within the medium.
 pub(crate) fn check_range(lun: &Lun, lba: u64, blocks: u64) -> Result<(), Sense> {

@@ -5,10 +5,7 @@ use super::commands::{rows_of, CommandInfo, COMMANDS};
 use super::lun::{encode_lun, Lun};
 use super::sense::{Sense, SenseReason};
 use super::task::ItNexus;
-
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
-}
+use pdu::be::be32;
 
 /// SPC-4 §6.33 REPORT LUNS over the LUN ids this nexus may see (already masked and sorted).
 pub(crate) fn report_luns(cdb: &[u8], visible: &[u64]) -> Result<Vec<u8>, Sense> {

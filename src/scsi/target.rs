@@ -15,6 +15,7 @@ use super::{pr_in, pr_out};
 use crate::nexus::IscsiName;
 use crate::pr::{self, PrClass, Spc2Outcome};
 use bytes::Bytes;
+use pdu::be::{be16, be32};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -115,13 +116,6 @@ pub struct Prepared {
 fn truncate(mut data: Vec<u8>, allocation_length: usize) -> Option<Bytes> {
     data.truncate(allocation_length);
     Some(Bytes::from(data))
-}
-
-fn be16(b: &[u8]) -> usize {
-    u16::from_be_bytes([b[0], b[1]]) as usize
-}
-fn be32(b: &[u8]) -> usize {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
 }
 
 impl ScsiTarget {
@@ -297,26 +291,26 @@ impl ScsiTarget {
                     // SPC-4 §5.16.2.4.5: through an unavailable port the PERIPHERAL QUALIFIER is 001b.
                     data[0] = (data[0] & 0x1F) | 0x20;
                 }
-                respond(data, be16(&cdb[3..5]))
+                respond(data, be16(&cdb[3..5]) as usize)
             }
-            ReportLuns => respond(reports::report_luns(cdb, &self.visible_luns(nexus))?, be32(&cdb[6..10])),
+            ReportLuns => respond(reports::report_luns(cdb, &self.visible_luns(nexus))?, be32(&cdb[6..10]) as usize),
             RequestSense => respond(reports::request_sense(cdb, lun, nexus), cdb[4] as usize),
             TestUnitReady => Ok(Op::Respond(None)),
             // SBC-3 §5.25: a fixed, non-removable medium is always ready; LOEJ has nothing to eject.
             StartStopUnit => Ok(Op::Respond(None)),
             ReadCapacity10 => respond(reports::read_capacity10(cdb, need_lun()?)?, 8),
-            ReadCapacity16 => respond(reports::read_capacity16(cdb, need_lun()?)?, be32(&cdb[10..14])),
-            ReportSupportedOpcodes => respond(reports::report_supported_opcodes(cdb)?, be32(&cdb[6..10])),
-            ReportSupportedTmf => respond(reports::report_supported_tmf(cdb), be32(&cdb[6..10])),
+            ReadCapacity16 => respond(reports::read_capacity16(cdb, need_lun()?)?, be32(&cdb[10..14]) as usize),
+            ReportSupportedOpcodes => respond(reports::report_supported_opcodes(cdb)?, be32(&cdb[6..10]) as usize),
+            ReportSupportedTmf => respond(reports::report_supported_tmf(cdb), be32(&cdb[6..10]) as usize),
             ReportTargetPortGroups => {
                 need_lun()?;
                 let data = rtpg::report_target_port_groups(cdb, &self.alua, |p| self.serves_port(p));
-                respond(data, be32(&cdb[6..10]))
+                respond(data, be32(&cdb[6..10]) as usize)
             }
-            ReadDefectData10 => respond(reports::read_defect_data(cdb, false), be16(&cdb[7..9])),
-            ReadDefectData12 => respond(reports::read_defect_data(cdb, true), be32(&cdb[6..10])),
+            ReadDefectData10 => respond(reports::read_defect_data(cdb, false), be16(&cdb[7..9]) as usize),
+            ReadDefectData12 => respond(reports::read_defect_data(cdb, true), be32(&cdb[6..10]) as usize),
             ExtendedCopy => {
-                let param_len = be32(&cdb[10..14]);
+                let param_len = be32(&cdb[10..14]) as usize;
                 xcopy::check_parameter_list_length(param_len)?;
                 need_lun()?;
                 Ok(Op::ExtendedCopy { param_len, visible: self.visible_lun_list(nexus) })
@@ -339,17 +333,17 @@ impl ScsiTarget {
                 let lun = need_lun()?;
                 let info =
                     lun.rod_operations().report(nexus.initiator_port(), be32(&cdb[2..6]) as u32, lun.mode().d_sense)?;
-                respond(info, be32(&cdb[10..14]))
+                respond(info, be32(&cdb[10..14]) as usize)
             }
             ReceiveCopyStatus => {
                 let status = need_lun()?.copy_results().copy_status(nexus.initiator_port(), cdb[2])?;
-                respond(status, be32(&cdb[10..14]))
+                respond(status, be32(&cdb[10..14]) as usize)
             }
             ReceiveCopyOperatingParameters => {
-                respond(copy_results::operating_parameters(need_lun()?.block_size()), be32(&cdb[10..14]))
+                respond(copy_results::operating_parameters(need_lun()?.block_size()), be32(&cdb[10..14]) as usize)
             }
             ModeSense6 => respond(mode::mode_sense(cdb, need_lun()?, false)?, cdb[4] as usize),
-            ModeSense10 => respond(mode::mode_sense(cdb, need_lun()?, true)?, be16(&cdb[7..9])),
+            ModeSense10 => respond(mode::mode_sense(cdb, need_lun()?, true)?, be16(&cdb[7..9]) as usize),
             // SPC-4 §5.13.3 (CRH = 1): how SPC-2 RESERVE/RELEASE meet persistent reservations.
             Reserve6 | Reserve10 => {
                 let lun = need_lun()?;
@@ -369,7 +363,7 @@ impl ScsiTarget {
             }
             PersistentReserveIn => {
                 need_lun()?;
-                Ok(Op::PrIn { action: cdb[1] & 0x1F, allocation_length: be16(&cdb[7..9]) })
+                Ok(Op::PrIn { action: cdb[1] & 0x1F, allocation_length: be16(&cdb[7..9]) as usize })
             }
             PersistentReserveOut => {
                 need_lun()?;
@@ -377,7 +371,7 @@ impl ScsiTarget {
             }
             ModeSelect6 | ModeSelect10 => {
                 let ten = command == ModeSelect10;
-                let param_len = if ten { be16(&cdb[7..9]) } else { cdb[4] as usize };
+                let param_len = if ten { be16(&cdb[7..9]) as usize } else { cdb[4] as usize };
                 // SPC-4 §6.11: PF zero means vendor-specific page format, which is not offered.
                 if cdb[1] & 0x10 == 0 && param_len > 0 {
                     return Err(Sense::invalid_cdb_field(1, Some(4)));
