@@ -168,7 +168,7 @@ fn third_party_copy(lun: &Lun) -> Vec<u8> {
     // §7.8.17.7 supported CSCD IDs: none beyond plain descriptor indexes.
     tpc_descriptor(&mut out, 0x000C, vec![0, 0]);
     tpc_descriptor(&mut out, 0x0106, odx_vpd::rod_token_features());
-    tpc_descriptor(&mut out, 0x0108, odx_vpd::supported_rod_types());
+    tpc_descriptor(&mut out, 0x0108, odx_vpd::supported_rod_types(!lun.shared_across_gateways()));
     tpc_descriptor(&mut out, 0x8001, odx_vpd::general_copy_operations(lun.block_size()));
     out
 }

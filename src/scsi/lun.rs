@@ -213,6 +213,12 @@ impl Lun {
     }
 
     /// Cluster mode: writes are admitted only while `fence` is open (docs/cluster.md).
+    /// True on a cluster gateway: other gateways write this LU's backing store too, and this
+    /// process does not see those writes (until cluster-wide state, docs/cluster.md phase 2).
+    pub fn shared_across_gateways(&self) -> bool {
+        self.write_fence.is_some()
+    }
+
     pub fn set_write_fence(&mut self, fence: std::sync::Arc<super::write_fence::WriteFence>) {
         self.write_fence = Some(fence);
     }

@@ -144,9 +144,20 @@ pub(crate) async fn populate_token(
     if param[2] & 0x01 != 0 {
         return Err(Sense::invalid_param_field(2, Some(0)).into());
     }
+    // A point-in-time token is revoked by writes to its source, and a cluster gateway sees only
+    // the writes made through itself: there it offers access upon reference only, which reads
+    // the source when the token is used and so holds whatever gateway wrote it.
+    let point_in_time = !lun.shared_across_gateways();
     let rod_type = match (param[2] & 0x02 != 0, be32(&param[8..12]) as u32) {
-        // RTV clear: the copy manager chooses point in time, change vulnerable.
-        (false, _) => rod_token::ROD_PIT_CHANGE_VULNERABLE,
+        // RTV clear: the copy manager chooses point in time, change vulnerable (access upon
+        // reference on a cluster gateway).
+        (false, _) if point_in_time => rod_token::ROD_PIT_CHANGE_VULNERABLE,
+        (false, _) => rod_token::ROD_ACCESS_UPON_REFERENCE,
+        (true, rod_token::ROD_PIT_DEFAULT | rod_token::ROD_PIT_CHANGE_VULNERABLE | rod_token::ROD_PIT_ANY)
+            if !point_in_time =>
+        {
+            return Err(Sense::invalid_param_field(8, None).into())
+        }
         (true, rod_token::ROD_ACCESS_UPON_REFERENCE) => rod_token::ROD_ACCESS_UPON_REFERENCE,
         (true, rod_token::ROD_PIT_DEFAULT | rod_token::ROD_PIT_CHANGE_VULNERABLE | rod_token::ROD_PIT_ANY) => {
             rod_token::ROD_PIT_CHANGE_VULNERABLE

@@ -43,15 +43,19 @@ pub(crate) fn rod_token_features() -> Vec<u8> {
 /// SPC-4 §7.8.17.9 Supported ROD Token and ROD Types (0108h), ascending by type: access upon
 /// reference and point in time (change vulnerable), made and accepted here (TOKEN_OUT,
 /// TOKEN_IN); block device zero, accepted only. Point in time is preferred (the default).
-pub(crate) fn supported_rod_types() -> Vec<u8> {
-    let types = [
+pub(crate) fn supported_rod_types(point_in_time: bool) -> Vec<u8> {
+    let all = [
         (rod_token::ROD_ACCESS_UPON_REFERENCE, 0x03u8, 1u16),
         (rod_token::ROD_PIT_CHANGE_VULNERABLE, 0x03, 2),
         (rod_token::ROD_BLOCK_DEVICE_ZERO, 0x02, 0),
     ];
+    // A cluster gateway cannot see writes made through the other gateways, so it offers no
+    // point-in-time type there (see odx::populate_token).
+    let types = all.iter().filter(|t| point_in_time || t.0 != rod_token::ROD_PIT_CHANGE_VULNERABLE).copied();
+    let types: Vec<_> = types.collect();
     let mut b = vec![0u8; 4];
     b[2..4].copy_from_slice(&((types.len() * 64) as u16).to_be_bytes());
-    for (rod_type, in_out, preference) in types {
+    for &(rod_type, in_out, preference) in &types {
         let mut d = [0u8; 64];
         d[0..4].copy_from_slice(&rod_type.to_be_bytes());
         d[4] = in_out;
@@ -86,9 +90,14 @@ mod tests {
         assert_eq!(u32::from_be_bytes(d[16..20].try_into().unwrap()), 60);
         assert_eq!(u64::from_be_bytes(d[20..28].try_into().unwrap()), (1 << 30) / 512);
         assert_eq!(u64::from_be_bytes(d[28..36].try_into().unwrap()), (256 << 20) / 512);
-        let types = supported_rod_types();
+        let types = supported_rod_types(true);
         assert_eq!(u16::from_be_bytes([types[2], types[3]]) as usize, types.len() - 4);
         assert_eq!(&types[4 + 128..4 + 133], &[0xFF, 0xFF, 0, 1, 0x02]);
+        // A cluster gateway: access upon reference and the zero token, no point in time.
+        let clustered = supported_rod_types(false);
+        assert_eq!(clustered.len(), 4 + 2 * 64);
+        assert_eq!(&clustered[4..8], &[0, 1, 0, 0]);
+        assert_eq!(&clustered[4 + 64..4 + 68], &[0xFF, 0xFF, 0, 1]);
         let features = rod_token_features();
         assert_eq!(u16::from_be_bytes([features[42], features[43]]) as usize, features.len() - 44);
         assert_eq!(general_copy_operations(4096)[12], 12);

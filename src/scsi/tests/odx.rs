@@ -459,3 +459,51 @@ async fn populate_token_parameter_checks() {
     let (cdb, p) = wut(2, &token, 0);
     assert_eq!(code(run(&t, &n, 0, &cdb, &p).await), (7, 0x27, 0));
 }
+
+/// A LU of a cluster gateway: its writes pass the gateway's write fence, open for a minute.
+fn gateway_lun(id: u64) -> Arc<Lun> {
+    let backend = Backend::Memory(MemoryBackend::new(BLOCKS * BS as u64));
+    let mut lun = Lun::new(id, backend, BS, LunIdentity::new("disk", "0001", &format!("SN{id}")), false).unwrap();
+    let fence = Arc::new(crate::scsi::write_fence::WriteFence::default());
+    fence.open_until(tokio::time::Instant::now() + Duration::from_secs(60));
+    lun.set_write_fence(fence);
+    Arc::new(lun)
+}
+
+#[tokio::test]
+async fn a_cluster_gateway_makes_access_upon_reference_tokens_only() {
+    let t = target(vec![gateway_lun(0), gateway_lun(1)]);
+    let n = fresh(&t, 0).await;
+    let _ = run(&t, &n, 1, &[0; 6], &[]).await;
+    fill(&t, &n, 0).await;
+    // Another gateway's writes to the source are invisible here, so a point-in-time token
+    // could not be revoked by them: asking for one is refused (SBC-3 §5.8.2, ROD TYPE field)…
+    for rod_type in [0x0080_0000u32, 0x0080_0001, 0x0080_FFFF] {
+        let p = pt_param(0x02, 0, rod_type, &[(PATTERN_LBA, PATTERN_BLOCKS)]);
+        assert_eq!(sense_code(&run(&t, &n, 0, &pt_cdb(30, p.len()), &p).await), (5, 0x26, 0x00), "{rod_type:#x}");
+    }
+    // …and without RTV the token is access upon reference: the copy reads the source as it is
+    // when WRITE USING TOKEN runs, whoever wrote it.
+    let p = pt_param(0, 0, 0, &[(PATTERN_LBA, PATTERN_BLOCKS)]);
+    good(&run(&t, &n, 0, &pt_cdb(31, p.len()), &p).await);
+    let token = good(&run(&t, &n, 0, &rrti_cdb(31), &[]).await)[38..550].to_vec();
+    assert_eq!(&token[0..4], &0x0001_0000u32.to_be_bytes(), "ROD TYPE access upon reference");
+    good(&run(&t, &n, 0, &rw10(0x2A, 0, PATTERN_LBA as u32, 1), &[9; BS as usize]).await);
+    let (cdb, p) = wut(32, &token, 400);
+    good(&run(&t, &n, 1, &cdb, &p).await);
+    assert!(read(&t, &n, 1, 400, 1).await.iter().all(|&b| b == 9));
+    // VPD 8Fh's Supported ROD Types descriptor (0108h) lists no point-in-time type either.
+    let vpd = good(&run(&t, &n, 0, &[0x12, 1, 0x8F, 0x10, 0, 0], &[]).await);
+    let mut at = 4;
+    let mut rod_types = None;
+    while at + 4 <= vpd.len() {
+        let len = u16::from_be_bytes([vpd[at + 2], vpd[at + 3]]) as usize;
+        if vpd[at..at + 2] == [0x01, 0x08] {
+            rod_types = Some(vpd[at + 4..at + 4 + len].to_vec());
+        }
+        at += 4 + len;
+    }
+    let rod_types = rod_types.expect("Supported ROD Types descriptor");
+    let listed: Vec<&[u8]> = rod_types[4..].chunks(64).map(|d| &d[0..4]).collect();
+    assert_eq!(listed, vec![&[0, 1, 0, 0][..], &[0xFF, 0xFF, 0, 1][..]], "access upon reference and the zero token");
+}
