@@ -48,19 +48,20 @@ fn one_command(out: &mut Vec<u8>, info: Option<&CommandInfo>, rctd: bool) {
 }
 
 /// SPC-4 §6.35 REPORT SUPPORTED OPERATION CODES, listing exactly the command table.
-pub(crate) fn report_supported_opcodes(cdb: &[u8]) -> Result<Vec<u8>, Sense> {
+/// `offered` leaves out rows this LU does not serve now (reservations on a cluster gateway).
+pub(crate) fn report_supported_opcodes(cdb: &[u8], offered: impl Fn(&CommandInfo) -> bool) -> Result<Vec<u8>, Sense> {
     let rctd = cdb[2] & 0x80 != 0;
     let opcode = cdb[3];
     let sa = u16::from_be_bytes([cdb[4], cdb[5]]);
-    let rows = rows_of(opcode);
+    let rows: Vec<&CommandInfo> = rows_of(opcode).iter().filter(|c| offered(c)).collect();
     let with_sa = rows.iter().any(|c| c.service_action.is_some());
-    let find = |sa: Option<u8>| rows.iter().find(|c| c.service_action == sa);
+    let find = |sa: Option<u8>| rows.iter().copied().find(|c| c.service_action == sa);
     let sa_u8 = u8::try_from(sa).ok();
     let mut out = Vec::new();
     match cdb[2] & 0x07 {
         0 => {
             out.extend_from_slice(&[0; 4]);
-            for c in COMMANDS {
+            for c in COMMANDS.iter().filter(|c| offered(c)) {
                 out.extend_from_slice(&[c.opcode, 0]);
                 out.extend_from_slice(&(c.service_action.unwrap_or(0) as u16).to_be_bytes());
                 let flags = (if rctd { 0x02 } else { 0 }) | (if c.service_action.is_some() { 0x01 } else { 0 });
@@ -192,25 +193,25 @@ mod tests {
 
     #[test]
     fn rsoc_all_and_one() {
-        let all = report_supported_opcodes(&[0xA3, 0x0C, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0]).unwrap();
+        let all = report_supported_opcodes(&[0xA3, 0x0C, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0], |_| true).unwrap();
         assert_eq!(be32(&all) as usize, all.len() - 4);
         assert_eq!(all.len(), 4 + 8 * COMMANDS.len());
-        let rctd = report_supported_opcodes(&[0xA3, 0x0C, 0x80, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0]).unwrap();
+        let rctd = report_supported_opcodes(&[0xA3, 0x0C, 0x80, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0], |_| true).unwrap();
         assert_eq!(rctd.len(), 4 + 20 * COMMANDS.len());
         assert_eq!(rctd[4 + 5], 0x02);
         assert_eq!(&rctd[12..14], &[0, 0x0A]);
 
-        let read10 = report_supported_opcodes(&[0xA3, 0x0C, 1, 0x28, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0]).unwrap();
+        let read10 = report_supported_opcodes(&[0xA3, 0x0C, 1, 0x28, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0], |_| true).unwrap();
         assert_eq!(&read10[..4], &[0, 3, 0, 10]);
         assert_eq!(&read10[4..], lookup(&[0x28]).unwrap().usage);
         assert_eq!(read10[5] & 0x18, 0x18);
         // READ CAPACITY(16) has a service action: option 1 invalid, option 2 fine.
-        assert!(report_supported_opcodes(&[0xA3, 0x0C, 1, 0x9E, 0, 0x10, 0, 0, 0xFF, 0xFF, 0, 0]).is_err());
-        let rc16 = report_supported_opcodes(&[0xA3, 0x0C, 2, 0x9E, 0, 0x10, 0, 0, 0xFF, 0xFF, 0, 0]).unwrap();
+        assert!(report_supported_opcodes(&[0xA3, 0x0C, 1, 0x9E, 0, 0x10, 0, 0, 0xFF, 0xFF, 0, 0], |_| true).is_err());
+        let rc16 = report_supported_opcodes(&[0xA3, 0x0C, 2, 0x9E, 0, 0x10, 0, 0, 0xFF, 0xFF, 0, 0], |_| true).unwrap();
         assert_eq!(&rc16[..4], &[0, 3, 0, 16]);
-        assert!(report_supported_opcodes(&[0xA3, 0x0C, 2, 0x28, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0]).is_err());
-        let unknown = report_supported_opcodes(&[0xA3, 0x0C, 1, 0x5D, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0]).unwrap();
+        assert!(report_supported_opcodes(&[0xA3, 0x0C, 2, 0x28, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0], |_| true).is_err());
+        let unknown = report_supported_opcodes(&[0xA3, 0x0C, 1, 0x5D, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0], |_| true).unwrap();
         assert_eq!(unknown, vec![0, 1, 0, 0]);
-        assert!(report_supported_opcodes(&[0xA3, 0x0C, 4, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0]).is_err());
+        assert!(report_supported_opcodes(&[0xA3, 0x0C, 4, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0], |_| true).is_err());
     }
 }

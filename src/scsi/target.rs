@@ -247,6 +247,13 @@ impl ScsiTarget {
         if let Some(refusal) = state.refusal().filter(|_| !info.alua.allows(state)) {
             return Err(fail(refusal.into()));
         }
+        if reservations_withheld(lun.as_deref()) && is_reservation_command(info.command) {
+            // A cluster gateway keeps reservations of its own until they are cluster-wide
+            // (docs/cluster.md, phase 2): a PREEMPT through one gateway would not fence the
+            // others, so it offers none rather than fencing that does not hold (SPC-4 §6.35:
+            // REPORT SUPPORTED OPERATION CODES leaves them out too).
+            return Err(fail(SenseReason::InvalidOpcode.into()));
+        }
         if let Some(lun) = &lun {
             // SPC-2 §5.5.1: a logical unit reserved by another I_T nexus answers RESERVATION
             // CONFLICT, without sense data, to everything but a few informational commands.
@@ -300,7 +307,11 @@ impl ScsiTarget {
             StartStopUnit => Ok(Op::Respond(None)),
             ReadCapacity10 => respond(reports::read_capacity10(cdb, need_lun()?)?, 8),
             ReadCapacity16 => respond(reports::read_capacity16(cdb, need_lun()?)?, be32(&cdb[10..14]) as usize),
-            ReportSupportedOpcodes => respond(reports::report_supported_opcodes(cdb)?, be32(&cdb[6..10]) as usize),
+            ReportSupportedOpcodes => {
+                let withheld = reservations_withheld(lun);
+                let offered = |c: &CommandInfo| !(withheld && is_reservation_command(c.command));
+                respond(reports::report_supported_opcodes(cdb, offered)?, be32(&cdb[6..10]) as usize)
+            }
             ReportSupportedTmf => respond(reports::report_supported_tmf(cdb), be32(&cdb[6..10]) as usize),
             ReportTargetPortGroups => {
                 need_lun()?;
@@ -553,4 +564,15 @@ fn mode_select(
         lun.establish_unit_attention(SenseReason::ModeParametersChanged, Some(nexus));
     }
     Ok(None)
+}
+
+/// Whether reservations are withheld on this LU: on a cluster gateway, until phase 2.
+fn reservations_withheld(lun: Option<&Lun>) -> bool {
+    lun.is_some_and(Lun::shared_across_gateways)
+}
+
+/// PERSISTENT RESERVE IN/OUT and SPC-2 RESERVE/RELEASE.
+fn is_reservation_command(command: Command) -> bool {
+    use Command::*;
+    matches!(command, PersistentReserveIn | PersistentReserveOut | Reserve6 | Release6 | Reserve10 | Release10)
 }

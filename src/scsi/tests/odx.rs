@@ -507,3 +507,26 @@ async fn a_cluster_gateway_makes_access_upon_reference_tokens_only() {
     let listed: Vec<&[u8]> = rod_types[4..].chunks(64).map(|d| &d[0..4]).collect();
     assert_eq!(listed, vec![&[0, 1, 0, 0][..], &[0xFF, 0xFF, 0, 1][..]], "access upon reference and the zero token");
 }
+
+#[tokio::test]
+async fn a_cluster_gateway_offers_no_reservations_until_they_are_cluster_wide() {
+    let t = target(vec![gateway_lun(0)]);
+    let n = fresh(&t, 0).await;
+    // PERSISTENT RESERVE IN / OUT, RESERVE(6/10), RELEASE(6/10): a reservation held on one
+    // gateway would not fence writes through another, so none is offered.
+    let prout = [0x5F, 0x00, 0, 0, 0, 0, 0, 0, 24, 0];
+    let mut register = [0u8; 24];
+    register[8..16].copy_from_slice(&7u64.to_be_bytes());
+    assert_eq!(sense_code(&run(&t, &n, 0, &prout, &register).await), (5, 0x20, 0x00));
+    for cdb in [&[0x5Eu8, 0, 0, 0, 0, 0, 0, 0x10, 0, 0][..], &[0x16, 0, 0, 0, 0, 0], &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0]]
+    {
+        assert_eq!(sense_code(&run(&t, &n, 0, cdb, &[]).await), (5, 0x20, 0x00), "{cdb:02x?}");
+    }
+    // REPORT SUPPORTED OPERATION CODES agrees: none of them is listed; READ(10) still is.
+    let all = good(&run(&t, &n, 0, &[0xA3, 0x0C, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0], &[]).await);
+    let opcodes: Vec<u8> = all[4..].chunks(8).map(|d| d[0]).collect();
+    for withheld in [0x5E, 0x5F, 0x16, 0x17, 0x56, 0x57] {
+        assert!(!opcodes.contains(&withheld), "{withheld:#x} listed");
+    }
+    assert!(opcodes.contains(&0x28));
+}
