@@ -112,7 +112,9 @@ impl EtcdStore {
                 // The first request is queued before the call: etcd answers the stream's
                 // headers with its first message, and the call returns only once it has them.
                 let (requests, queued) = mpsc::channel(1);
-                requests.send(request).await.expect("the receiver is alive until the call below");
+                requests
+                    .try_send(request)
+                    .map_err(|_| StoreError::Unavailable("keepalive request queue refused the first request".into()))?;
                 let answers = self
                     .leases()
                     .lease_keep_alive(ReceiverStream::new(queued))
