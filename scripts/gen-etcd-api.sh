@@ -6,8 +6,9 @@
 #
 # Usage: scripts/gen-etcd-api.sh [PROTO_ROOT]
 #   PROTO_ROOT defaults to the proto/ folder of the etcd-client 0.21.1 crate source in the cargo
-#   registry (etcd v3.7 API protos, wire-compatible with etcd 3.4+); fetch it once with
-#   `cargo fetch` on a checkout that still depends on it, or `cargo download`-style tools.
+#   registry (etcd v3.7 API protos, wire-compatible with etcd 3.4+); it is there after building
+#   any checkout from before the switch, or after `cargo fetch` in a scratch crate that depends on
+#   etcd-client = "=0.21.1". Set CARGO_OFFLINE=1 to build the generator without the network.
 #   Set CHECK=1 to regenerate into a temporary folder and fail if it differs from the committed
 #   files (byte-identical check) instead of overwriting them.
 set -euo pipefail
