@@ -2,7 +2,6 @@
 # install-deps.sh — everything the test suite needs on a Debian 12 machine that has only Rust,
 # idempotent and non-interactive; fast (no apt at all) when everything is already there.
 #   * etcd-server: the `etcd` binary; tests/cluster.rs starts three members on loopback
-#   * protobuf-compiler: `protoc`, which the etcd-client crate's build script runs
 #   * libiscsi-bin: iscsi-test-cu, iscsi-ls, iscsi-inq, iscsi-readcapacity16 (client + conformance tests)
 #   * bc, python3: the conformance run and its result parser
 #   * tgt, istgt: peer targets the comparison tests start on loopback
@@ -15,7 +14,7 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export DEBIAN_FRONTEND=noninteractive
 
-PACKAGES=(libiscsi-bin bc python3 tgt istgt etcd-server protobuf-compiler mount util-linux)
+PACKAGES=(libiscsi-bin bc python3 tgt istgt etcd-server mount util-linux)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }
 

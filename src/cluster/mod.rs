@@ -6,7 +6,7 @@
 //! | module | owns |
 //! |---|---|
 //! | `store` | the `ClusterStore` trait: the etcd operations used |
-//! | `etcd` | `ClusterStore` on etcd (`etcd-client`) |
+//! | `etcd` | `ClusterStore` on etcd (tonic + prost over vendored generated gRPC code) |
 //! | `memory` | an in-memory linearizable fake for unit tests (paused tokio clock) |
 //! | `records` | key layout and the JSON records: gateways, LUN definitions |
 //! | `identity` | publish-or-compare of each LUN's definition |

@@ -1,0 +1,216 @@
+//! `ClusterStore` on etcd v3's gRPC API (tonic + prost over the vendored generated code in
+//! `pb/`). Every request has a deadline: a gateway cut off from etcd must learn it from a
+//! timeout, never hang (docs/cluster.md).
+
+mod pb;
+mod requests;
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Mutex};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::Streaming;
+use tonic::transport::{Channel, Endpoint};
+
+use pb::etcdserverpb::kv_client::KvClient;
+use pb::etcdserverpb::lease_client::LeaseClient;
+use pb::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest};
+use pb::mvccpb::KeyValue;
+
+use super::store::{ClusterStore, Created, LeaseId, StoreError, StoreResult, Versioned};
+
+/// The open keepalive stream of one lease: requests go in through `requests`, etcd's answers
+/// come back on `answers`, one per request, in order.
+struct KeepAliveStream {
+    lease: LeaseId,
+    requests: mpsc::Sender<LeaseKeepAliveRequest>,
+    answers: Streaming<LeaseKeepAliveResponse>,
+}
+
+/// One etcd connection (an HTTP/2 channel balanced over every endpoint). The membership's
+/// keepalives use a store of their own, so a slow or broken request stream on the main
+/// connection never delays the self-fence clock.
+pub struct EtcdStore {
+    channel: Channel,
+    timeout: Duration,
+    /// The open keepalive stream and the lease it renews (one lease per gateway).
+    keepalive: Mutex<Option<KeepAliveStream>>,
+}
+
+/// etcd's errors as the cluster layer sees them: a lease etcd no longer has, or "no usable
+/// answer" (unreachable, timed out, no leader, quorum lost), which callers treat as unavailable.
+fn unavailable(status: tonic::Status) -> StoreError {
+    // etcd's ErrGRPCLeaseNotFound (api/v3rpc/rpctypes): "etcdserver: requested lease not found".
+    if status.message().contains("lease not found") {
+        return StoreError::LeaseNotFound;
+    }
+    StoreError::Unavailable(format!("grpc {:?}: {}", status.code(), status.message()))
+}
+
+fn versioned(kv: &KeyValue) -> Versioned {
+    Versioned {
+        value: kv.value.clone(),
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        lease: (kv.lease != 0).then_some(LeaseId(kv.lease)),
+    }
+}
+
+/// An endpoint as the config gives it (`http://host:port`, or a bare `host:port` as etcdctl
+/// accepts), with the deadlines and the HTTP/2 pings that notice a silently dead connection
+/// (a partition) between requests.
+fn endpoint(address: &str, timeout: Duration) -> StoreResult<Endpoint> {
+    let uri = if address.contains("://") { address.to_string() } else { format!("http://{address}") };
+    let endpoint = Endpoint::from_shared(uri)
+        .map_err(|e| StoreError::Unavailable(format!("bad etcd endpoint {address:?}: {e}")))?;
+    Ok(endpoint
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .http2_keep_alive_interval(timeout)
+        .keep_alive_timeout(timeout)
+        .keep_alive_while_idle(true))
+}
+
+impl EtcdStore {
+    /// Connects to `endpoints` (`http://host:port`); every request later gives up after `timeout`.
+    /// The channel connects lazily and spreads requests over the endpoints that answer, so one
+    /// dead etcd member neither fails this call nor later requests while another one is up.
+    pub async fn connect(endpoints: &[String], timeout: Duration) -> StoreResult<EtcdStore> {
+        if endpoints.is_empty() {
+            return Err(StoreError::Unavailable("no etcd endpoints configured".into()));
+        }
+        let endpoints = endpoints.iter().map(|address| endpoint(address, timeout)).collect::<StoreResult<Vec<_>>>()?;
+        let channel = Channel::balance_list(endpoints.into_iter());
+        Ok(EtcdStore { channel, timeout, keepalive: Mutex::new(None) })
+    }
+
+    async fn bounded<T>(&self, request: impl std::future::Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        tokio::time::timeout(self.timeout, request)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("no answer in {:?}", self.timeout))))
+    }
+
+    fn kv(&self) -> KvClient<Channel> {
+        KvClient::new(self.channel.clone())
+    }
+
+    fn leases(&self) -> LeaseClient<Channel> {
+        LeaseClient::new(self.channel.clone())
+    }
+
+    /// Sends one keepalive for `lease` on the open stream (opening it first if there is none
+    /// or it renews another lease) and waits for etcd's answer to it.
+    async fn renew(&self, slot: &mut Option<KeepAliveStream>, lease: LeaseId) -> StoreResult<Duration> {
+        let request = LeaseKeepAliveRequest { id: lease.0 };
+        match slot {
+            Some(open) if open.lease == lease => open
+                .requests
+                .send(request)
+                .await
+                .map_err(|_| StoreError::Unavailable("keepalive stream closed".into()))?,
+            _ => {
+                // The first request is queued before the call: etcd answers the stream's
+                // headers with its first message, and the call returns only once it has them.
+                let (requests, queued) = mpsc::channel(1);
+                requests
+                    .try_send(request)
+                    .map_err(|_| StoreError::Unavailable("keepalive request queue refused the first request".into()))?;
+                let answers = self
+                    .leases()
+                    .lease_keep_alive(ReceiverStream::new(queued))
+                    .await
+                    .map_err(unavailable)?
+                    .into_inner();
+                *slot = Some(KeepAliveStream { lease, requests, answers });
+            }
+        }
+        let open = slot.as_mut().expect("opened above");
+        match open.answers.message().await.map_err(unavailable)? {
+            // etcd answers TTL 0 for a lease it no longer has (rpc.proto LeaseKeepAliveResponse).
+            Some(answer) if answer.ttl <= 0 => Err(StoreError::LeaseNotFound),
+            Some(answer) => Ok(Duration::from_secs(answer.ttl as u64)),
+            None => Err(StoreError::Unavailable("keepalive stream closed".into())),
+        }
+    }
+}
+
+impl ClusterStore for EtcdStore {
+    async fn grant_lease(&self, ttl: Duration) -> StoreResult<LeaseId> {
+        let ttl = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let mut leases = self.leases();
+        self.bounded(async move {
+            // ID 0: etcd chooses the lease ID (rpc.proto LeaseGrantRequest).
+            let granted = leases.lease_grant(LeaseGrantRequest { ttl, id: 0 }).await.map_err(unavailable)?.into_inner();
+            if !granted.error.is_empty() {
+                return Err(StoreError::Rejected(granted.error));
+            }
+            Ok(LeaseId(granted.id))
+        })
+        .await
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> StoreResult<Duration> {
+        let mut slot = self.keepalive.lock().await;
+        let result = self.bounded(self.renew(&mut slot, lease)).await;
+        if result.is_err() {
+            // A stream that failed or timed out may hold a late answer: never reuse it.
+            *slot = None;
+        }
+        result
+    }
+
+    async fn revoke_lease(&self, lease: LeaseId) -> StoreResult<()> {
+        let mut leases = self.leases();
+        self.bounded(async move {
+            match leases.lease_revoke(LeaseRevokeRequest { id: lease.0 }).await.map_err(unavailable) {
+                Ok(_) | Err(StoreError::LeaseNotFound) => Ok(()),
+                Err(other) => Err(other),
+            }
+        })
+        .await
+    }
+
+    async fn create(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> StoreResult<Created> {
+        let mut kv = self.kv();
+        let txn = requests::create_if_absent(key, value, lease);
+        self.bounded(async move {
+            let answer = kv.txn(txn).await.map_err(unavailable)?.into_inner();
+            if answer.succeeded {
+                return Ok(Created::Created);
+            }
+            if let Some(existing) = requests::ranges(&answer).next().and_then(|range| range.kvs.first()) {
+                return Ok(Created::Exists(versioned(existing)));
+            }
+            // Deleted between the compare and the get of the same transaction cannot happen
+            // (a transaction is atomic); an empty answer means etcd broke its contract.
+            Err(StoreError::Rejected("create failed but the key is absent".into()))
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Option<Versioned>> {
+        let mut kv = self.kv();
+        let request = requests::single_key(key);
+        self.bounded(async move {
+            let answer = kv.range(request).await.map_err(unavailable)?.into_inner();
+            Ok(answer.kvs.first().map(versioned))
+        })
+        .await
+    }
+
+    async fn get_prefix(&self, prefix: &str) -> StoreResult<Vec<(String, Versioned)>> {
+        let mut kv = self.kv();
+        let request = requests::with_prefix(prefix);
+        self.bounded(async move {
+            let answer = kv.range(request).await.map_err(unavailable)?.into_inner();
+            let mut found = Vec::new();
+            for kv in &answer.kvs {
+                let key = String::from_utf8_lossy(&kv.key).into_owned();
+                found.push((key, versioned(kv)));
+            }
+            found.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(found)
+        })
+        .await
+    }
+}
