@@ -320,6 +320,44 @@ impl ScsiTarget {
             }
             ReadDefectData10 => respond(reports::read_defect_data(cdb, false), be16(&cdb[7..9]) as usize),
             ReadDefectData12 => respond(reports::read_defect_data(cdb, true), be32(&cdb[6..10]) as usize),
+            ExtendedCopy
+            | PopulateToken
+            | WriteUsingToken
+            | CopyOperationAbort
+            | ReceiveRodTokenInformation
+            | ReceiveCopyStatus
+            | ReceiveCopyOperatingParameters => self.prepare_copy_command(command, cdb, lun, nexus),
+            ModeSense6 => respond(mode::mode_sense(cdb, need_lun()?, false)?, cdb[4] as usize),
+            ModeSense10 => respond(mode::mode_sense(cdb, need_lun()?, true)?, be16(&cdb[7..9]) as usize),
+            Reserve6 | Reserve10 | Release6 | Release10 | PersistentReserveIn | PersistentReserveOut => {
+                prepare_reservation_command(command, cdb, need_lun()?, nexus)
+            }
+            ModeSelect6 | ModeSelect10 => {
+                let ten = command == ModeSelect10;
+                let param_len = if ten { be16(&cdb[7..9]) as usize } else { cdb[4] as usize };
+                // SPC-4 §6.11: PF zero means vendor-specific page format, which is not offered.
+                if cdb[1] & 0x10 == 0 && param_len > 0 {
+                    return Err(Sense::invalid_cdb_field(1, Some(4)));
+                }
+                Ok(Op::ModeSelect { ten, param_len })
+            }
+            _ => Ok(Op::Io(prepare_io(info, cdb, need_lun()?, task.expected_data_out_len)?)),
+        }
+    }
+
+    /// The third-party copy commands (SPC-4 §6.5 EXTENDED COPY, SBC-3 §5.8/§5.45 ODX, and the
+    /// RECEIVE COPY / ROD TOKEN service actions that report on them).
+    fn prepare_copy_command(
+        &self,
+        command: Command,
+        cdb: &[u8],
+        lun: Option<&Lun>,
+        nexus: &ItNexus,
+    ) -> Result<Op, Sense> {
+        use Command::*;
+        let respond = |data: Vec<u8>, alloc: usize| Ok(Op::Respond(truncate(data, alloc)));
+        let need_lun = || lun.ok_or(Sense::from(SenseReason::LunNotSupported));
+        match command {
             ExtendedCopy => {
                 let param_len = be32(&cdb[10..14]) as usize;
                 xcopy::check_parameter_list_length(param_len)?;
@@ -353,43 +391,8 @@ impl ScsiTarget {
             ReceiveCopyOperatingParameters => {
                 respond(copy_results::operating_parameters(need_lun()?.block_size()), be32(&cdb[10..14]) as usize)
             }
-            ModeSense6 => respond(mode::mode_sense(cdb, need_lun()?, false)?, cdb[4] as usize),
-            ModeSense10 => respond(mode::mode_sense(cdb, need_lun()?, true)?, be16(&cdb[7..9]) as usize),
-            // SPC-4 §5.13.3 (CRH = 1): how SPC-2 RESERVE/RELEASE meet persistent reservations.
-            Reserve6 | Reserve10 => {
-                let lun = need_lun()?;
-                Ok(match pr::spc2_outcome(&lun.pr().snapshot(), nexus, true) {
-                    Spc2Outcome::NoOp => Op::Respond(None),
-                    Spc2Outcome::Conflict => Op::Conflict,
-                    Spc2Outcome::Process if lun.reserve(nexus) => Op::Respond(None),
-                    Spc2Outcome::Process => Op::Conflict,
-                })
-            }
-            Release6 | Release10 => {
-                let lun = need_lun()?;
-                if pr::spc2_outcome(&lun.pr().snapshot(), nexus, false) == Spc2Outcome::Process {
-                    lun.release(nexus);
-                }
-                Ok(Op::Respond(None))
-            }
-            PersistentReserveIn => {
-                need_lun()?;
-                Ok(Op::PrIn { action: cdb[1] & 0x1F, allocation_length: be16(&cdb[7..9]) as usize })
-            }
-            PersistentReserveOut => {
-                need_lun()?;
-                Ok(Op::PrOut(pr_out::prepare(cdb)?))
-            }
-            ModeSelect6 | ModeSelect10 => {
-                let ten = command == ModeSelect10;
-                let param_len = if ten { be16(&cdb[7..9]) as usize } else { cdb[4] as usize };
-                // SPC-4 §6.11: PF zero means vendor-specific page format, which is not offered.
-                if cdb[1] & 0x10 == 0 && param_len > 0 {
-                    return Err(Sense::invalid_cdb_field(1, Some(4)));
-                }
-                Ok(Op::ModeSelect { ten, param_len })
-            }
-            _ => Ok(Op::Io(prepare_io(info, cdb, need_lun()?, task.expected_data_out_len)?)),
+            // Only the copy commands are routed here.
+            _ => Err(SenseReason::InvalidOpcode.into()),
         }
     }
 
@@ -575,4 +578,28 @@ fn reservations_withheld(lun: Option<&Lun>) -> bool {
 fn is_reservation_command(command: Command) -> bool {
     use Command::*;
     matches!(command, PersistentReserveIn | PersistentReserveOut | Reserve6 | Release6 | Reserve10 | Release10)
+}
+
+/// SPC-2 RESERVE/RELEASE and PERSISTENT RESERVE IN/OUT at admission.
+fn prepare_reservation_command(command: Command, cdb: &[u8], lun: &Lun, nexus: &ItNexus) -> Result<Op, Sense> {
+    use Command::*;
+    match command {
+        // SPC-4 §5.13.3 (CRH = 1): how SPC-2 RESERVE/RELEASE meet persistent reservations.
+        Reserve6 | Reserve10 => Ok(match pr::spc2_outcome(&lun.pr().snapshot(), nexus, true) {
+            Spc2Outcome::NoOp => Op::Respond(None),
+            Spc2Outcome::Conflict => Op::Conflict,
+            Spc2Outcome::Process if lun.reserve(nexus) => Op::Respond(None),
+            Spc2Outcome::Process => Op::Conflict,
+        }),
+        Release6 | Release10 => {
+            if pr::spc2_outcome(&lun.pr().snapshot(), nexus, false) == Spc2Outcome::Process {
+                lun.release(nexus);
+            }
+            Ok(Op::Respond(None))
+        }
+        PersistentReserveIn => Ok(Op::PrIn { action: cdb[1] & 0x1F, allocation_length: be16(&cdb[7..9]) as usize }),
+        PersistentReserveOut => Ok(Op::PrOut(pr_out::prepare(cdb)?)),
+        // Only the reservation commands are routed here.
+        _ => Err(SenseReason::InvalidOpcode.into()),
+    }
 }
