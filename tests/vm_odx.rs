@@ -15,7 +15,7 @@ use std::time::Duration;
 const GUEST_TIMEOUT_S: u64 = 900;
 
 #[test]
-fn ddpt_odx_copies_zeroes_and_refuses_abused_tokens() {
+fn linux_initiator_copies_and_zeroes_by_token_and_abused_tokens_move_nothing() {
     let bench_mib: u64 = std::env::var("PALISADE_ODX_BENCH_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     let size = format!("{}MiB", bench_mib.max(256));
     let mut spec = ConfigSpec::single_file_lun(&size);
