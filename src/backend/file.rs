@@ -87,7 +87,7 @@ impl FileBackend {
             None => match &self.mapped {
                 // Only a tmpfs/ramfs file's mapping is writable: its fdatasync never waits for a
                 // device, so it runs here as the positional path's does (SBC-3 §5.40 FUA).
-                Some(m) if m.write_resident(offset, data) => match fua {
+                Some(m) if m.write_resident(offset, data)? => match fua {
                     true => self.io.file().sync_data(),
                     false => Ok(()),
                 },

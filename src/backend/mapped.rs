@@ -117,17 +117,23 @@ impl MappedFile {
         if len >= ZERO_COPY_MIN {
             return Some(Bytes::from_owner(View { map: self.map.clone(), offset, len }));
         }
-        Some(Bytes::copy_from_slice(self.map.bytes(offset, len)))
+        let copy = Bytes::copy_from_slice(self.map.bytes(offset, len));
+        // A truncation during the copy left zero pages in it: not data. The positional path
+        // then reports what the file system says (EOF or EIO: MEDIUM ERROR).
+        (!self.lost()).then_some(copy)
     }
 
     /// Copies the segments back to back into the mapping at `offset` if it is writable, intact
     /// and every page of the range is resident; false (nothing written) sends the caller to the
     /// positional path. The caller has range-checked it.
-    pub(crate) fn write_resident(&self, offset: u64, segments: &[Bytes]) -> bool {
-        let Ok(offset) = usize::try_from(offset) else { return false };
+    ///
+    /// Err: the file lost pages under the mapping while the segments were being copied (a
+    /// truncation; the SIGBUS guard put zero pages there), so the data may have gone nowhere.
+    pub(crate) fn write_resident(&self, offset: u64, segments: &[Bytes]) -> std::io::Result<bool> {
+        let Ok(offset) = usize::try_from(offset) else { return Ok(false) };
         let len: usize = segments.iter().map(|s| s.len()).sum();
         if !self.map.writable || !self.usable(offset, len) {
-            return false;
+            return Ok(false);
         }
         let mut at = offset;
         for segment in segments {
@@ -138,7 +144,15 @@ impl MappedFile {
             };
             at += segment.len();
         }
-        true
+        if self.lost() {
+            return Err(std::io::Error::from_raw_os_error(libc::EIO));
+        }
+        Ok(true)
+    }
+
+    /// Whether a page of the file vanished under the mapping (see `guard_truncation`).
+    fn lost(&self) -> bool {
+        REGISTRY[self.map.slot].lost.load(Ordering::Acquire)
     }
 
     /// In bounds, not lost, and every page resident.
@@ -148,7 +162,7 @@ impl MappedFile {
             Some(end) if end <= map.len() => {}
             _ => return false,
         }
-        !REGISTRY[self.map.slot].lost.load(Ordering::Acquire) && resident(map, offset, len)
+        !self.lost() && resident(map, offset, len)
     }
 }
 
@@ -268,7 +282,7 @@ mod tests {
         assert_eq!(&mapped.read_resident(10, 8).unwrap()[..], &[0xEE; 8]);
         assert!(mapped.read_resident((1 << 20) - 4, 8).is_none(), "past the mapping");
         // Writes to resident pages go through the mapping and are what the file holds.
-        assert!(mapped.write_resident(100, &[Bytes::from_static(b"ab"), Bytes::from_static(b"cd")]));
+        assert!(mapped.write_resident(100, &[Bytes::from_static(b"ab"), Bytes::from_static(b"cd")]).unwrap());
         let mut back = [0u8; 4];
         file.read_exact_at(&mut back, 100).unwrap();
         assert_eq!(&back, b"abcd");
@@ -285,7 +299,10 @@ mod tests {
         let mapped = MappedFile::new(&file, 1 << 20, true).unwrap();
         assert!(mapped.read_resident(0, 4096).is_some());
         assert!(mapped.read_resident(512 * 1024, 4096).is_none(), "a tmpfs hole has no page");
-        assert!(!mapped.write_resident(512 * 1024, &[Bytes::from_static(b"x")]), "nor is one allocated by a store");
+        assert!(
+            !mapped.write_resident(512 * 1024, &[Bytes::from_static(b"x")]).unwrap(),
+            "nor is one allocated by a store"
+        );
         assert!(mapped.read_resident(512 * 1024, 4096).is_none());
         std::fs::remove_file(path).unwrap();
     }
@@ -299,7 +316,7 @@ mod tests {
         // Touching the vanished pages would be SIGBUS without the guard.
         assert!(view.iter().all(|&b| b == 0));
         assert!(mapped.read_resident(0, 100).is_none(), "the mapping is lost: positional reads from now on");
-        assert!(!mapped.write_resident(0, &[Bytes::from_static(b"x")]), "and positional writes");
+        assert!(!mapped.write_resident(0, &[Bytes::from_static(b"x")]).unwrap(), "and positional writes");
         std::fs::remove_file(path).unwrap();
     }
 }
