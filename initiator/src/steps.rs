@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use pdu::msg::scsi::attr;
 use pdu::msg::{
-    logout, DataOut, LogoutRequest, LogoutResponse, NopOut, R2t, ScsiCommand, TargetPdu, TaskMgmtRequest,
+    logout, DataOut, LogoutRequest, LogoutResponse, NopIn, NopOut, R2t, ScsiCommand, TargetPdu, TaskMgmtRequest,
     TaskMgmtResponse, TextRequest, TextResponse,
 };
 use pdu::text::TextAccumulator;
@@ -56,6 +56,20 @@ impl RawConnection {
             cmd_sn: self.take_cmd_sn(),
             exp_stat_sn: self.exp_stat_sn,
             data: Bytes::copy_from_slice(data),
+        }
+    }
+
+    /// The answer to a target's ping (NOP-In with a TTT): RFC 7143 §11.18.3, its TTT in an
+    /// immediate NOP-Out with the reserved ITT (not sent).
+    pub fn answer_to_ping(&self, ping: &NopIn) -> NopOut {
+        NopOut {
+            immediate: true,
+            lun: ping.lun,
+            itt: RESERVED_TAG,
+            ttt: ping.ttt,
+            cmd_sn: self.cmd_sn,
+            exp_stat_sn: self.exp_stat_sn,
+            data: Bytes::new(),
         }
     }
 
@@ -116,16 +130,7 @@ impl RawConnection {
                     return Ok(ScsiOutcome { status: rsp.status, response: rsp.response, sense: rsp.sense(), data });
                 }
                 TargetPdu::NopIn(ping) if ping.ttt != RESERVED_TAG => {
-                    // RFC 7143 §11.18.3: answer the target's ping with its TTT, as an immediate PDU.
-                    let answer = NopOut {
-                        immediate: true,
-                        lun: ping.lun,
-                        itt: RESERVED_TAG,
-                        ttt: ping.ttt,
-                        cmd_sn: self.cmd_sn,
-                        exp_stat_sn: self.exp_stat_sn,
-                        data: Bytes::new(),
-                    };
+                    let answer = self.answer_to_ping(&ping);
                     self.send(&answer.encode()).await?;
                 }
                 other => return Err(Error::new(format!("unexpected PDU while waiting for task {itt:#x}: {other:?}"))),

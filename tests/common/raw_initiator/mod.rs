@@ -173,16 +173,7 @@ impl RawInitiator {
         loop {
             match self.recv_msg(ANSWER_TIMEOUT) {
                 TargetPdu::NopIn(ping) if ping.itt == RESERVED_TAG && ping.ttt != RESERVED_TAG => {
-                    // §11.18: answered with its TTT, as an immediate NOP-Out.
-                    let answer = pdu::msg::NopOut {
-                        immediate: true,
-                        lun: ping.lun,
-                        itt: RESERVED_TAG,
-                        ttt: ping.ttt,
-                        cmd_sn: self.cmd_sn,
-                        exp_stat_sn: self.exp_stat_sn,
-                        data: bytes::Bytes::new(),
-                    };
+                    let answer = self.conn.answer_to_ping(&ping);
                     self.send(&answer.encode());
                 }
                 TargetPdu::NopIn(NopIn { itt, ttt, data: echoed, .. }) => {
