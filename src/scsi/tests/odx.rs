@@ -87,6 +87,16 @@ async fn read(t: &ScsiTarget, n: &Arc<ItNexus>, lun: u64, lba: u32, blocks: u16)
     good(&run(t, n, lun, &rw10(0x28, 0, lba, blocks), &[]).await)
 }
 
+/// A target with LUN 0 (the source, filled with the pattern) and LUN 1 (the destination), and a
+/// nexus past both LUNs' power-on unit attentions.
+async fn source_and_destination() -> (ScsiTarget, Arc<ItNexus>) {
+    let t = target(vec![memory_lun(0), memory_lun(1)]);
+    let n = fresh(&t, 0).await;
+    let _ = run(&t, &n, 1, &[0; 6], &[]).await;
+    fill(&t, &n, 0).await;
+    (t, n)
+}
+
 /// POPULATE TOKEN of the pattern's blocks, then the token from RECEIVE ROD TOKEN INFORMATION.
 async fn populate(t: &ScsiTarget, n: &Arc<ItNexus>, lun: u64, list_id: u32) -> Vec<u8> {
     let p = pt_param(0, 0, 0, &[(PATTERN_LBA, PATTERN_BLOCKS)]);
@@ -111,11 +121,7 @@ async fn is_zero(t: &ScsiTarget, n: &Arc<ItNexus>, lun: u64, lba: u32) -> bool {
 
 #[tokio::test]
 async fn copies_between_luns_and_within_one_and_reports_through_rrti() {
-    let (a, b) = (memory_lun(0), memory_lun(1));
-    let t = target(vec![a, b]);
-    let n = fresh(&t, 0).await;
-    let _ = run(&t, &n, 1, &[0; 6], &[]).await;
-    fill(&t, &n, 0).await;
+    let (t, n) = source_and_destination().await;
     let token = populate(&t, &n, 0, 1).await;
     assert_eq!(&token[0..4], &[0x00, 0x80, 0x00, 0x01], "point in time, change vulnerable");
     let (cdb, p) = wut(2, &token, 500);
@@ -219,11 +225,7 @@ async fn abused_tokens_get_invalid_token_operation_and_move_nothing() {
 
 #[tokio::test]
 async fn expired_token_is_refused() {
-    let (a, b) = (memory_lun(0), memory_lun(1));
-    let t = target(vec![a, b]);
-    let n = fresh(&t, 0).await;
-    let _ = run(&t, &n, 1, &[0; 6], &[]).await;
-    fill(&t, &n, 0).await;
+    let (t, n) = source_and_destination().await;
     let token = populate(&t, &n, 0, 1).await;
     // Default inactivity timeout (60 s) passed without use: expired, and released.
     t.rod_tokens().age(Duration::from_secs(61));
@@ -244,11 +246,7 @@ async fn expired_token_is_refused() {
 
 #[tokio::test]
 async fn a_write_to_the_source_revokes_a_point_in_time_token() {
-    let (a, b) = (memory_lun(0), memory_lun(1));
-    let t = target(vec![a, b]);
-    let n = fresh(&t, 0).await;
-    let _ = run(&t, &n, 1, &[0; 6], &[]).await;
-    fill(&t, &n, 0).await;
+    let (t, n) = source_and_destination().await;
     let token = populate(&t, &n, 0, 1).await;
     // A write next to the ranges changes nothing; one block inside them revokes the token.
     good(&run(&t, &n, 0, &rw10(0x2A, 0, PATTERN_LBA as u32 - 1, 1), &[7; BS as usize]).await);
@@ -314,11 +312,7 @@ async fn prout(t: &ScsiTarget, n: &Arc<ItNexus>, lun: u64, sa: u8, pr_type: u8, 
 
 #[tokio::test]
 async fn reservations_are_checked_on_source_and_destination() {
-    let (a, b) = (memory_lun(0), memory_lun(1));
-    let t = target(vec![a, b]);
-    let n = fresh(&t, 0).await;
-    let _ = run(&t, &n, 1, &[0; 6], &[]).await;
-    fill(&t, &n, 0).await;
+    let (t, n) = source_and_destination().await;
     let token = populate(&t, &n, 0, 1).await;
     // Another initiator takes WRITE EXCLUSIVE on the destination.
     let owner = nexus(3);
