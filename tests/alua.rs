@@ -19,29 +19,8 @@ const HOST: &str = "iqn.2026-11.io.palisade.test:alua";
 
 /// One target, LUN 0 in memory, on portal "a" (TPGT 1, `{PORT}`) and portal "b" (TPGT 2).
 fn start_two_portals() -> (TargetProcess, String) {
-    let second = format!("127.0.0.1:{}", free_port());
-    let toml = format!(
-        r#"
-[[portals]]
-name = "a"
-listen = "127.0.0.1:{{PORT}}"
-tpgt = 1
-
-[[portals]]
-name = "b"
-listen = "{second}"
-tpgt = 2
-
-[[targets]]
-name = "{DEFAULT_IQN}"
-
-[[targets.luns]]
-id = 0
-backend = "memory"
-size = "16MiB"
-"#
-    );
-    (TargetProcess::start_with_config(&toml, DEFAULT_IQN), second)
+    let second = free_port();
+    (common::start_two_portal_groups(second, "backend = \"memory\"\nsize = \"16MiB\""), format!("127.0.0.1:{second}"))
 }
 
 fn login(portal: &str, isid: u8) -> BlockInitiator {

@@ -17,7 +17,7 @@
 
 mod common;
 
-use common::{free_port, guest_script, run_with_timeout, vm_runner, TargetProcess, DEFAULT_IQN};
+use common::{free_port, guest_script, run_with_timeout, vm_runner, TargetProcess};
 use std::process::Output;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -45,29 +45,8 @@ fn run_guest(script: &str) -> (TargetProcess, Output, String) {
 /// the returned one (two target ports, relative ports 1 and 2, of target port group 1).
 fn start_two_portal_groups() -> (TargetProcess, u16) {
     let second = free_port();
-    let toml = format!(
-        r#"
-[[portals]]
-name = "a"
-listen = "127.0.0.1:{{PORT}}"
-tpgt = 1
-
-[[portals]]
-name = "b"
-listen = "127.0.0.1:{second}"
-tpgt = 2
-
-[[targets]]
-name = "{DEFAULT_IQN}"
-
-[[targets.luns]]
-id = 0
-backend = "file"
-path = "{{DATA_DIR}}/lun0.img"
-size = "1GiB"
-"#
-    );
-    (TargetProcess::start_with_config(&toml, DEFAULT_IQN), second)
+    let lun = "backend = \"file\"\npath = \"{DATA_DIR}/lun0.img\"\nsize = \"1GiB\"";
+    (common::start_two_portal_groups(second, lun), second)
 }
 
 fn run_guest_with(

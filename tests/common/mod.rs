@@ -393,6 +393,33 @@ pub fn plain_log(text: String) -> String {
 }
 
 /// A port that was free a moment ago (bind 127.0.0.1:0, read it, close).
+/// The default target with LUN 0 (`lun`: the rest of its `[[targets.luns]]` table) served on two
+/// portal groups: TPGT 1 on the harness's `{PORT}`, TPGT 2 on `127.0.0.1:second_port` — two target
+/// ports, relative ports 1 and 2, of target port group 1.
+pub fn start_two_portal_groups(second_port: u16, lun: &str) -> TargetProcess {
+    let toml = format!(
+        r#"
+[[portals]]
+name = "a"
+listen = "127.0.0.1:{{PORT}}"
+tpgt = 1
+
+[[portals]]
+name = "b"
+listen = "127.0.0.1:{second_port}"
+tpgt = 2
+
+[[targets]]
+name = "{DEFAULT_IQN}"
+
+[[targets.luns]]
+id = 0
+{lun}
+"#
+    );
+    TargetProcess::start_with_config(&toml, DEFAULT_IQN)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local_addr").port()
 }
