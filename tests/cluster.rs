@@ -67,27 +67,14 @@ fn write10(lba: u32, fill: u8) -> ([u8; 10], Vec<u8>) {
     ([0x2A, 0, l[0], l[1], l[2], l[3], 0, 0, 1, 0], vec![fill; 512])
 }
 
-/// Runs a command as an initiator does, past unit attentions: gateways joining, leaving or
-/// fencing change the ALUA groups, and each change is announced to every nexus with ASYMMETRIC
-/// ACCESS STATE CHANGED (06/2A/06, SPC-4 §5.16.2.5) before the command's own answer.
-fn command_past_unit_attentions(i: &mut BlockInitiator, cdb: &[u8], data: &[u8], data_in: u32) -> CmdResult {
-    for _ in 0..8 {
-        let result = i.command(0, cdb, data, data_in);
-        if result.status != 0x02 || result.sense_code().0 != 0x06 {
-            return result;
-        }
-    }
-    panic!("still a unit attention after 8 tries of {cdb:02x?}");
-}
-
 fn write(i: &mut BlockInitiator, lba: u32, fill: u8) -> CmdResult {
     let (cdb, data) = write10(lba, fill);
-    command_past_unit_attentions(i, &cdb, &data, 0)
+    i.command_past_unit_attentions(0, &cdb, &data, 0)
 }
 
 fn read(i: &mut BlockInitiator, lba: u32) -> Vec<u8> {
     let l = lba.to_be_bytes();
-    let result = command_past_unit_attentions(i, &[0x28, 0, l[0], l[1], l[2], l[3], 0, 0, 1, 0], &[], 512);
+    let result = i.command_past_unit_attentions(0, &[0x28, 0, l[0], l[1], l[2], l[3], 0, 0, 1, 0], &[], 512);
     assert!(result.is_good(), "READ(10) of LBA {lba}: {:?}", result.sense_code());
     result.data
 }
@@ -255,7 +242,7 @@ fn a_gateway_cut_off_from_etcd_fences_itself_before_its_lease_expires_and_rejoin
     // SPC-4 §5.16.2.4.5: an unavailable port serves no data at all, reads included; the host's
     // multipath reads through the other gateway.
     let read2 = [0x28, 0, 0, 0, 0, 2, 0, 0, 1, 0];
-    let refused_read = command_past_unit_attentions(&mut a, &read2, &[], 512);
+    let refused_read = a.command_past_unit_attentions(0, &read2, &[], 512);
     assert_eq!(refused_read.sense_code(), (0x02, 0x04, 0x0C), "a read through the unavailable gateway");
     assert_eq!(read(&mut b, 2), vec![0xB2; 512], "gateway 2 reads what it wrote");
 

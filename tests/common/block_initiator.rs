@@ -65,6 +65,25 @@ impl BlockInitiator {
         CmdResult { status: out.status, sense: out.sense.map(|s| s.to_vec()), data: out.data }
     }
 
+    /// `command` as an initiator runs it: a CHECK CONDITION with UNIT ATTENTION (a state change
+    /// announced before the command's own answer, e.g. ASYMMETRIC ACCESS STATE CHANGED,
+    /// SPC-4 §5.16.2.5) is taken and the command sent again, up to 8 times.
+    pub fn command_past_unit_attentions(
+        &mut self,
+        lun: u64,
+        cdb: &[u8],
+        data_out: &[u8],
+        data_in_len: u32,
+    ) -> CmdResult {
+        for _ in 0..8 {
+            let result = self.command(lun, cdb, data_out, data_in_len);
+            if result.status != 0x02 || result.sense_code().0 != initiator::sense::UNIT_ATTENTION {
+                return result;
+            }
+        }
+        panic!("still a unit attention after 8 tries of {cdb:02x?}");
+    }
+
     /// Shorthand: the command must succeed; returns its data-in.
     pub fn ok(&mut self, lun: u64, cdb: &[u8], data_out: &[u8], data_in_len: u32) -> Vec<u8> {
         let result = self.command(lun, cdb, data_out, data_in_len);
