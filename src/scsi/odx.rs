@@ -80,10 +80,15 @@ pub(crate) fn check_parameter_list_length(service_action: u8, param_len: usize) 
     Ok(())
 }
 
-/// The first `header` bytes and the DATA LENGTH field (bytes 0-1, n-1) must be present.
-fn check_lengths(param: &[u8], header: usize) -> Result<(), Sense> {
+/// The header checks POPULATE TOKEN and WRITE USING TOKEN share: the first `header` bytes and
+/// the DATA LENGTH field (bytes 0-1, n-1) must be present, and IMMED (byte 2 bit 0) is refused —
+/// the operation always runs in the foreground here.
+fn check_parameter_list(param: &[u8], header: usize) -> Result<(), Sense> {
     if param.len() < header || be16(&param[0..2]) as usize + 2 > param.len() {
         return Err(SenseReason::ParameterListLengthError.into());
+    }
+    if param[2] & 0x01 != 0 {
+        return Err(Sense::invalid_param_field(2, Some(0)));
     }
     Ok(())
 }
@@ -139,11 +144,7 @@ pub(crate) async fn populate_token(
     if param.is_empty() {
         return Ok(());
     }
-    check_lengths(param, PT_HEADER)?;
-    // IMMED (byte 2 bit 0): the operation always runs in the foreground here.
-    if param[2] & 0x01 != 0 {
-        return Err(Sense::invalid_param_field(2, Some(0)).into());
-    }
+    check_parameter_list(param, PT_HEADER)?;
     // A point-in-time token is revoked by writes to its source, and a cluster gateway sees only
     // the writes made through itself: there it offers access upon reference only, which reads
     // the source when the token is used and so holds whatever gateway wrote it.
@@ -219,10 +220,7 @@ pub(crate) async fn write_using_token(
     if param.is_empty() {
         return Ok(());
     }
-    check_lengths(param, WUT_HEADER)?;
-    if param[2] & 0x01 != 0 {
-        return Err(Sense::invalid_param_field(2, Some(0)).into());
-    }
+    check_parameter_list(param, WUT_HEADER)?;
     let delete_token = param[2] & 0x02 != 0;
     let offset_into_rod = be64(&param[8..16]);
     let token = &param[16..16 + TOKEN_LEN];
