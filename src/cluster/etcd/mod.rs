@@ -4,6 +4,7 @@
 
 mod pb;
 mod requests;
+mod watch;
 
 use std::time::Duration;
 
@@ -14,10 +15,14 @@ use tonic::transport::{Channel, Endpoint};
 
 use pb::etcdserverpb::kv_client::KvClient;
 use pb::etcdserverpb::lease_client::LeaseClient;
-use pb::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest};
+use pb::etcdserverpb::watch_client::WatchClient;
+use pb::etcdserverpb::{
+    CompactionRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest,
+    ResponseHeader,
+};
 use pb::mvccpb::KeyValue;
 
-use super::store::{ClusterStore, Created, LeaseId, StoreError, StoreResult, Versioned};
+use super::store::{ClusterStore, Created, LeaseId, StoreError, StoreResult, Swapped, Versioned, WatchEvent};
 
 /// The open keepalive stream of one lease: requests go in through `requests`, etcd's answers
 /// come back on `answers`, one per request, in order.
@@ -45,6 +50,12 @@ fn unavailable(status: tonic::Status) -> StoreError {
         return StoreError::LeaseNotFound;
     }
     StoreError::Unavailable(format!("grpc {:?}: {}", status.code(), status.message()))
+}
+
+/// The store revision a response was served at (rpc.proto ResponseHeader: "the key-value
+/// store revision when the request was applied").
+fn revision(header: Option<&ResponseHeader>) -> StoreResult<i64> {
+    header.map(|h| h.revision).ok_or_else(|| StoreError::Rejected("etcd answer without a response header".into()))
 }
 
 fn versioned(kv: &KeyValue) -> Versioned {
@@ -96,6 +107,18 @@ impl EtcdStore {
 
     fn leases(&self) -> LeaseClient<Channel> {
         LeaseClient::new(self.channel.clone())
+    }
+
+    /// Compacts etcd's history up to `revision`: watches from an older revision then report
+    /// `Compacted`. Not part of `ClusterStore` (the cluster layer never compacts; etcd's
+    /// `--auto-compaction-*` or an operator does); the integration tests provoke it with this.
+    pub async fn compact(&self, revision: i64) -> StoreResult<()> {
+        let mut kv = self.kv();
+        self.bounded(async move {
+            kv.compact(CompactionRequest { revision, physical: true }).await.map_err(unavailable)?;
+            Ok(())
+        })
+        .await
     }
 
     /// Sends one keepalive for `lease` on the open stream (opening it first if there is none
@@ -212,5 +235,94 @@ impl ClusterStore for EtcdStore {
             Ok(found)
         })
         .await
+    }
+
+    async fn get_prefix_at(&self, prefix: &str) -> StoreResult<(i64, Vec<(String, Versioned)>)> {
+        let mut kv = self.kv();
+        let request = requests::with_prefix(prefix);
+        self.bounded(async move {
+            let answer = kv.range(request).await.map_err(unavailable)?.into_inner();
+            let mut found: Vec<(String, Versioned)> =
+                answer.kvs.iter().map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), versioned(kv))).collect();
+            found.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok((revision(answer.header.as_ref())?, found))
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> StoreResult<i64> {
+        let mut kv = self.kv();
+        let request = requests::put(key, value, lease);
+        self.bounded(async move {
+            let answer = kv.put(request).await.map_err(unavailable)?.into_inner();
+            revision(answer.header.as_ref())
+        })
+        .await
+    }
+
+    async fn swap(
+        &self,
+        key: &str,
+        expected_mod: i64,
+        guard: Option<(&str, i64)>,
+        value: Option<Vec<u8>>,
+    ) -> StoreResult<Swapped> {
+        let mut kv = self.kv();
+        let txn = requests::swap(key, expected_mod, guard, value);
+        let guard_create = guard.map(|(_, create)| create);
+        self.bounded(async move {
+            let answer = kv.txn(txn).await.map_err(unavailable)?.into_inner();
+            if answer.succeeded {
+                return Ok(Swapped::Done { revision: revision(answer.header.as_ref())? });
+            }
+            // The failure branch read the key, then the guard key (requests::swap).
+            let mut reads = requests::ranges(&answer);
+            let current = reads.next().and_then(|range| range.kvs.first()).map(versioned);
+            let guard_held = match guard_create {
+                None => true,
+                Some(create) => {
+                    reads.next().and_then(|range| range.kvs.first()).is_some_and(|kv| kv.create_revision == create)
+                }
+            };
+            Ok(Swapped::Stale { current, guard_held })
+        })
+        .await
+    }
+
+    async fn watch_prefix(&self, prefix: &str, from_revision: i64) -> StoreResult<mpsc::Receiver<WatchEvent>> {
+        // The create request is queued before the call, as for the keepalive stream: etcd sends
+        // the stream's headers with its first message, the `created` confirmation.
+        let (requests, queued) = mpsc::channel(2);
+        requests
+            .try_send(requests::watch_prefix(prefix, from_revision))
+            .map_err(|_| StoreError::Unavailable("watch request queue refused the create request".into()))?;
+        let mut client = WatchClient::new(self.channel.clone());
+        // Only the opening is bounded by the request timeout; the stream itself lives on.
+        let (created, responses) = self
+            .bounded(async move {
+                let mut request = tonic::Request::new(ReceiverStream::new(queued));
+                // etcd's WithRequireLeader (api/v3rpc/rpctypes: metadata "hasleader" = "true"):
+                // a member that loses its leader cancels the stream instead of going silent.
+                request.metadata_mut().insert("hasleader", tonic::metadata::MetadataValue::from_static("true"));
+                let mut responses = client.watch(request).await.map_err(unavailable)?.into_inner();
+                // etcd answers `created` first (api/v3rpc/watch.go sendLoop holds a new watch's
+                // events until its confirmation is sent).
+                match responses.message().await.map_err(unavailable)? {
+                    Some(response) if response.created => Ok((response, responses)),
+                    Some(other) => Err(StoreError::Rejected(format!("watch answered before created: {other:?}"))),
+                    None => Err(StoreError::Unavailable("etcd closed the watch before creating it".into())),
+                }
+            })
+            .await?;
+        let (watcher, receiver) = mpsc::channel(watch::QUEUED_EVENTS);
+        let translated = watch::translate(&created);
+        for event in translated.events {
+            // At most two events into an empty channel of QUEUED_EVENTS: cannot fail.
+            let _ = watcher.try_send(event);
+        }
+        if !translated.ended {
+            tokio::spawn(watch::forward(created.watch_id, requests, responses, watcher));
+        }
+        Ok(receiver)
     }
 }
