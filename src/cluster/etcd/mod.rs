@@ -280,8 +280,9 @@ impl ClusterStore for EtcdStore {
             let current = reads.next().and_then(|range| range.kvs.first()).map(versioned);
             let guard_held = match guard_create {
                 None => true,
+                // As etcd compares: an absent guard key has create revision 0.
                 Some(create) => {
-                    reads.next().and_then(|range| range.kvs.first()).is_some_and(|kv| kv.create_revision == create)
+                    reads.next().and_then(|range| range.kvs.first()).map_or(0, |kv| kv.create_revision) == create
                 }
             };
             Ok(Swapped::Stale { current, guard_held })
