@@ -197,13 +197,14 @@ impl MemoryStore {
     }
 
     /// Forgets the history below `revision`, as etcd's compaction does: a watch from an older
-    /// revision then reports `Compacted { compact_revision: revision }`.
+    /// revision then reports `Compacted { compact_revision: revision }`. etcd keeps each key's
+    /// version at the compaction revision but not a deletion there (its tombstone goes), so a
+    /// watch from exactly `revision` misses that revision's deletes (tests/etcd_store.rs).
     pub fn compact(&self, revision: i64) {
         let mut inner = lock(&self.inner);
         assert!(revision <= inner.revision, "etcd refuses to compact a future revision");
         inner.compacted = inner.compacted.max(revision);
-        let kept = inner.history.partition_point(|c| c.revision < revision);
-        inner.history.drain(..kept);
+        inner.history.retain(|c| c.revision > revision || (c.revision == revision && c.value.is_some()));
     }
 
     /// The key as the store holds it now, whatever the reachability (tests look behind a
@@ -495,6 +496,8 @@ mod tests {
         for i in 1..=4 {
             store.put(&format!("/w/{i}"), vec![]);
         }
+        assert_eq!(store.swap("/w/1", 1, None, None).await, Ok(Swapped::Done { revision: 5 }));
+        store.put("/w/6", vec![]);
         store.compact(3);
         let mut too_old = store.watch_prefix("/w/", 2).await.unwrap();
         assert_eq!(next(&mut too_old).await, WatchEvent::Compacted { compact_revision: 3 });
@@ -502,13 +505,19 @@ mod tests {
         let mut kept = store.watch_prefix("/w/", 3).await.unwrap();
         assert_eq!(next(&mut kept).await, WatchEvent::Changes(vec![put_change("/w/3", "", 3, 3)]));
         assert_eq!(next(&mut kept).await, WatchEvent::Changes(vec![put_change("/w/4", "", 4, 4)]));
+        assert_eq!(next(&mut kept).await, WatchEvent::Changes(vec![delete_change("/w/1", 5)]));
+        // As etcd: a deletion at the compaction revision is gone, the watch goes on after it.
+        store.compact(5);
+        let mut from_delete = store.watch_prefix("/w/", 5).await.unwrap();
+        assert_eq!(next(&mut from_delete).await, WatchEvent::Changes(vec![put_change("/w/6", "", 6, 6)]));
+        assert_eq!(next(&mut kept).await, WatchEvent::Changes(vec![put_change("/w/6", "", 6, 6)]));
         store.set_reachable(false);
         assert!(matches!(next(&mut kept).await, WatchEvent::Broken(StoreError::Unavailable(_))));
         assert_eq!(kept.recv().await, None, "nothing after Broken");
         assert!(matches!(store.watch_prefix("/w/", 0).await, Err(StoreError::Unavailable(_))));
         store.set_reachable(true);
-        let mut again = store.watch_prefix("/w/", 5).await.unwrap();
-        store.put("/w/5", vec![]);
-        assert_eq!(next(&mut again).await, WatchEvent::Changes(vec![put_change("/w/5", "", 5, 5)]));
+        let mut again = store.watch_prefix("/w/", 7).await.unwrap();
+        store.put("/w/7", vec![]);
+        assert_eq!(next(&mut again).await, WatchEvent::Changes(vec![put_change("/w/7", "", 7, 7)]));
     }
 }

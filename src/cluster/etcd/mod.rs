@@ -293,7 +293,7 @@ impl ClusterStore for EtcdStore {
     async fn watch_prefix(&self, prefix: &str, from_revision: i64) -> StoreResult<mpsc::Receiver<WatchEvent>> {
         // The create request is queued before the call, as for the keepalive stream: etcd sends
         // the stream's headers with its first message, the `created` confirmation.
-        let (requests, queued) = mpsc::channel(2);
+        let (requests, queued) = mpsc::channel(4);
         requests
             .try_send(requests::watch_prefix(prefix, from_revision))
             .map_err(|_| StoreError::Unavailable("watch request queue refused the create request".into()))?;
@@ -322,7 +322,7 @@ impl ClusterStore for EtcdStore {
             let _ = watcher.try_send(event);
         }
         if !translated.ended {
-            tokio::spawn(watch::forward(created.watch_id, requests, responses, watcher));
+            tokio::spawn(watch::forward(created.watch_id, requests, responses, watcher, self.timeout));
         }
         Ok(receiver)
     }

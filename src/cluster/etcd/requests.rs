@@ -5,7 +5,7 @@
 use super::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use super::pb::etcdserverpb::{
     request_op, response_op, watch_request, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RangeResponse,
-    RequestOp, TxnRequest, TxnResponse, WatchCancelRequest, WatchCreateRequest, WatchRequest,
+    RequestOp, TxnRequest, TxnResponse, WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest,
 };
 use crate::cluster::store::LeaseId;
 
@@ -117,6 +117,12 @@ pub fn watch_prefix(prefix: &str, start_revision: i64) -> WatchRequest {
             ..WatchCreateRequest::default()
         })),
     }
+}
+
+/// Asks etcd to report the stream's progress: it answers with a response of no events whose
+/// header carries the current revision (once its watchers are caught up).
+pub fn watch_progress() -> WatchRequest {
+    WatchRequest { request_union: Some(watch_request::RequestUnion::ProgressRequest(WatchProgressRequest {})) }
 }
 
 /// Cancels the watch `watch_id` of the stream.
