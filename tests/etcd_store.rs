@@ -194,3 +194,24 @@ async fn an_idle_watch_stays_open_and_one_through_a_cut_connection_breaks_within
     assert!(matches!(behind_proxy.watch_prefix("/b/", 0).await, Err(StoreError::Unavailable(_))));
     assert!(opened.elapsed() < REQUEST_TIMEOUT * 3, "opening a watch is bounded: {:?}", opened.elapsed());
 }
+
+#[tokio::test]
+async fn a_watch_on_a_member_that_lost_its_leader_breaks() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let mut cluster = EtcdCluster::start();
+    let on_member_0 = connect(&cluster.endpoints()[..1]).await;
+    let mut events = on_member_0.watch_prefix("/l/", 0).await.unwrap();
+    cluster.kill(1);
+    cluster.kill(2);
+    let killed = Instant::now();
+    // The member itself is up and answers progress requests: only the "hasleader" metadata
+    // makes it cancel the watch (without it: still silent after 20 s, measured).
+    let broken = tokio::time::timeout(Duration::from_secs(10), events.recv()).await;
+    let elapsed = killed.elapsed();
+    match broken {
+        Ok(Some(WatchEvent::Broken(StoreError::Unavailable(why)))) if why.contains("no leader") => {
+            eprintln!("leaderless member broke the watch {elapsed:?} after losing its peers: {why}")
+        }
+        other => panic!("expected Broken (no leader) within 10 s, got {other:?} after {elapsed:?}"),
+    }
+}
