@@ -104,7 +104,6 @@ pub async fn forward(
             }
             response = responses.message() => response,
         };
-        last_heard = Instant::now();
         let translated = match response {
             Ok(Some(response)) => translate(&response),
             Ok(None) => Translated {
@@ -118,6 +117,8 @@ pub async fn forward(
                 break;
             }
         }
+        // Heard from etcd; and if a slow watcher held us up since, that was not etcd's silence.
+        last_heard = Instant::now();
         if translated.ended {
             return;
         }
