@@ -1,6 +1,7 @@
 //! `ClusterStore` on etcd v3's gRPC API (tonic + prost over the vendored generated code in
 //! `pb/`). Every request has a deadline: a gateway cut off from etcd must learn it from a
-//! timeout, never hang (docs/cluster.md).
+//! timeout, never hang (docs/cluster.md). A watch, long-lived, has one for its opening and then
+//! checks etcd's liveness itself (watch.rs).
 
 mod pb;
 mod requests;
@@ -69,7 +70,9 @@ fn versioned(kv: &KeyValue) -> Versioned {
 
 /// An endpoint as the config gives it (`http://host:port`, or a bare `host:port` as etcdctl
 /// accepts), with the deadlines and the HTTP/2 pings that notice a silently dead connection
-/// (a partition) between requests.
+/// (a partition) between requests. etcd closes a connection pinged more often than its
+/// `--grpc-keepalive-min-time` (5 s) while it sends nothing on it (watch.rs): the pings suit a
+/// connection that carries requests every interval, not an idle one.
 fn endpoint(address: &str, timeout: Duration) -> StoreResult<Endpoint> {
     let uri = if address.contains("://") { address.to_string() } else { format!("http://{address}") };
     let endpoint = Endpoint::from_shared(uri)
@@ -303,7 +306,8 @@ impl ClusterStore for EtcdStore {
             .bounded(async move {
                 let mut request = tonic::Request::new(ReceiverStream::new(queued));
                 // etcd's WithRequireLeader (api/v3rpc/rpctypes: metadata "hasleader" = "true"):
-                // a member that loses its leader cancels the stream instead of going silent.
+                // a member that loses its leader cancels the stream instead of going silent
+                // (measured in tests/etcd_store.rs: without it, silent for 20 s and more).
                 request.metadata_mut().insert("hasleader", tonic::metadata::MetadataValue::from_static("true"));
                 let mut responses = client.watch(request).await.map_err(unavailable)?.into_inner();
                 // etcd answers `created` first (api/v3rpc/watch.go sendLoop holds a new watch's
