@@ -82,10 +82,16 @@ pub fn gateway_with_env(
 }
 
 /// Restarts a stopped or killed gateway on its port, data and configuration, and waits until it
-/// serves again (its `joined the cluster; serving` line for the `starts`-th time).
-pub fn restart_gateway(gw: &mut TargetProcess, starts: usize, within: Duration) {
+/// serves again (see `wait_serving`).
+pub fn restart_gateway(gw: &mut TargetProcess, starts: usize) {
     gw.restart();
-    wait_for_log_count(gw, "joined the cluster; serving", starts, within);
+    wait_serving(gw, starts);
+}
+
+/// Waits until the gateway logged `joined the cluster; serving` for the `starts`-th time (a
+/// killed gateway's restart first waits up to a TTL for its old lease to end).
+pub fn wait_serving(gw: &TargetProcess, starts: usize) {
+    wait_for_log_count(gw, "joined the cluster; serving", starts, Duration::from_secs(20));
 }
 
 /// Polls the gateway's log until `needle` occurs `count` times; returns how long that took.
