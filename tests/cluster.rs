@@ -350,10 +350,10 @@ fn read_keys(i: &mut BlockInitiator) -> (u32, Vec<u64>) {
 
 #[test]
 fn a_registration_and_a_preempt_through_one_gateway_hold_through_the_other() {
-    let _serial = serial();
+    let _serial = one_at_a_time();
     let etcd = EtcdCluster::start();
-    let shared = unique_temp_dir("palisade-cluster-lun");
-    let lun = shared.join("lun0.img");
+    let shared = SharedLun::new();
+    let lun = shared.path();
     let gw1 = gateway(1, &etcd.endpoints(), &lun, "16MiB");
     let gw2 = gateway(2, &etcd.endpoints(), &lun, "16MiB");
     let mut a = login(&gw1, "iqn.2026-11.test:a", 1);
@@ -376,5 +376,4 @@ fn a_registration_and_a_preempt_through_one_gateway_hold_through_the_other() {
     assert_eq!((reservations["registrants"].as_u64(), reservations["reserved"].as_bool()), (Some(1), Some(true)), "{status}");
     assert!(status["pr_out"]["committed"].as_u64() >= Some(2), "{status}");
     drop((gw1, gw2));
-    let _ = std::fs::remove_dir_all(&shared);
 }
