@@ -373,7 +373,11 @@ fn a_registration_and_a_preempt_through_one_gateway_hold_through_the_other() {
     assert!(write(&mut b, 30, 0xB1).is_good(), "the new holder writes");
     let status = cluster_status(&gw2);
     let reservations = &status["reservations"][0];
-    assert_eq!((reservations["registrants"].as_u64(), reservations["reserved"].as_bool()), (Some(1), Some(true)), "{status}");
+    assert_eq!(
+        (reservations["registrants"].as_u64(), reservations["reserved"].as_bool()),
+        (Some(1), Some(true)),
+        "{status}"
+    );
     assert!(status["pr_out"]["committed"].as_u64() >= Some(2), "{status}");
     drop((gw1, gw2));
 }

@@ -132,3 +132,27 @@ pub fn cluster_status(gw: &TargetProcess) -> serde_json::Value {
 pub fn sees_live(status: &serde_json::Value, id: u64) -> Option<bool> {
     status["gateways"].as_array()?.iter().find(|g| g["id"] == id).and_then(|g| g["live"].as_bool())
 }
+
+/// Starts gateways 1..=count and waits until each sees every one live: a gateway that learns of
+/// a peer later tells its initiators (ASYMMETRIC ACCESS STATE CHANGED), which would land in the
+/// middle of a test's sequence.
+pub fn gateways(count: u16, endpoints: &[String], lun_file: &Path, size: &str) -> Vec<TargetProcess> {
+    let gws: Vec<TargetProcess> = (1..=count).map(|id| gateway(id, endpoints, lun_file, size)).collect();
+    wait_all_live(&gws.iter().collect::<Vec<_>>(), &(1..=count).collect::<Vec<_>>());
+    gws
+}
+
+/// Waits until every gateway of `gws` reports every id of `ids` live in its status.
+pub fn wait_all_live(gws: &[&TargetProcess], ids: &[u16]) {
+    let started = Instant::now();
+    for gw in gws {
+        loop {
+            let status = cluster_status(gw);
+            if ids.iter().all(|&id| sees_live(&status, id.into()) == Some(true)) {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "gateways {ids:?} not all live: {status}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
