@@ -3,6 +3,7 @@
 
 use super::*;
 use common::cluster::gateway_with_env;
+
 /// What the fencing rounds found.
 #[derive(Debug, Default)]
 struct Fencing {
