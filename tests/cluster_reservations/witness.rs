@@ -2,6 +2,12 @@
 //! when the owner's gateway is killed.
 
 use super::*;
+/// How long a challenger waits between registering and preempting: several of the owner's
+/// defense periods. A defense period is a tick, READ KEYS, a PREEMPT per challenger, a READ and a
+/// WRITE; with each PR OUT waiting for all three gateways it takes up to ~300 ms on a loaded
+/// machine (the single-node test's 6 ticks, 240 ms, let challengers preempt a live owner).
+const CHALLENGE_WINDOW: Duration = Duration::from_millis(1500);
+
 /// One PR OUT as the tests time it: when it started, how long it took, what it answered.
 #[derive(Debug, Clone)]
 struct Timed {
@@ -66,7 +72,7 @@ async fn witness_node(c: Client, id: usize, owners: Arc<[AtomicBool; 3]>, log: L
                 Some((holder, _)) if holder == key => owners[id].store(true, Ordering::SeqCst),
                 Some((holder, _)) => {
                     timed_pr_out(&c, id, &log, prout::REGISTER_AND_IGNORE, 0, 0, key).await;
-                    tokio::time::sleep(tick * 6).await;
+                    tokio::time::sleep(CHALLENGE_WINDOW).await;
                     // PREEMPT of a key that is registered but no longer the holder's is GOOD
                     // too (SPC-4 §5.13.11.2.4.2): the holder read above may have been preempted
                     // by another challenger and have registered again since, so ownership is
