@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::block_initiator::{BlockInitiator, CmdResult};
 use common::cluster::{
-    cluster_status, gateway, gateway_toml, login, one_at_a_time, sees_live, wait_for_log, wait_for_log_count,
+    cluster_status, gateway, gateway_toml, gateways, login, one_at_a_time, sees_live, wait_for_log, wait_for_log_count,
     SharedLun, IQN, MARGIN, TTL,
 };
 use common::etcd::{EtcdCluster, TcpProxy};
@@ -388,21 +388,13 @@ fn a_registration_and_a_preempt_through_one_gateway_hold_through_the_other() {
 /// state every gateway holds.
 #[test]
 fn the_conformance_selection_passes_against_every_gateway_of_three() {
-    let _serial = serial();
+    let _serial = one_at_a_time();
     let etcd = EtcdCluster::start();
-    let shared = unique_temp_dir("palisade-cluster-lun");
-    let lun = shared.join("lun0.img");
-    let gateways: Vec<TargetProcess> = (1..=3).map(|id| gateway(id, &etcd.endpoints(), &lun, "1GiB")).collect();
+    let shared = SharedLun::new();
     // Every gateway must have seen the others join before the suite starts: each join changes
     // the ALUA groups, which is a unit attention (2A/06) to every nexus then logged in — right
-    // for a host, but not what the suite's first test expects.
-    for gw in &gateways {
-        let started = Instant::now();
-        while (1..=3).any(|id| sees_live(&cluster_status(gw), id) != Some(true)) {
-            assert!(started.elapsed() < TTL * 2, "the gateways do not see each other: {}", cluster_status(gw));
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    // for a host, but not what the suite's first test expects. `gateways` waits for that.
+    let gateways = gateways(3, &etcd.endpoints(), &shared.path(), "1GiB");
     for (i, gw) in gateways.iter().enumerate() {
         let label = format!("cluster-gateway-{}", i + 1);
         let script = common::repo_root().join("scripts/conformance.sh");
@@ -431,5 +423,4 @@ fn the_conformance_selection_passes_against_every_gateway_of_three() {
         }
     }
     drop(gateways);
-    let _ = std::fs::remove_dir_all(&shared);
 }
