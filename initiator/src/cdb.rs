@@ -54,27 +54,6 @@ pub fn rw16(write: bool, fua: bool, lba: u64, blocks: u32) -> [u8; 16] {
     c
 }
 
-/// PERSISTENT RESERVE OUT (SPC-4 §6.16) with a basic parameter list (§6.16.3) of `len` bytes
-/// (24), service action `action` and TYPE `kind`.
-pub fn persistent_reserve_out(action: u8, kind: u8, len: u32) -> [u8; 16] {
-    let mut c = [0u8; 16];
-    c[0] = 0x5f;
-    c[1] = action & 0x1f;
-    c[2] = kind & 0x0f;
-    be::put_u32(&mut c, 5, len);
-    c
-}
-
-/// The basic PERSISTENT RESERVE OUT parameter list (SPC-4 §6.16.3): reservation key, service
-/// action reservation key, flags byte 20 (APTPL 01h, ALL_TG_PT 04h, SPEC_I_PT 08h).
-pub fn basic_pr_parameters(key: u64, sa_key: u64, flags: u8) -> [u8; 24] {
-    let mut p = [0u8; 24];
-    be::put_u64(&mut p, 0, key);
-    be::put_u64(&mut p, 8, sa_key);
-    p[20] = flags;
-    p
-}
-
 /// READ (10) (SBC-3 §5.11) / WRITE (10) (SBC-3 §5.38): 32-bit LBA, 16-bit block count.
 pub fn rw10(write: bool, lba: u32, blocks: u16) -> [u8; 10] {
     let mut c = [0u8; 10];

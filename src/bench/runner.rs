@@ -347,10 +347,7 @@ async fn drive(
                 // REGISTER AND IGNORE EXISTING KEY (SPC-4 §6.16.2, service action 06h): a new key.
                 Pattern::Prout => {
                     let key = rng.next_u64() | 1;
-                    (
-                        cdb::persistent_reserve_out(0x06, 0, 24),
-                        Bytes::copy_from_slice(&cdb::basic_pr_parameters(0, key, 0)),
-                    )
+                    (cdb::pr_out(0x06, 0, 24), Bytes::from(cdb::pr_out_param(0, key, 0)))
                 }
                 _ => (cdb::rw16(write, write && ctx.fua, lba, region.io_blocks as u32), data),
             };
