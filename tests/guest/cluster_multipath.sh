@@ -11,9 +11,8 @@
 # 2. fio (randwrite 4k, direct, crc32c verify, verify_fatal) runs on the map while the HOST kills
 #    gateway 1 with SIGKILL and later starts it again: the guest asks for both on its console
 #    ("HOST: kill -9 gateway 1", "HOST: restart gateway 1"), the host test reads the console and
-#    acts. The map's active paths go 2 -> 1 -> 2, fio must see no error. A probe writing one
-#    block every 100 ms beside fio's region timestamps its completions: the longest gap is how
-#    long I/O stalled when the gateway died.
+#    acts. The map's active paths go 2 -> 1 -> 2, fio must see no error. fio's per-I/O latency
+#    log says how long I/O stalled when the gateway died.
 # 3. Persistent reservations through either path (SPC-4 §5.13, one state per LU in the cluster):
 #    REGISTER key 0x1 through gateway 1's path and 0x2 through gateway 2's; READ KEYS, READ
 #    RESERVATION and READ FULL STATUS through each path answer the same, and READ FULL STATUS
@@ -23,8 +22,6 @@
 set -euo pipefail
 
 FIO_SECONDS=${FIO_SECONDS:-150}
-# fio works on the first 64 MiB of the map; the stall probe writes 4 KiB blocks from 128 MiB on.
-PROBE_FIRST_BLOCK=32768
 step() { printf '\n=== %s\n' "$*"; }
 fail() {
     echo "FAIL: $*"
@@ -35,18 +32,19 @@ fail() {
 path_lines() { multipath -ll "$MAP" 2>/dev/null | sed -E "s/\x1b\[[0-9;]*m//g" | grep -E '[0-9]+:[0-9]+:[0-9]+:[0-9]+ +sd[a-z]+ ' || true; }
 paths() { path_lines | grep -c . || true; }
 active_paths() { path_lines | grep -c 'active ready' || true; }
-wait_active() { # N: until the map has N active paths (multipathd's checker and udev events)
+failed_paths() { path_lines | grep -c ' failed ' || true; }
+wait_active() { # N: until N paths are active and dm-multipath has failed every other one
     local i
     for i in $(seq 900); do
-        [[ $(active_paths) == "$1" ]] && return 0
+        [[ $(active_paths) == "$1" && $(failed_paths) == $(($(paths) - $1)) ]] && return 0
         sleep 0.2
     done
-    fail "the map did not reach $1 active paths (has $(paths), $(active_paths) active)"
+    fail "the map did not reach $1 active paths (has $(paths), $(active_paths) active, $(failed_paths) failed)"
 }
 show_map() {
     echo "# multipath -ll"
     multipath -ll "$MAP" | sed -E "s/\x1b\[[0-9;]*m//g" | sed 's/^/    /'
-    echo "active paths: $(active_paths) (of $(paths))"
+    echo "active paths: $(active_paths) (of $(paths), $(failed_paths) failed)"
 }
 # "G STATE PORT" per relative target port of each group in `sg_rtpg -d` output.
 rtpg_ports() {
@@ -142,25 +140,9 @@ echo "paths: gateway 1 = $SD_GW1, gateway 2 = $SD_GW2"
 step "fio on $DEV for $FIO_SECONDS s while gateway 1 is killed and restarted"
 fio --name=cluster --filename="$DEV" --direct=1 --ioengine=libaio --iodepth=8 --rw=randwrite --bs=4k \
     --size=64M --time_based --runtime="$FIO_SECONDS" --verify=crc32c --verify_backlog=32 --verify_fatal=1 \
-    --verify_dump=1 --eta=never --output=/tmp/fio.txt &
+    --verify_dump=1 --eta=never --output=/tmp/fio.txt \
+    --write_lat_log=/tmp/fio --log_avg_msec=0 --log_unix_epoch=1 &
 FIO=$!
-# The stall probe: one direct 4 KiB write through the map every 100 ms, each completion's time
-# (or "error") on its own line.
-rm -f /tmp/probe.stop
-(
-    i=0
-    while [[ ! -e /tmp/probe.stop ]]; do
-        if dd if=/dev/zero of="$DEV" bs=4k count=1 seek=$((PROBE_FIRST_BLOCK + i % 1024)) oflag=direct \
-            conv=notrunc status=none 2>>/tmp/probe.err; then
-            date +%s.%N
-        else
-            echo "error $(date +%s.%N)"
-        fi
-        i=$((i + 1))
-        sleep 0.1
-    done
-) >/tmp/probe.log &
-PROBE=$!
 sleep 10
 kill -0 $FIO 2>/dev/null || { cat /tmp/fio.txt; fail "fio ended early"; }
 KILL_ASKED=$(date +%s.%N)
@@ -180,8 +162,6 @@ kill -0 $FIO 2>/dev/null || { cat /tmp/fio.txt; fail "fio ended before gateway 1
 echo "fio still running with both paths back"
 rc=0
 wait $FIO || rc=$?
-touch /tmp/probe.stop
-wait $PROBE || true
 cat /tmp/fio.txt
 ((rc == 0)) || fail "fio exited $rc"
 grep -qE 'err= *0' /tmp/fio.txt || fail "fio reports errors"
@@ -189,16 +169,21 @@ grep -qiE 'verify: bad|crc32c: wanted|verify failed' /tmp/fio.txt && fail "fio v
 read -r READS WRITES < <(sed -nE 's/.*issued rwts: total=([0-9]+),([0-9]+),.*/\1 \2/p' /tmp/fio.txt) || true
 ((${READS:-0} > 0 && ${WRITES:-0} > 0)) || fail "fio verified nothing (reads ${READS:-?}, writes ${WRITES:-?})"
 echo "fio: $(grep -oE 'err= *[0-9]+' /tmp/fio.txt | head -1), $WRITES blocks written, $READS verified by crc32c"
-fio_max=$(awk '/^  write:/ {w = 1} w && /^ +clat \(/ {print; exit}' /tmp/fio.txt)
-echo "fio write completion latency: ${fio_max:-?}"
-probe_errors=$(grep -c '^error' /tmp/probe.log || true)
-# Longest gap between consecutive probe completions after the kill was asked for (a probe
-# write's own time plus its 100 ms pause is the gap when nothing stalls).
-awk -v k="$KILL_ASKED" '!/^error/ { if (prev != "" && $1 > k && $1 - prev > gap) { gap = $1 - prev; at = prev - k } prev = $1; n++ }
-    END { printf "stall: I/O stalled %.1f s when gateway 1 died (longest gap between probe writes, starting %.1f s after the kill was asked for; %d probe writes)\n", gap, at, n }' \
-    /tmp/probe.log
-echo "probe: $probe_errors write errors"
-((probe_errors == 0)) || { cat /tmp/probe.err; fail "probe writes failed"; }
+# How long I/O stalled when gateway 1 died, from fio's per-I/O log (/tmp/fio_lat.1.log: completion
+# time in ms since the epoch, submission-to-completion latency in ns, direction, size, ...): the
+# longest any I/O waited (one caught on the dead gateway, retried on gateway 2 once its session's
+# replacement_timeout ended), and the longest time no I/O completed at all.
+# Only I/O issued between a second before the kill request and the restart request counts.
+awk -F', *' -v k="$KILL_ASKED" -v r="$RESTART_ASKED" '
+    { t = $1 / 1000; lat = $2 / 1e9; issued = t - lat }
+    issued >= k - 1 && issued < r && lat > worst { worst = lat; done_at = t - k }
+    prev != "" && t > k && t < r && t - prev > gap { gap = t - prev; gap_from = prev - k; gap_to = t - k }
+    { prev = t; n++ }
+    END {
+        printf "stall: I/O stalled %.1f s when gateway 1 died: the longest I/O waited %.1f s (issued %+.1f s, completed %+.1f s from the kill request)", worst, worst, done_at - worst, done_at
+        printf "; longest time without any completion %.1f s (%+.1f s to %+.1f s); %d I/Os logged\n", gap, gap_from, gap_to, n
+    }' /tmp/fio_lat.1.log
+echo "fio total latency: $(grep -m1 -E '^ +lat \(' /tmp/fio.txt)"
 
 step "persistent reservations through either path ($SD_GW1 via gateway 1, $SD_GW2 via gateway 2)"
 for kv in "$SD_GW1 0x1" "$SD_GW2 0x2"; do
