@@ -318,7 +318,10 @@ fn build_target(
 fn open_lun(t: &TargetConfig, l: &LunConfig, config: &Config) -> Result<Lun, StartError> {
     let mut lun = open_backend_lun(t, l)?;
     lun.set_max_registrants(config.limits.max_registrants_per_lun as usize);
-    restore_reservations(&mut lun, &config.data_dir);
+    // A cluster gateway's reservations live in etcd, not in a file of its own (docs/cluster.md).
+    if config.cluster.is_none() {
+        restore_reservations(&mut lun, &config.data_dir);
+    }
     Ok(lun)
 }
 

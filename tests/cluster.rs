@@ -402,3 +402,52 @@ fn a_gateway_stalled_past_its_deadline_refuses_the_writes_waiting_for_it_when_it
     assert!(write(&mut a, 22, 0x22).is_good(), "serving again after rejoining");
     let _ = std::fs::remove_dir_all(&shared);
 }
+
+/// PERSISTENT RESERVE OUT with a basic 24-byte parameter list (SPC-4 §6.16.3).
+fn pr_out(i: &mut BlockInitiator, action: u8, kind: u8, key: u64, sa_key: u64) -> CmdResult {
+    let mut param = vec![0u8; 24];
+    param[0..8].copy_from_slice(&key.to_be_bytes());
+    param[8..16].copy_from_slice(&sa_key.to_be_bytes());
+    i.command_past_unit_attentions(0, &[0x5F, action, kind, 0, 0, 0, 0, 0, 24, 0], &param, 0)
+}
+
+/// READ KEYS (SPC-4 §6.15.2): PRgeneration and the keys.
+fn read_keys(i: &mut BlockInitiator) -> (u32, Vec<u64>) {
+    let result = i.command_past_unit_attentions(0, &[0x5E, 0x00, 0, 0, 0, 0, 0, 0x04, 0, 0], &[], 1024);
+    assert!(result.is_good(), "READ KEYS: {:?}", result.sense_code());
+    let d = result.data;
+    let generation = u32::from_be_bytes(d[0..4].try_into().unwrap());
+    let len = u32::from_be_bytes(d[4..8].try_into().unwrap()) as usize;
+    (generation, d[8..8 + len].chunks(8).map(|k| u64::from_be_bytes(k.try_into().unwrap())).collect())
+}
+
+#[test]
+fn a_registration_and_a_preempt_through_one_gateway_hold_through_the_other() {
+    let _serial = serial();
+    let etcd = EtcdCluster::start();
+    let shared = unique_temp_dir("palisade-cluster-lun");
+    let lun = shared.join("lun0.img");
+    let gw1 = gateway(1, &etcd.endpoints(), &lun, "16MiB");
+    let gw2 = gateway(2, &etcd.endpoints(), &lun, "16MiB");
+    let mut a = login(&gw1, "iqn.2026-11.test:a", 1);
+    let mut b = login(&gw2, "iqn.2026-11.test:b", 2);
+    assert!(pr_out(&mut a, 0x00, 0, 0, 0xA).is_good(), "REGISTER through gateway 1");
+    // GOOD came after gateway 2 applied it: its READ KEYS shows the key at once.
+    assert_eq!(read_keys(&mut b), (1, vec![0xA]));
+    assert!(pr_out(&mut b, 0x00, 0, 0, 0xB).is_good(), "REGISTER through gateway 2");
+    assert!(pr_out(&mut a, 0x01, 0x05, 0xA, 0).is_good(), "RESERVE Write Exclusive, Registrants Only");
+    assert_eq!(read_keys(&mut a), (2, vec![0xA, 0xB]), "PRgeneration is cluster-wide");
+    assert!(write(&mut a, 30, 0xA1).is_good());
+    // B preempts A through gateway 2; A's next write through gateway 1 is refused.
+    assert!(pr_out(&mut b, 0x05, 0x05, 0xB, 0xA).is_good(), "PREEMPT AND ABORT through gateway 2");
+    let refused = write(&mut a, 30, 0xA2);
+    assert_eq!(refused.status, 0x18, "a preempted initiator's write through another gateway: {refused:?}");
+    assert_eq!(read(&mut b, 30), vec![0xA1; 512], "only the write before the preempt landed");
+    assert!(write(&mut b, 30, 0xB1).is_good(), "the new holder writes");
+    let status = cluster_status(&gw2);
+    let reservations = &status["reservations"][0];
+    assert_eq!((reservations["registrants"].as_u64(), reservations["reserved"].as_bool()), (Some(1), Some(true)), "{status}");
+    assert!(status["pr_out"]["committed"].as_u64() >= Some(2), "{status}");
+    drop((gw1, gw2));
+    let _ = std::fs::remove_dir_all(&shared);
+}

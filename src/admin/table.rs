@@ -191,6 +191,37 @@ pub fn cluster(c: &crate::cluster::status::ClusterView) -> String {
         })
         .collect();
     out += &table(&["GATEWAY", "STATE", "PID", "PORTALS", "RELATIVE PORTS"], &rows, "");
+    if !c.reservations.is_empty() {
+        // Per LU: the reservation state this gateway holds, and the revision each gateway has
+        // applied and drained (a gateway behind the others holds PR OUT barriers up).
+        let rows: Vec<Vec<String>> = c
+            .reservations
+            .iter()
+            .map(|r| {
+                let acks: Vec<String> = r.acknowledged.iter().map(|(g, rev)| format!("{g}:{rev}")).collect();
+                vec![
+                    r.target.clone(),
+                    r.lun.to_string(),
+                    r.applied_revision.to_string(),
+                    r.generation.to_string(),
+                    r.registrants.to_string(),
+                    yes_no(r.reserved).into(),
+                    acks.join(" "),
+                ]
+            })
+            .collect();
+        out += "\n";
+        out += &table(
+            &["TARGET", "LUN", "PR REVISION", "PRGENERATION", "REGISTRANTS", "RESERVED", "APPLIED BY GATEWAY"],
+            &rows,
+            "",
+        );
+        let pr = &c.pr_out;
+        out += &format!(
+            "PR OUT committed {}, lost races {}, failed {}; barrier waits {} ms total, {} ms longest\n",
+            pr.committed, pr.lost_races, pr.failed, pr.barrier_ms_total, pr.barrier_ms_max
+        );
+    }
     out
 }
 

@@ -18,6 +18,7 @@ use tokio::time::{sleep, sleep_until, timeout_at, Instant};
 use tracing::{debug, error, info, warn};
 
 use super::identity::{agree, Agreement};
+use super::pr_sync::ResyncHandle;
 use super::records::{GatewayRecord, Keys, LunDefinition};
 use super::status::{ClusterStatus, GatewayState};
 use super::store::{ClusterStore, Created, LeaseId, StoreError};
@@ -99,6 +100,11 @@ pub struct Membership<S: ClusterStore> {
     acked_sent: Instant,
     /// What the admin socket shows.
     status: Arc<ClusterStatus>,
+    /// Create revision of our membership key (changes on rejoin): reservation commits are
+    /// conditioned on it.
+    membership_revision: Arc<AtomicI64>,
+    /// The reservation watcher, asked for a full re-read before a rejoined gateway serves.
+    reservations: Option<ResyncHandle>,
 }
 
 impl<S: ClusterStore> Membership<S> {
@@ -129,6 +135,8 @@ impl<S: ClusterStore> Membership<S> {
             lease_cell: Arc::new(AtomicI64::new(0)),
             acked_sent: Instant::now(),
             status,
+            membership_revision: Arc::new(AtomicI64::new(0)),
+            reservations: None,
         };
         let give_up = Instant::now() + timing.ttl + Duration::from_secs(1);
         loop {
@@ -159,6 +167,21 @@ impl<S: ClusterStore> Membership<S> {
         let lease = self.keepalive_store.grant_lease(self.timing.ttl).await?;
         match self.store.create(&key, value, Some(lease)).await {
             Ok(Created::Created) => {
+                // The key's create revision tells our membership from a later one of the same id.
+                let joined = match self.store.get(&key).await {
+                    Ok(Some(found)) if found.lease == Some(lease) => found.create_revision,
+                    Ok(_) => {
+                        let _ = self.store.revoke_lease(lease).await;
+                        return Err(JoinError::Store(StoreError::Rejected(
+                            "membership key vanished after creation".into(),
+                        )));
+                    }
+                    Err(e) => {
+                        let _ = self.store.revoke_lease(lease).await;
+                        return Err(e.into());
+                    }
+                };
+                self.membership_revision.store(joined, Ordering::Release);
                 self.lease = lease;
                 self.lease_cell.store(lease.0, Ordering::Release);
                 self.acked_sent = sent;
@@ -179,6 +202,16 @@ impl<S: ClusterStore> Membership<S> {
     /// The lease this gateway holds now (shared: it changes when the gateway rejoins).
     pub fn lease_cell(&self) -> Arc<AtomicI64> {
         self.lease_cell.clone()
+    }
+
+    /// The create revision of this gateway's current membership key (changes on rejoin).
+    pub fn membership_cell(&self) -> Arc<AtomicI64> {
+        self.membership_revision.clone()
+    }
+
+    /// Before serving again after a rejoin, the reservation state is read afresh through this.
+    pub fn set_reservations(&mut self, handle: ResyncHandle) {
+        self.reservations = Some(handle);
     }
 
     /// The view `palisade cluster status` shows.
@@ -362,6 +395,15 @@ impl<S: ClusterStore> Membership<S> {
             if let Some(why) = refused {
                 let _ = self.store.revoke_lease(self.lease).await;
                 return Err(why);
+            }
+        }
+        // Reservation changes made while we were away were not waited for by their barriers:
+        // read every LU's state afresh (our new key exists, so later changes wait for us).
+        let within = self.deadline().saturating_duration_since(Instant::now());
+        if let Some(reservations) = &mut self.reservations {
+            if !reservations.resync(within).await {
+                let _ = self.store.revoke_lease(self.lease).await;
+                return Err("could not re-read the reservation state in time".into());
             }
         }
         if Instant::now() >= self.deadline() {

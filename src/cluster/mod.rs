@@ -1,5 +1,5 @@
 //! Cluster mode (issue #10, docs/cluster.md): several gateways serve the same LUNs, with etcd as
-//! the only source of cluster truth. This phase: membership (a lease per gateway, self-fencing
+//! the only source of cluster truth: membership (a lease per gateway, self-fencing
 //! on the local clock before etcd can expire it, clean rejoin), unique gateway ids, one LUN
 //! identity across gateways, and the ALUA port groups of every gateway.
 //!
@@ -11,6 +11,9 @@
 //! | `records` | key layout and the JSON records: gateways, LUN definitions |
 //! | `identity` | publish-or-compare of each LUN's definition |
 //! | `membership` | lease, keepalive, self-fence deadline, drain, rejoin |
+//! | `reservations` | one reservation state per LU: commit (compare-and-swap), apply, the ack barrier |
+//! | `pr_record` | the shared reservation record: the state and the PR OUT that made it |
+//! | `pr_sync` | the watch that applies every change in revision order; re-reads; power-on |
 //! | `peers` | the other gateways: joins and leaves logged, ALUA groups |
 //! | `status` | what `palisade cluster status` shows |
 
@@ -22,14 +25,19 @@ mod membership_tests;
 #[cfg(test)]
 pub mod memory;
 pub mod peers;
+pub mod pr_record;
+pub mod pr_sync;
 pub mod records;
+pub mod reservations;
+#[cfg(test)]
+mod reservations_tests;
 pub mod status;
 pub mod store;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::ClusterConfig;
 use crate::iscsi::registry::PortalAddr;
@@ -38,7 +46,9 @@ use crate::scsi::{Lun, WriteFence};
 use etcd::EtcdStore;
 use identity::Agreement;
 use membership::{LeaseTiming, Membership, ServedLun};
+use pr_sync::{PrSync, SyncedLun};
 use records::{GatewayRecord, Keys, LunDefinition, PortalRecord};
+use reservations::{SharedLun, SyncContext};
 use store::LeaseId;
 
 /// The ALUA state holder of a gateway with these portals: target port group = gateway id,
@@ -64,6 +74,62 @@ pub fn definition_of(target: &str, lun: &Lun) -> LunDefinition {
         block_size: lun.block_size(),
         capacity_blocks: lun.block_count(),
     }
+}
+
+/// Loads every served LU's reservation state from etcd (clearing non-APTPL state if this is the
+/// cluster's power-on) and makes PR OUT commit there; the watcher to run and the revision it
+/// starts after.
+async fn share_reservations(
+    store: &Arc<EtcdStore>,
+    keys: &Keys,
+    config: &ClusterConfig,
+    timing: LeaseTiming,
+    membership: &mut Membership<EtcdStore>,
+    served: &[ServedLun],
+) -> Result<(PrSync<EtcdStore>, i64), String> {
+    let barrier = std::env::var_os("PALISADE_UNSAFE_SKIP_PR_BARRIER").is_none();
+    if !barrier {
+        warn!("PALISADE_UNSAFE_SKIP_PR_BARRIER is set: PR OUT returns before other gateways fence (a test's negative control; never in production)");
+    }
+    let ctx = Arc::new(SyncContext {
+        store: store.clone(),
+        keys: keys.clone(),
+        gateway_id: config.gateway_id,
+        lease: membership.lease_cell(),
+        membership: membership.membership_cell(),
+        timing,
+        barrier,
+        stats: membership.status().pr_out(),
+    });
+    let shared: Vec<_> =
+        served.iter().map(|s| Arc::new(SharedLun::new(ctx.clone(), &s.definition.target, s.definition.lun))).collect();
+    let failed = |e: store::StoreError| format!("cluster: reading reservation state from etcd: {e}");
+    let joined = ctx.membership.load(Ordering::Acquire);
+    pr_sync::power_on(store.as_ref(), keys, config.gateway_id, joined, &shared).await.map_err(failed)?;
+    let synced = shared.iter().zip(served).map(|(s, l)| SyncedLun { shared: s.clone(), lun: l.lun.clone() }).collect();
+    let (sync, handle) = PrSync::new(store.clone(), keys.clone(), synced, timing.interval);
+    let from = sync.load().await.map_err(failed)?;
+    let mut sources: Vec<status::ReservationSource> = Vec::new();
+    for (s, l) in shared.iter().zip(served) {
+        l.lun.share_reservations(s.clone());
+        let (shared, lun, target) = (s.clone(), l.lun.clone(), l.definition.target.clone());
+        sources.push(Box::new(move || {
+            let (position, state) = (shared.position(), lun.pr().snapshot());
+            status::ReservationView {
+                target: target.clone(),
+                lun: lun.id(),
+                applied_revision: position.applied,
+                held_revision: position.held,
+                generation: state.generation,
+                registrants: state.registrants.len(),
+                reserved: state.reservation.is_some(),
+                acknowledged: Default::default(),
+            }
+        }));
+    }
+    membership.status().set_reservation_sources(sources);
+    membership.set_reservations(handle);
+    Ok((sync, from))
 }
 
 /// A running cluster membership: the keepalive task and the peer watcher.
@@ -121,7 +187,7 @@ impl ClusterNode {
             pid: std::process::id(),
             boot_id: rand::random(),
         };
-        let membership = Membership::join(
+        let mut membership = Membership::join(
             store.clone(),
             keepalive_store,
             keys.clone(),
@@ -155,6 +221,7 @@ impl ClusterNode {
             }
             served.push(ServedLun { definition, lun });
         }
+        let (sync, from) = share_reservations(&store, &keys, config, timing, &mut membership, &served).await?;
         let lease = membership.lease_cell();
         info!(
             gateway = config.gateway_id,
@@ -168,7 +235,15 @@ impl ClusterNode {
         let watcher = tokio::spawn(peers::watch(store.clone(), keys, record, alua, status.clone(), timing.interval));
         let served_luns = served.iter().map(|s| s.lun.clone()).collect();
         let keepalive = membership.start(served);
-        let node = ClusterNode { tasks: vec![keepalive, watcher], store, lease, status, fence, served: served_luns };
+        let reservations = tokio::spawn(sync.run(from));
+        let node = ClusterNode {
+            tasks: vec![keepalive, watcher, reservations],
+            store,
+            lease,
+            status,
+            fence,
+            served: served_luns,
+        };
         Ok((node, refused))
     }
 

@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 
 use super::records::{GatewayRecord, Keys};
 use super::status::{ClusterStatus, GatewayView};
-use super::store::ClusterStore;
+use super::store::{ClusterStore, Versioned};
 use crate::scsi::alua::{AccessState, Alua, PortGroup};
 
 /// What this gateway knows of each gateway it has seen.
@@ -96,8 +96,29 @@ pub async fn watch<S: ClusterStore>(
             }
             Err(e) => debug!(error = %e, "membership listing failed"),
         }
+        match store.get_prefix(&keys.all_reservation_acks()).await {
+            Ok(entries) => status.set_acknowledged(acknowledgements(&keys, &entries)),
+            Err(e) => debug!(error = %e, "acknowledgement listing failed"),
+        }
         tokio::time::sleep(every).await;
     }
+}
+
+/// `pr-acks/<target>/<lun>/<gateway>` → (target, LUN) → gateway → revision. Target names hold
+/// no `/` (RFC 7143 §4.2.7.2 allows none in iqn/eui/naa names), so the last two fields split off.
+fn acknowledgements(keys: &Keys, entries: &[(String, Versioned)]) -> BTreeMap<(String, u64), BTreeMap<u16, i64>> {
+    let mut acks: BTreeMap<(String, u64), BTreeMap<u16, i64>> = BTreeMap::new();
+    for (key, value) in entries {
+        let Some(rest) = key.strip_prefix(&keys.all_reservation_acks()) else { continue };
+        let mut fields = rest.rsplitn(3, '/');
+        let (Some(gateway), Some(lun), Some(target)) = (fields.next(), fields.next(), fields.next()) else { continue };
+        let (Ok(gateway), Ok(lun)) = (gateway.parse::<u16>(), lun.parse::<u64>()) else { continue };
+        let Some(revision) = std::str::from_utf8(&value.value).ok().and_then(|v| v.parse::<i64>().ok()) else {
+            continue;
+        };
+        acks.entry((target.to_string(), lun)).or_default().insert(gateway, revision);
+    }
+    acks
 }
 
 #[cfg(test)]
@@ -130,5 +151,22 @@ mod tests {
         let groups = view.update(&own, vec![gateway(2, 21)]);
         assert_eq!(groups.len(), 2, "our own group is always listed, even while our key is gone");
         assert_eq!(view.live(), vec![2]);
+    }
+
+    #[test]
+    fn acknowledgements_are_grouped_by_lun_and_gateway() {
+        let keys = Keys::new("/p");
+        let at = |key: String, value: &str| {
+            (key, Versioned { value: value.as_bytes().to_vec(), create_revision: 1, mod_revision: 1, lease: None })
+        };
+        let entries = vec![
+            at(format!("{}1", keys.reservation_acks("iqn.2026-11.io.palisade:a", 0)), "17"),
+            at(format!("{}2", keys.reservation_acks("iqn.2026-11.io.palisade:a", 0)), "15"),
+            at(format!("{}2", keys.reservation_acks("iqn.2026-11.io.palisade:a", 3)), "9"),
+            at(format!("{}x", keys.reservation_acks("iqn.2026-11.io.palisade:a", 3)), "9"),
+        ];
+        let acks = acknowledgements(&keys, &entries);
+        assert_eq!(acks[&("iqn.2026-11.io.palisade:a".to_string(), 0)], BTreeMap::from([(1, 17), (2, 15)]));
+        assert_eq!(acks[&("iqn.2026-11.io.palisade:a".to_string(), 3)], BTreeMap::from([(2, 9)]));
     }
 }

@@ -4,6 +4,8 @@
 //! |---|---|---|
 //! | `PREFIX/gateways/<id>` | [`GatewayRecord`]: portals, relative port ids, pid, boot id | the gateway's |
 //! | `PREFIX/luns/<target>/<lun>` | [`LunDefinition`]: the LU's identity as every gateway must present it | none |
+//! | `PREFIX/pr/<target>/<lun>` | the LU's reservation state and the PR OUT that made it (pr_record.rs) | none |
+//! | `PREFIX/pr-acks/<target>/<lun>/<id>` | the highest `pr` revision gateway `id` has applied and drained | the gateway's |
 //!
 //! Values are JSON: readable with `etcdctl get`, and versioned by their field names.
 
@@ -38,6 +40,26 @@ impl Keys {
     /// One key per LU, addressed by what initiators address it by: target name and LUN number.
     pub fn lun(&self, target: &str, lun: u64) -> String {
         format!("{}/luns/{target}/{lun}", self.prefix)
+    }
+
+    /// Every LU's reservation record is under this prefix: one watch covers them all.
+    pub fn reservations(&self) -> String {
+        format!("{}/pr/", self.prefix)
+    }
+
+    /// The LU's reservation state, shared by every gateway.
+    pub fn reservation(&self, target: &str, lun: u64) -> String {
+        format!("{}{target}/{lun}", self.reservations())
+    }
+
+    /// Every LU's acknowledgements.
+    pub fn all_reservation_acks(&self) -> String {
+        format!("{}/pr-acks/", self.prefix)
+    }
+
+    /// The acknowledgements of the LU's reservation changes, one key per gateway.
+    pub fn reservation_acks(&self, target: &str, lun: u64) -> String {
+        format!("{}{target}/{lun}/", self.all_reservation_acks())
     }
 }
 

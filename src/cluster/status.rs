@@ -2,7 +2,10 @@
 //! membership and self-fence state, and every gateway it has seen. Updated by the membership
 //! task and the peer watcher; read by the admin socket.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -33,6 +36,86 @@ pub struct GatewayView {
     pub relative_ports: Vec<u16>,
 }
 
+/// One LU's shared reservation state as this gateway holds it, and how far every gateway has
+/// acknowledged its changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationView {
+    pub target: String,
+    pub lun: u64,
+    /// Every change up to this etcd revision is applied here.
+    pub applied_revision: i64,
+    /// The etcd mod revision of the record held (0: none yet).
+    pub held_revision: i64,
+    pub generation: u32,
+    pub registrants: usize,
+    pub reserved: bool,
+    /// Gateway id → the highest revision it acknowledged (as of the last poll).
+    pub acknowledged: BTreeMap<u16, i64>,
+}
+
+/// PERSISTENT RESERVE OUT on this gateway in cluster mode.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrOutView {
+    /// Changes committed to etcd by this gateway.
+    pub committed: u64,
+    /// Commits that lost the compare-and-swap to another gateway's change and were retried.
+    pub lost_races: u64,
+    /// Commits that failed (etcd unreachable, membership lost, barrier gave up): NOT READY.
+    pub failed: u64,
+    /// Total and largest time from taking the gate to GOOD, and of the barrier alone.
+    pub commit_ms_total: u64,
+    pub commit_ms_max: u64,
+    pub barrier_ms_total: u64,
+    pub barrier_ms_max: u64,
+}
+
+/// Counters the reservation layer feeds (reservations.rs).
+#[derive(Debug, Default)]
+pub struct PrOutStats {
+    committed: AtomicU64,
+    lost_races: AtomicU64,
+    failed: AtomicU64,
+    commit_us_total: AtomicU64,
+    commit_us_max: AtomicU64,
+    barrier_us_total: AtomicU64,
+    barrier_us_max: AtomicU64,
+}
+
+impl PrOutStats {
+    pub fn committed(&self, commit: Duration, barrier: Duration) {
+        let (commit, barrier) = (commit.as_micros() as u64, barrier.as_micros() as u64);
+        self.committed.fetch_add(1, Ordering::Relaxed);
+        self.commit_us_total.fetch_add(commit, Ordering::Relaxed);
+        self.commit_us_max.fetch_max(commit, Ordering::Relaxed);
+        self.barrier_us_total.fetch_add(barrier, Ordering::Relaxed);
+        self.barrier_us_max.fetch_max(barrier, Ordering::Relaxed);
+    }
+
+    pub fn lost_race(&self) {
+        self.lost_races.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn failed(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn view(&self) -> PrOutView {
+        let ms = |c: &AtomicU64| c.load(Ordering::Relaxed) / 1000;
+        PrOutView {
+            committed: self.committed.load(Ordering::Relaxed),
+            lost_races: self.lost_races.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            commit_ms_total: ms(&self.commit_us_total),
+            commit_ms_max: ms(&self.commit_us_max),
+            barrier_ms_total: ms(&self.barrier_us_total),
+            barrier_ms_max: ms(&self.barrier_us_max),
+        }
+    }
+}
+
+/// Where the view reads a LU's shared reservation state from.
+pub type ReservationSource = Box<dyn Fn() -> ReservationView + Send + Sync>;
+
 /// The answer to the admin socket's `cluster` request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterView {
@@ -52,6 +135,10 @@ pub struct ClusterView {
     /// Times this gateway came back after fencing itself.
     pub rejoins: u64,
     pub gateways: Vec<GatewayView>,
+    #[serde(default)]
+    pub reservations: Vec<ReservationView>,
+    #[serde(default)]
+    pub pr_out: PrOutView,
 }
 
 impl ClusterView {
@@ -79,6 +166,31 @@ impl ClusterView {
         e.sample("palisade_cluster_rejoins_total", &gateway, self.rejoins);
         e.family("palisade_cluster_gateways_live", "gauge", "Gateways whose membership key this gateway sees.");
         e.sample("palisade_cluster_gateways_live", &gateway, self.gateways.iter().filter(|g| g.live).count());
+        let pr = &self.pr_out;
+        e.family("palisade_cluster_pr_out_total", "counter", "PERSISTENT RESERVE OUT commits to etcd by result.");
+        for (result, n) in [("committed", pr.committed), ("lost_race", pr.lost_races), ("failed", pr.failed)] {
+            e.sample("palisade_cluster_pr_out_total", &[("gateway", id.as_str()), ("result", result)], n);
+        }
+        e.family("palisade_cluster_pr_out_seconds_total", "counter", "Time committed PR OUTs took, gate to GOOD.");
+        e.sample("palisade_cluster_pr_out_seconds_total", &gateway, pr.commit_ms_total as f64 / 1000.0);
+        e.family(
+            "palisade_cluster_pr_barrier_seconds_total",
+            "counter",
+            "Time PR OUTs waited for every gateway to apply.",
+        );
+        e.sample("palisade_cluster_pr_barrier_seconds_total", &gateway, pr.barrier_ms_total as f64 / 1000.0);
+        e.family("palisade_cluster_pr_barrier_max_seconds", "gauge", "The longest barrier wait so far.");
+        e.sample("palisade_cluster_pr_barrier_max_seconds", &gateway, pr.barrier_ms_max as f64 / 1000.0);
+        e.family(
+            "palisade_cluster_pr_applied_revision",
+            "gauge",
+            "etcd revision of the reservation state applied, per LU.",
+        );
+        for r in &self.reservations {
+            let lun = r.lun.to_string();
+            let labels = [("gateway", id.as_str()), ("target", r.target.as_str()), ("lun", lun.as_str())];
+            e.sample("palisade_cluster_pr_applied_revision", &labels, r.applied_revision);
+        }
         e.finish()
     }
 }
@@ -86,6 +198,10 @@ impl ClusterView {
 pub struct ClusterStatus {
     fence: Arc<WriteFence>,
     inner: Mutex<Inner>,
+    pr_out: Arc<PrOutStats>,
+    reservations: Mutex<Vec<ReservationSource>>,
+    /// (target, LUN) → gateway → acknowledged revision, from the peer watcher's last poll.
+    acknowledged: Mutex<BTreeMap<(String, u64), BTreeMap<u16, i64>>>,
 }
 
 struct Inner {
@@ -105,6 +221,9 @@ impl ClusterStatus {
     pub fn new(gateway_id: u16, timing: LeaseTiming, fence: Arc<WriteFence>) -> Arc<ClusterStatus> {
         Arc::new(ClusterStatus {
             fence,
+            pr_out: Arc::default(),
+            reservations: Mutex::default(),
+            acknowledged: Mutex::default(),
             inner: Mutex::new(Inner {
                 gateway_id,
                 state: GatewayState::Joining,
@@ -158,7 +277,33 @@ impl ClusterStatus {
         self.with(|i| i.gateways = gateways);
     }
 
+    pub fn pr_out(&self) -> Arc<PrOutStats> {
+        self.pr_out.clone()
+    }
+
+    pub(super) fn set_reservation_sources(&self, sources: Vec<ReservationSource>) {
+        *self.reservations.lock().unwrap_or_else(|e| e.into_inner()) = sources;
+    }
+
+    pub(super) fn set_acknowledged(&self, acks: BTreeMap<(String, u64), BTreeMap<u16, i64>>) {
+        *self.acknowledged.lock().unwrap_or_else(|e| e.into_inner()) = acks;
+    }
+
+    fn reservation_views(&self) -> Vec<ReservationView> {
+        let acks = self.acknowledged.lock().unwrap_or_else(|e| e.into_inner());
+        let sources = self.reservations.lock().unwrap_or_else(|e| e.into_inner());
+        sources
+            .iter()
+            .map(|source| {
+                let mut view = source();
+                view.acknowledged = acks.get(&(view.target.clone(), view.lun)).cloned().unwrap_or_default();
+                view
+            })
+            .collect()
+    }
+
     pub fn view(&self) -> ClusterView {
+        let reservations = self.reservation_views();
         let i = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         ClusterView {
@@ -178,6 +323,8 @@ impl ClusterStatus {
             keepalives_failed: i.keepalives_failed,
             rejoins: i.rejoins,
             gateways: i.gateways.clone(),
+            reservations,
+            pr_out: self.pr_out.view(),
         }
     }
 }

@@ -57,6 +57,39 @@ impl std::error::Error for StoreError {}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What a conditional write (`swap`) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Swapped {
+    /// Every condition held; the write took effect at this store revision.
+    Done { revision: i64 },
+    /// A condition failed; nothing was written. The key as it is now (None: absent) and whether
+    /// the guard key still has the expected create revision (false: the caller's membership is
+    /// gone, it must not retry until it rejoined).
+    Stale { current: Option<Versioned>, guard_held: bool },
+}
+
+/// One change a watch reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyChange {
+    pub key: String,
+    /// The new value; None when the key was deleted (or its lease expired).
+    pub value: Option<Versioned>,
+    /// The store revision of the change (for a delete: the revision of the deletion).
+    pub revision: i64,
+}
+
+/// What a watch delivers, strictly in revision order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// Changes of one store revision (one transaction may change several keys).
+    Changes(Vec<KeyChange>),
+    /// The revision asked to start from has been compacted away: the watcher must re-read
+    /// everything (`get_prefix_at`) and watch again from after that read.
+    Compacted { compact_revision: i64 },
+    /// The watch ended (connection lost, cancelled by the server): re-read and watch again.
+    Broken(StoreError),
+}
+
 /// A linearizable key-value store with leases (etcd v3 semantics).
 pub trait ClusterStore: Send + Sync + 'static {
     /// Grants a lease that expires `ttl` after the store last heard a keepalive for it.
@@ -83,4 +116,32 @@ pub trait ClusterStore: Send + Sync + 'static {
 
     /// Every key under `prefix`, ordered by key.
     fn get_prefix(&self, prefix: &str) -> impl Future<Output = StoreResult<Vec<(String, Versioned)>>> + Send;
+
+    /// Every key under `prefix` and the store revision the read saw (etcd's response header
+    /// revision): a watch from `revision + 1` misses nothing and repeats nothing.
+    fn get_prefix_at(&self, prefix: &str) -> impl Future<Output = StoreResult<(i64, Vec<(String, Versioned)>)>> + Send;
+
+    /// Unconditional put, attached to `lease` when given; the revision of the write.
+    fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> impl Future<Output = StoreResult<i64>> + Send;
+
+    /// The compare-and-swap of one transaction: if `key`'s mod revision equals `expected_mod`
+    /// (0: the key must be absent) and, when `guard` = (guard key, create revision) is given,
+    /// the guard key exists with that create revision, then put `value` (None: delete the key);
+    /// otherwise read back the key (and the guard) in the same transaction.
+    fn swap(
+        &self,
+        key: &str,
+        expected_mod: i64,
+        guard: Option<(&str, i64)>,
+        value: Option<Vec<u8>>,
+    ) -> impl Future<Output = StoreResult<Swapped>> + Send;
+
+    /// Watches every key under `prefix` from store revision `from_revision` on. Events arrive
+    /// on the receiver strictly in revision order; after `Compacted` or `Broken` nothing more
+    /// arrives. Dropping the receiver cancels the watch.
+    fn watch_prefix(
+        &self,
+        prefix: &str,
+        from_revision: i64,
+    ) -> impl Future<Output = StoreResult<tokio::sync::mpsc::Receiver<WatchEvent>>> + Send;
 }

@@ -253,7 +253,7 @@ impl Validator<'_> {
                         format!("targets[{t}].luns[{l}].backend"),
                         "a memory LUN cannot be shared by the gateways of a cluster; use a file or block device on shared storage",
                     ),
-                    BackendConfig::File { direct_io: false, .. } => self.warnings.push(format!(
+                    BackendConfig::File { direct_io: false, .. } | BackendConfig::BlockDevice { direct_io: false, .. } => self.warnings.push(format!(
                         "targets[{t}].luns[{l}]: without direct_io = true, gateways on different hosts can read stale data from their page cache"
                     )),
                     _ => {}

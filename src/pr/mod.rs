@@ -20,7 +20,7 @@ pub use registrants::Registrants;
 pub use request::{PrError, Request};
 pub use state::{InitiatorId, ItNexus, PrType, Registrant, RegistrantId, Reservation, State, TargetPort};
 pub use store::{FileStore, Store};
-pub use unit::Unit;
+pub use unit::{Unit, UnitLock};
 
 #[cfg(test)]
 mod apply_tests;

@@ -7,15 +7,18 @@ use super::state::{InitiatorId, PrType, Registrant, RegistrantId, Reservation, S
 use std::io;
 
 pub const MAGIC: &[u8; 8] = b"PALISPR\0";
-/// Version 2 names each target port once in a table; version 1 (read, never written) repeated
-/// the target name in every registration.
-const VERSION: u16 = 2;
+/// Version 3 adds each target port's relative target port identifier to the table (on a
+/// cluster gateway it is not the TPGT, and the state is shared through etcd, docs/cluster.md);
+/// version 2 (read, never written) had name and TPGT only; version 1 (read) repeated the target
+/// name in every registration.
+const VERSION: u16 = 3;
+const VERSION_2: u16 = 2;
 const VERSION_1: u16 = 1;
 /// RFC 7143 §4.2.7.2: iSCSI names are at most 223 bytes.
 const MAX_NAME: u64 = 223;
 /// The largest record the format can hold at `HARD_MAX_REGISTRANTS` with maximal names (a
 /// target table entry and a registration for each): anything larger is not ours.
-pub const MAX_RECORD: u64 = 64 + HARD_MAX_REGISTRANTS as u64 * ((2 + MAX_NAME + 2) + (REGISTRANT_FIXED + 2 + MAX_NAME));
+pub const MAX_RECORD: u64 = 64 + HARD_MAX_REGISTRANTS as u64 * ((2 + MAX_NAME + 4) + (REGISTRANT_FIXED + 2 + MAX_NAME));
 /// Bytes of a version 2 registration besides its initiator name (key, flags, ISID, target
 /// index, name length): `docs/reservations.md` sizes the record from this.
 pub const REGISTRANT_FIXED: u64 = 8 + 1 + 6 + 2;
@@ -33,8 +36,8 @@ pub(super) fn put_str(out: &mut Vec<u8>, s: &str) {
 pub(super) const HAS_ISID: u8 = 0x01;
 pub(super) const HAS_TARGET: u8 = 0x02;
 
-/// `MAGIC, version u16 (2), aptpl u8, generation u32, target port count u16, target ports
-/// (name, TPGT u16)..., registrant count u16, reservation (present u8, type u8, holder index
+/// `MAGIC, version u16 (3), aptpl u8, generation u32, target port count u16, target ports
+/// (name, TPGT u16, relative target port id u16)..., registrant count u16, reservation (present u8, type u8, holder index
 /// u16), registrants (key u64, flags u8, ISID 6 bytes, target port index u16, initiator
 /// name)..., CRC32C of everything before`. Names are a u16 length and UTF-8; a registration
 /// costs `REGISTRANT_FIXED` + 2 + its initiator name's length in bytes.
@@ -57,6 +60,7 @@ pub fn encode(state: &State) -> Vec<u8> {
     for t in &targets {
         put_str(&mut out, &t.name);
         out.extend_from_slice(&t.tpgt.to_be_bytes());
+        out.extend_from_slice(&t.relative_port.to_be_bytes());
     }
     out.extend_from_slice(&(state.registrants.len() as u16).to_be_bytes());
     match &state.reservation {
@@ -113,7 +117,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes a record (version 2, or 1 as written before), rejecting a bad magic, version,
+/// Decodes a record (version 3, or 2 and 1 as written before), rejecting a bad magic, version,
 /// checksum or structure.
 pub fn decode(bytes: &[u8]) -> io::Result<State> {
     if bytes.len() < MAGIC.len() + 4 || &bytes[..MAGIC.len()] != MAGIC {
@@ -125,12 +129,12 @@ pub fn decode(bytes: &[u8]) -> io::Result<State> {
     }
     let mut r = Reader { data: &body[MAGIC.len()..] };
     let version = r.u16()?;
-    if version != VERSION && version != VERSION_1 {
+    if ![VERSION, VERSION_2, VERSION_1].contains(&version) {
         return Err(invalid("unsupported version"));
     }
     let aptpl = r.u8()? != 0;
     let generation = r.u32()?;
-    let targets = if version == VERSION { target_table(&mut r)? } else { Vec::new() };
+    let targets = if version == VERSION_1 { Vec::new() } else { target_table(&mut r, version)? };
     let count = r.u16()? as usize;
     if count > HARD_MAX_REGISTRANTS {
         return Err(invalid("too many registrants"));
@@ -138,7 +142,7 @@ pub fn decode(bytes: &[u8]) -> io::Result<State> {
     let (has_res, code, holder) = (r.u8()? != 0, r.u8()?, r.u16()? as usize);
     let mut registrants = Vec::with_capacity(count);
     for _ in 0..count {
-        registrants.push(if version == VERSION { registrant(&mut r, &targets)? } else { registrant_v1(&mut r)? });
+        registrants.push(if version == VERSION_1 { registrant_v1(&mut r)? } else { registrant(&mut r, &targets)? });
     }
     if !r.data.is_empty() {
         return Err(invalid("trailing bytes"));
@@ -153,13 +157,17 @@ pub fn decode(bytes: &[u8]) -> io::Result<State> {
     Ok(State { generation, registrants: registrants.into(), reservation, aptpl })
 }
 
-fn target_table(r: &mut Reader) -> io::Result<Vec<TargetPort>> {
+fn target_table(r: &mut Reader, version: u16) -> io::Result<Vec<TargetPort>> {
     let count = r.u16()? as usize;
     let mut targets = Vec::with_capacity(count.min(r.data.len() / 4));
     for _ in 0..count {
         let name = r.string()?;
-        // Records are single-node state: the relative port is the TPGT (nexus.rs).
-        targets.push(TargetPort::new(&name, r.u16()?));
+        let mut port = TargetPort::new(&name, r.u16()?);
+        // Version 2 was single-node state only, where the relative port is the TPGT (nexus.rs).
+        if version >= VERSION {
+            port.relative_port = r.u16()?;
+        }
+        targets.push(port);
     }
     Ok(targets)
 }
@@ -230,6 +238,49 @@ mod tests {
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_be_bytes());
         out
+    }
+
+    /// The version 2 record of `state` (whose relative ports equal their TPGTs): version 3's
+    /// bytes without the relative port of each target table entry.
+    fn encode_v2(state: &State) -> Vec<u8> {
+        let v3 = encode(state);
+        let body = &v3[..v3.len() - 4];
+        let mut out = body[..MAGIC.len()].to_vec();
+        out.extend_from_slice(&VERSION_2.to_be_bytes());
+        let mut at = MAGIC.len() + 2;
+        out.extend_from_slice(&body[at..at + 5]); // aptpl, generation
+        at += 5;
+        let count = u16::from_be_bytes([body[at], body[at + 1]]) as usize;
+        out.extend_from_slice(&body[at..at + 2]);
+        at += 2;
+        for _ in 0..count {
+            let name_len = u16::from_be_bytes([body[at], body[at + 1]]) as usize;
+            out.extend_from_slice(&body[at..at + 2 + name_len + 2]); // name, TPGT
+            at += 2 + name_len + 2 + 2; // and the relative port, dropped
+        }
+        out.extend_from_slice(&body[at..]);
+        let crc = crc32c::crc32c(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn version_2_records_of_the_previous_release_are_read() {
+        assert_eq!(decode(&encode_v2(&sample())).unwrap(), sample());
+    }
+
+    #[test]
+    fn relative_target_port_ids_of_cluster_gateways_survive() {
+        // Gateway 2's portal with TPGT 1 is relative port 0x0201 (docs/cluster.md).
+        let mut nexus = nexus("host", 1);
+        nexus.target.relative_port = 0x0201;
+        let state = State {
+            registrants: vec![Registrant { id: RegistrantId::of(&nexus, false), key: 9 }].into(),
+            ..State::default()
+        };
+        let back = decode(&encode(&state)).unwrap();
+        assert_eq!(back, state);
+        assert_eq!(back.registrants.iter().next().unwrap().id.target.as_ref().unwrap().relative_port, 0x0201);
     }
 
     #[test]

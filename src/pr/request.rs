@@ -40,6 +40,10 @@ pub enum PrError {
     InsufficientResources,
     /// The APTPL store failed; nothing changed.
     Store(String),
+    /// A cluster gateway could not commit the change to the shared store (etcd unreachable, or
+    /// this gateway's membership lost): the change may or may not be in effect; the initiator
+    /// retries, through this path or another (NOT READY, ALUA transitioning).
+    Unavailable(String),
 }
 
 /// One decoded PERSISTENT RESERVE OUT command.

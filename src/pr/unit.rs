@@ -11,7 +11,7 @@ use super::state::{ItNexus, State};
 use super::store::Store;
 use std::fmt;
 use std::sync::{Arc, RwLock as StdRwLock};
-use tokio::sync::{RwLock, RwLockReadGuard};
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 pub struct Unit {
     gate: RwLock<Arc<State>>,
@@ -88,6 +88,13 @@ impl Unit {
         drop(self.gate.write().await);
     }
 
+    /// The write side of the gate, for a cluster gateway that commits changes to the shared
+    /// store itself (cluster/reservations.rs): while it is held no command is between its
+    /// conflict check and the end of its backend I/O, and none can start.
+    pub async fn lock(&self) -> UnitLock<'_> {
+        UnitLock { guard: self.gate.write().await, published: &self.published }
+    }
+
     /// Applies `request` under the write guard. `commit` runs after the new state is durable
     /// and published but before any I/O may pass the gate again: it aborts the preempted
     /// tasks and queues unit attentions.
@@ -116,6 +123,24 @@ impl Unit {
         commit(&next, &effects);
         drop(guard);
         Ok((next, effects))
+    }
+}
+
+/// The fencing gate held for writing (`Unit::lock`).
+pub struct UnitLock<'a> {
+    guard: RwLockWriteGuard<'a, Arc<State>>,
+    published: &'a StdRwLock<Arc<State>>,
+}
+
+impl UnitLock<'_> {
+    pub fn state(&self) -> &Arc<State> {
+        &self.guard
+    }
+
+    /// Makes `next` the state every later command sees (once the lock is dropped).
+    pub fn publish(&mut self, next: Arc<State>) {
+        *self.guard = next.clone();
+        *self.published.write().unwrap_or_else(|p| p.into_inner()) = next;
     }
 }
 

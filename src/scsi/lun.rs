@@ -97,6 +97,9 @@ pub struct Lun {
     /// Cluster mode: the gateway's self-fence (docs/cluster.md); `None` on a single node,
     /// where writes are never fenced by time.
     write_fence: Option<std::sync::Arc<super::write_fence::WriteFence>>,
+    /// Cluster mode: the reservation state every gateway shares (set once the gateway has
+    /// joined and loaded it); PERSISTENT RESERVE OUT commits through it.
+    shared_reservations: OnceLock<Arc<dyn super::shared_pr::SharedReservations>>,
 }
 
 impl Lun {
@@ -136,6 +139,7 @@ impl Lun {
             tasks: Default::default(),
             alua: OnceLock::new(),
             write_fence: None,
+            shared_reservations: OnceLock::new(),
         })
     }
 
@@ -214,9 +218,18 @@ impl Lun {
 
     /// Cluster mode: writes are admitted only while `fence` is open (docs/cluster.md).
     /// True on a cluster gateway: other gateways write this LU's backing store too, and this
-    /// process does not see those writes (until cluster-wide state, docs/cluster.md phase 2).
+    /// process does not see those writes (ODX tokens are access upon reference there, docs/odx.md).
     pub fn shared_across_gateways(&self) -> bool {
         self.write_fence.is_some()
+    }
+
+    /// Cluster mode: from now on PERSISTENT RESERVE OUT commits through `shared`.
+    pub fn share_reservations(&self, shared: Arc<dyn super::shared_pr::SharedReservations>) {
+        let _ = self.shared_reservations.set(shared);
+    }
+
+    pub fn shared_reservations(&self) -> Option<&Arc<dyn super::shared_pr::SharedReservations>> {
+        self.shared_reservations.get()
     }
 
     pub fn set_write_fence(&mut self, fence: std::sync::Arc<super::write_fence::WriteFence>) {

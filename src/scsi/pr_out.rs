@@ -1,10 +1,12 @@
 //! PERSISTENT RESERVE OUT (SPC-4 §6.16): CDB checks at admission; at execution the parameter
-//! list is decoded and applied through the LU's fencing gate (pr::Unit::change), whose commit
-//! step aborts the preempted nexuses' tasks in the LU's task set and queues the unit
-//! attentions; GOOD is returned once those tasks have ended.
+//! list is decoded and applied through the LU's fencing gate (pr::Unit::change, or on a
+//! cluster gateway the shared state, shared_pr.rs), whose commit step aborts the preempted
+//! nexuses' tasks in the LU's task set and queues the unit attentions; GOOD is returned once
+//! those tasks have ended.
 
 use super::lun::Lun;
 use super::sense::{Sense, SenseReason};
+use super::shared_pr::{Changed, PrOutCall};
 use super::task::{Completion, DataOut, ItNexus};
 use super::task_set::Drain;
 use crate::nexus::InitiatorPort;
@@ -65,6 +67,8 @@ pub(crate) fn to_sense(e: PrError) -> Sense {
         PrError::ParamListLength => SenseReason::ParameterListLengthError.into(),
         PrError::InvalidRelease => SenseReason::InvalidReleaseOfPersistentReservation.into(),
         PrError::InsufficientResources => SenseReason::InsufficientRegistrationResources.into(),
+        // SPC-4 §5.16.2.5: NOT READY, ASYMMETRIC ACCESS STATE TRANSITION makes multipath retry.
+        PrError::Unavailable(_) => SenseReason::AsymmetricAccessStateTransition.into(),
         PrError::Store(_) | PrError::Conflict => SenseReason::InternalTargetFailure.into(),
     }
 }
@@ -77,6 +81,33 @@ fn ua_reason(ua: PrUnitAttention) -> SenseReason {
     }
 }
 
+/// Runs a committed change's effects on this LU: unit attentions to the affected initiator
+/// ports, and for PREEMPT AND ABORT the preempted nexuses' tasks aborted (all but `origin`'s,
+/// the PERSISTENT RESERVE OUT itself). Called with the fencing gate held for writing, so none
+/// of the aborted tasks can reach the backend any more; the caller waits for the returned drain.
+pub(crate) fn apply_effects(lun: &Lun, fx: &pr::Effects, origin: Option<&ItNexus>) -> Drain {
+    // One pass over the known ports per kind of unit attention, in first-seen order.
+    let mut kinds: Vec<PrUnitAttention> = Vec::new();
+    for (_, ua) in &fx.ua {
+        if !kinds.contains(ua) {
+            kinds.push(*ua);
+        }
+    }
+    for kind in kinds {
+        let ports = PortSet::new(fx.ua.iter().filter(|(_, ua)| *ua == kind).map(|(id, _)| id));
+        lun.establish_unit_attention_where(ua_reason(kind), |port| ports.contains(port));
+    }
+    if fx.abort.is_empty() {
+        return Drain::default();
+    }
+    // SPC-4 §5.13.11.2.6: the preempted nexuses' tasks are aborted (TASK ABORTED with TAS set,
+    // SAM-5 §5.6). Each nexus probes the victims by hash, however many there are.
+    let victims: HashSet<&pr::RegistrantId> = fx.abort.iter().collect();
+    let covered =
+        |n: &ItNexus| Some(n) != origin && pr::RegistrantId::candidates(n).iter().any(|c| victims.contains(c));
+    lun.task_set().abort(covered, origin, lun.mode().tas)
+}
+
 impl PrOut {
     pub(crate) async fn execute(self, lun: &Lun, nexus: &ItNexus, data: &DataOut, d_sense: bool) -> Completion {
         let fail = |e: PrError| match e {
@@ -86,42 +117,37 @@ impl PrOut {
         if data.len() < self.param_len {
             return fail(PrError::ParamListLength);
         }
-        let request = match pr::request::decode(self.action, self.scope_type, &data.to_vec(self.param_len)) {
+        let param = data.to_vec(self.param_len);
+        let request = match pr::request::decode(self.action, self.scope_type, &param) {
             Ok(r) => r,
             Err(e) => return fail(e),
         };
-        let mut aborted = Drain::default();
-        let result = lun
-            .pr()
-            .change(nexus, &request, |_, fx| {
-                // One pass over the known ports per kind of unit attention, in first-seen order.
-                let mut kinds: Vec<PrUnitAttention> = Vec::new();
-                for (_, ua) in &fx.ua {
-                    if !kinds.contains(ua) {
-                        kinds.push(*ua);
-                    }
-                }
-                for kind in kinds {
-                    let ports = PortSet::new(fx.ua.iter().filter(|(_, ua)| *ua == kind).map(|(id, _)| id));
-                    lun.establish_unit_attention_where(ua_reason(kind), |port| ports.contains(port));
-                }
-                if !fx.abort.is_empty() {
-                    // SPC-4 §5.13.11.2.6: the preempted nexuses' tasks are aborted (TASK ABORTED
-                    // with TAS set, SAM-5 §5.6), all but this PERSISTENT RESERVE OUT itself.
-                    // Each nexus probes the victims by hash, however many there are.
-                    let victims: HashSet<&pr::RegistrantId> = fx.abort.iter().collect();
-                    let covered =
-                        |n: &ItNexus| n != nexus && pr::RegistrantId::candidates(n).iter().any(|c| victims.contains(c));
-                    aborted = lun.task_set().abort(covered, Some(nexus), lun.mode().tas);
-                }
-            })
-            .await;
-        // Under the fencing gate none of them can reach the backend any more; waiting for them
-        // to end means none is still running when GOOD goes out.
-        let aborted_tasks = aborted.len();
-        aborted.wait().await;
+        let result = match lun.shared_reservations() {
+            // A cluster gateway commits the change to the state every gateway shares.
+            Some(shared) => {
+                let call = PrOutCall {
+                    nexus,
+                    action: self.action,
+                    scope_type: self.scope_type,
+                    param: &param,
+                    request: &request,
+                };
+                shared.change(lun, call).await
+            }
+            None => {
+                let mut aborted = Drain::default();
+                lun.pr()
+                    .change(nexus, &request, |_, fx| aborted = apply_effects(lun, fx, Some(nexus)))
+                    .await
+                    .map(|(next, effects)| Changed { next, effects, aborted })
+            }
+        };
         match result {
-            Ok((next, effects)) => {
+            Ok(Changed { next, effects, aborted }) => {
+                // Under the fencing gate none of them can reach the backend any more; waiting
+                // for them to end means none is still running when GOOD goes out.
+                let aborted_tasks = aborted.len();
+                aborted.wait().await;
                 info!(
                     lun = lun.id(),
                     nexus = %nexus.initiator_port(),
@@ -137,8 +163,14 @@ impl PrOut {
             }
             Err(e) => {
                 debug!(lun = lun.id(), nexus = %nexus.initiator_port(), request = ?request, error = ?e, "PR OUT refused");
-                if let PrError::Store(msg) = &e {
-                    tracing::error!(lun = lun.id(), "APTPL store failed, state unchanged: {msg}");
+                match &e {
+                    PrError::Store(msg) => {
+                        tracing::error!(lun = lun.id(), "APTPL store failed, state unchanged: {msg}")
+                    }
+                    PrError::Unavailable(msg) => {
+                        tracing::warn!(lun = lun.id(), "PR OUT not committed cluster-wide: {msg}")
+                    }
+                    _ => {}
                 }
                 fail(e)
             }

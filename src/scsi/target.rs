@@ -247,11 +247,7 @@ impl ScsiTarget {
         if let Some(refusal) = state.refusal().filter(|_| !info.alua.allows(state)) {
             return Err(fail(refusal.into()));
         }
-        if reservations_withheld(lun.as_deref()) && is_reservation_command(info.command) {
-            // A cluster gateway keeps reservations of its own until they are cluster-wide
-            // (docs/cluster.md, phase 2): a PREEMPT through one gateway would not fence the
-            // others, so it offers none rather than fencing that does not hold (SPC-4 §6.35:
-            // REPORT SUPPORTED OPERATION CODES leaves them out too).
+        if reservation_withheld(lun.as_deref(), info.command) {
             return Err(fail(SenseReason::InvalidOpcode.into()));
         }
         if let Some(lun) = &lun {
@@ -308,8 +304,7 @@ impl ScsiTarget {
             ReadCapacity10 => respond(reports::read_capacity10(cdb, need_lun()?)?, 8),
             ReadCapacity16 => respond(reports::read_capacity16(cdb, need_lun()?)?, be32(&cdb[10..14]) as usize),
             ReportSupportedOpcodes => {
-                let withheld = reservations_withheld(lun);
-                let offered = |c: &CommandInfo| !(withheld && is_reservation_command(c.command));
+                let offered = |c: &CommandInfo| !reservation_withheld(lun, c.command);
                 respond(reports::report_supported_opcodes(cdb, offered)?, be32(&cdb[6..10]) as usize)
             }
             ReportSupportedTmf => respond(reports::report_supported_tmf(cdb), be32(&cdb[6..10]) as usize),
@@ -569,15 +564,19 @@ fn mode_select(
     Ok(None)
 }
 
-/// Whether reservations are withheld on this LU: on a cluster gateway, until phase 2.
-fn reservations_withheld(lun: Option<&Lun>) -> bool {
-    lun.is_some_and(Lun::shared_across_gateways)
-}
-
-/// PERSISTENT RESERVE IN/OUT and SPC-2 RESERVE/RELEASE.
-fn is_reservation_command(command: Command) -> bool {
+/// Whether a cluster gateway withholds this reservation command on `lun` (docs/cluster.md):
+/// persistent reservations are cluster-wide there, but only once the LU's shared state is
+/// loaded; SPC-2 RESERVE/RELEASE are not shared at all. A reservation one gateway kept alone
+/// would not hold through the others, so the gateway offers none rather than fencing that does
+/// not hold (05/20/00; SPC-4 §6.35: REPORT SUPPORTED OPERATION CODES leaves them out too).
+fn reservation_withheld(lun: Option<&Lun>, command: Command) -> bool {
     use Command::*;
-    matches!(command, PersistentReserveIn | PersistentReserveOut | Reserve6 | Release6 | Reserve10 | Release10)
+    let Some(lun) = lun.filter(|l| l.shared_across_gateways()) else { return false };
+    match command {
+        Reserve6 | Release6 | Reserve10 | Release10 => true,
+        PersistentReserveIn | PersistentReserveOut => lun.shared_reservations().is_none(),
+        _ => false,
+    }
 }
 
 /// SPC-2 RESERVE/RELEASE and PERSISTENT RESERVE IN/OUT at admission.

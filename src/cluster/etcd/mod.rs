@@ -4,6 +4,7 @@
 
 mod pb;
 mod requests;
+mod watch;
 
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ use pb::etcdserverpb::lease_client::LeaseClient;
 use pb::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest};
 use pb::mvccpb::KeyValue;
 
-use super::store::{ClusterStore, Created, LeaseId, StoreError, StoreResult, Versioned};
+use super::store::{ClusterStore, Created, LeaseId, StoreError, StoreResult, Swapped, Versioned, WatchEvent};
 
 /// The open keepalive stream of one lease: requests go in through `requests`, etcd's answers
 /// come back on `answers`, one per request, in order.
@@ -45,6 +46,11 @@ fn unavailable(status: tonic::Status) -> StoreError {
         return StoreError::LeaseNotFound;
     }
     StoreError::Unavailable(format!("grpc {:?}: {}", status.code(), status.message()))
+}
+
+/// The store revision an answer was given at (rpc.proto ResponseHeader.revision).
+fn revision_of(header: Option<&pb::etcdserverpb::ResponseHeader>) -> StoreResult<i64> {
+    header.map(|h| h.revision).ok_or_else(|| StoreError::Rejected("answer without a header".into()))
 }
 
 fn versioned(kv: &KeyValue) -> Versioned {
@@ -199,6 +205,10 @@ impl ClusterStore for EtcdStore {
     }
 
     async fn get_prefix(&self, prefix: &str) -> StoreResult<Vec<(String, Versioned)>> {
+        self.get_prefix_at(prefix).await.map(|(_, found)| found)
+    }
+
+    async fn get_prefix_at(&self, prefix: &str) -> StoreResult<(i64, Vec<(String, Versioned)>)> {
         let mut kv = self.kv();
         let request = requests::with_prefix(prefix);
         self.bounded(async move {
@@ -209,8 +219,51 @@ impl ClusterStore for EtcdStore {
                 found.push((key, versioned(kv)));
             }
             found.sort_by(|a, b| a.0.cmp(&b.0));
-            Ok(found)
+            Ok((revision_of(answer.header.as_ref())?, found))
         })
         .await
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> StoreResult<i64> {
+        let mut kv = self.kv();
+        let request = requests::put(key, value, lease);
+        self.bounded(async move {
+            let answer = kv.put(request).await.map_err(unavailable)?.into_inner();
+            revision_of(answer.header.as_ref())
+        })
+        .await
+    }
+
+    async fn swap(
+        &self,
+        key: &str,
+        expected_mod: i64,
+        guard: Option<(&str, i64)>,
+        value: Option<Vec<u8>>,
+    ) -> StoreResult<Swapped> {
+        let mut kv = self.kv();
+        let txn = requests::compare_and_swap(key, expected_mod, guard, value);
+        self.bounded(async move {
+            let answer = kv.txn(txn).await.map_err(unavailable)?.into_inner();
+            if answer.succeeded {
+                return Ok(Swapped::Done { revision: revision_of(answer.header.as_ref())? });
+            }
+            let mut ranges = requests::ranges(&answer);
+            let current = ranges.next().and_then(|r| r.kvs.first()).map(versioned);
+            // With a guard, the second read is the guard key: held if it still has our create
+            // revision (which the compare may have failed on the record alone).
+            let guard_held = match guard {
+                None => true,
+                Some((_, created)) => {
+                    ranges.next().and_then(|r| r.kvs.first()).is_some_and(|g| g.create_revision == created)
+                }
+            };
+            Ok(Swapped::Stale { current, guard_held })
+        })
+        .await
+    }
+
+    async fn watch_prefix(&self, prefix: &str, from_revision: i64) -> StoreResult<mpsc::Receiver<WatchEvent>> {
+        watch::open(self.channel.clone(), self.timeout, prefix, from_revision).await
     }
 }

@@ -503,10 +503,11 @@ async fn a_cluster_gateway_makes_access_upon_reference_tokens_only() {
 }
 
 #[tokio::test]
-async fn a_cluster_gateway_offers_no_reservations_until_they_are_cluster_wide() {
+async fn a_cluster_gateway_offers_no_reservations_it_does_not_share() {
     let t = target(vec![gateway_lun(0)]);
     let n = fresh(&t, 0).await;
-    // PERSISTENT RESERVE IN / OUT, RESERVE(6/10), RELEASE(6/10): a reservation held on one
+    // RESERVE(6/10), RELEASE(6/10) are never shared; PERSISTENT RESERVE IN / OUT are withheld
+    // until the LU's cluster-wide state is loaded (this LU has none): a reservation held on one
     // gateway would not fence writes through another, so none is offered.
     let prout = [0x5F, 0x00, 0, 0, 0, 0, 0, 0, 24, 0];
     let mut register = [0u8; 24];
