@@ -26,7 +26,11 @@ step() { printf '\n=== %s\n' "$*"; }
 fail() {
     echo "FAIL: $*"
     multipath -ll 2>&1 || true
-    dmesg | grep -iE 'multipath|device-mapper|iscsi|alua|sd[a-z]' | tail -40
+    iscsiadm -m session -P1 2>&1 | grep -E 'Current Portal|SID|State' || true
+    echo "# iscsid log (last lines)"
+    tail -40 /tmp/iscsid.log 2>/dev/null || true
+    echo "# dmesg after the logins (last lines)"
+    dmesg | grep -vE '^\[ *[0-9]\.' | tail -60
     exit 1
 }
 path_lines() { multipath -ll "$MAP" 2>/dev/null | sed -E "s/\x1b\[[0-9;]*m//g" | grep -E '[0-9]+:[0-9]+:[0-9]+:[0-9]+ +sd[a-z]+ ' || true; }
@@ -34,8 +38,8 @@ paths() { path_lines | grep -c . || true; }
 active_paths() { path_lines | grep -c 'active ready' || true; }
 failed_paths() { path_lines | grep -c ' failed ' || true; }
 wait_active() { # N: until N paths are active and dm-multipath has failed every other one
-    local i
-    for i in $(seq 900); do
+    local until=$((SECONDS + 180))
+    while ((SECONDS < until)); do
         [[ $(active_paths) == "$1" && $(failed_paths) == $(($(paths) - $1)) ]] && return 0
         sleep 0.2
     done
@@ -69,7 +73,10 @@ defaults {
     polling_interval 2
 }
 EOF
-iscsid
+# In the foreground with its log kept: how it logs in again to a restarted gateway is part of
+# what this test watches.
+iscsid -f -d 1 >/tmp/iscsid.log 2>&1 &
+for _ in $(seq 100); do iscsiadm -m session 2>&1 | grep -q 'No active sessions' && break; sleep 0.1; done
 multipathd
 for _ in $(seq 100); do multipathd show status >/dev/null 2>&1 && break; sleep 0.2; done
 multipathd show status >/dev/null 2>&1 || fail "multipathd did not start"
