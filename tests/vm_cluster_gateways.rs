@@ -202,6 +202,7 @@ fn dm_multipath_across_two_gateways_rides_out_a_killed_gateway_and_shares_reserv
     // Gateway 1 killed while fio ran, restarted later: 2 -> 1 -> 2 active paths, no error.
     assert!(killed_at.is_some(), "the guest never asked for gateway 1 to be killed");
     assert!(rejoined_after.is_some(), "the guest never asked for gateway 1 to be restarted");
+    assert!(peer_saw_it_leave.is_some(), "gateway 2 never saw the killed gateway 1 leave the cluster");
     let counts: Vec<&str> = console
         .lines()
         .filter_map(|l| l.strip_prefix("active paths: "))
@@ -221,9 +222,7 @@ fn dm_multipath_across_two_gateways_rides_out_a_killed_gateway_and_shares_reserv
     // dm-multipath retries them on gateway 2; anything far beyond that is a hang, not failover.
     assert!(stall < MAX_STALL_S, "I/O stalled {stall} s when gateway 1 died");
     println!("----- figures -----\n{stall_line}");
-    if let Some(left) = peer_saw_it_leave {
-        println!("gateway 2 saw gateway 1 leave {} ms after the kill", left.as_millis());
-    }
+    println!("gateway 2 saw gateway 1 leave {} ms after the kill", peer_saw_it_leave.unwrap().as_millis());
     let waited_for_old_lease = gw1.log().contains("waiting to see whether it expires");
     println!(
         "gateway 1 restarted and serving {} ms after the guest asked ({})",
