@@ -9,58 +9,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::block_initiator::{BlockInitiator, CmdResult};
+use common::cluster::{
+    cluster_status, gateway, gateway_toml, gateways, login, one_at_a_time, sees_live, wait_for_log, wait_for_log_count,
+    SharedLun, IQN, MARGIN, TTL,
+};
 use common::etcd::{EtcdCluster, TcpProxy};
 use common::{run_ok, run_with_timeout, unique_temp_dir, TargetProcess};
-
-const IQN: &str = "iqn.2026-11.io.palisade:cluster";
-
-/// The tests run one at a time: each starts three etcd members and two or three gateways, and
-/// elections with a 500 ms timeout on 2 shared cores should not have to compete with another
-/// test's cluster.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-const TTL: Duration = Duration::from_secs(2);
-const MARGIN: Duration = Duration::from_millis(500);
-
-/// A gateway's configuration: one target, LUN 0 on `lun_file` (shared by the gateways).
-fn gateway_toml(id: u16, endpoints: &[String], lun_file: &std::path::Path, size: &str) -> String {
-    let endpoints: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
-    format!(
-        "data_dir = \"{{DATA_DIR}}\"\n\n[[portals]]\nname = \"p\"\nlisten = \"127.0.0.1:{{PORT}}\"\ntpgt = 1\n\n\
-         [[targets]]\nname = \"{IQN}\"\n\n[[targets.luns]]\nid = 0\nbackend = \"file\"\npath = \"{}\"\nsize = \"{size}\"\n\n\
-         [cluster]\netcd_endpoints = [{}]\ngateway_id = {id}\nlease_ttl_secs = {}\nself_fence_margin_ms = {}\n",
-        lun_file.display(),
-        endpoints.join(", "),
-        TTL.as_secs(),
-        MARGIN.as_millis()
-    )
-}
-
-/// Starts a gateway and waits until it has joined the cluster.
-fn gateway(id: u16, endpoints: &[String], lun_file: &std::path::Path, size: &str) -> TargetProcess {
-    let gw = TargetProcess::start_with_config(&gateway_toml(id, endpoints, lun_file, size), IQN);
-    wait_for_log(&gw, "joined the cluster; serving", Duration::from_secs(20));
-    gw
-}
-
-/// Polls the gateway's log until it contains `needle` (the occurrence after the first `skip`).
-fn wait_for_log_count(gw: &TargetProcess, needle: &str, count: usize, within: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
-        if gw.log().matches(needle).count() >= count {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < within, "no `{needle}` (#{count}) in the log after {within:?}:\n{}", gw.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn wait_for_log(gw: &TargetProcess, needle: &str, within: Duration) -> Duration {
-    wait_for_log_count(gw, needle, 1, within)
-}
 
 fn write10(lba: u32, fill: u8) -> ([u8; 10], Vec<u8>) {
     let l = lba.to_be_bytes();
@@ -77,28 +31,6 @@ fn read(i: &mut BlockInitiator, lba: u32) -> Vec<u8> {
     let result = i.command_past_unit_attentions(0, &[0x28, 0, l[0], l[1], l[2], l[3], 0, 0, 1, 0], &[], 512);
     assert!(result.is_good(), "READ(10) of LBA {lba}: {:?}", result.sense_code());
     result.data
-}
-
-fn login(gw: &TargetProcess, initiator: &str, isid: u8) -> BlockInitiator {
-    let mut i = BlockInitiator::connect(&gw.portal(), IQN, initiator, isid);
-    i.clear_unit_attention(0);
-    i
-}
-
-/// `palisade cluster status --json` of a gateway (its admin socket in its data folder).
-fn cluster_status(gw: &TargetProcess) -> serde_json::Value {
-    let dir = gw.data_dir().to_string_lossy().into_owned();
-    let text = run_ok(
-        env!("CARGO_BIN_EXE_palisade"),
-        &["cluster", "status", "--data-dir", &dir, "--json"],
-        Duration::from_secs(10),
-    );
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-/// The `live` flag of gateway `id` in a status.
-fn sees_live(status: &serde_json::Value, id: u64) -> Option<bool> {
-    status["gateways"].as_array()?.iter().find(|g| g["id"] == id).and_then(|g| g["live"].as_bool())
 }
 
 /// How long after its last acknowledged keepalive's send time the gateway found itself past its
@@ -118,10 +50,10 @@ fn vpd(gw: &TargetProcess, page: u8) -> String {
 
 #[test]
 fn gateways_present_one_lun_identity_and_refuse_a_mismatch_or_a_duplicate_id() {
-    let _serial = serial();
+    let _serial = one_at_a_time();
     let etcd = EtcdCluster::start();
-    let shared = unique_temp_dir("palisade-cluster-lun");
-    let lun = shared.join("lun0.img");
+    let shared = SharedLun::new();
+    let lun = shared.path();
     let gw1 = gateway(1, &etcd.endpoints(), &lun, "16MiB");
     let gw2 = gateway(2, &etcd.endpoints(), &lun, "16MiB");
     assert!(gw1.log().contains("published the LUN definition"), "{}", gw1.log());
@@ -148,7 +80,7 @@ fn gateways_present_one_lun_identity_and_refuse_a_mismatch_or_a_duplicate_id() {
     assert_eq!(read(&mut b, 7), vec![0x5A; 512]);
 
     // A gateway whose LUN 0 is 32 MiB refuses it and names the field.
-    let other = shared.join("other.img");
+    let other = shared.other("other.img");
     let gw3 = TargetProcess::start_with_config(&gateway_toml(3, &etcd.endpoints(), &other, "32MiB"), IQN);
     wait_for_log(&gw3, "joined the cluster; serving", Duration::from_secs(20));
     let log = gw3.log();
@@ -176,7 +108,6 @@ fn gateways_present_one_lun_identity_and_refuse_a_mismatch_or_a_duplicate_id() {
     assert!(started.elapsed() >= TTL, "it waited one TTL for a possibly dead holder first");
     assert!(write(&mut a, 8, 0x11).is_good(), "the live gateway 1 is unaffected");
     let _ = std::fs::remove_dir_all(&dup_dir);
-    let _ = std::fs::remove_dir_all(&shared);
 }
 
 /// Writes through `i` every 10 ms until one is refused; returns the refusal and when it came.
@@ -196,10 +127,10 @@ fn write_until_refused(i: &mut BlockInitiator, within: Duration) -> (CmdResult, 
 
 #[test]
 fn a_gateway_cut_off_from_etcd_fences_itself_before_its_lease_expires_and_rejoins_after_heal() {
-    let _serial = serial();
+    let _serial = one_at_a_time();
     let etcd = EtcdCluster::start();
-    let shared = unique_temp_dir("palisade-cluster-lun");
-    let lun = shared.join("lun0.img");
+    let shared = SharedLun::new();
+    let lun = shared.path();
     let proxies: Vec<TcpProxy> = (0..3).map(|m| TcpProxy::start(etcd.client_addr(m))).collect();
     let through_proxies: Vec<String> = proxies.iter().map(TcpProxy::endpoint).collect();
     let gw1 = gateway(1, &through_proxies, &lun, "16MiB");
@@ -266,15 +197,14 @@ fn a_gateway_cut_off_from_etcd_fences_itself_before_its_lease_expires_and_rejoin
         left_after.as_millis(),
         rejoined_after.as_millis()
     );
-    let _ = std::fs::remove_dir_all(&shared);
 }
 
 #[test]
 fn losing_etcd_quorum_fences_every_gateway_and_restarting_the_members_brings_them_back() {
-    let _serial = serial();
+    let _serial = one_at_a_time();
     let mut etcd = EtcdCluster::start();
-    let shared = unique_temp_dir("palisade-cluster-lun");
-    let lun = shared.join("lun0.img");
+    let shared = SharedLun::new();
+    let lun = shared.path();
     let gw1 = gateway(1, &etcd.endpoints(), &lun, "16MiB");
     let mut a = login(&gw1, "iqn.2026-11.test:a", 1);
     assert!(write(&mut a, 1, 0x01).is_good());
@@ -305,7 +235,6 @@ fn losing_etcd_quorum_fences_every_gateway_and_restarting_the_members_brings_the
         (at - killed).as_millis(),
         rejoined_after.as_millis()
     );
-    let _ = std::fs::remove_dir_all(&shared);
 }
 
 #[test]
@@ -323,10 +252,10 @@ fn a_single_node_contacts_no_etcd_and_says_it_is_not_a_cluster_member() {
 
 #[test]
 fn a_killed_gateway_restarts_under_its_id_once_its_lease_ends_and_a_stopped_one_leaves_at_once() {
-    let _serial = serial();
+    let _serial = one_at_a_time();
     let etcd = EtcdCluster::start();
-    let shared = unique_temp_dir("palisade-cluster-lun");
-    let lun = shared.join("lun0.img");
+    let shared = SharedLun::new();
+    let lun = shared.path();
     let gw1 = gateway(1, &etcd.endpoints(), &lun, "16MiB");
     let mut gw2 = gateway(2, &etcd.endpoints(), &lun, "16MiB");
     wait_for_log(&gw2, "gateway joined the cluster", Duration::from_secs(5));
@@ -359,15 +288,14 @@ fn a_killed_gateway_restarts_under_its_id_once_its_lease_ends_and_a_stopped_one_
         rejoined_after.as_millis(),
         seen_after.as_millis()
     );
-    let _ = std::fs::remove_dir_all(&shared);
 }
 
 #[test]
 fn a_gateway_stalled_past_its_deadline_refuses_the_writes_waiting_for_it_when_it_resumes() {
-    let _serial = serial();
+    let _serial = one_at_a_time();
     let etcd = EtcdCluster::start();
-    let shared = unique_temp_dir("palisade-cluster-lun");
-    let lun = shared.join("lun0.img");
+    let shared = SharedLun::new();
+    let lun = shared.path();
     let proxies: Vec<TcpProxy> = (0..3).map(|m| TcpProxy::start(etcd.client_addr(m))).collect();
     let through_proxies: Vec<String> = proxies.iter().map(TcpProxy::endpoint).collect();
     let gw1 = gateway(1, &through_proxies, &lun, "16MiB");
@@ -400,7 +328,6 @@ fn a_gateway_stalled_past_its_deadline_refuses_the_writes_waiting_for_it_when_it
     proxies.iter().for_each(TcpProxy::heal);
     wait_for_log(&gw1, "rejoined the cluster", Duration::from_secs(15));
     assert!(write(&mut a, 22, 0x22).is_good(), "serving again after rejoining");
-    let _ = std::fs::remove_dir_all(&shared);
 }
 
 /// PERSISTENT RESERVE OUT with a basic 24-byte parameter list (SPC-4 §6.16.3).
@@ -423,10 +350,10 @@ fn read_keys(i: &mut BlockInitiator) -> (u32, Vec<u64>) {
 
 #[test]
 fn a_registration_and_a_preempt_through_one_gateway_hold_through_the_other() {
-    let _serial = serial();
+    let _serial = one_at_a_time();
     let etcd = EtcdCluster::start();
-    let shared = unique_temp_dir("palisade-cluster-lun");
-    let lun = shared.join("lun0.img");
+    let shared = SharedLun::new();
+    let lun = shared.path();
     let gw1 = gateway(1, &etcd.endpoints(), &lun, "16MiB");
     let gw2 = gateway(2, &etcd.endpoints(), &lun, "16MiB");
     let mut a = login(&gw1, "iqn.2026-11.test:a", 1);
@@ -446,8 +373,54 @@ fn a_registration_and_a_preempt_through_one_gateway_hold_through_the_other() {
     assert!(write(&mut b, 30, 0xB1).is_good(), "the new holder writes");
     let status = cluster_status(&gw2);
     let reservations = &status["reservations"][0];
-    assert_eq!((reservations["registrants"].as_u64(), reservations["reserved"].as_bool()), (Some(1), Some(true)), "{status}");
+    assert_eq!(
+        (reservations["registrants"].as_u64(), reservations["reserved"].as_bool()),
+        (Some(1), Some(true)),
+        "{status}"
+    );
     assert!(status["pr_out"]["committed"].as_u64() >= Some(2), "{status}");
     drop((gw1, gw2));
-    let _ = std::fs::remove_dir_all(&shared);
+}
+
+/// libiscsi's conformance selection (scripts/conformance.sh, the same suites as against a single
+/// node) against every gateway of a three-gateway cluster, one after the other: all on one LU
+/// whose reservation state is shared, so the persistent-reservation suites run against the
+/// state every gateway holds.
+#[test]
+fn the_conformance_selection_passes_against_every_gateway_of_three() {
+    let _serial = one_at_a_time();
+    let etcd = EtcdCluster::start();
+    let shared = SharedLun::new();
+    // Every gateway must have seen the others join before the suite starts: each join changes
+    // the ALUA groups, which is a unit attention (2A/06) to every nexus then logged in — right
+    // for a host, but not what the suite's first test expects. `gateways` waits for that.
+    let gateways = gateways(3, &etcd.endpoints(), &shared.path(), "1GiB");
+    for (i, gw) in gateways.iter().enumerate() {
+        let label = format!("cluster-gateway-{}", i + 1);
+        let script = common::repo_root().join("scripts/conformance.sh");
+        let out = run_with_timeout(
+            Command::new("bash").arg(&script).arg(gw.url(0)).arg(&label).current_dir(common::repo_root()),
+            Duration::from_secs(900),
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        println!("{stdout}");
+        assert!(
+            out.status.success(),
+            "{label}: conformance failures ({}):\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Every test that passes against a single node passes here, but SPC-2 RESERVE(6), which
+        // a gateway does not offer (docs/cluster.md): libiscsi skips those as not implemented.
+        let passing = std::fs::read_to_string(common::repo_root().join("tests/conformance/passing.txt")).unwrap();
+        let results =
+            std::fs::read_to_string(common::repo_root().join(format!("target/conformance/{label}.tsv"))).unwrap();
+        let outcome =
+            |test: &str| results.lines().find_map(|l| l.strip_prefix(test)?.strip_prefix('\t')?.split('\t').next());
+        for test in passing.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let expected = if test.starts_with("SCSI.Reserve6.") { "SKIP" } else { "PASS" };
+            assert_eq!(outcome(test), Some(expected), "{label}: {test}");
+        }
+    }
+    drop(gateways);
 }

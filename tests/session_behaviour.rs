@@ -43,6 +43,20 @@ fn same_isid_reinstates_the_session_and_a_different_isid_coexists() {
     assert_healthy(&mut t);
 }
 
+/// The same InitiatorName and ISID through another portal group is another I_T nexus (RFC 7143
+/// §4.2.7.1: the target port is part of it), a session of its own — a multipath host's second
+/// path — not a reinstatement of the first.
+#[test]
+fn same_isid_through_another_portal_group_is_a_second_session() {
+    let second_port = common::free_port();
+    let t = common::start_two_portal_groups(second_port, "backend = \"memory\"\nsize = \"16MiB\"");
+    let mut through_first = login(&t, ISID_A);
+    let options = LoginOptions::normal(INITIATOR, DEFAULT_IQN).isid(ISID_A);
+    let mut through_second = RawInitiator::login_ok(&format!("127.0.0.1:{second_port}"), &options);
+    through_second.ping(b"second group");
+    through_first.ping(b"first group still open");
+}
+
 /// Waits for the target's ping: NOP-In with ITT 0xffffffff and a real TTT (RFC 7143 §11.19.1).
 fn expect_ping(ini: &mut RawInitiator, within: Duration) -> pdu::msg::NopIn {
     match ini.recv_msg(within) {

@@ -42,7 +42,8 @@ impl FileBackend {
         };
         let io = PositionalFile::new(file);
         // Stores into the mapping only where the file's pages are memory (see mapped.rs).
-        let mapped = MappedFile::new(io.file(), size, !read_only && io.memory_backed());
+        let memory_backed = io.memory_backed();
+        let mapped = MappedFile::new(io.file(), size, !read_only && memory_backed, memory_backed);
         Ok(FileBackend { io, direct: None, mapped, size })
     }
 
@@ -91,7 +92,13 @@ impl FileBackend {
                     true => self.io.file().sync_data(),
                     false => Ok(()),
                 },
-                _ => self.io.write(offset, data, fua).await,
+                _ => {
+                    self.io.write(offset, data, fua).await?;
+                    if let Some(m) = &self.mapped {
+                        m.filled(offset, data.iter().map(|d| d.len() as u64).sum());
+                    }
+                    Ok(())
+                }
             },
         }
     }
@@ -110,7 +117,11 @@ impl FileBackend {
         if self.direct.is_some() || dest.direct.is_some() {
             return Ok(false);
         }
-        self.io.copy_to(offset, &dest.io, dest_offset, len, durable).await
+        let copied = self.io.copy_to(offset, &dest.io, dest_offset, len, durable).await;
+        if let Some(m) = &dest.mapped {
+            m.filled(dest_offset, len);
+        }
+        copied
     }
 
     pub(crate) async fn flush(&self) -> io::Result<()> {
@@ -123,7 +134,8 @@ impl FileBackend {
         if len == 0 {
             return Ok(());
         }
-        self.io
+        let punched = self
+            .io
             .with_file(move |file| {
                 let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
                 // SAFETY: plain syscall on a descriptor we own; no pointers involved.
@@ -137,7 +149,12 @@ impl FileBackend {
                     _ => Err(err),
                 }
             })
-            .await
+            .await;
+        // Even a failed punch may have freed some pages: the mapping must check them again.
+        if let Some(m) = &self.mapped {
+            m.forget(offset, len);
+        }
+        punched
     }
 
     pub(crate) async fn prefetch(&self, offset: u64, len: u64) {

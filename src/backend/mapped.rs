@@ -9,7 +9,9 @@
 //!
 //! - Residency: `mincore(2)` must report every page of the range in the page cache, else the
 //!   read takes the positional path (preadv2 RWF_NOWAIT, then the blocking pool), so touching
-//!   the mapping never waits for a disk on a runtime thread.
+//!   the mapping never waits for a disk on a runtime thread. On a memory file system the answer
+//!   is remembered per 2 MiB region (residency.rs), so mincore runs once per region, not per
+//!   command.
 //! - Length: the mapping covers the LUN's size, fixed at open. A file truncated under the server
 //!   (an administrator's error) would make a touch of a vanished page raise SIGBUS; the handler
 //!   installed by [`guard_truncation`] maps a zero page over that page instead, marks the mapping
@@ -21,6 +23,7 @@
 //! A view shows the page cache as it is when the socket takes it: a write to the same blocks
 //! that lands before that is visible, as for any read that overlaps a write in flight.
 
+use super::residency::RegionCache;
 use bytes::Bytes;
 use memmap2::{MmapOptions, MmapRaw};
 use std::fs::File;
@@ -55,6 +58,8 @@ struct Mapping {
     map: MmapRaw,
     writable: bool,
     slot: usize,
+    /// Residency remembered per region; only for a file whose pages are memory.
+    regions: Option<RegionCache>,
 }
 
 impl Mapping {
@@ -90,8 +95,9 @@ impl AsRef<[u8]> for View {
 impl MappedFile {
     /// Maps the first `size` bytes of `file`, for writing too when `writable` (the file must be
     /// open for writing); None when the file cannot be mapped or every slot is taken (the LUN
-    /// then reads and writes positionally).
-    pub(crate) fn new(file: &File, size: u64, writable: bool) -> Option<MappedFile> {
+    /// then reads and writes positionally). `memory_backed`: the file is on tmpfs/ramfs, whose
+    /// pages leave memory only in ways residency.rs accounts for, so residency is remembered.
+    pub(crate) fn new(file: &File, size: u64, writable: bool, memory_backed: bool) -> Option<MappedFile> {
         let len = usize::try_from(size).ok().filter(|&l| l > 0)?;
         guard_truncation();
         // Pages can change under us (writes through the file), which views document, and can
@@ -104,7 +110,8 @@ impl MappedFile {
             .find(|&i| REGISTRY[i].start.compare_exchange(0, start, Ordering::AcqRel, Ordering::Acquire).is_ok())?;
         REGISTRY[slot].lost.store(false, Ordering::Release);
         REGISTRY[slot].end.store(start + len, Ordering::Release);
-        Some(MappedFile { map: Arc::new(Mapping { map, writable, slot }) })
+        let regions = memory_backed.then(|| RegionCache::new(len));
+        Some(MappedFile { map: Arc::new(Mapping { map, writable, slot, regions }) })
     }
 
     /// The range's bytes if every page of it is in the page cache and the mapping is intact;
@@ -150,6 +157,22 @@ impl MappedFile {
         Ok(true)
     }
 
+    /// Pages of the range left the file (a hole was punched): call after the punch.
+    pub(crate) fn forget(&self, offset: u64, len: u64) {
+        if let (Some(regions), Ok(offset), Ok(len)) = (&self.map.regions, usize::try_from(offset), usize::try_from(len))
+        {
+            regions.forget(offset.min(self.map.map.len()), len);
+        }
+    }
+
+    /// The range was written other than through the mapping (holes there may have filled).
+    pub(crate) fn filled(&self, offset: u64, len: u64) {
+        if let (Some(regions), Ok(offset), Ok(len)) = (&self.map.regions, usize::try_from(offset), usize::try_from(len))
+        {
+            regions.filled(offset.min(self.map.map.len()), len);
+        }
+    }
+
     /// Whether a page of the file vanished under the mapping (see `guard_truncation`).
     fn lost(&self) -> bool {
         REGISTRY[self.map.slot].lost.load(Ordering::Acquire)
@@ -162,14 +185,25 @@ impl MappedFile {
             Some(end) if end <= map.len() => {}
             _ => return false,
         }
-        !self.lost() && resident(map, offset, len)
+        if self.lost() {
+            return false;
+        }
+        let Some(regions) = &self.map.regions else { return resident(map, offset, len) };
+        if regions.known_resident(offset, len) {
+            return true;
+        }
+        let found = resident(map, offset, len);
+        if found {
+            regions.learn(offset, len, |start, len| resident(map, start, len));
+        }
+        found
     }
 }
 
 /// mincore(2) over the pages of [offset, offset + len): true when all are in the page cache.
 fn resident(map: &MmapRaw, offset: usize, len: usize) -> bool {
     const PAGE: usize = 4096;
-    const BATCH: usize = 256; // pages per mincore call: 1 MiB
+    const BATCH: usize = 512; // pages per mincore call: 2 MiB, a residency region
     let base = map.as_ptr() as usize;
     let mut page = (base + offset) & !(PAGE - 1);
     let end = base + offset + len;
@@ -257,6 +291,7 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::os::unix::fs::FileExt;
+    use std::os::unix::io::AsRawFd;
 
     fn scratch(tag: &str, len: usize) -> (std::path::PathBuf, File) {
         let path = std::path::Path::new("/dev/shm").join(format!("palisade-mapped-{tag}-{}", std::process::id()));
@@ -270,7 +305,7 @@ mod tests {
     #[test]
     fn large_reads_are_views_small_ones_copies() {
         let (path, file) = scratch("views", 1 << 20);
-        let mapped = MappedFile::new(&file, 1 << 20, true).unwrap();
+        let mapped = MappedFile::new(&file, 1 << 20, true, true).unwrap();
         let big = mapped.read_resident(4096, ZERO_COPY_MIN).unwrap();
         assert_eq!(big.as_ptr() as usize, mapped.map.map.as_ptr() as usize + 4096, "a view, not a copy");
         assert!(big.iter().enumerate().all(|(i, &b)| b == ((4096 + i) % 253) as u8));
@@ -296,7 +331,7 @@ mod tests {
     fn a_hole_is_not_resident_and_goes_the_positional_way() {
         let (path, file) = scratch("hole", 4096);
         file.set_len(1 << 20).unwrap();
-        let mapped = MappedFile::new(&file, 1 << 20, true).unwrap();
+        let mapped = MappedFile::new(&file, 1 << 20, true, true).unwrap();
         assert!(mapped.read_resident(0, 4096).is_some());
         assert!(mapped.read_resident(512 * 1024, 4096).is_none(), "a tmpfs hole has no page");
         assert!(
@@ -308,9 +343,27 @@ mod tests {
     }
 
     #[test]
+    fn a_punched_hole_is_forgotten_and_read_positionally_again() {
+        let (path, file) = scratch("punched", 1 << 20);
+        let mapped = MappedFile::new(&file, 1 << 20, true, true).unwrap();
+        assert!(mapped.read_resident(0, 4096).is_some(), "the whole region is learned resident");
+        let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        // SAFETY: plain syscall on a descriptor we own.
+        assert_eq!(unsafe { libc::fallocate(file.as_raw_fd(), mode, 512 * 1024, 4096) }, 0);
+        mapped.forget(512 * 1024, 4096);
+        assert!(mapped.read_resident(512 * 1024, 4096).is_none(), "checked again: a hole now");
+        assert!(mapped.read_resident(0, 4096).is_some(), "the rest still reads through the mapping");
+        assert!(!mapped.write_resident(512 * 1024, &[Bytes::from_static(b"x")]).unwrap(), "no page allocated");
+        file.write_all_at(&[1; 4096], 512 * 1024).unwrap();
+        mapped.filled(512 * 1024, 4096);
+        assert_eq!(mapped.read_resident(512 * 1024, 4096).unwrap()[0], 1, "filled again: mapped");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
     fn a_truncated_file_reads_zeros_then_is_lost_not_a_crash() {
         let (path, file) = scratch("truncated", 1 << 20);
-        let mapped = MappedFile::new(&file, 1 << 20, true).unwrap();
+        let mapped = MappedFile::new(&file, 1 << 20, true, true).unwrap();
         let view = mapped.read_resident(512 * 1024, ZERO_COPY_MIN).unwrap();
         file.set_len(4096).unwrap();
         // Touching the vanished pages would be SIGBUS without the guard.

@@ -7,6 +7,7 @@ mod file;
 mod mapped;
 mod memory;
 mod positional;
+mod residency;
 
 pub use blockdev::BlockDeviceBackend;
 pub use file::FileBackend;

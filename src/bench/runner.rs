@@ -105,6 +105,9 @@ pub async fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     if args.block_size == 0 || args.block_size > MAX_BLOCK_SIZE {
         return Err(BenchError(format!("--block-size must be between 1 and {MAX_BLOCK_SIZE} bytes")));
     }
+    if args.pattern == Pattern::Prout && (args.verify || args.fua) {
+        return Err(BenchError::new("--pattern prout writes no blocks: --verify and --fua do not apply"));
+    }
     let lba_range = args.lba_range.as_deref().map(parse_lba_range).transpose().map_err(BenchError)?;
     let seed = args.seed.unwrap_or_else(clock_seed);
     let mut seeds = XorShift::new(seed);
@@ -340,8 +343,16 @@ async fn drive(
             };
             let slot = free.pop().expect("checked non-empty");
             inflight[slot] = Some(Inflight { unit, write, generation });
+            let (cdb, data) = match ctx.pattern {
+                // REGISTER AND IGNORE EXISTING KEY (SPC-4 §6.16.2, service action 06h): a new key.
+                Pattern::Prout => {
+                    let key = rng.next_u64() | 1;
+                    (cdb::pr_out(0x06, 0, 24), Bytes::from(cdb::pr_out_param(0, key, 0)))
+                }
+                _ => (cdb::rw16(write, write && ctx.fua, lba, region.io_blocks as u32), data),
+            };
             s.submit(Request {
-                cdb: cdb::rw16(write, write && ctx.fua, lba, region.io_blocks as u32),
+                cdb,
                 write_data: data,
                 read_len: if write { 0 } else { io_bytes as u32 },
                 collect: !write && lun.verify.is_some(),

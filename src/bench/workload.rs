@@ -15,6 +15,11 @@ pub enum Pattern {
     Randwrite,
     /// Random reads and writes, `--read-pct` of them reads.
     Mixed,
+    /// PERSISTENT RESERVE OUT, REGISTER AND IGNORE EXISTING KEY with a new key each time: every
+    /// command changes the reservation state (PRgeneration), so this measures what a change
+    /// costs — on a cluster gateway the etcd commit and the barrier. Reported as writes of
+    /// the 24-byte parameter list; `--block-size` only picks the region.
+    Prout,
 }
 
 impl Pattern {
@@ -25,6 +30,7 @@ impl Pattern {
             Pattern::Randread => "randread",
             Pattern::Randwrite => "randwrite",
             Pattern::Mixed => "mixed",
+            Pattern::Prout => "prout",
         }
     }
 
@@ -137,7 +143,7 @@ impl LunState {
 pub fn is_write(pattern: Pattern, read_pct: u8, rng: &mut XorShift) -> bool {
     match pattern {
         Pattern::Read | Pattern::Randread => false,
-        Pattern::Write | Pattern::Randwrite => true,
+        Pattern::Write | Pattern::Randwrite | Pattern::Prout => true,
         Pattern::Mixed => rng.below(100) >= read_pct as u64,
     }
 }

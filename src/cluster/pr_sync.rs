@@ -1,4 +1,5 @@
-//! Keeps every served LU's reservation state in step with etcd: one watch on `PREFIX/pr/`,
+//! Keeps every served LU's reservation state in step with etcd: one watch on `PREFIX/pr/` (and
+//! the acknowledgements under `PREFIX/pr-acks/`, which wake waiting barriers),
 //! whose changes are applied strictly in revision order (reservations.rs `SharedLun::apply`). A
 //! watch that breaks or is compacted — and every rejoin — is answered by a full re-read, which
 //! installs what changed and fences conservatively for what it missed, then a new watch from
@@ -49,6 +50,8 @@ pub struct PrSync<S: ClusterStore> {
     store: Arc<S>,
     keys: Keys,
     luns: HashMap<String, SyncedLun<S>>,
+    /// A LU's acknowledgement prefix → its record key.
+    acks: Vec<(String, String)>,
     request: Arc<Notify>,
     requested: Arc<AtomicU64>,
     done: watch::Sender<u64>,
@@ -64,10 +67,11 @@ impl<S: ClusterStore> PrSync<S> {
     ) -> (PrSync<S>, ResyncHandle) {
         let (done, done_rx) = watch::channel(0);
         let request = Arc::new(Notify::new());
+        let acks = luns.iter().map(|l| (l.shared.acks_prefix().to_string(), l.shared.key().to_string())).collect();
         let luns = luns.into_iter().map(|l| (l.shared.key().to_string(), l)).collect();
         let requested = Arc::new(AtomicU64::new(0));
         let handle = ResyncHandle { request: request.clone(), requested: requested.clone(), done: done_rx };
-        (PrSync { store, keys, luns, request, requested, done, retry }, handle)
+        (PrSync { store, keys, luns, acks, request, requested, done, retry }, handle)
     }
 
     /// Reads every LU's record and installs it; the store revision of the read.
@@ -110,7 +114,8 @@ impl<S: ClusterStore> PrSync<S> {
 
     /// Applies the watch's changes after store revision `after` until it ends; why it ended.
     async fn follow(&self, after: i64) -> String {
-        let mut events = match self.store.watch_prefix(&self.keys.reservations(), after + 1).await {
+        // Records and acknowledgements: the latter wake the barriers of PR OUTs waiting here.
+        let mut events = match self.store.watch_prefix(&self.keys.reservations_and_acks(), after + 1).await {
             Ok(events) => events,
             Err(e) => {
                 sleep(self.retry).await;
@@ -127,6 +132,10 @@ impl<S: ClusterStore> PrSync<S> {
                     for change in changes {
                         if let Some(synced) = self.luns.get(&change.key) {
                             synced.shared.apply(&synced.lun, change.revision, change.value.as_ref()).await;
+                        } else if let Some((_, key)) =
+                            self.acks.iter().find(|(p, _)| change.key.starts_with(p.as_str()))
+                        {
+                            self.luns[key].shared.acknowledgement_seen();
                         }
                     }
                 }

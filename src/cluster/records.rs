@@ -42,7 +42,12 @@ impl Keys {
         format!("{}/luns/{target}/{lun}", self.prefix)
     }
 
-    /// Every LU's reservation record is under this prefix: one watch covers them all.
+    /// Every reservation record and every acknowledgement: one watch covers them all.
+    pub fn reservations_and_acks(&self) -> String {
+        format!("{}/pr", self.prefix)
+    }
+
+    /// Every LU's reservation record is under this prefix.
     pub fn reservations(&self) -> String {
         format!("{}/pr/", self.prefix)
     }

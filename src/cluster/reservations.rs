@@ -36,8 +36,9 @@ use crate::scsi::{Changed, ItNexus, Lun, PrOutCall, SharedReservations};
 /// A lost commit race is retried at most this often before the PR OUT gives up (NOT READY):
 /// each retry means another gateway's change committed, so this only bounds a livelock.
 const MAX_ATTEMPTS: u32 = 64;
-/// How often the barrier re-reads the acknowledgements.
-const BARRIER_POLL: Duration = Duration::from_millis(2);
+/// How often the barrier re-reads the membership and acknowledgements when no acknowledgement
+/// arrives: a gateway that dies mid-change never acknowledges; its key goes with its lease.
+const BARRIER_RECHECK: Duration = Duration::from_millis(20);
 
 /// What every LU of this gateway shares.
 pub struct SyncContext<S: ClusterStore> {
@@ -75,6 +76,8 @@ pub struct SharedLun<S: ClusterStore> {
     /// (lease, revision) of the last acknowledgement written: acknowledgements never go back
     /// (the watcher's and a commit's may race), and a new lease (a rejoin) writes afresh.
     acknowledged: tokio::sync::Mutex<(i64, i64)>,
+    /// Bumped whenever the watch sees any gateway's acknowledgement of this LU.
+    acknowledgements: watch::Sender<u64>,
 }
 
 impl<S: ClusterStore> std::fmt::Debug for SharedLun<S> {
@@ -93,11 +96,21 @@ impl<S: ClusterStore> SharedLun<S> {
             lun_id,
             position: watch::Sender::new(Position::default()),
             acknowledged: tokio::sync::Mutex::new((0, 0)),
+            acknowledgements: watch::Sender::new(0),
         }
     }
 
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    pub fn acks_prefix(&self) -> &str {
+        &self.acks
+    }
+
+    /// The watch saw an acknowledgement of this LU: waiting barriers look again.
+    pub fn acknowledgement_seen(&self) {
+        self.acknowledgements.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub fn position(&self) -> Position {
@@ -112,6 +125,10 @@ impl<S: ClusterStore> SharedLun<S> {
         let mut gate = lun.pr().lock().await;
         let position = self.position();
         if revision <= position.applied {
+            // Our own commit (applied when it was made): acknowledged here, off the path of
+            // its PR OUT, for `palisade cluster status` — no barrier waits on a gateway's own.
+            drop(gate);
+            self.acknowledge(position.applied).await;
             return;
         }
         let held = value.map_or(0, |v| v.mod_revision);
@@ -285,8 +302,6 @@ impl<S: ClusterStore> SharedLun<S> {
     /// Returns once every gateway that was a member at `revision` has acknowledged it or has
     /// left (its membership key is gone: its lease expired or was revoked).
     async fn barrier(&self, revision: i64) -> Result<(), PrError> {
-        // Our own acknowledgement, for `palisade cluster status`; the barrier does not wait on it.
-        self.acknowledge(revision).await;
         if !self.ctx.barrier {
             return Ok(());
         }
@@ -295,6 +310,8 @@ impl<S: ClusterStore> SharedLun<S> {
         // initiator is told NOT READY rather than GOOD for fencing that may not hold.
         let give_up = started + self.ctx.timing.ttl * 2;
         let mut logged = false;
+        // Subscribed before the first look: no acknowledgement written after it is missed.
+        let mut acknowledgements = self.acknowledgements.subscribe();
         loop {
             let waiting = self.unacknowledged(revision).await;
             match waiting {
@@ -316,7 +333,10 @@ impl<S: ClusterStore> SharedLun<S> {
                     waiting.clone().unwrap_or_default()
                 )));
             }
-            sleep(BARRIER_POLL).await;
+            tokio::select! {
+                _ = acknowledgements.changed() => {}
+                () = sleep(BARRIER_RECHECK) => {}
+            }
         }
     }
 

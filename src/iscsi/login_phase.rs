@@ -219,7 +219,7 @@ async fn open_session(
         registry.sessions.remove(old.tsih);
         replaced.push(old);
     } else {
-        replaced = registry.sessions.take_reinstated(&result.initiator_name, result.isid, target_name.as_deref());
+        replaced = registry.sessions.take_reinstated(&result.initiator_name, result.isid, target_name.as_deref(), tpgt);
     }
     for old in &replaced {
         info!(session = %old.log_id(), "session reinstatement: closing the old session");

@@ -189,9 +189,18 @@ pub struct NewSession {
 }
 
 impl SessionTable {
-    /// Sessions with the same initiator name, ISID and target as a new leading login: RFC 7143
-    /// §6.3.5 session reinstatement closes them before the new session starts.
-    pub fn take_reinstated(&self, initiator: &str, isid: [u8; 6], target: Option<&str>) -> Vec<Arc<Session>> {
+    /// Sessions with the same initiator name, ISID, target and (for a normal session) target
+    /// portal group as a new leading login: RFC 7143 §6.3.5 session reinstatement closes them
+    /// before the new session starts. The same initiator port through another portal group is
+    /// another I_T nexus (RFC 7143 §4.2.7.1), a session of its own — a multipath host's second
+    /// path, whose PR registration is its own.
+    pub fn take_reinstated(
+        &self,
+        initiator: &str,
+        isid: [u8; 6],
+        target: Option<&str>,
+        tpgt: u16,
+    ) -> Vec<Arc<Session>> {
         let mut inner = self.inner.lock().unwrap();
         let old: Vec<u16> = inner
             .sessions
@@ -200,6 +209,7 @@ impl SessionTable {
                 s.initiator_name.eq_ignore_ascii_case(initiator)
                     && s.isid == isid
                     && s.target.as_ref().map(|t| t.name.as_str()) == target
+                    && s.nexus.as_ref().is_none_or(|n| n.target.tpgt == tpgt)
             })
             .map(|s| s.tsih)
             .collect();

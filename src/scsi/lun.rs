@@ -58,9 +58,10 @@ impl LunIdentity {
 #[derive(Debug)]
 pub(crate) struct LunState {
     pub mode: ModePages,
-    /// Pending unit attentions per initiator port; a port absent here has not been seen since
-    /// power on and gets POWER ON, RESET OR BUS DEVICE RESET OCCURRED first.
-    unit_attentions: HashMap<InitiatorPort, VecDeque<SenseReason>>,
+    /// Pending unit attentions per I_T nexus (SAM-5 §5.14: one initiator port through two
+    /// target ports is two nexuses, each told on its own); a nexus absent here has not been
+    /// seen since power on and gets POWER ON, RESET OR BUS DEVICE RESET OCCURRED first.
+    unit_attentions: HashMap<ItNexus, VecDeque<SenseReason>>,
     /// SPC-2 RESERVE holder (initiator port).
     pub reservation: Option<InitiatorPort>,
 }
@@ -303,11 +304,12 @@ impl Lun {
         err.map_or(Ok(()), Err)
     }
 
-    /// Establishes `reason` for every known initiator port `select` picks (PR effects).
+    /// Establishes `reason` for every known nexus whose initiator port `select` picks (PR
+    /// effects: SPC-4 §5.13 tells "the initiator port associated with" a registration).
     pub(crate) fn establish_unit_attention_where(&self, reason: SenseReason, select: impl Fn(&InitiatorPort) -> bool) {
         let mut state = self.state();
-        for (port, queue) in state.unit_attentions.iter_mut() {
-            if select(port) && !queue.contains(&reason) && queue.len() < MAX_PENDING_UA {
+        for (nexus, queue) in state.unit_attentions.iter_mut() {
+            if select(nexus.initiator_port()) && !queue.contains(&reason) && queue.len() < MAX_PENDING_UA {
                 queue.push_back(reason);
             }
         }
@@ -321,22 +323,20 @@ impl Lun {
     /// Takes the oldest pending unit attention for this nexus, registering a never-seen nexus
     /// with the power-on condition first (SAM-5 §5.14, §6.3.1).
     pub(crate) fn take_unit_attention(&self, nexus: &ItNexus) -> Option<SenseReason> {
-        let port = nexus.initiator_port();
         let mut state = self.state();
-        if let Some(queue) = state.unit_attentions.get_mut(port) {
+        if let Some(queue) = state.unit_attentions.get_mut(nexus) {
             return queue.pop_front();
         }
         // First command of this nexus: it sees POWER ON, RESET OCCURRED, then nothing.
-        state.unit_attentions.insert(port.clone(), VecDeque::new());
+        state.unit_attentions.insert(nexus.clone(), VecDeque::new());
         Some(SenseReason::PowerOnReset)
     }
 
     /// Establishes `reason` for every known nexus except `except` (SAM-5 §5.14).
     pub(crate) fn establish_unit_attention(&self, reason: SenseReason, except: Option<&ItNexus>) {
-        let except = except.map(ItNexus::initiator_port);
         let mut state = self.state();
-        for (port, queue) in state.unit_attentions.iter_mut() {
-            if Some(port) == except || queue.contains(&reason) {
+        for (nexus, queue) in state.unit_attentions.iter_mut() {
+            if Some(nexus) == except || queue.contains(&reason) {
                 continue;
             }
             // A reset supersedes everything queued before it (SAM-5 §5.14 precedence).
@@ -373,7 +373,7 @@ impl Lun {
         if state.reservation.as_ref() == Some(port) {
             state.reservation = None;
         }
-        if let Some(queue) = state.unit_attentions.get_mut(port) {
+        if let Some(queue) = state.unit_attentions.get_mut(nexus) {
             queue.clear();
             queue.push_back(SenseReason::ItNexusLoss);
         }

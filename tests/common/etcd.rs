@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -105,16 +105,29 @@ impl EtcdCluster {
     }
 
     fn healthy(&self, index: usize) -> bool {
+        self.http_get(index, "/health").contains("\"health\":\"true\"")
+    }
+
+    /// The running member that says it is the raft leader (its `/metrics` gauge
+    /// `etcd_server_is_leader` is 1), if one does.
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.members.len())
+            .filter(|&i| self.members[i].child.is_some())
+            .find(|&i| self.http_get(i, "/metrics").lines().any(|l| l.trim() == "etcd_server_is_leader 1"))
+    }
+
+    /// The answer (headers and body) of member `index` to `GET path`; empty when unreachable.
+    fn http_get(&self, index: usize, path: &str) -> String {
         let Ok(mut s) = TcpStream::connect_timeout(&self.client_addr(index), Duration::from_millis(200)) else {
-            return false;
+            return String::new();
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        if s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
-            return false;
+        if s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).is_err() {
+            return String::new();
         }
         let mut answer = String::new();
         let _ = s.read_to_string(&mut answer);
-        answer.contains("\"health\":\"true\"")
+        answer
     }
 
     pub fn logs(&self) -> String {
@@ -149,9 +162,11 @@ impl Drop for EtcdCluster {
 /// connection stops passing bytes and new ones are accepted but never forwarded — a network
 /// partition as the gateway sees it (no reset, only silence). `heal` forwards new connections
 /// again and closes the silenced ones, as a partition that ends resets stale TCP state.
+/// `set_latency` delays every byte by a fixed time in both directions (a slow link).
 pub struct TcpProxy {
     port: u16,
     cut: Arc<AtomicBool>,
+    latency_us: Arc<AtomicU64>,
     connections: Arc<Mutex<Vec<TcpStream>>>,
     stop: Arc<AtomicBool>,
 }
@@ -164,10 +179,12 @@ impl TcpProxy {
         let proxy = TcpProxy {
             port,
             cut: Arc::new(AtomicBool::new(false)),
+            latency_us: Arc::new(AtomicU64::new(0)),
             connections: Arc::new(Mutex::new(Vec::new())),
             stop: Arc::new(AtomicBool::new(false)),
         };
         let (cut, connections, stop) = (proxy.cut.clone(), proxy.connections.clone(), proxy.stop.clone());
+        let latency = proxy.latency_us.clone();
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 let (client, _) = match listener.accept() {
@@ -187,8 +204,9 @@ impl TcpProxy {
                     continue;
                 };
                 connections.lock().unwrap().push(server.try_clone().expect("clone"));
-                pipe(client.try_clone().expect("clone"), server.try_clone().expect("clone"), cut.clone());
-                pipe(server, client, cut.clone());
+                let link = Link { cut: cut.clone(), latency_us: latency.clone() };
+                pipe(client.try_clone().expect("clone"), server.try_clone().expect("clone"), link.clone());
+                pipe(server, client, link);
             }
         });
         proxy
@@ -201,6 +219,11 @@ impl TcpProxy {
 
     pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
+    }
+
+    /// Every byte read from now on is forwarded `latency` after it was read (order kept).
+    pub fn set_latency(&self, latency: Duration) {
+        self.latency_us.store(latency.as_micros() as u64, Ordering::SeqCst);
     }
 
     pub fn heal(&self) {
@@ -221,9 +244,30 @@ impl Drop for TcpProxy {
     }
 }
 
+/// What a pipe consults for every chunk: cut (drop it) and latency (hold it back).
+#[derive(Clone)]
+struct Link {
+    cut: Arc<AtomicBool>,
+    latency_us: Arc<AtomicU64>,
+}
+
 /// Copies `from` → `to` while not cut; once cut, reads are discarded (the bytes are lost in the
-/// partition) until the connection is closed.
-fn pipe(mut from: TcpStream, mut to: TcpStream, cut: Arc<AtomicBool>) {
+/// partition) until the connection is closed. A second thread writes each chunk once its
+/// latency has passed, so a slow link still reads at full speed.
+fn pipe(mut from: TcpStream, mut to: TcpStream, link: Link) {
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+    std::thread::spawn(move || {
+        for (due, chunk) in rx {
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            if to.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
     std::thread::spawn(move || {
         let mut buf = [0u8; 16384];
         loop {
@@ -231,13 +275,13 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, cut: Arc<AtomicBool>) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            if cut.load(Ordering::SeqCst) {
+            if link.cut.load(Ordering::SeqCst) {
                 continue;
             }
-            if to.write_all(&buf[..n]).is_err() {
+            let due = Instant::now() + Duration::from_micros(link.latency_us.load(Ordering::SeqCst));
+            if tx.send((due, buf[..n].to_vec())).is_err() {
                 break;
             }
         }
-        let _ = to.shutdown(Shutdown::Write);
     });
 }

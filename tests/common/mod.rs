@@ -11,6 +11,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod block_initiator;
+pub mod cluster;
 pub mod etcd;
 pub mod raw_initiator;
 
@@ -42,6 +43,8 @@ pub struct TargetProcess {
     args: Vec<String>,
     /// The data dir is the harness's own (removed on drop), not one the test chose to keep.
     owns_data_dir: bool,
+    /// Extra environment variables of the server process (kept for `restart`).
+    env: Vec<(String, String)>,
 }
 
 /// One LUN of a generated config.
@@ -136,7 +139,7 @@ impl TargetProcess {
     pub fn start_config_at(toml_template: &str, port: u16, data_dir: &Path) -> Self {
         let toml =
             toml_template.replace("{PORT}", &port.to_string()).replace("{DATA_DIR}", &data_dir.to_string_lossy());
-        let mut t = Self::start_config_in(port, data_dir.to_path_buf(), DEFAULT_IQN, &toml);
+        let mut t = Self::start_config_in(port, data_dir.to_path_buf(), DEFAULT_IQN, &toml, Vec::new());
         t.owns_data_dir = false;
         t
     }
@@ -145,26 +148,37 @@ impl TargetProcess {
     pub fn start_with_spec(spec: &ConfigSpec) -> Self {
         let (port, data_dir) = (free_port(), unique_temp_dir("palisade-test"));
         let toml = config_toml(spec, SocketAddr::from(([127, 0, 0, 1], port)), &data_dir);
-        Self::start_config_in(port, data_dir, &spec.target_iqn, &toml)
+        Self::start_config_in(port, data_dir, &spec.target_iqn, &toml, Vec::new())
     }
 
     /// `palisade serve --config FILE` with literal TOML; `{PORT}` and `{DATA_DIR}` in it are
     /// replaced by the chosen port and the temp data directory. `iqn` is what `url()` uses.
     pub fn start_with_config(toml_template: &str, iqn: &str) -> Self {
+        Self::start_with_config_env(toml_template, iqn, &[])
+    }
+
+    /// `start_with_config` with extra environment variables for the server process (also on
+    /// every `restart`), e.g. a test-only switch such as a negative control's.
+    pub fn start_with_config_env(toml_template: &str, iqn: &str, env: &[(&str, &str)]) -> Self {
         let (port, data_dir) = (free_port(), unique_temp_dir("palisade-test"));
         let toml =
             toml_template.replace("{PORT}", &port.to_string()).replace("{DATA_DIR}", &data_dir.to_string_lossy());
-        Self::start_config_in(port, data_dir, iqn, &toml)
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::start_config_in(port, data_dir, iqn, &toml, env)
     }
 
-    fn start_config_in(port: u16, data_dir: PathBuf, iqn: &str, toml: &str) -> Self {
+    fn start_config_in(port: u16, data_dir: PathBuf, iqn: &str, toml: &str, env: Vec<(String, String)>) -> Self {
         let config = data_dir.join("palisade.toml");
         fs::write(&config, toml).expect("write config");
         let args = ["serve".to_string(), "--config".to_string(), config.to_string_lossy().into_owned()];
-        Self::spawn(port, data_dir, iqn, &args)
+        Self::spawn_with_env(port, data_dir, iqn, &args, env)
     }
 
     fn spawn(port: u16, data_dir: PathBuf, iqn: &str, args: &[String]) -> Self {
+        Self::spawn_with_env(port, data_dir, iqn, args, Vec::new())
+    }
+
+    fn spawn_with_env(port: u16, data_dir: PathBuf, iqn: &str, args: &[String], env: Vec<(String, String)>) -> Self {
         // The log lives beside (not inside) the data dir so the server cannot trip over it.
         let log_path = data_dir.with_extension("log");
         fs::File::create(&log_path).expect("create server log");
@@ -178,6 +192,7 @@ impl TargetProcess {
             log_path,
             args: args.to_vec(),
             owns_data_dir: true,
+            env,
         };
         target.restart();
         target
@@ -191,6 +206,7 @@ impl TargetProcess {
         let child = Command::new(env!("CARGO_BIN_EXE_palisade"))
             .args(&self.args)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
@@ -218,6 +234,7 @@ impl TargetProcess {
             data_dir,
             args: Vec::new(),
             owns_data_dir: true,
+            env: Vec::new(),
         })
     }
 

@@ -3,6 +3,8 @@
 //! ImmediateData=No and InitialR2T=Yes so every write is R2T-solicited, plus PR IN/OUT helpers.
 #![allow(dead_code)]
 
+pub mod sequence;
+
 use bytes::Bytes;
 use initiator::cdb;
 use initiator::connection::R2tPolicy;
@@ -80,9 +82,17 @@ impl Client {
         self.retry_unit_attention(&cdb::pr_in(action, 0x2000)[..10], Bytes::new(), 0x2000).await
     }
 
+    /// Repeats the command past unit attentions, and — as a multipath host does — past NOT
+    /// READY, ASYMMETRIC ACCESS STATE TRANSITION (02/04/0A) for up to 10 s: a cluster gateway
+    /// answers it while it is fenced (its keepalives were late on a loaded machine).
     async fn retry_unit_attention(&self, cdb: &[u8], write: Bytes, read_len: u32) -> Reply {
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
         for _ in 0..8 {
-            let r = self.command(cdb, write.clone(), read_len, Duration::from_secs(20)).await.expect("answered");
+            let mut r = self.command(cdb, write.clone(), read_len, Duration::from_secs(20)).await.expect("answered");
+            while r.sense_code() == Some((0x02, 0x04, 0x0A)) && std::time::Instant::now() < give_up {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                r = self.command(cdb, write.clone(), read_len, Duration::from_secs(20)).await.expect("answered");
+            }
             if r.sense_code().is_none_or(|(key, _, _)| key != cdb::UNIT_ATTENTION) {
                 return r;
             }
@@ -106,6 +116,34 @@ impl Client {
         (r.data.len() >= 24).then(|| (be::u64_at(&r.data, 8).expect("key"), r.data[21] & 0x0F))
     }
 
+    /// READ FULL STATUS (SPC-4 §6.15.5): (PRgeneration, one descriptor per registered I_T nexus).
+    pub async fn read_full_status(&self) -> (u32, Vec<FullStatus>) {
+        let r = self.pr_in(3).await;
+        assert_eq!(r.status, GOOD, "READ FULL STATUS: {r:?}");
+        let gen = be::u32_at(&r.data, 0).expect("PRgeneration");
+        let end = 8 + be::u32_at(&r.data, 4).expect("ADDITIONAL LENGTH") as usize;
+        let mut descriptors = Vec::new();
+        let mut at = 8;
+        while at + 24 <= end.min(r.data.len()) {
+            let d = &r.data[at..];
+            let tid_len = be::u32_at(d, 20).expect("ADDITIONAL DESCRIPTOR LENGTH") as usize;
+            // The TransportID's iSCSI name string starts at its byte 4 and ends with a NUL.
+            let tid = &d[24..24 + tid_len];
+            let name = tid.get(4..).unwrap_or_default();
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            descriptors.push(FullStatus {
+                key: be::u64_at(d, 0).expect("key"),
+                all_tg_pt: d[12] & 0x02 != 0,
+                holder: d[12] & 0x01 != 0,
+                scope_type: d[13],
+                relative_port: be::u16_at(d, 18).expect("RELATIVE TARGET PORT IDENTIFIER"),
+                transport_id: String::from_utf8_lossy(name).into_owned(),
+            });
+            at += 24 + tid_len;
+        }
+        (gen, descriptors)
+    }
+
     pub async fn write16(&self, lba: u64, data: Bytes, wait: Duration) -> Option<Reply> {
         let blocks = (data.len() / 512) as u32;
         self.command(&cdb::rw16(true, false, lba, blocks), data, 0, wait).await
@@ -118,6 +156,48 @@ impl Client {
     }
 }
 
+/// One descriptor of READ FULL STATUS (SPC-4 §6.15.5 Table 201).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FullStatus {
+    pub key: u64,
+    pub all_tg_pt: bool,
+    /// R_HOLDER: this nexus holds the reservation.
+    pub holder: bool,
+    pub scope_type: u8,
+    pub relative_port: u16,
+    /// The iSCSI name of the TransportID ("<name>,i,0x<ISID>" for an initiator port).
+    pub transport_id: String,
+}
+
+/// An iSCSI initiator port TransportID (SPC-4 §7.6.4.6, format 01b): "<name>,i,0x<ISID>",
+/// NUL-terminated, padded to a multiple of four bytes (at least 20).
+pub fn initiator_port_transport_id(name: &str, isid: [u8; 6]) -> Vec<u8> {
+    let isid_hex: String = isid.iter().map(|b| format!("{b:02x}")).collect();
+    let mut body = format!("{name},i,0x{isid_hex}").into_bytes();
+    body.push(0);
+    while body.len() % 4 != 0 || body.len() < 20 {
+        body.push(0);
+    }
+    let mut tid = vec![0x40 | 0x05, 0];
+    tid.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    tid.extend_from_slice(&body);
+    tid
+}
+
+/// The REGISTER AND MOVE parameter list (SPC-4 §6.16.4 Table 217): the holder's `key`, the
+/// key `new_key` registered for the destination nexus `dest` (a TransportID) through
+/// relative target port `relative_port`.
+pub fn register_and_move_param(key: u64, new_key: u64, unreg: bool, relative_port: u16, dest: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 24];
+    be::put_u64(&mut p, 0, key);
+    be::put_u64(&mut p, 8, new_key);
+    p[17] = (unreg as u8) << 1;
+    be::put_u16(&mut p, 18, relative_port);
+    be::put_u32(&mut p, 20, dest.len() as u32);
+    p.extend_from_slice(dest);
+    p
+}
+
 /// PR OUT service actions and types used by the tests (SPC-4 §6.16).
 pub mod prout {
     pub const REGISTER: u8 = 0;
@@ -127,7 +207,13 @@ pub mod prout {
     pub const PREEMPT: u8 = 4;
     pub const PREEMPT_AND_ABORT: u8 = 5;
     pub const REGISTER_AND_IGNORE: u8 = 6;
+    pub const REGISTER_AND_MOVE: u8 = 7;
+    pub const WE: u8 = 1;
+    pub const EA: u8 = 3;
     pub const WERO: u8 = 5;
+    pub const EARO: u8 = 6;
     pub const WEAR: u8 = 7;
+    pub const EAAR: u8 = 8;
+    pub const ALL_TG_PT: u8 = 0x04;
     pub const APTPL: u8 = 0x01;
 }

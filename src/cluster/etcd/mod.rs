@@ -1,6 +1,7 @@
 //! `ClusterStore` on etcd v3's gRPC API (tonic + prost over the vendored generated code in
 //! `pb/`). Every request has a deadline: a gateway cut off from etcd must learn it from a
-//! timeout, never hang (docs/cluster.md).
+//! timeout, never hang (docs/cluster.md). A watch, long-lived, has one for its opening and then
+//! checks etcd's liveness itself (watch.rs).
 
 mod pb;
 mod requests;
@@ -15,7 +16,11 @@ use tonic::transport::{Channel, Endpoint};
 
 use pb::etcdserverpb::kv_client::KvClient;
 use pb::etcdserverpb::lease_client::LeaseClient;
-use pb::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest};
+use pb::etcdserverpb::watch_client::WatchClient;
+use pb::etcdserverpb::{
+    CompactionRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest,
+    ResponseHeader,
+};
 use pb::mvccpb::KeyValue;
 
 use super::store::{ClusterStore, Created, LeaseId, StoreError, StoreResult, Swapped, Versioned, WatchEvent};
@@ -48,9 +53,10 @@ fn unavailable(status: tonic::Status) -> StoreError {
     StoreError::Unavailable(format!("grpc {:?}: {}", status.code(), status.message()))
 }
 
-/// The store revision an answer was given at (rpc.proto ResponseHeader.revision).
-fn revision_of(header: Option<&pb::etcdserverpb::ResponseHeader>) -> StoreResult<i64> {
-    header.map(|h| h.revision).ok_or_else(|| StoreError::Rejected("answer without a header".into()))
+/// The store revision a response was served at (rpc.proto ResponseHeader: "the key-value
+/// store revision when the request was applied").
+fn revision(header: Option<&ResponseHeader>) -> StoreResult<i64> {
+    header.map(|h| h.revision).ok_or_else(|| StoreError::Rejected("etcd answer without a response header".into()))
 }
 
 fn versioned(kv: &KeyValue) -> Versioned {
@@ -64,7 +70,9 @@ fn versioned(kv: &KeyValue) -> Versioned {
 
 /// An endpoint as the config gives it (`http://host:port`, or a bare `host:port` as etcdctl
 /// accepts), with the deadlines and the HTTP/2 pings that notice a silently dead connection
-/// (a partition) between requests.
+/// (a partition) between requests. etcd closes a connection pinged more often than its
+/// `--grpc-keepalive-min-time` (5 s) while it sends nothing on it (watch.rs): the pings suit a
+/// connection that carries requests every interval, not an idle one.
 fn endpoint(address: &str, timeout: Duration) -> StoreResult<Endpoint> {
     let uri = if address.contains("://") { address.to_string() } else { format!("http://{address}") };
     let endpoint = Endpoint::from_shared(uri)
@@ -102,6 +110,18 @@ impl EtcdStore {
 
     fn leases(&self) -> LeaseClient<Channel> {
         LeaseClient::new(self.channel.clone())
+    }
+
+    /// Compacts etcd's history up to `revision`: watches from an older revision then report
+    /// `Compacted`. Not part of `ClusterStore` (the cluster layer never compacts; etcd's
+    /// `--auto-compaction-*` or an operator does); the integration tests provoke it with this.
+    pub async fn compact(&self, revision: i64) -> StoreResult<()> {
+        let mut kv = self.kv();
+        self.bounded(async move {
+            kv.compact(CompactionRequest { revision, physical: true }).await.map_err(unavailable)?;
+            Ok(())
+        })
+        .await
     }
 
     /// Sends one keepalive for `lease` on the open stream (opening it first if there is none
@@ -205,10 +225,6 @@ impl ClusterStore for EtcdStore {
     }
 
     async fn get_prefix(&self, prefix: &str) -> StoreResult<Vec<(String, Versioned)>> {
-        self.get_prefix_at(prefix).await.map(|(_, found)| found)
-    }
-
-    async fn get_prefix_at(&self, prefix: &str) -> StoreResult<(i64, Vec<(String, Versioned)>)> {
         let mut kv = self.kv();
         let request = requests::with_prefix(prefix);
         self.bounded(async move {
@@ -219,7 +235,20 @@ impl ClusterStore for EtcdStore {
                 found.push((key, versioned(kv)));
             }
             found.sort_by(|a, b| a.0.cmp(&b.0));
-            Ok((revision_of(answer.header.as_ref())?, found))
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn get_prefix_at(&self, prefix: &str) -> StoreResult<(i64, Vec<(String, Versioned)>)> {
+        let mut kv = self.kv();
+        let request = requests::with_prefix(prefix);
+        self.bounded(async move {
+            let answer = kv.range(request).await.map_err(unavailable)?.into_inner();
+            let mut found: Vec<(String, Versioned)> =
+                answer.kvs.iter().map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), versioned(kv))).collect();
+            found.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok((revision(answer.header.as_ref())?, found))
         })
         .await
     }
@@ -229,7 +258,7 @@ impl ClusterStore for EtcdStore {
         let request = requests::put(key, value, lease);
         self.bounded(async move {
             let answer = kv.put(request).await.map_err(unavailable)?.into_inner();
-            revision_of(answer.header.as_ref())
+            revision(answer.header.as_ref())
         })
         .await
     }
@@ -242,20 +271,21 @@ impl ClusterStore for EtcdStore {
         value: Option<Vec<u8>>,
     ) -> StoreResult<Swapped> {
         let mut kv = self.kv();
-        let txn = requests::compare_and_swap(key, expected_mod, guard, value);
+        let txn = requests::swap(key, expected_mod, guard, value);
+        let guard_create = guard.map(|(_, create)| create);
         self.bounded(async move {
             let answer = kv.txn(txn).await.map_err(unavailable)?.into_inner();
             if answer.succeeded {
-                return Ok(Swapped::Done { revision: revision_of(answer.header.as_ref())? });
+                return Ok(Swapped::Done { revision: revision(answer.header.as_ref())? });
             }
-            let mut ranges = requests::ranges(&answer);
-            let current = ranges.next().and_then(|r| r.kvs.first()).map(versioned);
-            // With a guard, the second read is the guard key: held if it still has our create
-            // revision (which the compare may have failed on the record alone).
-            let guard_held = match guard {
+            // The failure branch read the key, then the guard key (requests::swap).
+            let mut reads = requests::ranges(&answer);
+            let current = reads.next().and_then(|range| range.kvs.first()).map(versioned);
+            let guard_held = match guard_create {
                 None => true,
-                Some((_, created)) => {
-                    ranges.next().and_then(|r| r.kvs.first()).is_some_and(|g| g.create_revision == created)
+                // As etcd compares: an absent guard key has create revision 0.
+                Some(create) => {
+                    reads.next().and_then(|range| range.kvs.first()).map_or(0, |kv| kv.create_revision) == create
                 }
             };
             Ok(Swapped::Stale { current, guard_held })
@@ -264,6 +294,40 @@ impl ClusterStore for EtcdStore {
     }
 
     async fn watch_prefix(&self, prefix: &str, from_revision: i64) -> StoreResult<mpsc::Receiver<WatchEvent>> {
-        watch::open(self.channel.clone(), self.timeout, prefix, from_revision).await
+        // The create request is queued before the call, as for the keepalive stream: etcd sends
+        // the stream's headers with its first message, the `created` confirmation.
+        let (requests, queued) = mpsc::channel(4);
+        requests
+            .try_send(requests::watch_prefix(prefix, from_revision))
+            .map_err(|_| StoreError::Unavailable("watch request queue refused the create request".into()))?;
+        let mut client = WatchClient::new(self.channel.clone());
+        // Only the opening is bounded by the request timeout; the stream itself lives on.
+        let (created, responses) = self
+            .bounded(async move {
+                let mut request = tonic::Request::new(ReceiverStream::new(queued));
+                // etcd's WithRequireLeader (api/v3rpc/rpctypes: metadata "hasleader" = "true"):
+                // a member that loses its leader cancels the stream instead of going silent
+                // (measured in tests/etcd_store.rs: without it, silent for 20 s and more).
+                request.metadata_mut().insert("hasleader", tonic::metadata::MetadataValue::from_static("true"));
+                let mut responses = client.watch(request).await.map_err(unavailable)?.into_inner();
+                // etcd answers `created` first (api/v3rpc/watch.go sendLoop holds a new watch's
+                // events until its confirmation is sent).
+                match responses.message().await.map_err(unavailable)? {
+                    Some(response) if response.created => Ok((response, responses)),
+                    Some(other) => Err(StoreError::Rejected(format!("watch answered before created: {other:?}"))),
+                    None => Err(StoreError::Unavailable("etcd closed the watch before creating it".into())),
+                }
+            })
+            .await?;
+        let (watcher, receiver) = mpsc::channel(watch::QUEUED_EVENTS);
+        let translated = watch::translate(&created);
+        for event in translated.events {
+            // At most two events into an empty channel of QUEUED_EVENTS: cannot fail.
+            let _ = watcher.try_send(event);
+        }
+        if !translated.ended {
+            tokio::spawn(watch::forward(created.watch_id, requests, responses, watcher, self.timeout));
+        }
+        Ok(receiver)
     }
 }

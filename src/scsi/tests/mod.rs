@@ -120,6 +120,25 @@ async fn power_on_unit_attention_once_per_nexus_and_not_for_inquiry() {
     good(&run(&t, &b, 0, &[0, 0, 0, 0, 0, 0], &[]).await);
 }
 
+/// SAM-5 §5.14: unit attentions are per I_T nexus — one initiator port through two target
+/// ports (a multipath host on two portal groups) is told on each path, and one path taking its
+/// unit attention leaves the other's pending.
+#[tokio::test]
+async fn one_initiator_port_through_two_target_ports_gets_each_unit_attention_on_both() {
+    let t = target(vec![memory_lun(0)]);
+    let first = nexus(1);
+    let second =
+        Arc::new(ItNexus::new("iqn.2026-01.test:init1", [0x80, 0, 0, 0, 0, 1], "iqn.2026-01.org.palisade:t", 2));
+    for n in [&first, &second] {
+        assert_eq!(sense_code(&run(&t, n, 0, &[0; 6], &[]).await), (6, 0x29, 0), "power on, once per nexus");
+        good(&run(&t, n, 0, &[0; 6], &[]).await);
+    }
+    assert!(t.logical_unit_reset(lun_field(0), &first).await);
+    assert_eq!(sense_code(&run(&t, &first, 0, &[0; 6], &[]).await), (6, 0x29, 0x03));
+    assert_eq!(sense_code(&run(&t, &second, 0, &[0; 6], &[]).await), (6, 0x29, 0x03), "the other path's own");
+    good(&run(&t, &second, 0, &[0; 6], &[]).await);
+}
+
 #[tokio::test]
 async fn lun_reset_and_nexus_loss_unit_attentions() {
     let t = target(vec![memory_lun(0)]);
