@@ -20,6 +20,9 @@ usage: scripts/vm/run-in-vm.sh --portal-port PORT [options] SCRIPT
   --second-portal-port PORT2      127.0.0.1:PORT2 at 10.0.2.101:3260 ($SECOND_PORTAL); default PORT
   --initiator-name IQN            $INITIATOR_NAME, also /etc/iscsi/initiatorname.iscsi
   --second-initiator-name IQN2    $SECOND_INITIATOR_NAME (for a second open-iscsi iface record)
+  --portal-connect-retry SEC      while a portal's host port refuses connections, hold the guest's
+                                  connection and retry for up to SEC s (a host that does not
+                                  answer) instead of closing it at once (default 0: close)
   --env NAME=VALUE                exported to SCRIPT (repeatable)
   --lib FILE                      shell functions for SCRIPT, at /run/palisade/lib.sh in the guest
   --share DIR                     host DIR mounted read-write at /mnt/share (9p)
@@ -32,7 +35,7 @@ EOF
 }
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PORT='' PORT2='' SCRIPT='' SHARE='' LIB='' TIMEOUT=600 MEMORY=1024 CPUS=2
+PORT='' PORT2='' SCRIPT='' SHARE='' LIB='' TIMEOUT=600 MEMORY=1024 CPUS=2 CONNECT_RETRY=0
 INIT1=iqn.2026-11.io.palisade.vm:node-a
 INIT2=iqn.2026-11.io.palisade.vm:node-b
 ENV_VARS=()
@@ -42,6 +45,7 @@ while (($#)); do
     --second-portal-port) PORT2=${2:-}; shift 2 || usage ;;
     --initiator-name) INIT1=${2:-}; shift 2 || usage ;;
     --second-initiator-name) INIT2=${2:-}; shift 2 || usage ;;
+    --portal-connect-retry) CONNECT_RETRY=${2:-}; shift 2 || usage ;;
     --env) [[ ${2:-} =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || usage; ENV_VARS+=("$2"); shift 2 ;;
     --share) SHARE=$(cd "${2:-}" && pwd) || usage; shift 2 ;;
     --lib) LIB=${2:-}; [[ -f $LIB ]] || usage; shift 2 ;;
@@ -54,7 +58,7 @@ while (($#)); do
     esac
 done
 PORT2=${PORT2:-$PORT}
-for n in "$PORT" "$PORT2" "$TIMEOUT" "$MEMORY" "$CPUS"; do [[ $n =~ ^[0-9]+$ ]] || usage; done
+for n in "$PORT" "$PORT2" "$TIMEOUT" "$MEMORY" "$CPUS" "$CONNECT_RETRY"; do [[ $n =~ ^[0-9]+$ ]] || usage; done
 [[ -f $SCRIPT ]] || { echo "run-in-vm: no script $SCRIPT" >&2; usage; }
 # QEMU option values are comma-separated: a comma in a path would split them.
 [[ $SHARE != *,* ]] || { echo "run-in-vm: --share path must not contain a comma" >&2; exit 2; }
@@ -104,8 +108,22 @@ fi
 # QEMU hands the command the guest connection as stdin, stdout AND stderr: socat's own messages
 # (e.g. "Connection refused" when the target is gone) must go to -lf, not into the guest's
 # iSCSI byte stream, where the initiator would parse them as a PDU header.
+#
+# The guest's TCP connect always succeeds (QEMU accepts it, then starts the command), so a target
+# port that refuses reaches the guest as a connection closed right after it opened. open-iscsi
+# 2.1.8 mishandles that during session recovery: a close after it bound the new connection leaves
+# it retrying "can't bind conn" forever (open-iscsi issue #387). --portal-connect-retry makes a
+# refused port look like a host that does not answer: socat retries every 0.5 s and the guest's
+# login times out meanwhile, which iscsid handles. (PALISADE_VM_TRACE is not applied then.)
+if ((CONNECT_RETRY > 0)); then
+    printf '#!/bin/sh\nexec socat -lf %s STDIO TCP:127.0.0.1:"$1",retry=%d,interval=0.5\n' \
+        "$TMP/socat.log" $((CONNECT_RETRY * 2)) >"$TMP/portal-connect"
+    chmod +x "$TMP/portal-connect"
+fi
 fwd() {
-    if [[ -n ${TRACE_DIR:-} ]]; then
+    if ((CONNECT_RETRY > 0)); then
+        printf 'guestfwd=tcp:%s:3260-cmd:%s %s' "$1" "$TMP/portal-connect" "$2"
+    elif [[ -n ${TRACE_DIR:-} ]]; then
         # QEMU splits the command into words itself (no shell): sh names each connection's files.
         printf "guestfwd=tcp:%s:3260-cmd:sh -c 'exec socat -lf %s -r %s/\$\$-%s.i2t -R %s/\$\$-%s.t2i STDIO TCP:127.0.0.1:%s'" \
             "$1" "$TMP/socat.log" "$TRACE_DIR" "$2" "$TRACE_DIR" "$2" "$2"
