@@ -82,14 +82,16 @@ impl Client {
         self.retry_unit_attention(&cdb::pr_in(action, 0x2000)[..10], Bytes::new(), 0x2000).await
     }
 
-    /// Repeats the command past unit attentions, and — as a multipath host does — past NOT
-    /// READY, ASYMMETRIC ACCESS STATE TRANSITION (02/04/0A) for up to 10 s: a cluster gateway
-    /// answers it while it is fenced (its keepalives were late on a loaded machine).
+    /// Repeats the command past unit attentions, and — as a host does — past NOT READY,
+    /// ASYMMETRIC ACCESS STATE TRANSITION (02/04/0A) or TARGET PORT IN UNAVAILABLE STATE
+    /// (02/04/0C) for up to 10 s: a cluster gateway answers them while it is fenced or
+    /// rejoining (its keepalives were late through an etcd election on a loaded machine).
     async fn retry_unit_attention(&self, cdb: &[u8], write: Bytes, read_len: u32) -> Reply {
         let give_up = std::time::Instant::now() + Duration::from_secs(10);
         for _ in 0..8 {
             let mut r = self.command(cdb, write.clone(), read_len, Duration::from_secs(20)).await.expect("answered");
-            while r.sense_code() == Some((0x02, 0x04, 0x0A)) && std::time::Instant::now() < give_up {
+            let alua_not_ready = |r: &Reply| matches!(r.sense_code(), Some((0x02, 0x04, 0x0A | 0x0C)));
+            while alua_not_ready(&r) && std::time::Instant::now() < give_up {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 r = self.command(cdb, write.clone(), read_len, Duration::from_secs(20)).await.expect("answered");
             }
