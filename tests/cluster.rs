@@ -15,6 +15,8 @@ use common::cluster::{
 };
 use common::etcd::{EtcdCluster, TcpProxy};
 use common::{run_ok, run_with_timeout, unique_temp_dir, TargetProcess};
+use initiator::cdb;
+use pdu::be;
 
 fn write10(lba: u32, fill: u8) -> ([u8; 10], Vec<u8>) {
     let l = lba.to_be_bytes();
@@ -332,20 +334,17 @@ fn a_gateway_stalled_past_its_deadline_refuses_the_writes_waiting_for_it_when_it
 
 /// PERSISTENT RESERVE OUT with a basic 24-byte parameter list (SPC-4 §6.16.3).
 fn pr_out(i: &mut BlockInitiator, action: u8, kind: u8, key: u64, sa_key: u64) -> CmdResult {
-    let mut param = vec![0u8; 24];
-    param[0..8].copy_from_slice(&key.to_be_bytes());
-    param[8..16].copy_from_slice(&sa_key.to_be_bytes());
-    i.command_past_unit_attentions(0, &[0x5F, action, kind, 0, 0, 0, 0, 0, 24, 0], &param, 0)
+    i.command_past_unit_attentions(0, &cdb::pr_out(action, kind, 24)[..10], &cdb::pr_out_param(key, sa_key, 0), 0)
 }
 
 /// READ KEYS (SPC-4 §6.15.2): PRgeneration and the keys.
 fn read_keys(i: &mut BlockInitiator) -> (u32, Vec<u64>) {
-    let result = i.command_past_unit_attentions(0, &[0x5E, 0x00, 0, 0, 0, 0, 0, 0x04, 0, 0], &[], 1024);
+    let result = i.command_past_unit_attentions(0, &cdb::pr_in(0x00, 1024)[..10], &[], 1024);
     assert!(result.is_good(), "READ KEYS: {:?}", result.sense_code());
     let d = result.data;
-    let generation = u32::from_be_bytes(d[0..4].try_into().unwrap());
-    let len = u32::from_be_bytes(d[4..8].try_into().unwrap()) as usize;
-    (generation, d[8..8 + len].chunks(8).map(|k| u64::from_be_bytes(k.try_into().unwrap())).collect())
+    let generation = be::u32_at(&d, 0).expect("PRgeneration");
+    let keys = be::u32_at(&d, 4).expect("ADDITIONAL LENGTH") as usize / 8;
+    (generation, (0..keys).map(|k| be::u64_at(&d, 8 + 8 * k).expect("a whole key")).collect())
 }
 
 #[test]

@@ -41,12 +41,15 @@ async fn member(store: &MemoryStore, keys: &Keys, id: u16) -> (LeaseId, i64) {
     (lease, store.get(&keys.gateway(id)).await.unwrap().unwrap().create_revision)
 }
 
-/// A gateway that joins, loads the shared state and follows it. With `renew`, its lease is kept
-/// alive; without, it expires one TTL after joining (a gateway that died).
-async fn gateway(store: &Arc<MemoryStore>, id: u16, renew: bool) -> Gateway {
-    let keys = Keys::new("/p");
-    let (lease, joined) = member(store, &keys, id).await;
-    let ctx = Arc::new(SyncContext {
+/// What gateway `id`'s shared LUs use, with its membership `lease` and key revision `joined`.
+fn context(
+    store: &Arc<MemoryStore>,
+    keys: &Keys,
+    id: u16,
+    lease: LeaseId,
+    joined: i64,
+) -> Arc<SyncContext<MemoryStore>> {
+    Arc::new(SyncContext {
         store: store.clone(),
         keys: keys.clone(),
         gateway_id: id,
@@ -55,7 +58,15 @@ async fn gateway(store: &Arc<MemoryStore>, id: u16, renew: bool) -> Gateway {
         timing: LeaseTiming::new(TTL, Duration::from_millis(500)),
         barrier: true,
         stats: Arc::default(),
-    });
+    })
+}
+
+/// A gateway that joins, loads the shared state and follows it. With `renew`, its lease is kept
+/// alive; without, it expires one TTL after joining (a gateway that died).
+async fn gateway(store: &Arc<MemoryStore>, id: u16, renew: bool) -> Gateway {
+    let keys = Keys::new("/p");
+    let (lease, joined) = member(store, &keys, id).await;
+    let ctx = context(store, &keys, id, lease, joined);
     let backend = Backend::Memory(MemoryBackend::new(1 << 20));
     let lun = Arc::new(Lun::new(0, backend, 512, LunIdentity::new("d", "1", "S"), false).unwrap());
     let shared = Arc::new(SharedLun::new(ctx, TARGET, 0));
@@ -182,17 +193,7 @@ async fn power_on_clears_state_without_aptpl_and_keeps_aptpl_state() {
         let (store, keys) = (store.clone(), keys.clone());
         async move {
             let (lease, joined) = member(&store, &keys, 1).await;
-            let ctx = Arc::new(SyncContext {
-                store: store.clone(),
-                keys: keys.clone(),
-                gateway_id: 1,
-                lease: Arc::new(AtomicI64::new(lease.0)),
-                membership: Arc::new(AtomicI64::new(joined)),
-                timing: LeaseTiming::new(TTL, Duration::from_millis(500)),
-                barrier: true,
-                stats: Arc::default(),
-            });
-            let shared = Arc::new(SharedLun::new(ctx, TARGET, 0));
+            let shared = Arc::new(SharedLun::new(context(&store, &keys, 1, lease, joined), TARGET, 0));
             power_on(store.as_ref(), &keys, 1, joined, &[shared]).await.unwrap();
             assert_eq!(store.peek(&keys.reservation(TARGET, 0)).is_some(), aptpl_expected);
             store.revoke_lease(lease).await.unwrap();
@@ -218,16 +219,7 @@ async fn one_gateways_restart_while_another_lives_is_not_a_power_on() {
     store.revoke_lease(g1.lease).await.unwrap();
     drop(g1);
     let (lease, joined) = member(&store, &keys, 1).await;
-    let ctx = Arc::new(SyncContext {
-        store: store.clone(),
-        keys: keys.clone(),
-        gateway_id: 1,
-        lease: Arc::new(AtomicI64::new(lease.0)),
-        membership: Arc::new(AtomicI64::new(joined)),
-        timing: LeaseTiming::new(TTL, Duration::from_millis(500)),
-        barrier: true,
-        stats: Arc::default(),
-    });
+    let ctx = context(&store, &keys, 1, lease, joined);
     power_on(store.as_ref(), &keys, 1, joined, &[Arc::new(SharedLun::new(ctx, TARGET, 0))]).await.unwrap();
     assert!(store.peek(&keys.reservation(TARGET, 0)).is_some(), "gateway 2 stayed up: not a power-on");
     assert!(g2.lun.pr().snapshot().is_registered(&nexus("a", 1)));
