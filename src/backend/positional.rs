@@ -27,7 +27,12 @@ pub(crate) struct PositionalFile {
 const TMPFS_MAGIC: u64 = 0x0102_1994;
 const RAMFS_MAGIC: u64 = 0x8584_58f6;
 
+/// A regular file on tmpfs or ramfs. Only a regular file: a device node lives on devtmpfs, which
+/// reports TMPFS_MAGIC too, yet its I/O goes to the device (a loop device or a disk).
 fn on_memory_file_system(file: &File) -> bool {
+    if !file.metadata().is_ok_and(|m| m.file_type().is_file()) {
+        return false;
+    }
     // SAFETY: statfs is plain old data; fstatfs fills it for an open descriptor.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: a valid descriptor and a pointer to a live statfs.
@@ -284,6 +289,14 @@ mod tests {
         assert!(!file.memory_backed, "{} is on a disk file system", dir.display());
         round_trip(&file).await;
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_device_node_is_not_memory_though_devtmpfs_says_tmpfs() {
+        // /dev is devtmpfs (f_type TMPFS_MAGIC); its nodes' I/O goes to a device, which may be
+        // slow: it must never run on a runtime thread.
+        let node = std::fs::File::open("/dev/null").unwrap();
+        assert!(!PositionalFile::new(node).memory_backed);
     }
 
     #[tokio::test]
