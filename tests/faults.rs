@@ -256,3 +256,117 @@ fn backing_file_io_errors_are_medium_errors_and_the_server_keeps_serving() {
     s.kill9();
     drop(mount);
 }
+
+/// A loop device whose writes the blkio cgroup throttles to `write_iops`, for a server moved
+/// into that cgroup: every write the server sends it waits in the kernel's throttle queue, as on
+/// a slow or congested disk. Detached and removed on drop.
+struct SlowDevice {
+    loop_dev: String,
+    cgroup: PathBuf,
+}
+
+impl SlowDevice {
+    fn new(image: &Path, size: u64, write_iops: u32) -> SlowDevice {
+        std::fs::File::create(image).unwrap().set_len(size).unwrap();
+        let out = Command::new("losetup").args(["--find", "--show"]).arg(image).output().expect("cannot run losetup");
+        assert!(
+            out.status.success(),
+            "losetup refused (this test needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let loop_dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let rdev = std::fs::metadata(&loop_dev).map(|m| std::os::unix::fs::MetadataExt::rdev(&m)).unwrap();
+        let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+        let name = format!("palisade-slow-{}-{minor}", std::process::id());
+        let (cgroup, file, limit) = if Path::new("/sys/fs/cgroup/blkio").is_dir() {
+            let cg = Path::new("/sys/fs/cgroup/blkio").join(&name);
+            (cg, "blkio.throttle.write_iops_device", format!("{major}:{minor} {write_iops}"))
+        } else {
+            let root = Path::new("/sys/fs/cgroup");
+            let _ = std::fs::write(root.join("cgroup.subtree_control"), "+io");
+            (root.join(&name), "io.max", format!("{major}:{minor} wiops={write_iops}"))
+        };
+        std::fs::create_dir_all(&cgroup).unwrap_or_else(|e| panic!("cannot create {}: {e}", cgroup.display()));
+        std::fs::write(cgroup.join(file), &limit).unwrap_or_else(|e| panic!("{file} refused {limit}: {e}"));
+        SlowDevice { loop_dev, cgroup }
+    }
+
+    /// Moves every thread of `pid` (and those it starts later) under the throttle.
+    fn throttle(&self, pid: u32) {
+        std::fs::write(self.cgroup.join("cgroup.procs"), pid.to_string())
+            .expect("cannot move the server into the cgroup");
+    }
+}
+
+impl Drop for SlowDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.loop_dev]).status();
+        // Empty once the server has exited; retried briefly, as the exit is asynchronous.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.cgroup).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn pr_out_good(ini: &mut RawInitiator, action: u8, kind: u8, key: u64, sa_key: u64) {
+    let cdb = initiator::cdb::pr_out(action, kind, 24);
+    ini.exec_good(0, &cdb[..10], 0, &initiator::cdb::pr_out_param(key, sa_key, 0));
+}
+
+/// SAM-5 §7.2 / SPC-4 §5.13.11.2.5: once ABORT TASK answers FUNCTION COMPLETE, or PREEMPT AND
+/// ABORT answers GOOD, nothing of the aborted writes reaches the medium any more. On a LUN
+/// whose writes wait for a device (a throttled loop device with direct_io), an aborted write is
+/// already in the kernel when task management reaches it: the answer must wait for it to end.
+#[test]
+fn aborted_writes_stuck_on_a_slow_disk_land_before_the_abort_is_answered_never_after() {
+    let dir = unique_dir("palisade-slow-abort");
+    let slow = SlowDevice::new(&dir.join("slow.img"), 16 << 20, 4);
+    let lun =
+        format!("[[targets.luns]]\nid = 0\nbackend = \"block\"\npath = \"{}\"\ndirect_io = true\n", slow.loop_dev);
+    let mut s = TargetProcess::start_config_at(&target_toml(&lun, ""), free_port(), &dir);
+    slow.throttle(s.pid().expect("server pid"));
+    let portal = s.portal();
+    let mut a = RawInitiator::login_ok(&portal, &opts(1));
+    let mut b = RawInitiator::login_ok(&portal, &opts(2));
+    a.clear_unit_attention(0);
+    b.clear_unit_attention(0);
+    const LBA: u32 = 64;
+    let settled = |b: &mut RawInitiator, what: &str| {
+        // Whatever the medium holds right after the answer must still be there a second later,
+        // when every write the server had sent the throttled device (4 a second) has landed.
+        let first = b.read10(0, LBA, 8);
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(b.read10(0, LBA, 8), first, "{what}: a write landed after the abort was answered");
+    };
+
+    // 1. ABORT TASK of a write that waits in the throttle.
+    b.write10(0, LBA, &blocks(1, LBA, 8));
+    let write = a.command(0, &write10_cdb(LBA, 8), 0, 4096, &blocks(2, LBA, 8));
+    a.send(&write.encode());
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let answer = a.task_mgmt(1, 0, write.itt, write.cmd_sn);
+    println!("ABORT TASK answered {:#x} after {:?}", answer.response, started.elapsed());
+    settled(&mut b, "ABORT TASK");
+
+    // 2. The writer's connection dies with its write in the throttle, and another host preempts
+    //    it with PREEMPT AND ABORT (fence_scsi's move when a node stops answering).
+    pr_out_good(&mut a, 0x00, 0, 0, 0xA);
+    pr_out_good(&mut b, 0x00, 0, 0, 0xB);
+    pr_out_good(&mut a, 0x01, 0x05, 0xA, 0);
+    let write = a.command(0, &write10_cdb(LBA, 8), 0, 4096, &blocks(3, LBA, 8));
+    a.send(&write.encode());
+    std::thread::sleep(Duration::from_millis(100));
+    drop(a);
+    let started = Instant::now();
+    b.clear_unit_attention(0);
+    pr_out_good(&mut b, 0x05, 0x05, 0xB, 0xA);
+    println!("PREEMPT AND ABORT answered GOOD after {:?}", started.elapsed());
+    settled(&mut b, "PREEMPT AND ABORT");
+    assert!(!s.log().contains("panicked"));
+    drop(b);
+    s.kill9();
+}

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use super::handoff::blocking;
 use bytes::Bytes;
 
 /// Buffer alignment used when the file system does not say (a page is always enough).
@@ -122,10 +123,6 @@ impl DirectFile {
         })
         .await
     }
-}
-
-async fn blocking<T: Send + 'static>(job: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
-    tokio::task::spawn_blocking(job).await.map_err(|join| io::Error::other(format!("I/O worker failed: {join}")))?
 }
 
 /// (memory alignment, offset alignment) from statx(STATX_DIOALIGN), Linux 6.1+.

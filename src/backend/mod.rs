@@ -4,6 +4,7 @@
 mod blockdev;
 mod direct;
 mod file;
+mod handoff;
 mod mapped;
 mod memory;
 mod positional;
@@ -11,6 +12,7 @@ mod residency;
 
 pub use blockdev::BlockDeviceBackend;
 pub use file::FileBackend;
+pub use handoff::owned_by;
 pub use memory::MemoryBackend;
 
 use bytes::Bytes;

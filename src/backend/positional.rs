@@ -5,6 +5,7 @@
 //! on tmpfs or ramfs has no device behind it (its pages are memory), so its reads and writes
 //! run on the calling thread, as a memory LUN's do (tmpfs refuses RWF_NOWAIT).
 
+use super::handoff::blocking;
 use bytes::{Bytes, BytesMut};
 use std::fs::File;
 use std::io;
@@ -38,10 +39,6 @@ fn on_memory_file_system(file: &File) -> bool {
     // SAFETY: a valid descriptor and a pointer to a live statfs.
     let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) };
     rc == 0 && matches!(st.f_type as u64, TMPFS_MAGIC | RAMFS_MAGIC)
-}
-
-async fn blocking<T: Send + 'static>(job: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
-    tokio::task::spawn_blocking(job).await.map_err(|join| io::Error::other(format!("I/O worker failed: {join}")))?
 }
 
 impl PositionalFile {

@@ -262,9 +262,14 @@ async fn run_command(
     if let Some(admitted) = &guard.admitted {
         admitted.ordered().await;
     }
-    let completion = match exec {
-        Exec::Ready(prepared) => prepared.execute(data).await,
-        Exec::Answered(c) => c,
+    let completion = match (exec, &guard.admitted) {
+        // I/O it hands to a thread keeps the task alive after an abort drops this future, so
+        // task management waits for it (backend/handoff.rs).
+        (Exec::Ready(prepared), Some(admitted)) => {
+            crate::backend::owned_by(admitted.keep_alive(), prepared.execute(data)).await
+        }
+        (Exec::Ready(prepared), None) => prepared.execute(data).await,
+        (Exec::Answered(c), _) => c,
     };
     guard.release_slot();
     record(&mut guard.probe, &shape, &completion);

@@ -143,12 +143,10 @@ pub struct Registration {
 }
 
 /// A task's place in its nexus' task set; dropping it ends the task for ordering and
-/// deregisters it.
+/// deregisters it, unless I/O the task handed to another thread still runs: that I/O holds its
+/// [`keep_alive`](Admitted::keep_alive) and the task ends with it.
 pub struct Admitted {
-    tasks: Arc<NexusTasks>,
-    tag: u32,
-    id: u64,
-    epoch: u64,
+    life: Arc<Life>,
     /// False: nothing earlier holds it back.
     waits: bool,
     /// Taken by whoever sends the task's one response: the task, or an abort reporting TASK
@@ -185,7 +183,8 @@ impl NexusTasks {
         state.next_id += 1;
         let id = state.next_id;
         drop(state);
-        Admitted { tasks: self.clone(), tag, id, epoch, waits, responded: Arc::new(AtomicBool::new(false)) }
+        let life = Arc::new(Life { tasks: self.clone(), tag, id, epoch });
+        Admitted { life, waits, responded: Arc::new(AtomicBool::new(false)) }
     }
 
     /// True while a registered task uses `tag` (RFC 7143 §11.17.1: an ITT still in use).
@@ -210,8 +209,13 @@ impl NexusTasks {
         let mut victims = Vec::new();
         {
             let mut state = self.lock();
-            for (&tag, task) in state.running.iter_mut().filter(|(tag, t)| !t.aborted && select(**tag)) {
-                task.aborted = true;
+            for (&tag, task) in state.running.iter_mut().filter(|(tag, _)| select(**tag)) {
+                // Aborted earlier and still running (its handed-off I/O has not ended): this
+                // abort waits for it too, as nothing of it may run once this one is answered.
+                if std::mem::replace(&mut task.aborted, true) {
+                    victims.push((tag, task.id));
+                    continue;
+                }
                 task.stop.abort();
                 // The claim keeps a task that is answering right now from answering twice.
                 if report && !task.responded.swap(true, Ordering::AcqRel) {
@@ -235,18 +239,25 @@ impl NexusTasks {
 }
 
 impl Admitted {
+    /// Held by I/O the task hands to another thread (`backend::owned_by`): the task is not
+    /// over, for ordering and for task management, until every holder has let go.
+    pub fn keep_alive(&self) -> Arc<dyn Send + Sync> {
+        self.life.clone()
+    }
+
     /// Waits for the tasks this one is ordered after (SAM-5 §8.6).
     pub async fn ordered(&self) {
         if !self.waits {
             return;
         }
-        let tasks = &self.tasks;
+        let tasks = &self.life.tasks;
+        let epoch = self.life.epoch;
         loop {
             // Registered before the check, so an epoch ending in between is not missed.
             let ended = tasks.epoch_ended.notified();
             tokio::pin!(ended);
             ended.as_mut().enable();
-            if !tasks.lock().epochs.earlier_live(self.epoch) {
+            if !tasks.lock().epochs.earlier_live(epoch) {
                 return;
             }
             ended.await;
@@ -275,11 +286,20 @@ impl Admitted {
 
     /// What `register` needs once the task is handed to its own runtime task.
     pub fn registration(&self) -> Registration {
-        Registration { tasks: self.tasks.clone(), tag: self.tag, id: self.id, responded: self.responded.clone() }
+        let life = &self.life;
+        Registration { tasks: life.tasks.clone(), tag: life.tag, id: life.id, responded: self.responded.clone() }
     }
 }
 
-impl Drop for Admitted {
+/// What ends when the task's last holder lets go: the Admitted, or the last handed-off I/O.
+struct Life {
+    tasks: Arc<NexusTasks>,
+    tag: u32,
+    id: u64,
+    epoch: u64,
+}
+
+impl Drop for Life {
     fn drop(&mut self) {
         let tasks = &self.tasks;
         let mut state = tasks.lock();
@@ -439,6 +459,27 @@ mod tests {
         let (a, _) = member(&set, 1);
         let held: Vec<_> = (0..100).map(|i| a.admit(i, TaskAttr::Simple)).collect();
         assert!(held.iter().all(|t| !t.waits));
+    }
+
+    #[tokio::test]
+    async fn an_aborted_task_lives_on_while_its_handed_off_io_runs_and_every_abort_waits_for_it() {
+        let set = TaskSet::default();
+        let (a, _) = member(&set, 1);
+        let admitted = a.admit(1, TaskAttr::Simple);
+        // A write handed to a thread holds the keep-alive (backend/handoff.rs).
+        let io = admitted.keep_alive();
+        spawn_registered(admitted);
+        let first = a.abort_task(1).expect("registered");
+        let waiting = tokio::spawn(first.wait());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "the future is gone but its I/O still runs");
+        // A later abort (PREEMPT AND ABORT after the nexus was lost) waits for it as well.
+        let second = set.abort(|_| true, None, false);
+        assert_eq!(second.len(), 1, "an aborted task still running is waited for again");
+        drop(io);
+        waiting.await.unwrap();
+        second.wait().await;
+        assert!(!a.is_running(1));
     }
 
     #[tokio::test]
