@@ -1,7 +1,8 @@
 //! O_DIRECT file I/O (`direct_io = true`): the page cache is bypassed, so every buffer, offset
 //! and length is aligned to what the file system demands (statx STATX_DIOALIGN). Reads land in
 //! an aligned buffer that becomes the `Bytes` sent to the initiator without another copy;
-//! writes gather their segments into one aligned buffer (the one copy direct I/O needs).
+//! writes gather their segments into one aligned buffer (the one copy direct I/O needs). Both go
+//! through the process's io_uring (uring.rs), or the blocking pool where it is refused.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ffi::CString;
@@ -14,6 +15,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::handoff::blocking;
+use super::uring;
 use bytes::Bytes;
 
 /// Buffer alignment used when the file system does not say (a page is always enough).
@@ -93,7 +95,24 @@ impl DirectFile {
         Ok(())
     }
 
+    /// The segments back to back in one aligned buffer (the copy direct I/O needs).
+    fn gather(&self, segments: &[Bytes], len: usize) -> io::Result<AlignedBuf> {
+        let mut buf = AlignedBuf::zeroed(len, self.mem_align)?;
+        let mut at = 0;
+        for s in segments {
+            buf.as_mut_slice()[at..at + s.len()].copy_from_slice(s);
+            at += s.len();
+        }
+        Ok(buf)
+    }
+
     pub(crate) async fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        if let Some(ring) = uring::get() {
+            let mut buf = AlignedBuf::zeroed(len, self.mem_align)?;
+            let addr = buf.as_mut_slice().as_mut_ptr() as usize;
+            let buf = ring.read_exact(&self.file, buf, addr, len, offset).await?;
+            return Ok(Bytes::from_owner(buf).slice(..len));
+        }
         let this = self.clone();
         blocking(move || {
             let mut buf = AlignedBuf::zeroed(len, this.mem_align)?;
@@ -104,16 +123,18 @@ impl DirectFile {
     }
 
     pub(crate) async fn write(&self, offset: u64, data: &[Bytes], fua: bool) -> io::Result<()> {
+        if let Some(ring) = uring::get() {
+            let len: usize = data.iter().map(|s| s.len()).sum();
+            let buf = self.gather(data, len)?;
+            let addr = buf.as_ref().as_ptr() as usize;
+            // FUA: RWF_DSYNC makes this one write durable, device cache included.
+            return ring.write_all(&self.file, buf, addr, len, offset, fua).await;
+        }
         let this = self.clone();
         let segments: Vec<Bytes> = data.to_vec();
         blocking(move || {
             let len: usize = segments.iter().map(|s| s.len()).sum();
-            let mut buf = AlignedBuf::zeroed(len, this.mem_align)?;
-            let mut at = 0;
-            for s in &segments {
-                buf.as_mut_slice()[at..at + s.len()].copy_from_slice(s);
-                at += s.len();
-            }
+            let buf = this.gather(&segments, len)?;
             this.file.write_all_at(&buf.as_ref()[..len], offset)?;
             // O_DIRECT bypasses the page cache, not the device's volatile cache.
             if fua {

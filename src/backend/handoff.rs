@@ -18,9 +18,14 @@ pub async fn owned_by<F: Future>(owner: Arc<dyn Send + Sync>, future: F) -> F::O
     OWNER.scope(owner, future).await
 }
 
+/// The owner of I/O started here, for an io_uring operation to hold until it completes.
+pub(crate) fn current_owner() -> Option<Arc<dyn Send + Sync>> {
+    OWNER.try_with(Arc::clone).ok()
+}
+
 /// Runs `job` on the blocking pool, holding the current owner (if any) until it returns.
 pub(crate) async fn blocking<T: Send + 'static>(job: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
-    let owner = OWNER.try_with(Arc::clone).ok();
+    let owner = current_owner();
     let job = move || {
         let result = job();
         drop(owner);

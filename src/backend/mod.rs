@@ -9,6 +9,7 @@ mod mapped;
 mod memory;
 mod positional;
 mod residency;
+mod uring;
 
 pub use blockdev::BlockDeviceBackend;
 pub use file::FileBackend;

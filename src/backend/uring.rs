@@ -1,0 +1,304 @@
+//! One io_uring for the process's direct I/O (`direct_io = true`): a read or write is submitted
+//! from the runtime thread that runs the command and completes in the kernel while that thread
+//! serves others, with no blocking-pool thread per I/O (docs/architecture.md has the A/B).
+//!
+//! Submissions take a short lock (one producer of the submission queue at a time); one thread,
+//! `palisade-uring`, waits for completions and hands each result to its waiting future. Every
+//! in-flight operation owns its buffer, its file and its task's keep-alive (handoff.rs) until
+//! the kernel has completed it, so a future dropped by an abort frees nothing the kernel still
+//! uses and its task stays live until the write has ended. Where the kernel refuses io_uring
+//! (disabled by sysctl, a seccomp filter, an old kernel) or `PALISADE_IO_URING=off`, `get`
+//! answers None and direct I/O uses the blocking pool.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::io::AsRawFd;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use io_uring::{opcode, squeue, types, IoUring};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+/// Submission queue entries; also the bound on operations in flight (the completion queue is
+/// twice as large, so it never overflows).
+const ENTRIES: u32 = 256;
+
+/// io_uring_enter(2) flag: wait for completions (include/uapi/linux/io_uring.h).
+const IORING_ENTER_GETEVENTS: u32 = 1;
+
+type Buffer = Box<dyn Any + Send>;
+
+struct Pending {
+    done: oneshot::Sender<(i32, Buffer)>,
+    buffer: Buffer,
+    _file: Arc<File>,
+    _owner: Option<Arc<dyn Send + Sync>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+pub(crate) struct Uring {
+    ring: IoUring,
+    /// Held while pushing to and submitting the submission queue (a single producer).
+    submit: Mutex<()>,
+    pending: Mutex<(u64, HashMap<u64, Pending>)>,
+    in_flight: Arc<Semaphore>,
+}
+
+/// The process's ring, started on first use; None where io_uring cannot be used.
+pub(crate) fn get() -> Option<&'static Uring> {
+    static RING: OnceLock<Option<&'static Uring>> = OnceLock::new();
+    *RING.get_or_init(|| {
+        if std::env::var("PALISADE_IO_URING").is_ok_and(|v| v == "off") {
+            tracing::info!("direct I/O uses the blocking pool (PALISADE_IO_URING=off)");
+            return None;
+        }
+        match Uring::start() {
+            Ok(ring) => Some(ring),
+            Err(e) => {
+                tracing::info!("io_uring unavailable ({e}); direct I/O uses the blocking pool");
+                None
+            }
+        }
+    })
+}
+
+impl Uring {
+    fn start() -> io::Result<&'static Uring> {
+        let ring = IoUring::new(ENTRIES)?;
+        let uring: &'static Uring = Box::leak(Box::new(Uring {
+            ring,
+            submit: Mutex::new(()),
+            pending: Mutex::new((0, HashMap::new())),
+            in_flight: Arc::new(Semaphore::new(ENTRIES as usize)),
+        }));
+        std::thread::Builder::new().name("palisade-uring".into()).spawn(move || uring.reap())?;
+        Ok(uring)
+    }
+
+    /// Reads `len` bytes at `offset` into the buffer, returning it filled; `addr` is the address
+    /// of the buffer's heap storage (at least `len` bytes), which must not move with the buffer.
+    pub(crate) async fn read_exact<B: Send + 'static>(
+        &self,
+        file: &Arc<File>,
+        mut buf: B,
+        addr: usize,
+        len: usize,
+        offset: u64,
+    ) -> io::Result<B> {
+        let base = addr;
+        let mut done = 0usize;
+        while done < len {
+            // addr..addr+len lies in `buf`'s heap storage, which `run` keeps alive and in place
+            // until the kernel has completed the read.
+            let at = (base + done) as *mut u8;
+            let entry = opcode::Read::new(types::Fd(file.as_raw_fd()), at, (len - done) as u32)
+                .offset(offset + done as u64)
+                .build();
+            let (n, back) = self.run(entry, file, buf).await?;
+            buf = back;
+            match n {
+                n if n > 0 => done += n as usize,
+                0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+                n if -n == libc::EINTR || -n == libc::EAGAIN => {}
+                n => return Err(io::Error::from_raw_os_error(-n)),
+            }
+        }
+        Ok(buf)
+    }
+
+    /// Writes `len` bytes from the buffer (its storage at `addr`, as for reads) at `offset`; with `dsync` the write is durable when it
+    /// completes (RWF_DSYNC: data and the device cache flush, SBC-3 §5.40 FUA).
+    pub(crate) async fn write_all<B: Send + 'static>(
+        &self,
+        file: &Arc<File>,
+        mut buf: B,
+        addr: usize,
+        len: usize,
+        offset: u64,
+        dsync: bool,
+    ) -> io::Result<()> {
+        let base = addr;
+        let mut done = 0usize;
+        while done < len {
+            // As in read_exact; the kernel only reads the buffer.
+            let at = (base + done) as *const u8;
+            let entry = opcode::Write::new(types::Fd(file.as_raw_fd()), at, (len - done) as u32)
+                .offset(offset + done as u64)
+                .rw_flags(if dsync { libc::RWF_DSYNC } else { 0 })
+                .build();
+            let (n, back) = self.run(entry, file, buf).await?;
+            buf = back;
+            match n {
+                n if n > 0 => done += n as usize,
+                0 => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                n if -n == libc::EINTR || -n == libc::EAGAIN => {}
+                n => return Err(io::Error::from_raw_os_error(-n)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Submits `entry` and waits for its completion: (the kernel's result, the buffer back).
+    async fn run<B: Send + 'static>(&self, entry: squeue::Entry, file: &Arc<File>, buf: B) -> io::Result<(i32, B)> {
+        let permit = self.in_flight.clone().acquire_owned().await.map_err(|_| io::Error::other("io_uring closed"))?;
+        let (done, completed) = oneshot::channel();
+        let pending = Pending {
+            done,
+            buffer: Box::new(buf),
+            _file: file.clone(),
+            _owner: super::handoff::current_owner(),
+            _permit: permit,
+        };
+        {
+            let mut table = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let key = table.0;
+            table.0 += 1;
+            table.1.insert(key, pending);
+            let entry = entry.user_data(key);
+            let _producer = self.submit.lock().unwrap_or_else(|e| e.into_inner());
+            // SAFETY: the submit lock makes this the only submission queue in use; the entry's
+            // buffer and file are owned by its Pending until the completion is reaped.
+            let pushed = unsafe {
+                let mut queue = self.ring.submission_shared();
+                // Never full: at most ENTRIES operations are in flight (the permit) and each
+                // push is submitted before the lock is released.
+                let pushed = queue.push(&entry);
+                queue.sync();
+                pushed
+            };
+            if pushed.is_err() {
+                table.1.remove(&key);
+                return Err(io::Error::other("io_uring submission queue full"));
+            }
+            drop(table);
+            loop {
+                match self.ring.submit() {
+                    Ok(_) => break,
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)) => {
+                        std::thread::yield_now()
+                    }
+                    // The entry stays queued and its Pending keeps what it uses; the next
+                    // submission takes it along.
+                    Err(e) => {
+                        tracing::error!("io_uring submit failed: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        let (result, buffer) = completed.await.map_err(|_| io::Error::other("io_uring completion lost"))?;
+        let buf = *buffer.downcast::<B>().map_err(|_| io::Error::other("io_uring buffer mix-up"))?;
+        Ok((result, buf))
+    }
+
+    /// The reaper thread: waits for completions and hands each to its future.
+    fn reap(&self) {
+        loop {
+            // SAFETY: a plain wait for one completion on our ring; nothing submitted, no argument.
+            let waited = unsafe { self.ring.submitter().enter::<libc::sigset_t>(0, 1, IORING_ENTER_GETEVENTS, None) };
+            if let Err(e) = waited {
+                if e.raw_os_error() != Some(libc::EINTR) && e.raw_os_error() != Some(libc::EBUSY) {
+                    tracing::error!("io_uring wait failed: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                continue;
+            }
+            // SAFETY: this thread is the only consumer of the completion queue.
+            let completions: Vec<(u64, i32)> =
+                unsafe { self.ring.completion_shared() }.map(|c| (c.user_data(), c.result())).collect();
+            let mut table = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let finished: Vec<(Pending, i32)> =
+                completions.into_iter().filter_map(|(key, result)| table.1.remove(&key).map(|p| (p, result))).collect();
+            drop(table);
+            for (pending, result) in finished {
+                let Pending { done, buffer, .. } = pending;
+                // A dropped future (an aborted task) leaves the buffer to be freed here, after
+                // the kernel is done with it.
+                let _ = done.send((result, buffer));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_direct_reads_and_writes_through_the_ring_see_their_own_data() {
+        let Some(ring) = get() else {
+            // The fallback is then what runs; direct.rs's tests cover it.
+            assert_eq!(std::env::var("PALISADE_IO_URING").as_deref(), Ok("off"), "io_uring is permitted here");
+            return;
+        };
+        // temp_dir may be tmpfs (no O_DIRECT); the repository's target folder is on a disk.
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("palisade-uring-{}", std::process::id()));
+        let file = std::fs::File::create(&path).unwrap();
+        file.set_len(4 << 20).unwrap();
+        let file = Arc::new(super::super::direct::open(&path, false).unwrap());
+        let block = |i: usize| vec![(i * 37 % 251) as u8; 4096];
+        let writes = (0..64).map(|i| {
+            let file = file.clone();
+            tokio::spawn(async move {
+                let aligned = aligned_copy(&block(i));
+                let addr = aligned.as_ptr() as usize;
+                ring.write_all(&file, aligned, addr, 4096, (i * 4096) as u64, i % 8 == 0).await.unwrap();
+            })
+        });
+        for w in writes.collect::<Vec<_>>() {
+            w.await.unwrap();
+        }
+        let reads = (0..64).map(|i| {
+            let file = file.clone();
+            tokio::spawn(async move {
+                let buf = aligned_copy(&[0u8; 4096]);
+                let addr = buf.as_ptr() as usize;
+                let buf = ring.read_exact(&file, buf, addr, 4096, (i * 4096) as u64).await.unwrap();
+                assert_eq!(&buf[..], &block(i)[..], "block {i}");
+            })
+        });
+        for r in reads.collect::<Vec<_>>() {
+            r.await.unwrap();
+        }
+        // A read whose future is dropped at once: the kernel keeps its buffer until it ends.
+        let buf = aligned_copy(&[0u8; 4096]);
+        let addr = buf.as_ptr() as usize;
+        drop(Box::pin(ring.read_exact(&file, buf, addr, 4096, 0)));
+        let dropped = tokio::spawn({
+            let file = file.clone();
+            async move {
+                let buf = aligned_copy(&[0u8; 4096]);
+                let addr = buf.as_ptr() as usize;
+                ring.read_exact(&file, buf, addr, 4096, 8192).await
+            }
+        });
+        dropped.abort();
+        let _ = dropped.await;
+        // Past the end of the file: an error, not a short read.
+        let buf = aligned_copy(&[0u8; 4096]);
+        let addr = buf.as_ptr() as usize;
+        assert!(ring.read_exact(&file, buf, addr, 4096, 4 << 20).await.is_err());
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    /// A 4096-aligned heap copy (O_DIRECT wants aligned buffers).
+    fn aligned_copy(data: &[u8]) -> Box<Aligned> {
+        let mut b = Box::new(Aligned([0; 4096]));
+        b.0[..data.len()].copy_from_slice(data);
+        b
+    }
+
+    #[repr(align(4096))]
+    struct Aligned([u8; 4096]);
+
+    impl std::ops::Deref for Aligned {
+        type Target = [u8];
+        fn deref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+}
