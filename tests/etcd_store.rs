@@ -215,3 +215,55 @@ async fn a_watch_on_a_member_that_lost_its_leader_breaks() {
         other => panic!("expected Broken (no leader) within 10 s, got {other:?} after {elapsed:?}"),
     }
 }
+
+#[tokio::test]
+async fn get_prefixes_at_reads_every_prefix_at_one_revision_while_another_client_writes() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let cluster = EtcdCluster::start();
+    let store = connect(&cluster.endpoints()).await;
+    let writer = connect(&cluster.endpoints()).await;
+
+    let lease = store.grant_lease(Duration::from_secs(30)).await.unwrap();
+    store.put("/m/k", b"0".to_vec(), Some(lease)).await.unwrap();
+    let seeded = store.put("/a/k", b"0".to_vec(), None).await.unwrap();
+    let (revision, lists) = store.get_prefixes_at(&["/m/", "/a/", "/none/"]).await.unwrap();
+    assert_eq!(revision, seeded);
+    assert_eq!(lists.len(), 3, "one list per prefix");
+    assert_eq!(
+        (lists[0].clone(), lists[1].clone()),
+        (store.get_prefix("/m/").await.unwrap(), store.get_prefix("/a/").await.unwrap())
+    );
+    assert_eq!(lists[0][0].1.lease, Some(lease));
+    assert!(lists[2].is_empty());
+
+    // Another client puts /m/k = i then /a/k = i, each its own revision, and nothing else
+    // writes: a read at one revision sees the newest of the two as the store's revision and
+    // /m/k at most one step ahead of /a/k (a read of /m/ and then of /a/ could see /a/k ahead).
+    const STEPS: u32 = 150;
+    let writes = tokio::spawn(async move {
+        for i in 1..=STEPS {
+            writer.put("/m/k", i.to_string().into_bytes(), None).await.unwrap();
+            writer.put("/a/k", i.to_string().into_bytes(), None).await.unwrap();
+        }
+    });
+    let value = |list: &[(String, Versioned)]| -> u32 {
+        assert_eq!(list.len(), 1, "{list:?}");
+        String::from_utf8_lossy(&list[0].1.value).parse().unwrap()
+    };
+    let (mut reads, mut m_ahead) = (0, 0);
+    while !writes.is_finished() {
+        let (revision, lists) = store.get_prefixes_at(&["/m/", "/a/"]).await.unwrap();
+        let newest = lists.iter().flatten().map(|(_, v)| v.mod_revision).max();
+        assert_eq!(newest, Some(revision), "a read at one revision: {lists:?}");
+        let (m, a) = (value(&lists[0]), value(&lists[1]));
+        assert!(m == a || m == a + 1, "/m/k {m}, /a/k {a} at revision {revision}");
+        reads += 1;
+        m_ahead += u32::from(m > a);
+    }
+    writes.await.unwrap();
+    eprintln!("{reads} reads during {} writes, {m_ahead} between a pair's two puts", STEPS * 2);
+    assert!(reads > 0);
+    let (revision, lists) = store.get_prefixes_at(&["/m/", "/a/"]).await.unwrap();
+    assert_eq!((value(&lists[0]), value(&lists[1])), (STEPS, STEPS));
+    assert_eq!(revision, seeded + i64::from(STEPS) * 2);
+}

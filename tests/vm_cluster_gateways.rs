@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::mpsc;
@@ -22,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{gateway_toml, wait_for_log_count, IQN, TTL};
 use common::etcd::EtcdCluster;
+use common::vm::{assert_contains, console_lines, transcript};
 use common::{guest_script, unique_temp_dir, vm_runner, TargetProcess};
 
 const HOST_IQN: &str = "iqn.2026-11.test.cluster:host-a";
@@ -44,19 +44,9 @@ fn start_gateway(id: u16, endpoints: &[String], lun_file: &Path) -> TargetProces
     gw
 }
 
-/// The console lines containing any of KEYS, in order.
-fn transcript(console: &str, keys: &[&str]) -> String {
-    console.lines().filter(|l| keys.iter().any(|k| l.contains(k))).collect::<Vec<_>>().join("\n")
-}
-
-fn assert_contains(console: &str, needle: &str) {
-    assert!(console.contains(needle), "console lacks {needle:?}");
-}
-
 /// The gateway's log lines about the cluster and sessions, for the transcript.
 fn key_log_lines(gw: &TargetProcess) -> String {
-    let keys = ["cluster", "lease", "login complete", "self-fence", "waiting to see"];
-    gw.log().lines().filter(|l| keys.iter().any(|k| l.contains(k))).collect::<Vec<_>>().join("\n")
+    transcript(&gw.log(), &["cluster", "lease", "login complete", "self-fence", "waiting to see"])
 }
 
 #[test]
@@ -82,13 +72,7 @@ fn dm_multipath_across_two_gateways_rides_out_a_killed_gateway_and_shares_reserv
         .stderr(Stdio::inherit())
         .spawn()
         .expect("run-in-vm.sh");
-    let (tx, rx) = mpsc::channel::<String>();
-    let stdout = vm.stdout.take().expect("console pipe");
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (rx, reader) = console_lines(&mut vm);
     let deadline = Instant::now() + Duration::from_secs(GUEST_TIMEOUT_S + 60);
     let mut console = Vec::new();
     let mut killed_at: Option<Instant> = None;

@@ -17,6 +17,7 @@
 
 mod common;
 
+use common::vm::{assert_contains, transcript};
 use common::{free_port, guest_script, run_with_timeout, vm_runner, TargetProcess};
 use std::process::Output;
 use std::sync::Mutex;
@@ -63,22 +64,12 @@ fn run_guest_with(
     (target, out, console)
 }
 
-/// The console lines containing any of KEYS, in order (the transcript of the outcomes).
-fn transcript(console: &str, keys: &[&str]) -> String {
-    let lines: Vec<&str> = console.lines().filter(|l| keys.iter().any(|k| l.contains(k))).collect();
-    lines.join("\n")
-}
-
 /// The two nodes' disks as the guest script reports them: "node A: /dev/sdX, node B: /dev/sdY ...".
 fn node_devices(console: &str) -> (String, String) {
     let line = console.lines().find(|l| l.starts_with("node A: /dev/")).expect("the guest names the nodes' disks");
     let devs: Vec<&str> = line.split([' ', ',']).filter(|w| w.starts_with("/dev/")).collect();
     assert_eq!(devs.len(), 2, "{line}");
     (devs[0].to_string(), devs[1].to_string())
-}
-
-fn assert_contains(console: &str, needle: &str) {
-    assert!(console.contains(needle), "console lacks {needle:?}");
 }
 
 #[test]

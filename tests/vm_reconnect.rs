@@ -9,11 +9,11 @@
 mod common;
 mod hardening;
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::vm::{console_lines, transcript};
 use common::{guest_script, vm_runner};
 use hardening::{free_port, target_toml, unique_dir, TargetProcess};
 
@@ -33,13 +33,7 @@ fn linux_initiator_recovers_the_session_across_a_target_restart_without_corrupti
         .stderr(Stdio::inherit())
         .spawn()
         .expect("run-in-vm.sh");
-    let (tx, rx) = mpsc::channel::<String>();
-    let stdout = vm.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (rx, reader) = console_lines(&mut vm);
     let deadline = Instant::now() + Duration::from_secs(GUEST_TIMEOUT_S + 60);
     let mut console = Vec::new();
     let mut restarted_at: Option<Instant> = None;
@@ -76,22 +70,18 @@ fn linux_initiator_recovers_the_session_across_a_target_restart_without_corrupti
     reader.join().unwrap();
     let console = console.join("\n");
     let log = server.log();
-    let key: Vec<&str> = log
-        .lines()
-        .filter(|l| {
-            [
-                "login complete",
-                "asking the initiator to log out",
-                "connection closed",
-                "shutting down",
-                "stopped",
-                "session reinstatement",
-            ]
-            .iter()
-            .any(|k| l.contains(k))
-        })
-        .collect();
-    println!("----- target log, key lines -----\n{}", key.join("\n"));
+    let key = transcript(
+        &log,
+        &[
+            "login complete",
+            "asking the initiator to log out",
+            "connection closed",
+            "shutting down",
+            "stopped",
+            "session reinstatement",
+        ],
+    );
+    println!("----- target log, key lines -----\n{key}");
     assert!(status.success(), "guest script failed: {status:?}");
     assert!(restarted_at.is_some(), "fio never started, so the target was never restarted");
     assert!(console.contains("FIO VERIFIED") && console.contains("RECONNECT OK"), "guest did not finish cleanly");

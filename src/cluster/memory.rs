@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::store::{
-    ClusterStore, Created, KeyChange, LeaseId, StoreError, StoreResult, Swapped, Versioned, WatchEvent,
+    ClusterStore, Created, KeyChange, KeyValues, LeaseId, StoreError, StoreResult, Swapped, Versioned, WatchEvent,
 };
 
 /// Events a watcher may have queued before the forwarding task waits for it (as for etcd).
@@ -116,6 +116,15 @@ impl Inner {
             Some(l) if !self.leases.contains_key(&l.0) => Err(StoreError::LeaseNotFound),
             _ => Ok(()),
         }
+    }
+
+    /// Every key under `prefix`, ordered by key.
+    fn under_prefix(&self, prefix: &str) -> KeyValues {
+        self.keys
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// The history under `prefix` from `from_revision` on, one event per revision.
@@ -282,15 +291,12 @@ impl ClusterStore for MemoryStore {
     }
 
     async fn get_prefix_at(&self, prefix: &str) -> StoreResult<(i64, Vec<(String, Versioned)>)> {
-        self.with(|inner| {
-            let found = inner
-                .keys
-                .range(prefix.to_string()..)
-                .take_while(|(k, _)| k.starts_with(prefix))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            Ok((inner.revision, found))
-        })
+        self.with(|inner| Ok((inner.revision, inner.under_prefix(prefix))))
+    }
+
+    async fn get_prefixes_at(&self, prefixes: &[&str]) -> StoreResult<(i64, Vec<KeyValues>)> {
+        // Under one lock: every list as of the same revision, as etcd's transaction reads.
+        self.with(|inner| Ok((inner.revision, prefixes.iter().map(|p| inner.under_prefix(p)).collect())))
     }
 
     async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> StoreResult<i64> {
@@ -435,6 +441,31 @@ mod tests {
         store.revoke_lease(lease).await.unwrap();
         assert_eq!(ClusterStore::put(&store, "/p/c", vec![], Some(lease)).await, Err(StoreError::LeaseNotFound));
         assert_eq!(store.get_prefix_at("/p/").await.unwrap().0, 5, "the revocation deleted /p/a");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn get_prefixes_at_reads_each_prefix_in_the_order_given_at_one_revision() {
+        let store = MemoryStore::new();
+        let lease = store.grant_lease(Duration::from_secs(2)).await.unwrap();
+        store.create("/gw/2", b"b".to_vec(), Some(lease)).await.unwrap(); // 1
+        store.put("/gw/1", b"a".to_vec()); // 2
+        ClusterStore::put(&store, "/acks/2", b"1".to_vec(), Some(lease)).await.unwrap(); // 3
+        store.put("/other", b"x".to_vec()); // 4
+        let keys = |lists: &[KeyValues]| -> Vec<Vec<String>> {
+            lists.iter().map(|l| l.iter().map(|(k, _)| k.clone()).collect()).collect()
+        };
+        let (revision, lists) = store.get_prefixes_at(&["/gw/", "/acks/", "/none/"]).await.unwrap();
+        assert_eq!(revision, 4, "the store's revision, not the newest under the prefixes");
+        assert_eq!(keys(&lists), [vec!["/gw/1", "/gw/2"], vec!["/acks/2"], vec![]]);
+        assert_eq!(lists[0], store.get_prefix("/gw/").await.unwrap(), "each list as get_prefix reads it");
+        assert_eq!((lists[1][0].1.mod_revision, lists[1][0].1.lease), (3, Some(lease)));
+        // The lease's keys go in one revision: both lists show it gone, at that revision.
+        store.revoke_lease(lease).await.unwrap();
+        let (revision, lists) = store.get_prefixes_at(&["/acks/", "/gw/"]).await.unwrap();
+        assert_eq!((revision, keys(&lists)), (5, vec![vec![], vec!["/gw/1".to_string()]]));
+        assert_eq!(store.get_prefixes_at(&[]).await, Ok((5, vec![])));
+        store.set_reachable(false);
+        assert!(matches!(store.get_prefixes_at(&["/gw/"]).await, Err(StoreError::Unavailable(_))));
     }
 
     #[tokio::test(start_paused = true)]

@@ -27,7 +27,7 @@ use super::membership::LeaseTiming;
 use super::pr_record::{self, LastOp, SharedRecord};
 use super::records::Keys;
 use super::status::PrOutStats;
-use super::store::{ClusterStore, LeaseId, Swapped, Versioned};
+use super::store::{ClusterStore, KeyValues, LeaseId, StoreError, Swapped, Versioned};
 use crate::pr::{Effects, PrError, PrUnitAttention, State};
 use crate::scsi::pr_out::apply_effects;
 use crate::scsi::shared_pr::ChangeFuture;
@@ -341,11 +341,15 @@ impl<S: ClusterStore> SharedLun<S> {
     }
 
     /// Members (other than this gateway) that joined before `revision` and have not
-    /// acknowledged it.
-    async fn unacknowledged(&self, revision: i64) -> Result<Vec<u16>, super::store::StoreError> {
+    /// acknowledged it. Memberships and acknowledgements are read in one round trip, as of one
+    /// store revision.
+    async fn unacknowledged(&self, revision: i64) -> Result<Vec<u16>, StoreError> {
         let keys = &self.ctx.keys;
-        let members = self.ctx.store.get_prefix(&keys.gateways()).await?;
-        let acks = self.ctx.store.get_prefix(&self.acks).await?;
+        let (_, read) = self.ctx.store.get_prefixes_at(&[&keys.gateways(), &self.acks]).await?;
+        // A missing list must not read as "no members": that would pass the barrier.
+        let [members, acks]: [KeyValues; 2] = read
+            .try_into()
+            .map_err(|read: Vec<_>| StoreError::Rejected(format!("asked for 2 prefixes, got {}", read.len())))?;
         let acked = |id: u16| {
             acks.iter()
                 .find(|(k, _)| k.strip_prefix(&self.acks).and_then(|g| g.parse::<u16>().ok()) == Some(id))

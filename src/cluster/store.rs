@@ -57,6 +57,9 @@ impl std::error::Error for StoreError {}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The keys of a range with their values, ordered by key.
+pub type KeyValues = Vec<(String, Versioned)>;
+
 /// What a conditional write (`swap`) found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Swapped {
@@ -120,6 +123,11 @@ pub trait ClusterStore: Send + Sync + 'static {
     /// Every key under `prefix` and the store revision the read saw (etcd's response header
     /// revision): a watch from `revision + 1` misses nothing and repeats nothing.
     fn get_prefix_at(&self, prefix: &str) -> impl Future<Output = StoreResult<(i64, Vec<(String, Versioned)>)>> + Send;
+
+    /// Every key under each of `prefixes` (one list per prefix, in the order given, each ordered
+    /// by key) and the store revision the read saw: one round trip, every list as of that one
+    /// revision (etcd: a transaction with no compares whose success branch ranges each prefix).
+    fn get_prefixes_at(&self, prefixes: &[&str]) -> impl Future<Output = StoreResult<(i64, Vec<KeyValues>)>> + Send;
 
     /// Unconditional put, attached to `lease` when given; the revision of the write.
     fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> impl Future<Output = StoreResult<i64>> + Send;

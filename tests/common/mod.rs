@@ -14,6 +14,7 @@ pub mod block_initiator;
 pub mod cluster;
 pub mod etcd;
 pub mod raw_initiator;
+pub mod vm;
 
 use std::fs;
 use std::io::Read;

@@ -20,6 +20,8 @@
 # Ends with "CLUSTER MULTIPATH OK". Environment from run-in-vm.sh: PORTAL, SECOND_PORTAL,
 # INITIATOR_NAME.
 set -euo pipefail
+# multipath_iscsi_start (tests/guest/lib.sh)
+. /run/palisade/lib.sh
 
 FIO_SECONDS=${FIO_SECONDS:-150}
 step() { printf '\n=== %s\n' "$*"; }
@@ -59,27 +61,9 @@ rtpg_ports() {
 }
 
 step "iscsid and multipathd ($INITIATOR_NAME)"
-# scsi_dh_alua before any login: the SCSI midlayer attaches it to each new disk whose standard
-# INQUIRY reports TPGS != 0.
-modprobe -a iscsi_tcp sd_mod sg dm_mod dm_multipath dm_round_robin dm_service_time scsi_dh_alua
-cat >/etc/multipath.conf <<'EOF'
-defaults {
-    user_friendly_names yes
-    # every SCSI disk here is an iSCSI LUN of the cluster under test: no wwids file needed
-    find_multipaths no
-    path_grouping_policy multibus
-    # while no path is left, queue a short while, then fail
-    no_path_retry 12
-    polling_interval 2
-}
-EOF
-# In the foreground with its log kept: how it logs in again to a restarted gateway is part of
+# iscsid's log kept (fail prints it): how it logs in again to a restarted gateway is part of
 # what this test watches.
-iscsid -f -d 1 >/tmp/iscsid.log 2>&1 &
-for _ in $(seq 100); do iscsiadm -m session 2>&1 | grep -q 'No active sessions' && break; sleep 0.1; done
-multipathd
-for _ in $(seq 100); do multipathd show status >/dev/null 2>&1 && break; sleep 0.2; done
-multipathd show status >/dev/null 2>&1 || fail "multipathd did not start"
+multipath_iscsi_start /tmp/iscsid.log
 
 step "one session per gateway: $PORTAL (gateway 1) and $SECOND_PORTAL (gateway 2)"
 TARGET=$(iscsiadm -m discovery -t sendtargets -p "$PORTAL" | awk 'NR == 1 {print $2}')

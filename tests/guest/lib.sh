@@ -34,3 +34,32 @@ two_node_sessions() {
     [[ -b ${DA:-/nonexistent} && -b ${DB:-/nonexistent} ]] || fail "no disk for a node"
     echo "node A: $DA, node B: $DB (LUN 0 of $TARGET)"
 }
+
+# dm-multipath over open-iscsi, set up before any login (the SCSI midlayer attaches scsi_dh_alua
+# to each new disk whose standard INQUIRY reports TPGS != 0, reading REPORT TARGET PORT GROUPS
+# and VPD 83h to do so): the modules, a multipath.conf that makes one map of every SCSI disk,
+# iscsid, and multipathd once it answers. With a FILE argument iscsid runs in the foreground at
+# debug level 1 with its log in FILE.
+multipath_iscsi_start() {
+    modprobe -a iscsi_tcp sd_mod sg dm_mod dm_multipath dm_round_robin dm_service_time scsi_dh_alua
+    cat >/etc/multipath.conf <<'CONF'
+defaults {
+    user_friendly_names yes
+    # every SCSI disk here is an iSCSI LUN under test: no wwids file needed
+    find_multipaths no
+    path_grouping_policy multibus
+    # with no path left (one gone for good), queue a short while, then fail: I/O must not hang
+    no_path_retry 12
+    polling_interval 2
+}
+CONF
+    if [[ -n ${1:-} ]]; then
+        iscsid -f -d 1 >"$1" 2>&1 &
+        for _ in $(seq 100); do iscsiadm -m session 2>&1 | grep -q 'No active sessions' && break; sleep 0.1; done
+    else
+        iscsid
+    fi
+    multipathd
+    for _ in $(seq 100); do multipathd show status >/dev/null 2>&1 && break; sleep 0.2; done
+    multipathd show status >/dev/null 2>&1 || fail "multipathd did not start"
+}

@@ -10,6 +10,8 @@
 # Ends with "MULTIPATH OK".
 # Environment from run-in-vm.sh: PORTAL, SECOND_PORTAL, INITIATOR_NAME.
 set -euo pipefail
+# multipath_iscsi_start (tests/guest/lib.sh)
+. /run/palisade/lib.sh
 
 FIO_SECONDS=${FIO_SECONDS:-90}
 step() { printf '\n=== %s\n' "$*"; }
@@ -33,24 +35,7 @@ wait_paths() { # N: until the map has N active paths (multipathd reacts to udev 
 show_map() { echo "# multipath -ll"; multipath -ll "$MAP" | sed -E "s/\x1b\[[0-9;]*m//g" | sed 's/^/    /'; echo "paths: $(paths)"; }
 
 step "iscsid and multipathd ($INITIATOR_NAME)"
-# scsi_dh_alua before any login: the SCSI midlayer attaches it to each new disk whose standard
-# INQUIRY reports TPGS != 0, and it reads REPORT TARGET PORT GROUPS and VPD 83h to do so.
-modprobe -a iscsi_tcp sd_mod sg dm_mod dm_multipath dm_round_robin dm_service_time scsi_dh_alua
-cat >/etc/multipath.conf <<'EOF'
-defaults {
-    user_friendly_names yes
-    # every SCSI disk here is an iSCSI LUN of the target under test: no wwids file needed
-    find_multipaths no
-    path_grouping_policy multibus
-    # a path gone for good must not hang I/O forever: queue a short while, then fail
-    no_path_retry 12
-    polling_interval 2
-}
-EOF
-iscsid
-multipathd
-for _ in $(seq 100); do multipathd show status >/dev/null 2>&1 && break; sleep 0.2; done
-multipathd show status >/dev/null 2>&1 || fail "multipathd did not start"
+multipath_iscsi_start
 
 step "two sessions: $PORTAL and $SECOND_PORTAL"
 TARGET=$(iscsiadm -m discovery -t sendtargets -p "$PORTAL" | awk 'NR == 1 {print $2}')

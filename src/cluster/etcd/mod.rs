@@ -23,7 +23,9 @@ use pb::etcdserverpb::{
 };
 use pb::mvccpb::KeyValue;
 
-use super::store::{ClusterStore, Created, LeaseId, StoreError, StoreResult, Swapped, Versioned, WatchEvent};
+use super::store::{
+    ClusterStore, Created, KeyValues, LeaseId, StoreError, StoreResult, Swapped, Versioned, WatchEvent,
+};
 
 /// The open keepalive stream of one lease: requests go in through `requests`, etcd's answers
 /// come back on `answers`, one per request, in order.
@@ -66,6 +68,14 @@ fn versioned(kv: &KeyValue) -> Versioned {
         mod_revision: kv.mod_revision,
         lease: (kv.lease != 0).then_some(LeaseId(kv.lease)),
     }
+}
+
+/// A range answer's keys with their values, ordered by key.
+fn sorted(kvs: &[KeyValue]) -> KeyValues {
+    let mut found: KeyValues =
+        kvs.iter().map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), versioned(kv))).collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
 }
 
 /// An endpoint as the config gives it (`http://host:port`, or a bare `host:port` as etcdctl
@@ -229,13 +239,7 @@ impl ClusterStore for EtcdStore {
         let request = requests::with_prefix(prefix);
         self.bounded(async move {
             let answer = kv.range(request).await.map_err(unavailable)?.into_inner();
-            let mut found = Vec::new();
-            for kv in &answer.kvs {
-                let key = String::from_utf8_lossy(&kv.key).into_owned();
-                found.push((key, versioned(kv)));
-            }
-            found.sort_by(|a, b| a.0.cmp(&b.0));
-            Ok(found)
+            Ok(sorted(&answer.kvs))
         })
         .await
     }
@@ -245,9 +249,26 @@ impl ClusterStore for EtcdStore {
         let request = requests::with_prefix(prefix);
         self.bounded(async move {
             let answer = kv.range(request).await.map_err(unavailable)?.into_inner();
-            let mut found: Vec<(String, Versioned)> =
-                answer.kvs.iter().map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), versioned(kv))).collect();
-            found.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok((revision(answer.header.as_ref())?, sorted(&answer.kvs)))
+        })
+        .await
+    }
+
+    async fn get_prefixes_at(&self, prefixes: &[&str]) -> StoreResult<(i64, Vec<KeyValues>)> {
+        let mut kv = self.kv();
+        let txn = requests::prefixes(prefixes);
+        let asked = prefixes.len();
+        self.bounded(async move {
+            let answer = kv.txn(txn).await.map_err(unavailable)?.into_inner();
+            let found: Vec<_> = requests::ranges(&answer).map(|range| sorted(&range.kvs)).collect();
+            // No compares: etcd runs the success branch, one range answer per prefix, in order.
+            if !answer.succeeded || found.len() != asked {
+                return Err(StoreError::Rejected(format!(
+                    "read of {asked} prefixes answered with {} ranges (succeeded: {})",
+                    found.len(),
+                    answer.succeeded
+                )));
+            }
             Ok((revision(answer.header.as_ref())?, found))
         })
         .await

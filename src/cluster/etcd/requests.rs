@@ -1,6 +1,6 @@
 //! The etcd v3 requests the store sends, built from the generated messages: the key ranges of
-//! a single key and of a prefix, the create-if-absent and compare-and-swap transactions, and
-//! the watch of a prefix.
+//! a single key and of a prefix, the read of several prefixes, the create-if-absent and
+//! compare-and-swap transactions, and the watch of a prefix.
 
 use super::pb::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use super::pb::etcdserverpb::{
@@ -71,6 +71,16 @@ pub fn create_if_absent(key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Tx
         success: vec![put_op(key, value, lease)],
         failure: vec![get_op(key)],
     }
+}
+
+/// Reads every key under each of `prefixes` in one transaction: no compares, so etcd runs the
+/// success branch, and a transaction reads one revision.
+pub fn prefixes(prefixes: &[&str]) -> TxnRequest {
+    let ranges = prefixes
+        .iter()
+        .map(|prefix| RequestOp { request: Some(request_op::Request::RequestRange(with_prefix(prefix))) })
+        .collect();
+    TxnRequest { compare: Vec::new(), success: ranges, failure: Vec::new() }
 }
 
 /// The compare-and-swap of `ClusterStore::swap`: if `key` has mod revision `expected_mod` and
@@ -210,6 +220,21 @@ mod tests {
         }
         assert_eq!(txn.failure.len(), 1);
         assert_eq!(ranged_key(&txn.failure[0]), b"/k");
+    }
+
+    #[test]
+    fn prefixes_range_each_prefix_in_order_in_one_unconditional_transaction() {
+        let txn = prefixes(&["/gw/", "/acks/"]);
+        assert!(txn.compare.is_empty() && txn.failure.is_empty());
+        let ranged: Vec<_> = txn
+            .success
+            .iter()
+            .map(|op| match &op.request {
+                Some(request_op::Request::RequestRange(range)) => (range.key.clone(), range.range_end.clone()),
+                other => panic!("not a range: {other:?}"),
+            })
+            .collect();
+        assert_eq!(ranged, [(b"/gw/".to_vec(), b"/gw0".to_vec()), (b"/acks/".to_vec(), b"/acks0".to_vec())]);
     }
 
     #[test]
