@@ -69,6 +69,9 @@ impl Server {
         }
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StartError(format!("data_dir {}: {e}", config.data_dir.display())))?;
+        // Before the portals: once a portal accepts connections, the admin socket exists too
+        // (a script that waits for the port can ask `palisade pr show` at once).
+        let admin = crate::admin::Admin::bind(config).await.map_err(StartError)?;
         let mut listeners = Vec::new();
         for p in &config.portals {
             let l = TcpListener::bind(p.listen)
@@ -129,7 +132,6 @@ impl Server {
             config.discovery.acl_filter,
         );
         let registry = Arc::new(registry);
-        let admin = crate::admin::Admin::bind(config).await.map_err(StartError)?;
         let served = Arc::new(Mutex::new(Served { config: config.clone(), portals, luns, alua }));
         Ok(Server { registry, listeners, served, admin, cluster })
     }
