@@ -15,7 +15,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::handoff::blocking;
-use super::uring;
+use super::uring::Uring;
 use bytes::Bytes;
 
 /// Buffer alignment used when the file system does not say (a page is always enough).
@@ -69,6 +69,9 @@ pub(crate) struct DirectFile {
     mem_align: usize,
     /// Required alignment of file offsets and lengths.
     offset_align: u32,
+    /// The LUN's io_uring, started at the first I/O (inside the runtime that reaps it); None
+    /// inside: the blocking pool.
+    ring: Arc<std::sync::OnceLock<Option<Uring>>>,
 }
 
 impl DirectFile {
@@ -81,7 +84,12 @@ impl DirectFile {
                 format!("{}: the file system does not support direct I/O", path.display()),
             ));
         }
-        Ok(DirectFile { file: Arc::new(file), mem_align: mem.max(512) as usize, offset_align: offset })
+        Ok(DirectFile {
+            file: Arc::new(file),
+            mem_align: mem.max(512) as usize,
+            offset_align: offset,
+            ring: Arc::default(),
+        })
     }
 
     /// Direct I/O can serve a LUN only if its blocks are at least as large as the alignment.
@@ -107,7 +115,7 @@ impl DirectFile {
     }
 
     pub(crate) async fn read(&self, offset: u64, len: usize) -> io::Result<Bytes> {
-        if let Some(ring) = uring::get() {
+        if let Some(ring) = self.ring.get_or_init(Uring::start) {
             let mut buf = AlignedBuf::zeroed(len, self.mem_align)?;
             let addr = buf.as_mut_slice().as_mut_ptr() as usize;
             let buf = ring.read_exact(&self.file, buf, addr, len, offset).await?;
@@ -123,7 +131,7 @@ impl DirectFile {
     }
 
     pub(crate) async fn write(&self, offset: u64, data: &[Bytes], fua: bool) -> io::Result<()> {
-        if let Some(ring) = uring::get() {
+        if let Some(ring) = self.ring.get_or_init(Uring::start) {
             let len: usize = data.iter().map(|s| s.len()).sum();
             let buf = self.gather(data, len)?;
             let addr = buf.as_ref().as_ptr() as usize;

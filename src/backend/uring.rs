@@ -1,23 +1,27 @@
-//! One io_uring for the process's direct I/O (`direct_io = true`): a read or write is submitted
-//! from the runtime thread that runs the command and completes in the kernel while that thread
-//! serves others, with no blocking-pool thread per I/O (docs/architecture.md has the A/B).
+//! An io_uring for a LUN's direct I/O (`direct_io = true`): a read or write is submitted from
+//! the runtime thread that runs the command and completes in the kernel while that thread serves
+//! others, with no blocking-pool thread per I/O (docs/architecture.md has the A/B).
 //!
-//! Submissions take a short lock (one producer of the submission queue at a time); one thread,
-//! `palisade-uring`, waits for completions and hands each result to its waiting future. Every
-//! in-flight operation owns its buffer, its file and its task's keep-alive (handoff.rs) until
-//! the kernel has completed it, so a future dropped by an abort frees nothing the kernel still
-//! uses and its task stays live until the write has ended. Where the kernel refuses io_uring
-//! (disabled by sysctl, a seccomp filter, an old kernel) or `PALISADE_IO_URING=off`, `get`
-//! answers None and direct I/O uses the blocking pool.
+//! Submissions take a short lock (one producer of the submission queue at a time). Completions
+//! come back through an eventfd the ring signals, registered with the runtime's reactor: the
+//! reactor wakes a runtime thread, which reaps them and wakes each waiting future (no thread of
+//! our own in between). Every in-flight operation owns its buffer, its file and its task's
+//! keep-alive (handoff.rs) until the kernel has completed it, so a future dropped by an abort
+//! frees nothing the kernel still uses and its task stays live until the write has ended; a
+//! ring dropped with operations in flight waits for them first. Where the kernel refuses
+//! io_uring (disabled by sysctl, a seccomp filter, an old kernel), outside a runtime, or with
+//! `PALISADE_IO_URING=off`, `Uring::start` answers None and direct I/O uses the blocking pool.
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::io::AsRawFd;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, Weak};
 
 use io_uring::{opcode, squeue, types, IoUring};
+use tokio::io::unix::AsyncFd;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 /// Submission queue entries; also the bound on operations in flight (the completion queue is
@@ -37,43 +41,71 @@ struct Pending {
     _permit: OwnedSemaphorePermit,
 }
 
+/// A ring and what its reaper shares with the submitters; cloned handles share one ring.
+#[derive(Clone)]
 pub(crate) struct Uring {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Uring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Uring")
+    }
+}
+
+struct Shared {
     ring: IoUring,
     /// Held while pushing to and submitting the submission queue (a single producer).
     submit: Mutex<()>,
+    /// Held while consuming the completion queue (a single consumer).
+    reap: Mutex<()>,
     pending: Mutex<(u64, HashMap<u64, Pending>)>,
     in_flight: Arc<Semaphore>,
 }
 
-/// The process's ring, started on first use; None where io_uring cannot be used.
-pub(crate) fn get() -> Option<&'static Uring> {
-    static RING: OnceLock<Option<&'static Uring>> = OnceLock::new();
-    *RING.get_or_init(|| {
+impl Uring {
+    /// A ring whose completions the current runtime reaps; None where io_uring cannot be used.
+    pub(crate) fn start() -> Option<Uring> {
         if std::env::var("PALISADE_IO_URING").is_ok_and(|v| v == "off") {
-            tracing::info!("direct I/O uses the blocking pool (PALISADE_IO_URING=off)");
+            tracing::debug!("direct I/O uses the blocking pool (PALISADE_IO_URING=off)");
             return None;
         }
-        match Uring::start() {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        match Self::start_in(&runtime) {
             Ok(ring) => Some(ring),
             Err(e) => {
                 tracing::info!("io_uring unavailable ({e}); direct I/O uses the blocking pool");
                 None
             }
         }
-    })
-}
+    }
 
-impl Uring {
-    fn start() -> io::Result<&'static Uring> {
+    fn start_in(runtime: &tokio::runtime::Handle) -> io::Result<Uring> {
         let ring = IoUring::new(ENTRIES)?;
-        let uring: &'static Uring = Box::leak(Box::new(Uring {
+        // SAFETY: eventfd(2) returns a new descriptor we own, or -1.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd is a fresh descriptor nobody else owns.
+        let eventfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // The kernel takes its own reference to the eventfd: ours may close before the ring.
+        ring.submitter().register_eventfd(eventfd.as_raw_fd())?;
+        let shared = Arc::new(Shared {
             ring,
             submit: Mutex::new(()),
+            reap: Mutex::new(()),
             pending: Mutex::new((0, HashMap::new())),
             in_flight: Arc::new(Semaphore::new(ENTRIES as usize)),
-        }));
-        std::thread::Builder::new().name("palisade-uring".into()).spawn(move || uring.reap())?;
-        Ok(uring)
+        });
+        let signalled = {
+            let _in_runtime = runtime.enter();
+            // SAFETY: the AsyncFd owns the OwnedFd, which stays open and the same until it drops.
+            unsafe { AsyncFd::register_with_interest(eventfd, tokio::io::Interest::READABLE) }
+                .map_err(|e| e.into_parts().1)?
+        };
+        runtime.spawn(reap(Arc::downgrade(&shared), signalled));
+        Ok(Uring { shared })
     }
 
     /// Reads `len` bytes at `offset` into the buffer, returning it filled; `addr` is the address
@@ -141,7 +173,8 @@ impl Uring {
 
     /// Submits `entry` and waits for its completion: (the kernel's result, the buffer back).
     async fn run<B: Send + 'static>(&self, entry: squeue::Entry, file: &Arc<File>, buf: B) -> io::Result<(i32, B)> {
-        let permit = self.in_flight.clone().acquire_owned().await.map_err(|_| io::Error::other("io_uring closed"))?;
+        let permit =
+            self.shared.in_flight.clone().acquire_owned().await.map_err(|_| io::Error::other("io_uring closed"))?;
         let (done, completed) = oneshot::channel();
         let pending = Pending {
             done,
@@ -151,16 +184,16 @@ impl Uring {
             _permit: permit,
         };
         {
-            let mut table = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mut table = self.shared.pending.lock().unwrap_or_else(|e| e.into_inner());
             let key = table.0;
             table.0 += 1;
             table.1.insert(key, pending);
             let entry = entry.user_data(key);
-            let _producer = self.submit.lock().unwrap_or_else(|e| e.into_inner());
+            let _producer = self.shared.submit.lock().unwrap_or_else(|e| e.into_inner());
             // SAFETY: the submit lock makes this the only submission queue in use; the entry's
             // buffer and file are owned by its Pending until the completion is reaped.
             let pushed = unsafe {
-                let mut queue = self.ring.submission_shared();
+                let mut queue = self.shared.ring.submission_shared();
                 // Never full: at most ENTRIES operations are in flight (the permit) and each
                 // push is submitted before the lock is released.
                 let pushed = queue.push(&entry);
@@ -173,13 +206,13 @@ impl Uring {
             }
             drop(table);
             loop {
-                match self.ring.submit() {
+                match self.shared.ring.submit() {
                     Ok(_) => break,
                     Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)) => {
                         std::thread::yield_now()
                     }
                     // The entry stays queued and its Pending keeps what it uses; the next
-                    // submission takes it along.
+                    // submission (or the drop's wait) takes it along.
                     Err(e) => {
                         tracing::error!("io_uring submit failed: {e}");
                         break;
@@ -191,32 +224,64 @@ impl Uring {
         let buf = *buffer.downcast::<B>().map_err(|_| io::Error::other("io_uring buffer mix-up"))?;
         Ok((result, buf))
     }
+}
 
-    /// The reaper thread: waits for completions and hands each to its future.
-    fn reap(&self) {
-        loop {
-            // SAFETY: a plain wait for one completion on our ring; nothing submitted, no argument.
+/// The reaper: runs on the runtime, woken by the ring's eventfd, until the ring is gone.
+async fn reap(ring: Weak<Shared>, signalled: AsyncFd<OwnedFd>) {
+    loop {
+        let Ok(mut ready) = signalled.readable().await else { return };
+        // Reset the counter before reaping: a completion posted after the reset signals again.
+        let reset = ready.try_io(|fd| {
+            let mut count = 0u64;
+            // SAFETY: reads 8 bytes into a live u64 from our eventfd.
+            let n = unsafe { libc::read(fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        });
+        if matches!(reset, Ok(Err(ref e)) if e.kind() != io::ErrorKind::WouldBlock) {
+            tracing::error!("io_uring eventfd: {reset:?}");
+        }
+        let Some(ring) = ring.upgrade() else { return };
+        ring.deliver();
+    }
+}
+
+impl Shared {
+    /// Hands every posted completion to its future (or frees a dropped future's buffer).
+    fn deliver(&self) -> usize {
+        let _consumer = self.reap.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the reap lock makes this the only completion queue in use.
+        let completions: Vec<(u64, i32)> =
+            unsafe { self.ring.completion_shared() }.map(|c| (c.user_data(), c.result())).collect();
+        let mut table = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let finished: Vec<(Pending, i32)> =
+            completions.into_iter().filter_map(|(key, result)| table.1.remove(&key).map(|p| (p, result))).collect();
+        drop(table);
+        let count = finished.len();
+        for (pending, result) in finished {
+            let Pending { done, buffer, .. } = pending;
+            // A dropped future (an aborted task) leaves the buffer to be freed here, after the
+            // kernel is done with it.
+            let _ = done.send((result, buffer));
+        }
+        count
+    }
+}
+
+impl Drop for Shared {
+    /// The kernel may still write into buffers of operations in flight: wait for them all.
+    fn drop(&mut self) {
+        let _ = self.ring.submit();
+        while !self.pending.lock().unwrap_or_else(|e| e.into_inner()).1.is_empty() {
+            // SAFETY: a plain wait for one completion on our ring; no argument.
             let waited = unsafe { self.ring.submitter().enter::<libc::sigset_t>(0, 1, IORING_ENTER_GETEVENTS, None) };
-            if let Err(e) = waited {
-                if e.raw_os_error() != Some(libc::EINTR) && e.raw_os_error() != Some(libc::EBUSY) {
-                    tracing::error!("io_uring wait failed: {e}");
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-                continue;
+            if waited.is_err() && self.deliver() == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
-            // SAFETY: this thread is the only consumer of the completion queue.
-            let completions: Vec<(u64, i32)> =
-                unsafe { self.ring.completion_shared() }.map(|c| (c.user_data(), c.result())).collect();
-            let mut table = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            let finished: Vec<(Pending, i32)> =
-                completions.into_iter().filter_map(|(key, result)| table.1.remove(&key).map(|p| (p, result))).collect();
-            drop(table);
-            for (pending, result) in finished {
-                let Pending { done, buffer, .. } = pending;
-                // A dropped future (an aborted task) leaves the buffer to be freed here, after
-                // the kernel is done with it.
-                let _ = done.send((result, buffer));
-            }
+            self.deliver();
         }
     }
 }
@@ -228,7 +293,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_direct_reads_and_writes_through_the_ring_see_their_own_data() {
-        let Some(ring) = get() else {
+        let Some(ring) = Uring::start() else {
             // The fallback is then what runs; direct.rs's tests cover it.
             assert_eq!(std::env::var("PALISADE_IO_URING").as_deref(), Ok("off"), "io_uring is permitted here");
             return;
@@ -242,7 +307,7 @@ mod tests {
         let file = Arc::new(super::super::direct::open(&path, false).unwrap());
         let block = |i: usize| vec![(i * 37 % 251) as u8; 4096];
         let writes = (0..64).map(|i| {
-            let file = file.clone();
+            let (file, ring) = (file.clone(), ring.clone());
             tokio::spawn(async move {
                 let aligned = aligned_copy(&block(i));
                 let addr = aligned.as_ptr() as usize;
@@ -253,7 +318,7 @@ mod tests {
             w.await.unwrap();
         }
         let reads = (0..64).map(|i| {
-            let file = file.clone();
+            let (file, ring) = (file.clone(), ring.clone());
             tokio::spawn(async move {
                 let buf = aligned_copy(&[0u8; 4096]);
                 let addr = buf.as_ptr() as usize;
@@ -269,7 +334,7 @@ mod tests {
         let addr = buf.as_ptr() as usize;
         drop(Box::pin(ring.read_exact(&file, buf, addr, 4096, 0)));
         let dropped = tokio::spawn({
-            let file = file.clone();
+            let (file, ring) = (file.clone(), ring.clone());
             async move {
                 let buf = aligned_copy(&[0u8; 4096]);
                 let addr = buf.as_ptr() as usize;
