@@ -2,7 +2,7 @@
 //! and length is aligned to what the file system demands (statx STATX_DIOALIGN). Reads land in
 //! an aligned buffer that becomes the `Bytes` sent to the initiator without another copy;
 //! writes gather their segments into one aligned buffer (the one copy direct I/O needs). Both go
-//! through the process's io_uring (uring.rs), or the blocking pool where it is refused.
+//! through the LUN's io_uring (uring.rs), or the blocking pool where it is refused.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ffi::CString;
@@ -70,7 +70,7 @@ pub(crate) struct DirectFile {
     /// Required alignment of file offsets and lengths.
     offset_align: u32,
     /// The LUN's io_uring, started at the first I/O (inside the runtime that reaps it); None
-    /// inside: the blocking pool.
+    /// when io_uring cannot be used: the blocking pool then.
     ring: Arc<std::sync::OnceLock<Option<Uring>>>,
 }
 

@@ -1,4 +1,4 @@
-//! I/O handed to a blocking thread outlives the future that started it: an aborted task's
+//! I/O handed to a blocking thread or to the kernel (io_uring) outlives the future that started it: an aborted task's
 //! future is dropped at once, but its pread/pwrite goes on in the kernel. Whoever started the
 //! I/O names an owner with [`owned_by`]; the job keeps that owner alive until it ends, so task
 //! management (which waits for aborted tasks to end) also waits for their writes to reach the

@@ -113,62 +113,65 @@ impl Uring {
     pub(crate) async fn read_exact<B: Send + 'static>(
         &self,
         file: &Arc<File>,
-        mut buf: B,
+        buf: B,
         addr: usize,
         len: usize,
         offset: u64,
     ) -> io::Result<B> {
-        let base = addr;
-        let mut done = 0usize;
-        while done < len {
-            // addr..addr+len lies in `buf`'s heap storage, which `run` keeps alive and in place
-            // until the kernel has completed the read.
-            let at = (base + done) as *mut u8;
-            let entry = opcode::Read::new(types::Fd(file.as_raw_fd()), at, (len - done) as u32)
-                .offset(offset + done as u64)
-                .build();
-            let (n, back) = self.run(entry, file, buf).await?;
-            buf = back;
-            match n {
-                n if n > 0 => done += n as usize,
-                0 => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-                n if -n == libc::EINTR || -n == libc::EAGAIN => {}
-                n => return Err(io::Error::from_raw_os_error(-n)),
-            }
-        }
-        Ok(buf)
+        let fd = types::Fd(file.as_raw_fd());
+        let read =
+            |at: usize, n: u32, at_offset: u64| opcode::Read::new(fd, at as *mut u8, n).offset(at_offset).build();
+        self.transfer(file, buf, addr, len, offset, io::ErrorKind::UnexpectedEof, read).await
     }
 
-    /// Writes `len` bytes from the buffer (its storage at `addr`, as for reads) at `offset`; with `dsync` the write is durable when it
-    /// completes (RWF_DSYNC: data and the device cache flush, SBC-3 §5.40 FUA).
+    /// Writes `len` bytes from the buffer (its storage at `addr`, as for reads) at `offset`;
+    /// with `dsync` the write is durable when it completes (RWF_DSYNC: data and the device
+    /// cache flush, SBC-3 §5.40 FUA).
     pub(crate) async fn write_all<B: Send + 'static>(
+        &self,
+        file: &Arc<File>,
+        buf: B,
+        addr: usize,
+        len: usize,
+        offset: u64,
+        dsync: bool,
+    ) -> io::Result<()> {
+        let fd = types::Fd(file.as_raw_fd());
+        let flags = if dsync { libc::RWF_DSYNC } else { 0 };
+        let write = |at: usize, n: u32, at_offset: u64| {
+            opcode::Write::new(fd, at as *const u8, n).offset(at_offset).rw_flags(flags).build()
+        };
+        self.transfer(file, buf, addr, len, offset, io::ErrorKind::WriteZero, write).await.map(drop)
+    }
+
+    /// Submits `entry(address, length, file offset)` for what is left of the `len` bytes until
+    /// all of them have moved (a short transfer continues where it stopped); a transfer of
+    /// nothing is `zero`. `addr..addr + len` lies in `buf`'s heap storage, which `run` keeps
+    /// alive and in place until the kernel has completed each operation.
+    #[allow(clippy::too_many_arguments)]
+    async fn transfer<B: Send + 'static>(
         &self,
         file: &Arc<File>,
         mut buf: B,
         addr: usize,
         len: usize,
         offset: u64,
-        dsync: bool,
-    ) -> io::Result<()> {
-        let base = addr;
+        zero: io::ErrorKind,
+        entry: impl Fn(usize, u32, u64) -> squeue::Entry,
+    ) -> io::Result<B> {
         let mut done = 0usize;
         while done < len {
-            // As in read_exact; the kernel only reads the buffer.
-            let at = (base + done) as *const u8;
-            let entry = opcode::Write::new(types::Fd(file.as_raw_fd()), at, (len - done) as u32)
-                .offset(offset + done as u64)
-                .rw_flags(if dsync { libc::RWF_DSYNC } else { 0 })
-                .build();
-            let (n, back) = self.run(entry, file, buf).await?;
+            let submitted = entry(addr + done, (len - done) as u32, offset + done as u64);
+            let (n, back) = self.run(submitted, file, buf).await?;
             buf = back;
             match n {
                 n if n > 0 => done += n as usize,
-                0 => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+                0 => return Err(io::Error::from(zero)),
                 n if -n == libc::EINTR || -n == libc::EAGAIN => {}
                 n => return Err(io::Error::from_raw_os_error(-n)),
             }
         }
-        Ok(())
+        Ok(buf)
     }
 
     /// Submits `entry` and waits for its completion: (the kernel's result, the buffer back).
