@@ -39,8 +39,16 @@ async fn witness_node(c: Client, id: usize, owners: Arc<[AtomicBool; 3]>, log: L
         if owners[id].load(Ordering::SeqCst) {
             let (_, keys) = c.read_keys().await;
             let mut lost = !keys.contains(&key);
+            if lost {
+                eprintln!("witness node {id}: its key is gone from {keys:x?}");
+            }
             for other in keys.into_iter().filter(|k| *k != key) {
-                if timed_pr_out(&c, id, &log, prout::PREEMPT, prout::WERO, key, other).await.status != GOOD {
+                let r = timed_pr_out(&c, id, &log, prout::PREEMPT, prout::WERO, key, other).await;
+                // A conflict means our key is gone or the victim's is: a late challenger may have
+                // preempted the same key first (a non-holder's key, SPC-4 §5.13.11.2.4.2). So, like
+                // a cluster's defender, ask who holds the reservation rather than give it up.
+                if r.status != GOOD && c.read_reservation().await.map(|(k, _)| k) != Some(key) {
+                    eprintln!("witness node {id}: PREEMPT of {other:#x} answered {}", sequence::outcome(&r));
                     lost = true;
                 }
             }
@@ -55,7 +63,11 @@ async fn witness_node(c: Client, id: usize, owners: Arc<[AtomicBool; 3]>, log: L
             beat[1..9].copy_from_slice(&rand::random::<u64>().to_be_bytes());
             match c.write16(100, Bytes::from(beat.clone()), Duration::from_secs(10)).await {
                 Some(r) if r.status == GOOD && !lost => last_beat = Some(beat),
-                _ => {
+                r => {
+                    eprintln!(
+                        "witness node {id} gives up ownership; heartbeat write: {:?}",
+                        r.map(|r| sequence::outcome(&r))
+                    );
                     owners[id].store(false, Ordering::SeqCst);
                     last_beat = None;
                 }
