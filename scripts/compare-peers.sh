@@ -21,6 +21,8 @@
 #                        MaxSessions 32)
 #      then (DISK=1) the disk rows: palisade bench 4 KiB randread QD1/QD32, 256 KiB read QD8,
 #      4 KiB randwrite QD32, 256 KiB write QD8 on palisade-direct, tgt-direct, palisade-blk, tgt-blk;
+#      then (PLACEMENT=1) scripts/qd1-placement.sh: 4 KiB QD1 reads with the target and the client
+#      pinned to fixed CPUs, tmpfs and disk, next to the kernel's floor (benches/qd1_floor.rs);
 #      and (ISOLATION=1) scripts/slow-disk-isolation.sh;
 #      recording each target's CPU seconds (utime+stime of its PID, /proc) per GiB moved;
 #   4. optionally (PROFILE=1, needs `perf`) samples Palisade during 4 KiB QD32 and 256 KiB reads;
@@ -29,7 +31,7 @@
 # Knobs: ROUNDS=3 DURATION=8 (s per run) PORT=3415 PROFILE=1 TARGETS="palisade palisade-mem tgt istgt"
 #        PAL_BACKEND=file (a file on the peers' tmpfs, PEERS_DATA) | memory
 #        DISK=1 DISK_DIR=target/compare-peers (a disk file system) TGT_DIRECT_PORT=41263
-#        TGT_BLK_PORT=41264 ISOLATION=1 ISOLATION_PORT=41300
+#        TGT_BLK_PORT=41264 ISOLATION=1 ISOLATION_PORT=41300 PLACEMENT=1
 #        OUTDIR=target/compare-peers/<stamp> DOC=docs/performance.md
 #        REPORT_FROM=<an OUTDIR of an earlier run>: only rewrite DOC from that run's raw data
 # WRITES DESTROY THE PEERS' LUN DATA (their tmpfs files; nothing else). Takes ~25 min with defaults.
@@ -49,6 +51,7 @@ DISK_DIR="${DISK_DIR:-$REPO/target/compare-peers}"
 TGT_DIRECT_PORT="${TGT_DIRECT_PORT:-41263}"
 TGT_BLK_PORT="${TGT_BLK_PORT:-41264}"
 ISOLATION="${ISOLATION:-1}"
+PLACEMENT="${PLACEMENT:-1}"
 DISK_TARGETS=(palisade-direct tgt-direct palisade-blk tgt-blk)
 STAMP="$(date +%Y%m%d-%H%M%S)"
 OUTDIR="${REPORT_FROM:-${OUTDIR:-$REPO/target/compare-peers/$STAMP}}"
@@ -292,6 +295,13 @@ if [ "$DISK" = 1 ]; then
 fi
 
 kill "$STEAL_PID" 2>/dev/null
+
+# ------------------------------------------------------------------ QD1 with fixed CPU placement
+if [ "$PLACEMENT" = 1 ]; then
+  log "4 KiB QD1 with fixed CPU placement and the floor (scripts/qd1-placement.sh)"
+  OUT="$OUTDIR" ROUNDS="$ROUNDS" DURATION="$DURATION" BIN="$BIN" DISK="$DISK" DISK_DIR="$DISK_DIR" \
+    "$REPO/scripts/qd1-placement.sh" >>"$OUTDIR/run.log" 2>&1 || log "WARNING: the placement run failed (see $OUTDIR/run.log)"
+fi
 
 # ------------------------------------------------------------------ slow-disk isolation
 if [ "$ISOLATION" = 1 ]; then
