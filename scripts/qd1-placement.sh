@@ -17,7 +17,7 @@
 #   scripts/qd1-placement.sh            # knobs: ROUNDS=3 DURATION=5 OUT=target/qd1-placement/<stamp>
 #                                       # PORT=3431 TGT_PORT=41271 TGT_DIRECT_PORT=41272 DISK_DIR=target/qd1-placement
 #                                       # BIN=target/release/palisade (built if missing) DISK=1
-# Writes OUT/placement.tsv: placement storage label round iops p50_us p99_us cpu_us_per_io cpu_s_per_GiB
+# Writes OUT/placement.tsv (its servers' files in OUT/qd1-placement/): placement storage label round iops p50_us p99_us cpu_us_per_io cpu_s_per_GiB
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="$REPO/scripts/peers"
@@ -28,7 +28,11 @@ DISK_DIR="${DISK_DIR:-$REPO/target/qd1-placement}"
 BIN="${BIN:-$REPO/target/release/palisade}"
 TCK=$(getconf CLK_TCK)
 IQN="iqn.2026-12.io.palisade:qd1"
+# Its own folder inside OUT: compare-peers.sh passes its run folder, whose server files these must not touch.
 mkdir -p "$OUT" "$DISK_DIR"
+OUT="$(cd "$OUT" && pwd)"  # the server resolves relative paths against its config's folder
+WORK="$OUT/qd1-placement"
+mkdir -p "$WORK"
 log() { echo "[qd1-placement $(date +%H:%M:%S)] $*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs"
@@ -52,22 +56,22 @@ cp "$PAL_FILE" "$TGT_FILE"
 [ "$DISK" = 1 ] && { dd if="$PAL_FILE" of="$DISK_FILE" bs=1M oflag=direct status=none || die "cannot fill $DISK_FILE"; }
 
 {
-  printf 'data_dir = "%s"\n\n[[portals]]\nname = "loopback"\nlisten = "127.0.0.1:%s"\n\n' "$OUT/palisade-data" "$PORT"
+  printf 'data_dir = "%s"\n\n[[portals]]\nname = "loopback"\nlisten = "127.0.0.1:%s"\n\n' "$WORK/palisade-data" "$PORT"
   printf '[[targets]]\nname = "%s"\nportals = ["loopback"]\n\n[[targets.luns]]\nid = 0\nbackend = "file"\npath = "%s"\n' "$IQN" "$PAL_FILE"
   [ "$DISK" = 1 ] && printf '\n[[targets.luns]]\nid = 1\nbackend = "file"\npath = "%s"\ndirect_io = true\n' "$DISK_FILE"
-} >"$OUT/palisade.toml"
-"$BIN" serve --config "$OUT/palisade.toml" >"$OUT/palisade.log" 2>&1 &
+} >"$WORK/palisade.toml"
+"$BIN" serve --config "$WORK/palisade.toml" >"$WORK/palisade.log" 2>&1 &
 PAL_PID=$!
-for _ in $(seq 100); do grep -q "admin socket ready" "$OUT/palisade.log" && break; sleep 0.1; done
-kill -0 "$PAL_PID" 2>/dev/null || die "palisade did not start (see $OUT/palisade.log)"
+for _ in $(seq 100); do grep -q "admin socket ready" "$WORK/palisade.log" && break; sleep 0.1; done
+kill -0 "$PAL_PID" 2>/dev/null || die "palisade did not start (see $WORK/palisade.log)"
 
 declare -A URL PID
 URL[palisade]="iscsi://127.0.0.1:$PORT/$IQN/0"; PID[palisade]=$PAL_PID
 URL[palisade-direct]="iscsi://127.0.0.1:$PORT/$IQN/1"; PID[palisade-direct]=$PAL_PID
-TGT_PORT="$TGT_PORT" TGT_BACKING="$TGT_FILE" "$PEERS/peers.sh" restart tgt >>"$OUT/peers.log" 2>&1 || die "tgt did not start"
+TGT_PORT="$TGT_PORT" TGT_BACKING="$TGT_FILE" "$PEERS/peers.sh" restart tgt >>"$WORK/peers.log" 2>&1 || die "tgt did not start"
 URL[tgt]="$(TGT_PORT="$TGT_PORT" "$PEERS/peers.sh" url tgt)"; PID[tgt]="$(TGT_PORT="$TGT_PORT" "$PEERS/peers.sh" pid tgt)"
 if [ "$DISK" = 1 ]; then
-  TGT_PORT="$TGT_DIRECT_PORT" TGT_BACKING="$DISK_FILE" TGT_BSOFLAGS=direct "$PEERS/peers.sh" restart tgt >>"$OUT/peers.log" 2>&1 ||
+  TGT_PORT="$TGT_DIRECT_PORT" TGT_BACKING="$DISK_FILE" TGT_BSOFLAGS=direct "$PEERS/peers.sh" restart tgt >>"$WORK/peers.log" 2>&1 ||
     die "tgt (direct) did not start"
   URL[tgt-direct]="$(TGT_PORT="$TGT_DIRECT_PORT" "$PEERS/peers.sh" url tgt)"
   PID[tgt-direct]="$(TGT_PORT="$TGT_DIRECT_PORT" "$PEERS/peers.sh" pid tgt)"
@@ -83,7 +87,7 @@ one_run() {
     line="$(cd "$REPO" && FLOOR_SECONDS="$DURATION" FLOOR_SERVER_CPUS="$srv" FLOOR_CLIENT_CPUS="$cli" \
       cargo bench -q --bench qd1_floor -- --tsv 2>/dev/null | tail -1)"
   else
-    local pid="${PID[$label]}" raw="$OUT/$placement-$label-r$round.json" t0 t1
+    local pid="${PID[$label]}" raw="$WORK/$placement-$label-r$round.json" t0 t1
     # Every thread, and the threads they start later (they inherit the mask).
     taskset -a -p -c "$srv" "$pid" >/dev/null || die "taskset $pid"
     t0=$(cpu_ticks "$pid")
