@@ -146,9 +146,7 @@ impl MappedFile {
         for segment in segments {
             // SAFETY: [at, at + len) lies in the mapping (usable checked the whole range), which
             // is mapped writable; the source is a separate heap buffer, so they do not overlap.
-            unsafe {
-                std::ptr::copy_nonoverlapping(segment.as_ptr(), self.map.map.as_mut_ptr().add(at), segment.len())
-            };
+            unsafe { super::stream_copy::copy_to(self.map.map.as_mut_ptr().add(at), segment) };
             at += segment.len();
         }
         if self.lost() {

@@ -9,6 +9,7 @@ mod mapped;
 mod memory;
 mod positional;
 mod residency;
+mod stream_copy;
 mod uring;
 
 pub use blockdev::BlockDeviceBackend;
