@@ -358,10 +358,10 @@ the two placements below. In the unpinned rows above the scheduler decides per r
 target's thread shares the client's CPU or the disk interrupt's, which moves QD1 results by 20 %
 either way and is no property of the target (perf sched traces of one run: tgt's threads shared
 CPU 0 with the client, its 4 KiB socket write took 3 µs; Palisade's worker sat on CPU 1 with the
-disk interrupt, its writev took 31 µs). Here
-every target, and the client, is pinned the same way, interleaved round by round; "floor" is
-`benches/qd1_floor.rs`, a server that only reads the 48-byte command and writes 48 + 4096 bytes
-back (no protocol, no SCSI, no storage): the kernel's cost per I/O, below which no target can go.
+disk interrupt, its writev took 31 µs). Here every target, and the client, is pinned the same
+way, interleaved round by round; "floor" is `benches/qd1_floor.rs`, a server that only reads the
+48-byte command and writes 48 + 4096 bytes back (no protocol, no SCSI, no storage): the kernel's
+cost per I/O, below which no target can go.
 Medians (min–max) of {rounds} rounds of {duration} s.
 
 {placement_section}
