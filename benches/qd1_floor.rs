@@ -9,8 +9,8 @@
 //! The client is a second process (as an initiator is), so the switches cross address spaces as
 //! they do in the real benchmark. Run: `cargo bench --bench qd1_floor`. Knobs: FLOOR_SECONDS=5;
 //! FLOOR_SERVER_CPUS / FLOOR_CLIENT_CPUS (e.g. "1" and "0": CPU lists the server and the client
-//! are pinned to, as scripts/qd1-placement.sh pins the targets and the client). Prints IOPS, p50 µs
-//! and the server's CPU µs per I/O and CPU-s per GiB; with --tsv one line of those numbers.
+//! are pinned to, as scripts/qd1-placement.sh pins the targets and the client). Prints IOPS, p50
+//! and p99 µs, the server's CPU µs per I/O and CPU-s per GiB; with --tsv as one tab-separated line.
 
 use std::io::{IoSlice, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -116,25 +116,14 @@ fn main() {
     let served: f64 = fields.next().and_then(|s| s.parse().ok()).expect("served");
     let cpu: f64 = fields.next().and_then(|s| s.parse().ok()).expect("cpu");
     latencies.sort();
-    let p50 = latencies[latencies.len() / 2];
-    let gib = served * DATA as f64 / (1u64 << 30) as f64;
+    let percentile = |p: usize| latencies[latencies.len() * p / 100].as_secs_f64() * 1e6;
+    let (iops, p50, p99) = (served / elapsed, percentile(50), percentile(99));
+    let (us_per_io, per_gib) = (cpu / served * 1e6, cpu / (served * DATA as f64 / (1u64 << 30) as f64));
     if std::env::args().any(|a| a == "--tsv") {
-        let p99 = latencies[latencies.len() * 99 / 100];
+        println!("{iops:.0}\t{p50:.1}\t{p99:.1}\t{us_per_io:.2}\t{per_gib:.3}");
+    } else {
         println!(
-            "{:.0}\t{:.1}\t{:.1}\t{:.2}\t{:.3}",
-            served / elapsed,
-            p50.as_secs_f64() * 1e6,
-            p99.as_secs_f64() * 1e6,
-            cpu / served * 1e6,
-            cpu / gib
+            "qd1 floor: {iops:.0} IOPS, p50 {p50:.0} us, p99 {p99:.0} us, server CPU {us_per_io:.1} us per I/O, {per_gib:.2} CPU-s per GiB"
         );
-        return;
     }
-    println!(
-        "qd1 floor: {:.0} IOPS, p50 {:.0} us, server CPU {:.1} us per I/O, {:.2} CPU-s per GiB",
-        served / elapsed,
-        p50.as_secs_f64() * 1e6,
-        cpu / served * 1e6,
-        cpu / gib
-    );
 }

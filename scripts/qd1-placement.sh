@@ -21,6 +21,8 @@
 set -uo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PEERS="$REPO/scripts/peers"
+# shellcheck source-path=SCRIPTDIR source=peers/lib.sh
+. "$PEERS/lib.sh"
 ROUNDS="${ROUNDS:-3}" DURATION="${DURATION:-5}" PORT="${PORT:-3431}" DISK="${DISK:-1}"
 TGT_PORT="${TGT_PORT:-41271}" TGT_DIRECT_PORT="${TGT_DIRECT_PORT:-41272}"
 OUT="${OUT:-$REPO/target/qd1-placement/$(date +%Y%m%d-%H%M%S)}"
@@ -62,8 +64,7 @@ cp "$PAL_FILE" "$TGT_FILE"
 } >"$WORK/palisade.toml"
 "$BIN" serve --config "$WORK/palisade.toml" >"$WORK/palisade.log" 2>&1 &
 PAL_PID=$!
-for _ in $(seq 100); do grep -q "admin socket ready" "$WORK/palisade.log" && break; sleep 0.1; done
-kill -0 "$PAL_PID" 2>/dev/null || die "palisade did not start (see $WORK/palisade.log)"
+wait_listening "$PORT" 10 && kill -0 "$PAL_PID" 2>/dev/null || die "palisade did not start (see $WORK/palisade.log)"
 
 declare -A URL PID
 URL[palisade]="iscsi://127.0.0.1:$PORT/$IQN/0"; PID[palisade]=$PAL_PID
@@ -79,7 +80,6 @@ fi
 
 TSV="$OUT/placement.tsv"
 printf 'placement\tstorage\tlabel\tround\tiops\tp50_us\tp99_us\tcpu_us_per_io\tcpu_s_per_GiB\n' >"$TSV"
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # one_run PLACEMENT STORAGE LABEL ROUND TARGET_CPUS CLIENT_CPU
 one_run() {
   local placement="$1" storage="$2" label="$3" round="$4" srv="$5" cli="$6" line
@@ -90,10 +90,10 @@ one_run() {
     local pid="${PID[$label]}" raw="$WORK/$placement-$label-r$round.json" t0 t1
     # Every thread, and the threads they start later (they inherit the mask).
     taskset -a -p -c "$srv" "$pid" >/dev/null || die "taskset $pid"
-    t0=$(cpu_ticks "$pid")
+    t0=$(proc_cpu_ticks "$pid")
     taskset -c "$cli" "$BIN" bench "${URL[$label]}" --pattern randread --block-size 4k --qd 1 \
       --duration "${DURATION}s" --json >"$raw" 2>"$raw.err" || { log "$label: bench failed"; return; }
-    t1=$(cpu_ticks "$pid")
+    t1=$(proc_cpu_ticks "$pid")
     line="$(python3 - "$raw" "$t0" "$t1" "$TCK" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); cpu = (int(sys.argv[3]) - int(sys.argv[2])) / int(sys.argv[4])

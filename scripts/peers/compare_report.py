@@ -263,19 +263,18 @@ placement_lines = ["| placement | storage | target | IOPS | p50 µs | p99 µs | 
                    "|---|---|---|---|---|---|---|---|---|---|"]
 for where, where_text in placements:
     for storage, storage_text, pl, tl in storages:
+        ti, tc = med(placed(where, storage, tl, "iops")), med(placed(where, storage, tl, "cpu_s_per_GiB"))
         for label in (pl, tl, "floor"):
             if not placed(where, storage, label, "iops"):
                 continue
             i, c = med(placed(where, storage, label, "iops")), med(placed(where, storage, label, "cpu_s_per_GiB"))
-            ti, tc = med(placed(where, storage, tl, "iops")), med(placed(where, storage, tl, "cpu_s_per_GiB"))
             name = "floor (read + writev only)" if label == "floor" else label
             placement_lines.append(
                 f"| {where}: {where_text} | {storage_text} | {name} | {cell(placed(where, storage, label, 'iops'), 'iops')} | "
                 f"{fmt(med(placed(where, storage, label, 'p50_us')), 'us')} | {fmt(med(placed(where, storage, label, 'p99_us')), 'us')} | "
                 f"{fmt(med(placed(where, storage, label, 'cpu_us_per_io')), 'cpu')} | {cell(placed(where, storage, label, 'cpu_s_per_GiB'), 'cpu')} | "
                 f"{'' if label == tl else ratio(i, ti)} | {'' if label == tl else ratio(c, tc)} |")
-        pc, tc = med(placed(where, storage, pl, "cpu_s_per_GiB")), med(placed(where, storage, tl, "cpu_s_per_GiB"))
-        pi, ti = med(placed(where, storage, pl, "iops")), med(placed(where, storage, tl, "iops"))
+        pc, pi = med(placed(where, storage, pl, "cpu_s_per_GiB")), med(placed(where, storage, pl, "iops"))
         if storage == "tmpfs" and pc and tc:
             fc = med(placed(where, storage, "floor", "cpu_s_per_GiB"))
             floor = (f"; the floor is {fc:.2f}, {fc / tc:.2f}× tgt, so palisade spends {pc / fc:.2f}× the floor" if fc else "")

@@ -1,7 +1,7 @@
-//! I/O handed to a blocking thread or to the kernel (io_uring) outlives the future that started it: an aborted task's
-//! future is dropped at once, but its pread/pwrite goes on in the kernel. Whoever started the
-//! I/O names an owner with [`owned_by`]; the job keeps that owner alive until it ends, so task
-//! management (which waits for aborted tasks to end) also waits for their writes to reach the
+//! I/O handed to a blocking thread or to the kernel (io_uring) outlives the future that started
+//! it: an aborted task's future is dropped at once, but its pread/pwrite goes on in the kernel.
+//! Whoever started the I/O names an owner with [`owned_by`]; the job keeps that owner alive until
+//! it ends, so task management (which waits for aborted tasks to end) also waits for their writes to reach the
 //! medium or fail (SAM-5 §7.2: an aborted task touches the medium no more once the abort is
 //! answered; SPC-4 §5.13.11.2.5 for PREEMPT AND ABORT).
 
