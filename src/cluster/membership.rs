@@ -139,19 +139,35 @@ impl<S: ClusterStore> Membership<S> {
             reservations: None,
         };
         let give_up = Instant::now() + timing.ttl + Duration::from_secs(1);
+        // The holder last seen on our id: if etcd stops answering before the wait is over, that
+        // is still the reason to refuse (it was live less than a TTL ago).
+        let mut seen_holder = None;
         loop {
-            match membership.acquire(None).await {
-                Err(JoinError::DuplicateGateway { holder }) if Instant::now() < give_up => {
+            let outcome = membership.acquire(None).await;
+            let waiting = Instant::now() < give_up;
+            match outcome {
+                Ok(()) => return Ok(membership),
+                Err(JoinError::DuplicateGateway { holder }) if waiting => {
                     info!(
                         gateway = membership.record.gateway_id,
                         holder_pid = holder.as_ref().map(|h| h.pid),
                         "gateway id held by another lease; waiting to see whether it expires"
                     );
-                    sleep(timing.interval).await;
+                    seen_holder = Some(holder);
+                }
+                // A request that timed out (etcd busy, a leader election) says nothing about our
+                // id: ask again until the wait is over rather than fail on one slow answer.
+                Err(JoinError::Store(e @ (StoreError::Unavailable(_) | StoreError::LeaseNotFound))) if waiting => {
+                    warn!(gateway = membership.record.gateway_id, "joining the cluster: {e}; trying again");
+                }
+                Err(JoinError::Store(StoreError::Unavailable(_) | StoreError::LeaseNotFound))
+                    if seen_holder.is_some() =>
+                {
+                    return Err(JoinError::DuplicateGateway { holder: seen_holder.flatten() })
                 }
                 Err(e) => return Err(e),
-                Ok(()) => return Ok(membership),
             }
+            sleep(timing.interval).await;
         }
     }
 
@@ -190,7 +206,18 @@ impl<S: ClusterStore> Membership<S> {
             }
             Ok(Created::Exists(found)) => {
                 let _ = self.store.revoke_lease(lease).await;
-                Err(JoinError::DuplicateGateway { holder: serde_json::from_slice(&found.value).ok() })
+                let holder: Option<GatewayRecord> = serde_json::from_slice(&found.value).ok();
+                match (holder, found.lease) {
+                    // Our own key from an earlier attempt whose answer was lost (the create took
+                    // effect, the revoke did not): not a duplicate. Revoke it and ask again.
+                    (Some(h), Some(stale)) if h.boot_id == self.record.boot_id => {
+                        self.store.revoke_lease(stale).await?;
+                        Err(JoinError::Store(StoreError::Unavailable(
+                            "an earlier attempt's membership key was left behind (now revoked)".into(),
+                        )))
+                    }
+                    (holder, _) => Err(JoinError::DuplicateGateway { holder }),
+                }
             }
             Err(e) => {
                 let _ = self.store.revoke_lease(lease).await;

@@ -91,6 +91,65 @@ async fn a_restarted_gateway_takes_its_id_back_once_the_old_lease_expires() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_join_asks_again_through_a_short_outage_instead_of_failing() {
+    let store = Arc::new(MemoryStore::new());
+    store.set_reachable(false);
+    let joining = tokio::spawn({
+        let store = store.clone();
+        async move { join(&store, 1, 1).await.0.map(|_| ()) }
+    });
+    run_for(TTL / 2).await;
+    assert!(!joining.is_finished(), "one unanswered request is not a verdict");
+    store.set_reachable(true);
+    run_for(TTL / 2).await;
+    assert_eq!(joining.await.unwrap().map_err(|e| e.to_string()), Ok(()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_join_that_etcd_never_answers_fails_after_the_wait() {
+    let store = Arc::new(MemoryStore::new());
+    store.set_reachable(false);
+    let started = Instant::now();
+    match join(&store, 1, 1).await.0 {
+        Err(JoinError::Store(e)) => assert!(e.to_string().contains("partitioned"), "{e}"),
+        Err(e) => panic!("expected the store's error, got {e}"),
+        Ok(_) => panic!("joined without etcd"),
+    }
+    assert!(started.elapsed() >= TTL, "asked again for a TTL first");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_live_holder_seen_before_etcd_stops_answering_is_still_the_refusal() {
+    let store = Arc::new(MemoryStore::new());
+    let (first, _gw1) = join(&store, 1, 1).await;
+    let _running = first.expect("first join").start(Vec::new());
+    let joining = tokio::spawn({
+        let store = store.clone();
+        async move { join(&store, 1, 2).await.0.map(|_| ()) }
+    });
+    run_for(TTL / 2).await;
+    store.set_reachable(false);
+    run_for(TTL * 2).await;
+    match joining.await.unwrap() {
+        Err(JoinError::DuplicateGateway { holder: Some(h) }) => assert_eq!(h.boot_id, 1),
+        other => panic!("expected the duplicate refusal, got {:?}", other.map_err(|e| e.to_string())),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn our_own_key_left_by_a_lost_answer_is_not_a_duplicate() {
+    let store = Arc::new(MemoryStore::new());
+    // The same boot id: what an earlier attempt of this very process leaves behind when its
+    // create took effect but the answer (and the revoke after it) were lost.
+    let (earlier, _gw) = join(&store, 1, 7).await;
+    let _running = earlier.expect("first attempt").start(Vec::new());
+    let started = Instant::now();
+    let (again, _) = join(&store, 1, 7).await;
+    assert!(again.is_ok(), "{:?}", again.err().map(|e| e.to_string()));
+    assert!(started.elapsed() < TTL, "did not wait for its own key to expire");
+}
+
+#[tokio::test(start_paused = true)]
 async fn partitioned_gateway_fences_before_its_lease_expires_and_rejoins_after_heal() {
     let store = Arc::new(MemoryStore::new());
     let (joined, gw) = join(&store, 1, 1).await;

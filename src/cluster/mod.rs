@@ -34,9 +34,11 @@ mod reservations_tests;
 pub mod status;
 pub mod store;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use tokio::time::{sleep, Instant};
 use tracing::{error, info, warn};
 
 use crate::config::ClusterConfig;
@@ -76,6 +78,26 @@ pub fn definition_of(target: &str, lun: &Lun) -> LunDefinition {
     }
 }
 
+/// Runs a start-up step (idempotent: a read, or a write conditioned on what was read) again while
+/// etcd does not answer, for up to one TTL: one slow answer (etcd busy, a leader election) must
+/// not stop a gateway from starting. The write fence is still closed while this waits.
+async fn at_start<T, F, Fut>(timing: LeaseTiming, what: &str, mut step: F) -> Result<T, store::StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, store::StoreError>>,
+{
+    let give_up = Instant::now() + timing.ttl;
+    loop {
+        match step().await {
+            Err(store::StoreError::Unavailable(why)) if Instant::now() < give_up => {
+                warn!("starting: {what}: etcd unavailable: {why}; trying again");
+                sleep(timing.interval).await;
+            }
+            done => return done,
+        }
+    }
+}
+
 /// Loads every served LU's reservation state from etcd (clearing non-APTPL state if this is the
 /// cluster's power-on) and makes PR OUT commit there; the watcher to run and the revision it
 /// starts after.
@@ -105,10 +127,14 @@ async fn share_reservations(
         served.iter().map(|s| Arc::new(SharedLun::new(ctx.clone(), &s.definition.target, s.definition.lun))).collect();
     let failed = |e: store::StoreError| format!("cluster: reading reservation state from etcd: {e}");
     let joined = ctx.membership.load(Ordering::Acquire);
-    pr_sync::power_on(store.as_ref(), keys, config.gateway_id, joined, &shared).await.map_err(failed)?;
+    at_start(timing, "cluster power-on", || {
+        pr_sync::power_on(store.as_ref(), keys, config.gateway_id, joined, &shared)
+    })
+    .await
+    .map_err(failed)?;
     let synced = shared.iter().zip(served).map(|(s, l)| SyncedLun { shared: s.clone(), lun: l.lun.clone() }).collect();
     let (sync, handle) = PrSync::new(store.clone(), keys.clone(), synced, timing.interval);
-    let from = sync.load().await.map_err(failed)?;
+    let from = at_start(timing, "loading reservation state", || sync.load()).await.map_err(failed)?;
     let mut sources: Vec<status::ReservationSource> = Vec::new();
     for (s, l) in shared.iter().zip(served) {
         l.lun.share_reservations(s.clone());
@@ -202,7 +228,7 @@ impl ClusterNode {
         let mut refused = Vec::new();
         for (target, lun) in luns {
             let definition = definition_of(&target, &lun);
-            match membership.agree(&definition).await {
+            match at_start(timing, "agreeing on LUN definitions", || membership.agree(&definition)).await {
                 Ok(Agreement::Published) => {
                     info!(target = %target, lun = lun.id(), naa = %definition.naa, serial = %definition.serial, "published the LUN definition")
                 }
