@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::cluster::{
-    gateway, gateways, one_at_a_time, restart_gateway, wait_all_live, wait_for_log, wait_serving, SharedLun, IQN,
-    MARGIN, TTL,
+    gateway, gateways, gateways_with_ttl, one_at_a_time, restart_gateway, wait_all_live, wait_for_log, wait_serving,
+    SharedLun, IQN, MARGIN, TTL,
 };
 use common::etcd::{EtcdCluster, TcpProxy};
 use common::TargetProcess;
@@ -40,6 +40,9 @@ const SIZE: &str = "64MiB";
 /// two shared cores running three etcd members, three gateways and the test. Still below the
 /// 2 × TTL after which a gateway gives up on the barrier.
 const DEAD_GATEWAY_WAIT: Duration = Duration::from_millis(TTL.as_millis() as u64 + MARGIN.as_millis() as u64 + 1000);
+/// A lease TTL that outlasts an election of the test etcd (500 ms timeout) with room for load:
+/// TTL − MARGIN − TTL/4 = 2.5 s.
+const ELECTION_PROOF_TTL: Duration = Duration::from_secs(4);
 
 /// Runs a test's body on its own runtime while holding the file's lock: one cluster at a time.
 fn serially<F: std::future::Future>(body: F) -> F::Output {
@@ -389,7 +392,11 @@ fn pr_out_waits_out_the_death_of_the_etcd_leader_and_the_gateways_agree_afterwar
     serially(async {
         let mut etcd = EtcdCluster::start();
         let lun = SharedLun::new();
-        let gws = gateways(2, &etcd.endpoints(), &lun.path(), SIZE);
+        // docs/cluster.md: a lease rides out an election only if TTL − margin − one keepalive
+        // interval exceeds the election time. With the tests' TTL of 2 s that is 1 s, which a
+        // 500 ms-timeout election on 2 loaded cores can exceed (CI saw both gateways fence, as
+        // designed). 4 s leaves 2.5 s: the configuration this property is promised for.
+        let gws = gateways_with_ttl(2, &etcd.endpoints(), &lun.path(), SIZE, ELECTION_PROOF_TTL);
         let (gw1, gw2) = (&gws[0], &gws[1]);
         let stop = Arc::new(AtomicBool::new(false));
         let mut streams = Vec::new();

@@ -51,6 +51,11 @@ impl Drop for SharedLun {
 
 /// A gateway's configuration: one target, LUN 0 on `lun_file` (shared by the gateways).
 pub fn gateway_toml(id: u16, endpoints: &[String], lun_file: &Path, size: &str) -> String {
+    gateway_toml_with_ttl(id, endpoints, lun_file, size, TTL)
+}
+
+/// `gateway_toml` with another lease TTL (whole seconds).
+pub fn gateway_toml_with_ttl(id: u16, endpoints: &[String], lun_file: &Path, size: &str, ttl: Duration) -> String {
     let endpoints: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
     format!(
         "data_dir = \"{{DATA_DIR}}\"\n\n[[portals]]\nname = \"p\"\nlisten = \"127.0.0.1:{{PORT}}\"\ntpgt = 1\n\n\
@@ -58,7 +63,7 @@ pub fn gateway_toml(id: u16, endpoints: &[String], lun_file: &Path, size: &str) 
          [cluster]\netcd_endpoints = [{}]\ngateway_id = {id}\nlease_ttl_secs = {}\nself_fence_margin_ms = {}\n",
         lun_file.display(),
         endpoints.join(", "),
-        TTL.as_secs(),
+        ttl.as_secs(),
         MARGIN.as_millis()
     )
 }
@@ -138,6 +143,25 @@ pub fn sees_live(status: &serde_json::Value, id: u64) -> Option<bool> {
 /// middle of a test's sequence.
 pub fn gateways(count: u16, endpoints: &[String], lun_file: &Path, size: &str) -> Vec<TargetProcess> {
     let gws: Vec<TargetProcess> = (1..=count).map(|id| gateway(id, endpoints, lun_file, size)).collect();
+    wait_all_live(&gws.iter().collect::<Vec<_>>(), &(1..=count).collect::<Vec<_>>());
+    gws
+}
+
+/// `gateways` with lease TTL `ttl`, started and waited for the same way.
+pub fn gateways_with_ttl(
+    count: u16,
+    endpoints: &[String],
+    lun_file: &Path,
+    size: &str,
+    ttl: Duration,
+) -> Vec<TargetProcess> {
+    let gws: Vec<TargetProcess> = (1..=count)
+        .map(|id| {
+            let gw = TargetProcess::start_with_config(&gateway_toml_with_ttl(id, endpoints, lun_file, size, ttl), IQN);
+            wait_for_log(&gw, "joined the cluster; serving", Duration::from_secs(20));
+            gw
+        })
+        .collect();
     wait_all_live(&gws.iter().collect::<Vec<_>>(), &(1..=count).collect::<Vec<_>>());
     gws
 }
