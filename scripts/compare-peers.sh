@@ -22,7 +22,8 @@
 #      then (DISK=1) the disk rows: palisade bench 4 KiB randread QD1/QD32, 256 KiB read QD8,
 #      4 KiB randwrite QD32, 256 KiB write QD8 on palisade-direct, tgt-direct, palisade-blk, tgt-blk;
 #      then (PLACEMENT=1) scripts/qd1-placement.sh: 4 KiB QD1 reads with the target and the client
-#      pinned to fixed CPUs, tmpfs and disk, next to the kernel's floor (benches/qd1_floor.rs);
+#      pinned to fixed CPUs, tmpfs and disk, next to the kernel's floor (benches/qd1_floor.rs), and
+#      scripts/write-placement.sh: 256 KiB qemu-img writes, palisade/istgt/tgt pinned the same way;
 #      and (ISOLATION=1) scripts/slow-disk-isolation.sh;
 #      recording each target's CPU seconds (utime+stime of its PID, /proc) per GiB moved;
 #   4. optionally (PROFILE=1, needs `perf`) samples Palisade during 4 KiB QD32 and 256 KiB reads;
@@ -301,6 +302,9 @@ if [ "$PLACEMENT" = 1 ]; then
   log "4 KiB QD1 with fixed CPU placement and the floor (scripts/qd1-placement.sh)"
   OUT="$OUTDIR" ROUNDS="$ROUNDS" DURATION="$DURATION" BIN="$BIN" DISK="$DISK" DISK_DIR="$DISK_DIR" \
     "$REPO/scripts/qd1-placement.sh" >>"$OUTDIR/run.log" 2>&1 || log "WARNING: the placement run failed (see $OUTDIR/run.log)"
+  log "256 KiB qemu-img writes with fixed CPU placement (scripts/write-placement.sh)"
+  OUT="$OUTDIR" ROUNDS="$ROUNDS" DURATION="$DURATION" BIN="$BIN" \
+    "$REPO/scripts/write-placement.sh" >>"$OUTDIR/run.log" 2>&1 || log "WARNING: the write placement run failed (see $OUTDIR/run.log)"
 fi
 
 # ------------------------------------------------------------------ slow-disk isolation

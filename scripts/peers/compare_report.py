@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """compare_report.py OUTDIR DOC — writes docs/performance.md from one compare-peers.sh run's raw
 data in OUTDIR (perf.tsv, bench.tsv, disk.tsv, limits.tsv, steal.tsv, profile.txt,
-isolation/isolation.md, placement.tsv, run.env). Every goal verdict is computed from Palisade's headline LUN
-(the file LUN on the peers' tmpfs, issue 13); the memory LUN is an extra, labelled column."""
+isolation/isolation.md, placement.tsv, write-placement.tsv, run.env). Every goal verdict is
+computed from Palisade's headline LUN (the file LUN on the peers' tmpfs, issue 13); the memory
+LUN is an extra, labelled column."""
 import csv
 import os
 import platform
@@ -285,6 +286,41 @@ for where, where_text in placements:
                  f"palisade {fmt(pi, 'iops')} vs tgt {fmt(ti, 'iops')}: {pi / ti:.2f}× (ranges in the placement table)", pi >= ti)
 placement_section = ("\n".join(placement_lines) if len(placement_lines) > 2 else "Not measured in this run (PLACEMENT=0).")
 
+# 256 KiB writes through qemu-img with fixed CPU placement (scripts/write-placement.sh).
+writes_placed = rows("write-placement.tsv")  # perf.py's columns, round = PLACEMENT:ROUND
+
+
+def wplaced(where, label, field):
+    return [x for x in (num(r[field]) for r in writes_placed
+                        if r["round"].split(":")[0] == where and r["label"] == label) if x is not None and x > 0]
+
+
+write_lines = ["| placement | target | MiB/s | target CPU-s/GiB | client CPU-s | MiB/s ÷ istgt | MiB/s ÷ tgt | CPU ÷ better peer |",
+               "|---|---|---|---|---|---|---|---|"]
+for where, where_text in placements:
+    peer_mib = {p: med(wplaced(where, p, "MiBps")) for p in ("istgt", "tgt")}
+    known = [(v, p) for p, v in peer_mib.items() if v]
+    best_mib, best = max(known) if known else (None, None)
+    best_cpu = med(wplaced(where, best, "target_cpu_s_per_GiB")) if best else None
+    for label in ("palisade", "istgt", "tgt"):
+        mib = wplaced(where, label, "MiBps")
+        if not mib:
+            continue
+        m, c = med(mib), med(wplaced(where, label, "target_cpu_s_per_GiB"))
+        write_lines.append(
+            f"| {where}: {where_text} | {label} | {cell(mib, 'mib')} | {cell(wplaced(where, label, 'target_cpu_s_per_GiB'), 'cpu')} | "
+            f"{fmt(med(wplaced(where, label, 'client_cpu_s')), 'cpu')} | "
+            f"{ratio(m, peer_mib['istgt']) if label == 'palisade' else ''} | {ratio(m, peer_mib['tgt']) if label == 'palisade' else ''} | "
+            f"{ratio(c, best_cpu) if label == 'palisade' else ''} |")
+    p_mib, p_cpu = med(wplaced(where, "palisade", "MiBps")), med(wplaced(where, "palisade", "target_cpu_s_per_GiB"))
+    if p_mib and best_mib:
+        goal(f"256 KiB sequential write (qemu-img) ≥ 1.5× the better peer, fixed placement {where} ({where_text})",
+             f"palisade {fmt(p_mib, 'mib')} MiB/s vs {best} {fmt(best_mib, 'mib')}: {p_mib / best_mib:.2f}×", p_mib / best_mib >= 1.5)
+    if p_cpu and best_cpu:
+        goal(f"256 KiB sequential write (qemu-img) target CPU-s per GiB ≤ 0.5× the better peer, fixed placement {where}",
+             f"palisade {p_cpu:.3f} vs {best} {best_cpu:.3f}: {p_cpu / best_cpu:.2f}×", p_cpu / best_cpu <= 0.5)
+write_section = ("\n".join(write_lines) if len(write_lines) > 2 else "Not measured in this run (PLACEMENT=0).")
+
 v, who = best_peer(perf, "seq256k-qd8", "MiBps")
 p = pal(perf, "seq256k-qd8", "MiBps")
 ceiling = loop_med * 1024 if loop_med else None
@@ -364,6 +400,18 @@ cost per I/O, below which no target can go.
 Medians (min–max) of {rounds} rounds of {duration} s.
 
 {placement_section}
+
+## 256 KiB sequential writes with fixed CPU placement (`scripts/write-placement.sh`)
+
+qemu-img bench -w, QD8, through qemu's libiscsi driver: this client spends its time in the kernel
+sending 256 KiB per command, and how much depends on where the target's threads run relative to
+it. Unpinned, one target's rate moves between runs by up to 1.6× (the unpinned row above; istgt
+ranged 1,551–2,500 MiB/s over three runs), which is no property of the target. Here each target
+and the client are pinned the same way, interleaved round by round, each target on its own 1 GiB
+tmpfs file filled with random data. The better peer is the one with the higher median MiB/s in
+that placement. Medians (min–max) of {rounds} rounds.
+
+{write_section}
 
 ## Slow-disk isolation
 
