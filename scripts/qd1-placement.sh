@@ -110,13 +110,9 @@ PY
 for r in $(seq 1 "$ROUNDS"); do
   for spec in "cross 1 0" "same 0 0"; do
     read -r placement srv cli <<<"$spec"
-    labels=(palisade tgt floor)
-    (( r % 2 == 0 )) && labels=(floor tgt palisade)
-    for label in "${labels[@]}"; do one_run "$placement" tmpfs "$label" "$r" "$srv" "$cli"; done
+    for label in $(round_order "$r" palisade tgt floor); do one_run "$placement" tmpfs "$label" "$r" "$srv" "$cli"; done
     if [ "$DISK" = 1 ]; then
-      labels=(palisade-direct tgt-direct)
-      (( r % 2 == 0 )) && labels=(tgt-direct palisade-direct)
-      for label in "${labels[@]}"; do one_run "$placement" disk "$label" "$r" "$srv" "$cli"; done
+      for label in $(round_order "$r" palisade-direct tgt-direct); do one_run "$placement" disk "$label" "$r" "$srv" "$cli"; done
     fi
   done
 done

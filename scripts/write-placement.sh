@@ -69,9 +69,7 @@ rm -f "$TSV"
 for r in $(seq 1 "$ROUNDS"); do
   for spec in "cross 1 0" "same 0 0"; do
     read -r placement srv cli <<<"$spec"
-    labels=(palisade istgt tgt)
-    (( r % 2 == 0 )) && labels=(tgt istgt palisade)
-    for label in "${labels[@]}"; do
+    for label in $(round_order "$r" palisade istgt tgt); do
       # Every thread of the target, and the threads it starts later (they inherit the mask);
       # the client (perf.py and the qemu-img it starts) on its CPU.
       taskset -a -p -c "$srv" "${PID[$label]}" >/dev/null || die "taskset ${PID[$label]}"
