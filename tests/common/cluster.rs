@@ -81,7 +81,12 @@ pub fn gateway_with_env(
     size: &str,
     env: &[(&str, &str)],
 ) -> TargetProcess {
-    let gw = TargetProcess::start_with_config_env(&gateway_toml(id, endpoints, lun_file, size), IQN, env);
+    start_joined(&gateway_toml(id, endpoints, lun_file, size), env)
+}
+
+/// Starts `palisade serve` on a gateway configuration and waits until it has joined.
+fn start_joined(toml: &str, env: &[(&str, &str)]) -> TargetProcess {
+    let gw = TargetProcess::start_with_config_env(toml, IQN, env);
     wait_for_log(&gw, "joined the cluster; serving", Duration::from_secs(20));
     gw
 }
@@ -142,12 +147,10 @@ pub fn sees_live(status: &serde_json::Value, id: u64) -> Option<bool> {
 /// a peer later tells its initiators (ASYMMETRIC ACCESS STATE CHANGED), which would land in the
 /// middle of a test's sequence.
 pub fn gateways(count: u16, endpoints: &[String], lun_file: &Path, size: &str) -> Vec<TargetProcess> {
-    let gws: Vec<TargetProcess> = (1..=count).map(|id| gateway(id, endpoints, lun_file, size)).collect();
-    wait_all_live(&gws.iter().collect::<Vec<_>>(), &(1..=count).collect::<Vec<_>>());
-    gws
+    gateways_with_ttl(count, endpoints, lun_file, size, TTL)
 }
 
-/// `gateways` with lease TTL `ttl`, started and waited for the same way.
+/// `gateways` with lease TTL `ttl`.
 pub fn gateways_with_ttl(
     count: u16,
     endpoints: &[String],
@@ -155,13 +158,8 @@ pub fn gateways_with_ttl(
     size: &str,
     ttl: Duration,
 ) -> Vec<TargetProcess> {
-    let gws: Vec<TargetProcess> = (1..=count)
-        .map(|id| {
-            let gw = TargetProcess::start_with_config(&gateway_toml_with_ttl(id, endpoints, lun_file, size, ttl), IQN);
-            wait_for_log(&gw, "joined the cluster; serving", Duration::from_secs(20));
-            gw
-        })
-        .collect();
+    let gws: Vec<TargetProcess> =
+        (1..=count).map(|id| start_joined(&gateway_toml_with_ttl(id, endpoints, lun_file, size, ttl), &[])).collect();
     wait_all_live(&gws.iter().collect::<Vec<_>>(), &(1..=count).collect::<Vec<_>>());
     gws
 }

@@ -149,12 +149,21 @@ impl EtcdStore {
         F: Fn(Channel) -> Fut,
         Fut: Future<Output = StoreResult<T>>,
     {
+        self.request_on(idempotent, |member| attempt(self.members[member].clone())).await
+    }
+
+    /// `request`, with `attempt` given the member's index.
+    async fn request_on<T, F, Fut>(&self, idempotent: bool, attempt: F) -> StoreResult<T>
+    where
+        F: Fn(usize) -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
         let deadline = Instant::now() + self.timeout;
         let first = self.pinned.load(Ordering::Acquire);
         let mut failed = None;
         for step in 0..self.members.len() {
             let member = (first + step) % self.members.len();
-            match timeout_at(deadline, attempt(self.members[member].clone())).await {
+            match timeout_at(deadline, attempt(member)).await {
                 Ok(Ok(answer)) => {
                     self.pinned.store(member, Ordering::Release);
                     return Ok(answer);
@@ -192,16 +201,25 @@ impl EtcdStore {
         .await
     }
 
-    /// Sends one keepalive for `lease` on the open stream (opening one to `member` first if there
-    /// is none or it renews another lease) and waits for etcd's answer to it.
-    async fn renew(&self, slot: &mut Option<KeepAliveStream>, lease: LeaseId, member: usize) -> StoreResult<Duration> {
+    /// Sends one keepalive for `lease` on `open` if it renews that lease on `member`, else on a
+    /// new stream to `member`, and waits for etcd's answer to it. The stream comes back only
+    /// with an answer: one that failed or was abandoned may still deliver a late answer, so it
+    /// is never reused.
+    async fn renew(
+        &self,
+        open: Option<KeepAliveStream>,
+        lease: LeaseId,
+        member: usize,
+    ) -> StoreResult<(Duration, KeepAliveStream)> {
         let request = LeaseKeepAliveRequest { id: lease.0 };
-        match slot {
-            Some(open) if open.lease == lease => open
-                .requests
-                .send(request)
-                .await
-                .map_err(|_| StoreError::Unavailable("keepalive stream closed".into()))?,
+        let mut stream = match open {
+            Some(open) if open.lease == lease && open.member == member => {
+                open.requests
+                    .send(request)
+                    .await
+                    .map_err(|_| StoreError::Unavailable("keepalive stream closed".into()))?;
+                open
+            }
             _ => {
                 // The first request is queued before the call: etcd answers the stream's
                 // headers with its first message, and the call returns only once it has them.
@@ -214,14 +232,13 @@ impl EtcdStore {
                     .await
                     .map_err(unavailable)?
                     .into_inner();
-                *slot = Some(KeepAliveStream { lease, member, requests, answers });
+                KeepAliveStream { lease, member, requests, answers }
             }
-        }
-        let open = slot.as_mut().expect("opened above");
-        match open.answers.message().await.map_err(unavailable)? {
+        };
+        match stream.answers.message().await.map_err(unavailable)? {
             // etcd answers TTL 0 for a lease it no longer has (rpc.proto LeaseKeepAliveResponse).
             Some(answer) if answer.ttl <= 0 => Err(StoreError::LeaseNotFound),
-            Some(answer) => Ok(Duration::from_secs(answer.ttl as u64)),
+            Some(answer) => Ok((Duration::from_secs(answer.ttl as u64), stream)),
             None => Err(StoreError::Unavailable("keepalive stream closed".into())),
         }
     }
@@ -248,38 +265,15 @@ impl ClusterStore for EtcdStore {
     }
 
     async fn keep_alive(&self, lease: LeaseId) -> StoreResult<Duration> {
-        let mut slot = self.keepalive.lock().await;
-        let deadline = Instant::now() + self.timeout;
-        let mut failed = None;
-        // A keepalive is idempotent: one that a member fails fast (it died under the stream,
-        // it has no leader) is sent at once on a new stream to the next member.
-        for _ in 0..self.members.len() {
-            let member = match slot.as_ref() {
-                Some(open) if open.lease == lease => open.member,
-                _ => self.pinned.load(Ordering::Acquire),
-            };
-            match timeout_at(deadline, self.renew(&mut slot, lease, member)).await {
-                Ok(Ok(ttl)) => {
-                    self.pinned.store(member, Ordering::Release);
-                    return Ok(ttl);
-                }
-                Ok(Err(e)) => {
-                    // A stream that failed may hold a late answer: never reuse it.
-                    *slot = None;
-                    if !retry_elsewhere(&e, true) {
-                        return Err(e);
-                    }
-                    self.unpin(member);
-                    failed = Some(e);
-                }
-                Err(_) => {
-                    *slot = None;
-                    self.unpin(member);
-                    return Err(StoreError::Unavailable(format!("no answer in {:?}", self.timeout)));
-                }
-            }
-        }
-        Err(failed.unwrap_or_else(|| StoreError::Unavailable("no etcd member answered".into())))
+        // Idempotent: a keepalive that a member fails fast (it died under the stream, it has no
+        // leader) is sent at once on a new stream to the next member.
+        self.request_on(true, |member| async move {
+            let mut slot = self.keepalive.lock().await;
+            let (ttl, stream) = self.renew(slot.take(), lease, member).await?;
+            *slot = Some(stream);
+            Ok(ttl)
+        })
+        .await
     }
 
     async fn revoke_lease(&self, lease: LeaseId) -> StoreResult<()> {
